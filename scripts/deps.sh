@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests and the demo need, once: packages
+# already installed are skipped, so a second run costs one dpkg query.
+set -euo pipefail
+
+packages=(
+	# build
+	meson ninja-build pkg-config gcc libc6-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
+	# unit tests, sanitizers, checkers
+	libcmocka-dev clang libclang-rt-14-dev valgrind
+	# integration tests: the official gRPC implementation plays the kubelet
+	python3 python3-grpcio python3-protobuf protobuf-compiler python3-pytest
+	# the real-kernel test: kernel build and a TCG guest
+	qemu-system-x86 busybox-static cpio bc flex bison libelf-dev libssl-dev xz-utils make
+	rsync kmod
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+		missing+=("$p")
+	fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+echo "installing: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps.sh: need root to install packages (or install them yourself): ${missing[*]}" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests (cmocka) and the integration suite (pytest, with
+# Debian's python3-grpcio as the kubelet) against a normal and an ASan+UBSan build,
+# then the real-kernel test in a qemu guest. Ends with one line 'N passed, N failed'.
+# Usage: scripts/test.sh [--no-vm]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+run_vm=1
+for arg in "$@"; do
+	case "$arg" in
+	--no-vm) run_vm=0 ;;
+	*) echo "usage: scripts/test.sh [--no-vm]" >&2; exit 2 ;;
+	esac
+done
+
+scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+passed=0
+failed=0
+failures=()
+logdir=$root/build-logs
+mkdir -p "$logdir"
+
+# count SUITE PASSED FAILED
+count() {
+	passed=$((passed + $2))
+	failed=$((failed + $3))
+	[ "$3" -eq 0 ] || failures+=("$1: $3 failed")
+	echo "== $1: $2 passed, $3 failed"
+}
+
+build() { # build DIR [meson options...]
+	local dir=$1; shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" --werror "$@" >"$logdir/$(basename "$dir")-setup.log" 2>&1 ||
+			{ cat "$logdir/$(basename "$dir")-setup.log"; return 1; }
+	fi
+	ninja -C "$dir" >"$logdir/$(basename "$dir")-build.log" 2>&1 ||
+		{ cat "$logdir/$(basename "$dir")-build.log"; return 1; }
+}
+
+# Unit tests: cmocka prints TAP with CMOCKA_MESSAGE_OUTPUT=tap; count its ok/not ok lines.
+unit_tests() { # unit_tests BUILD_DIR NAME
+	local log=$logdir/$2-unit.log
+	CMOCKA_MESSAGE_OUTPUT=tap meson test -C "$1" --print-errorlogs --verbose >"$log" 2>&1
+	local rc=$?
+	local ok bad
+	ok=$(grep -cE '^ok [0-9]+' "$log")
+	bad=$(grep -cE '^not ok [0-9]+' "$log")
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+		bad=1 # a test binary crashed before reporting
+		tail -40 "$log"
+	fi
+	[ "$bad" -eq 0 ] || grep -E '^not ok|ERROR|FAIL' "$log" | head -40
+	count "unit ($2)" "$ok" "$bad"
+}
+
+# Integration tests: pytest's summary line gives the counts.
+integration_tests() { # integration_tests BUILD_DIR NAME
+	local log=$logdir/$2-integration.log
+	tests/integration/run.sh "$1" >"$log" 2>&1
+	local rc=$?
+	local summary ok bad
+	summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|[0-9]+ (passed|failed|error)' "$log" | tail -1)
+	ok=$(echo "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || true)
+	bad=$(($(echo "$summary" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0) +
+		$(echo "$summary" | grep -oE '[0-9]+ errors?' | grep -oE '[0-9]+' || echo 0)))
+	ok=${ok:-0}
+	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
+	[ "$bad" -eq 0 ] || tail -80 "$log"
+	count "integration ($2)" "$ok" "$bad"
+}
+
+for variant in "build:normal" "build-asan:asan"; do
+	dir=${variant%%:*}
+	name=${variant##*:}
+	opts=()
+	[ "$name" = asan ] && opts=(-Db_sanitize=address,undefined -Db_lundef=false)
+	if build "$dir" "${opts[@]}"; then
+		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
+		export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+		unit_tests "$dir" "$name"
+		integration_tests "$dir" "$name"
+		unset ASAN_OPTIONS UBSAN_OPTIONS
+	else
+		count "build ($name)" 0 1
+	fi
+done
+
+if [ "$run_vm" -eq 1 ]; then
+	log=$logdir/vm.log
+	tests/vm/run.sh 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+	ok=$(echo "$line" | grep -oE '^[0-9]+' || echo 0)
+	bad=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
+	if [ "$rc" -ne 0 ] && [ "${bad:-0}" -eq 0 ]; then bad=1; fi
+	count "real kernel (qemu)" "${ok:-0}" "${bad:-0}"
+fi
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

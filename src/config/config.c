@@ -1,0 +1,307 @@
+/* Flags and environment into struct config. One table drives getopt_long, the
+ * IOMMUFD_DP_* environment variables and --help, so they cannot drift apart. */
+#include "config.h"
+#include "../log.h"
+#include "../util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stddef.h>
+
+enum option_kind { KIND_STRING, KIND_INT, KIND_DURATION, KIND_BOOL, KIND_CHOICE };
+
+struct option_spec {
+	const char *name;
+	enum option_kind kind;
+	size_t offset;
+	const char *metavar;
+	const char *defaults;
+	const char *help;
+	const char *const *choices; /* KIND_CHOICE: index stored as int */
+	int min, max;		    /* KIND_INT */
+};
+
+static const char *const rlimit_choices[] = {"best-effort", "required", NULL};
+static const char *const missing_choices[] = {"allow", "unhealthy", NULL};
+static const char *const selinux_choices[] = {"auto", "on", "off", NULL};
+
+#define FIELD(f) offsetof(struct config, f)
+
+static const struct option_spec specs[] = {
+	{"kubelet-dir", KIND_STRING, FIELD(kubelet_dir), "DIR", "/var/lib/kubelet/device-plugins",
+	 "the kubelet's device plugin directory (kubelet.sock and our socket)", NULL, 0, 0},
+	{"socket-name", KIND_STRING, FIELD(socket_name), "NAME", "kubevirt-iommufd.sock",
+	 "our DevicePlugin socket's name in --kubelet-dir", NULL, 0, 0},
+	{"resource-name", KIND_STRING, FIELD(resource_name), "NAME", "devices.kubevirt.io/iommufd",
+	 "the extended resource registered with the kubelet", NULL, 0, 0},
+	{"devices", KIND_INT, FIELD(devices), "N", "110",
+	 "virtual devices advertised (the kubelet's default max pods)", NULL, 1, 100000},
+	{"iommu-device", KIND_STRING, FIELD(iommu_device), "PATH", "/dev/iommu",
+	 "the IOMMUFD character device", NULL, 0, 0},
+	{"rlimit-mode", KIND_CHOICE, FIELD(rlimit_mode), "MODE", "best-effort",
+	 "best-effort: hand over the fd if RLIMIT_MODE cannot be set (old kernel, no "
+	 "CAP_SYS_RESOURCE); required: fail the Allocate",
+	 rlimit_choices, 0, 0},
+	{"missing-device", KIND_CHOICE, FIELD(missing_device), "POLICY", "allow",
+	 "allow: Allocate succeeds without a socket while the device is missing; unhealthy: "
+	 "devices are Unhealthy and Allocate fails",
+	 missing_choices, 0, 0},
+	{"socket-dir", KIND_STRING, FIELD(socket_dir), "DIR", "/var/run/kubevirt/fd-sockets",
+	 "where per-allocation handoff sockets are created (0700)", NULL, 0, 0},
+	{"container-socket-path", KIND_STRING, FIELD(container_socket_path), "PATH",
+	 "/var/run/kubevirt/iommufd.sock", "where the handoff socket appears in the container",
+	 NULL, 0, 0},
+	{"expose-device-node", KIND_BOOL, FIELD(expose_device_node), NULL, "false",
+	 "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0,
+	 0},
+	{"handoff-ttl", KIND_DURATION, FIELD(handoff_ttl_usec), "DURATION", "15m",
+	 "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0},
+	{"ack-timeout", KIND_DURATION, FIELD(ack_timeout_usec), "DURATION", "10s",
+	 "how long a connected consumer has to acknowledge the fd", NULL, 0, 0},
+	{"selinux", KIND_CHOICE, FIELD(selinux), "MODE", "auto",
+	 "auto: relabel where SELinux is enabled; on: always try; off: never", selinux_choices, 0,
+	 0},
+	{"selinux-label", KIND_STRING, FIELD(selinux_label), "LABEL",
+	 "system_u:object_r:container_file_t:s0",
+	 "SELinux label for the temporary device node and the handoff socket", NULL, 0, 0},
+	{"scratch-dir", KIND_STRING, FIELD(scratch_dir), "DIR", NULL,
+	 "where temporary device nodes are made (must not be nodev); default: a private tmpfs",
+	 NULL, 0, 0},
+	{"v", KIND_INT, FIELD(verbosity), "N", "0", "log verbosity, as the kubelet's -v", NULL, 0,
+	 10},
+};
+
+static void *field(struct config *config, const struct option_spec *spec)
+{
+	return (char *)config + spec->offset;
+}
+
+int config_parse_duration(const char *text, unsigned long long *usec)
+{
+	static const struct {
+		const char *suffix;
+		unsigned long long scale;
+	} units[] = {{"ms", 1000ULL}, {"s", 1000000ULL}, {"m", 60000000ULL}, {"h", 3600000000ULL},
+		     {"", 1000000ULL}};
+	char *end;
+
+	if (!isdigit((unsigned char)text[0]))
+		return -EINVAL;
+	errno = 0;
+	unsigned long long value = strtoull(text, &end, 10);
+	if (errno)
+		return -EINVAL;
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
+			if (value > ULLONG_MAX / units[i].scale)
+				return -EINVAL;
+			*usec = value * units[i].scale;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* Stores value into the spec's field; NULL value means "set" for a bool. */
+static int config_set(struct config *config, const struct option_spec *spec, const char *value,
+		      FILE *err, const char *origin)
+{
+	char *end;
+	void *p = field(config, spec);
+
+	switch (spec->kind) {
+	case KIND_STRING:
+		if (!value[0]) {
+			fprintf(err, "%s: --%s must not be empty\n", origin, spec->name);
+			return -EINVAL;
+		}
+		free(*(char **)p);
+		*(char **)p = xstrdup(value);
+		return 0;
+	case KIND_INT: {
+		errno = 0;
+		long n = strtol(value, &end, 10);
+		if (errno || end == value || *end || n < spec->min || n > spec->max) {
+			fprintf(err, "%s: --%s wants a whole number from %d to %d, not '%s'\n", origin,
+				spec->name, spec->min, spec->max, value);
+			return -EINVAL;
+		}
+		*(int *)p = (int)n;
+		return 0;
+	}
+	case KIND_DURATION:
+		if (config_parse_duration(value, p) < 0) {
+			fprintf(err, "%s: --%s wants a duration like 500ms, 10s, 15m or 1h, not '%s'\n",
+				origin, spec->name, value);
+			return -EINVAL;
+		}
+		return 0;
+	case KIND_BOOL:
+		if (!value || !strcmp(value, "true") || !strcmp(value, "1")) {
+			*(bool *)p = true;
+			return 0;
+		}
+		if (!strcmp(value, "false") || !strcmp(value, "0")) {
+			*(bool *)p = false;
+			return 0;
+		}
+		fprintf(err, "%s: --%s wants true or false, not '%s'\n", origin, spec->name, value);
+		return -EINVAL;
+	case KIND_CHOICE:
+		for (int i = 0; spec->choices[i]; i++) {
+			if (!strcmp(value, spec->choices[i])) {
+				*(int *)p = i;
+				return 0;
+			}
+		}
+		fprintf(err, "%s: --%s wants one of", origin, spec->name);
+		for (int i = 0; spec->choices[i]; i++)
+			fprintf(err, " %s", spec->choices[i]);
+		fprintf(err, ", not '%s'\n", value);
+		return -EINVAL;
+	}
+	return -EINVAL;
+}
+
+static void config_usage(FILE *out)
+{
+	fputs("Usage: iommufd-device-plugin [FLAG]...\n"
+	      "Kubernetes device plugin that hands pods an IOMMUFD file descriptor with\n"
+	      "IOMMU_OPTION_RLIMIT_MODE set to per-process accounting.\n\n",
+	      out);
+	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
+		const struct option_spec *s = &specs[i];
+		char left[64];
+		snprintf(left, sizeof(left), "%s%s%s%s", strlen(s->name) > 1 ? "--" : "-", s->name,
+			 s->metavar ? " " : "", s->metavar ? s->metavar : "");
+		fprintf(out, "  %-32s %s", left, s->help);
+		if (s->defaults)
+			fprintf(out, " (default %s)", s->defaults);
+		fputc('\n', out);
+	}
+	fputs("  --help                           show this and exit\n"
+	      "  --version                        show the version and exit\n\n"
+	      "Every flag can also be set as an environment variable IOMMUFD_DP_<FLAG>,\n"
+	      "upper case with '_' for '-' (IOMMUFD_DP_DEVICES=4, IOMMUFD_DP_RLIMIT_MODE=required); flags win.\n",
+	      out);
+}
+
+/* IOMMUFD_DP_ + the flag's name in upper case with '_' for '-'. */
+static void env_name(const struct option_spec *spec, char *buf, size_t size)
+{
+	size_t n = (size_t)snprintf(buf, size, "IOMMUFD_DP_%s", spec->name);
+	for (size_t i = strlen("IOMMUFD_DP_"); i < n && i < size; i++)
+		buf[i] = buf[i] == '-' ? '_' : (char)toupper((unsigned char)buf[i]);
+}
+
+enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err)
+{
+	struct option longopts[ARRAY_SIZE(specs) + 3];
+	enum { OPT_HELP = 1000, OPT_VERSION };
+	char name[96];
+
+	*config = (struct config){0};
+	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
+		if (specs[i].defaults && config_set(config, &specs[i], specs[i].defaults, err,
+						    "default") < 0)
+			abort(); /* the table's own defaults are valid */
+	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
+		env_name(&specs[i], name, sizeof(name));
+		const char *value = getenv(name);
+		if (value && config_set(config, &specs[i], value, err, name) < 0)
+			return CONFIG_EXIT_USAGE;
+	}
+
+	size_t n = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
+		longopts[n++] = (struct option){specs[i].name,
+						specs[i].kind == KIND_BOOL ? optional_argument
+									   : required_argument,
+						NULL, (int)i};
+	longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
+	longopts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+	longopts[n] = (struct option){0};
+
+	optind = 1;
+	opterr = 0;
+	for (;;) {
+		int index = -1;
+		int c = getopt_long_only(argc, argv, "", longopts, &index);
+		if (c == -1)
+			break;
+		if (c == OPT_HELP) {
+			config_usage(out);
+			return CONFIG_EXIT_OK;
+		}
+		if (c == OPT_VERSION) {
+			fprintf(out, "iommufd-device-plugin %s\n", PLUGIN_VERSION);
+			return CONFIG_EXIT_OK;
+		}
+		if (c == '?' || c == ':' || c < 0 || (size_t)c >= ARRAY_SIZE(specs)) {
+			fprintf(err, "iommufd-device-plugin: unknown flag or missing value: %s\n"
+				     "Try --help.\n",
+				argv[optind - 1]);
+			return CONFIG_EXIT_USAGE;
+		}
+		if (config_set(config, &specs[c], optarg, err, "flag") < 0)
+			return CONFIG_EXIT_USAGE;
+	}
+	if (optind < argc) {
+		fprintf(err, "iommufd-device-plugin: unexpected argument '%s'. Try --help.\n",
+			argv[optind]);
+		return CONFIG_EXIT_USAGE;
+	}
+	if (strchr(config->socket_name, '/')) {
+		fprintf(err, "iommufd-device-plugin: --socket-name must be a plain file name\n");
+		return CONFIG_EXIT_USAGE;
+	}
+	if (!strchr(config->resource_name, '/')) {
+		fprintf(err, "iommufd-device-plugin: --resource-name must be domain/name\n");
+		return CONFIG_EXIT_USAGE;
+	}
+	return CONFIG_RUN;
+}
+
+void config_free(struct config *config)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
+		if (specs[i].kind == KIND_STRING)
+			free(*(char **)field(config, &specs[i]));
+	*config = (struct config){0};
+}
+
+void config_log(const struct config *config)
+{
+	char line[1536];
+	size_t used = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(specs) && used < sizeof(line); i++) {
+		const struct option_spec *s = &specs[i];
+		const void *p = (const char *)config + s->offset;
+		char value[512];
+		switch (s->kind) {
+		case KIND_STRING:
+			snprintf(value, sizeof(value), "%s",
+				 *(char *const *)p ? *(char *const *)p : "(unset)");
+			break;
+		case KIND_INT:
+			snprintf(value, sizeof(value), "%d", *(const int *)p);
+			break;
+		case KIND_DURATION:
+			snprintf(value, sizeof(value), "%llums",
+				 *(const unsigned long long *)p / 1000ULL);
+			break;
+		case KIND_BOOL:
+			snprintf(value, sizeof(value), "%s", *(const bool *)p ? "true" : "false");
+			break;
+		case KIND_CHOICE:
+			snprintf(value, sizeof(value), "%s", s->choices[*(const int *)p]);
+			break;
+		}
+		used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%s=%s",
+					 used ? " " : "", s->name, value);
+	}
+	log_info("configuration: %s", line);
+}

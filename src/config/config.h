@@ -1,0 +1,44 @@
+/* The daemon's configuration: command-line flags (getopt_long), each also readable
+ * from an IOMMUFD_DP_<FLAG> environment variable (flags win), with defaults that
+ * match a stock kubelet node and the existing Go plugin. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+enum config_rlimit_mode { CONFIG_RLIMIT_BEST_EFFORT, CONFIG_RLIMIT_REQUIRED };
+enum config_missing_device { CONFIG_MISSING_ALLOW, CONFIG_MISSING_UNHEALTHY };
+enum config_selinux { CONFIG_SELINUX_AUTO, CONFIG_SELINUX_ON, CONFIG_SELINUX_OFF };
+
+struct config {
+	char *kubelet_dir;
+	char *socket_name;
+	char *resource_name;
+	int devices;
+	int verbosity;
+	char *iommu_device;
+	int rlimit_mode;    /* enum config_rlimit_mode */
+	int missing_device; /* enum config_missing_device */
+	char *socket_dir;
+	char *container_socket_path;
+	bool expose_device_node;
+	unsigned long long handoff_ttl_usec;
+	unsigned long long ack_timeout_usec;
+	int selinux; /* enum config_selinux */
+	char *selinux_label;
+	char *scratch_dir; /* NULL: a private tmpfs when the mknod path needs one */
+};
+
+enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
+
+/* Fills config from defaults, environment and argv. Prints --help/--version to out
+ * and errors to err. Returns CONFIG_RUN, CONFIG_EXIT_OK (help or version shown) or
+ * CONFIG_EXIT_USAGE (bad flag or value; the message names it). */
+enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err);
+void config_free(struct config *config);
+
+/* Logs the effective configuration, one line. */
+void config_log(const struct config *config);
+
+/* Parses "500ms", "10s", "15m", "1h" or plain seconds. Returns 0 or -EINVAL. */
+int config_parse_duration(const char *text, unsigned long long *usec);

@@ -1,0 +1,260 @@
+/* gRPC client calls on one HTTP/2 connection: requests carry te: trailers and
+ * content-type application/grpc; responses are split into messages and ended by the
+ * grpc-status trailer (PROTOCOL-HTTP2.md). */
+#include "client.h"
+#include "connection.h"
+#include "../log.h"
+#include "../util.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+struct client_call {
+	struct grpc_client *client;
+	struct client_call *prev, *next;
+	int32_t stream_id;
+	uint8_t *request;
+	size_t request_len, request_pos;
+	struct grpc_reader reader;
+	int status; /* -1 until grpc-status arrives */
+	int http_status;
+	char *message;
+	grpc_client_message_fn on_message;
+	grpc_client_done_fn on_done;
+	void *data;
+};
+
+struct grpc_client {
+	struct grpc_connection conn; /* first: the closed callback casts back */
+	struct client_call *calls;
+	struct loop_defer free_later;
+	bool freeing;
+};
+
+static void call_unlink(struct client_call *call)
+{
+	struct grpc_client *client = call->client;
+
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		client->calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+}
+
+static void call_free(struct client_call *call)
+{
+	grpc_reader_free(&call->reader);
+	free(call->request);
+	free(call->message);
+	free(call);
+}
+
+/* Reports the end of a call once, then frees it. */
+static void call_complete(struct client_call *call, enum grpc_status status, const char *message)
+{
+	call_unlink(call);
+	if (!call->client->freeing)
+		call->on_done(call->data, status, message);
+	call_free(call);
+}
+
+static ssize_t call_read_request(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+				 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+				 void *user_data)
+{
+	struct client_call *call = source->ptr;
+	size_t n = call->request_len - call->request_pos;
+	(void)session;
+	(void)stream_id;
+	(void)user_data;
+
+	if (n > length)
+		n = length;
+	memcpy(buf, call->request + call->request_pos, n);
+	call->request_pos += n;
+	if (call->request_pos == call->request_len)
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+#define NV(name, value)                                                                            \
+	{                                                                                          \
+		(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),            \
+			NGHTTP2_NV_FLAG_NONE                                                       \
+	}
+
+int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
+		     grpc_client_message_fn on_message, grpc_client_done_fn on_done, void *data)
+{
+	if (client->conn.dead || client->freeing)
+		return -EIO;
+	struct client_call *call = xcalloc(1, sizeof(*call));
+	call->client = client;
+	call->status = -1;
+	call->on_message = on_message;
+	call->on_done = on_done;
+	call->data = data;
+	call->request = grpc_frame_pack(request, &call->request_len);
+	nghttp2_nv headers[] = {
+		NV(":method", "POST"),	  NV(":scheme", "http"),
+		NV(":path", path),	  NV(":authority", "localhost"),
+		NV("te", "trailers"),	  NV("content-type", "application/grpc"),
+		NV("user-agent", "iommufd-device-plugin/" PLUGIN_VERSION),
+	};
+	nghttp2_data_provider provider = {.source.ptr = call, .read_callback = call_read_request};
+	int32_t id = nghttp2_submit_request(client->conn.session, NULL, headers, ARRAY_SIZE(headers),
+					    &provider, call);
+	if (id < 0) {
+		log_error("cannot start call %s: %s", path, nghttp2_strerror(id));
+		call_free(call);
+		return -EIO;
+	}
+	call->stream_id = id;
+	call->next = client->calls;
+	if (client->calls)
+		client->calls->prev = call;
+	client->calls = call;
+	grpc_connection_flush(&client->conn);
+	return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+		     void *user_data)
+{
+	(void)flags;
+	(void)user_data;
+	struct client_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+
+	if (!call || frame->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
+		call->http_status = atoi((const char *)value); /* nghttp2 NUL-terminates values */
+	} else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+		int code = grpc_status_parse(value, valuelen);
+		call->status = code >= 0 ? code : GRPC_STATUS_UNKNOWN;
+	} else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+		free(call->message);
+		call->message = grpc_percent_decode(value, valuelen);
+	}
+	return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+			      const uint8_t *data, size_t len, void *user_data)
+{
+	(void)flags;
+	(void)user_data;
+	struct client_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
+	const uint8_t *msg;
+	size_t msg_len;
+	int r;
+
+	if (!call)
+		return 0;
+	if (grpc_reader_append(&call->reader, data, len) < 0)
+		return nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id,
+						 NGHTTP2_CANCEL) == 0
+			       ? 0
+			       : NGHTTP2_ERR_CALLBACK_FAILURE;
+	while ((r = grpc_reader_next(&call->reader, &msg, &msg_len)) == 1)
+		if (!call->client->freeing)
+			call->on_message(call->data, msg, msg_len);
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+			   void *user_data)
+{
+	(void)user_data;
+	struct client_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
+
+	if (!call)
+		return 0;
+	if (call->status >= 0) {
+		call_complete(call, (enum grpc_status)call->status,
+			      call->message ? call->message : "");
+		return 0;
+	}
+	cleanup_free char *why =
+		xasprintf("stream closed without grpc-status (HTTP status %d, HTTP/2 error %s)",
+			  call->http_status, nghttp2_http2_strerror(error_code));
+	call_complete(call, call->http_status == 200 || call->http_status == 0
+				    ? GRPC_STATUS_UNAVAILABLE
+				    : GRPC_STATUS_INTERNAL,
+		      why);
+	return 0;
+}
+
+static void client_closed(struct grpc_connection *conn)
+{
+	struct grpc_client *client = (struct grpc_client *)conn;
+
+	while (client->calls)
+		call_complete(client->calls, GRPC_STATUS_UNAVAILABLE, "connection closed");
+}
+
+int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client **out)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(addr.sun_path, path);
+	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* A unix connect completes at once, or fails with EAGAIN when the backlog is full. */
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return -errno;
+	struct grpc_client *client = xcalloc(1, sizeof(*client));
+	nghttp2_session_callbacks *callbacks;
+	nghttp2_session *session;
+	/* The session copies the callbacks, so the table lives only for this call. */
+	if (nghttp2_session_callbacks_new(&callbacks) != 0)
+		abort(); /* fails only on out-of-memory */
+	nghttp2_session_callbacks_set_send_callback(callbacks, grpc_connection_send_callback);
+	nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk_recv);
+	nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+	int rv = nghttp2_session_client_new(&session, callbacks, client);
+	nghttp2_session_callbacks_del(callbacks);
+	if (rv != 0)
+		abort();
+	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, NULL, 0);
+	int r = grpc_connection_init(&client->conn, loop, fd, session, client_closed);
+	if (r < 0) {
+		nghttp2_session_del(session);
+		free(client);
+		return r;
+	}
+	take_fd(&fd);
+	*out = client;
+	return 0;
+}
+
+static void client_destroy(void *data)
+{
+	struct grpc_client *client = data;
+
+	while (client->calls) {
+		struct client_call *call = client->calls;
+		call_unlink(call);
+		call_free(call);
+	}
+	grpc_connection_destroy(&client->conn);
+	free(client);
+}
+
+void grpc_client_free(struct grpc_client *client)
+{
+	if (!client || client->freeing)
+		return;
+	client->freeing = true;
+	loop_watch_remove(client->conn.loop, &client->conn.watch);
+	loop_defer_cancel(client->conn.loop, &client->conn.close_later);
+	loop_defer(client->conn.loop, &client->free_later, client_destroy, client);
+}

@@ -1,0 +1,47 @@
+/* One HTTP/2 connection on a non-blocking unix socket, driven by the loop: bytes
+ * read go to nghttp2_session_mem_recv, nghttp2_session_send writes what the session
+ * has queued, EPOLLOUT is watched only while writes are blocked. Shared by the gRPC
+ * server's and client's connections; nghttp2 does all of HTTP/2 itself. */
+#pragma once
+
+#include "../loop/loop.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+
+struct grpc_connection;
+
+/* Called, from the loop and never from inside a call into this module, when the
+ * connection is finished (peer hung up, protocol error, nothing left to read or
+ * write). The owner must call grpc_connection_destroy() from it or later. */
+typedef void (*grpc_connection_closed_fn)(struct grpc_connection *conn);
+
+struct grpc_connection {
+	struct loop *loop;
+	struct loop_watch watch;
+	struct loop_defer close_later;
+	int fd;
+	nghttp2_session *session;
+	grpc_connection_closed_fn closed;
+	/* True while nghttp2 runs our callbacks: sending must wait until it returns. */
+	bool receiving;
+	bool dead;
+};
+
+/* Takes ownership of fd (non-blocking, CLOEXEC) and session; watches fd for input.
+ * Returns 0 or -errno (epoll_ctl); on failure the caller still owns fd and session. */
+int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd,
+			 nghttp2_session *session, grpc_connection_closed_fn closed);
+
+/* Sends what the session has queued. Call after anything that queues frames
+ * (submit, resume_data); a no-op inside nghttp2 callbacks, where the receive path
+ * flushes afterwards. Never frees the connection: a failure schedules the closed
+ * callback, so callers may go on using it. */
+void grpc_connection_flush(struct grpc_connection *conn);
+
+/* Stops watching, deletes the session and closes the fd. */
+void grpc_connection_destroy(struct grpc_connection *conn);
+
+/* nghttp2's send callback for sessions of this module: user_data is the connection. */
+ssize_t grpc_connection_send_callback(nghttp2_session *session, const uint8_t *data,
+				      size_t length, int flags, void *user_data);

@@ -1,0 +1,145 @@
+/* gRPC length-prefixed messages and grpc-message percent-encoding (PROTOCOL-HTTP2.md):
+ * Length-Prefixed-Message = Compressed-Flag (1 byte) Message-Length (4 bytes, big endian)
+ * Message. */
+#include "frame.h"
+#include "../util.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+static uint32_t read_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t len)
+{
+	if (reader->pos > 0) {
+		memmove(reader->buf, reader->buf + reader->pos, reader->len - reader->pos);
+		reader->len -= reader->pos;
+		reader->pos = 0;
+	}
+	if (reader->len + len > reader->cap) {
+		size_t cap = reader->cap ? reader->cap : 256;
+		while (cap < reader->len + len)
+			cap *= 2;
+		reader->buf = xrealloc(reader->buf, cap);
+		reader->cap = cap;
+	}
+	memcpy(reader->buf + reader->len, data, len);
+	reader->len += len;
+	if (reader->len >= GRPC_PREFIX_SIZE &&
+	    read_be32(reader->buf + 1) > GRPC_MAX_MESSAGE_SIZE) {
+		reader->len = 0;
+		return -EMSGSIZE;
+	}
+	return 0;
+}
+
+int grpc_reader_next(struct grpc_reader *reader, const uint8_t **msg, size_t *len)
+{
+	const uint8_t *head = reader->buf + reader->pos;
+	size_t avail = reader->len - reader->pos;
+
+	if (avail < GRPC_PREFIX_SIZE)
+		return 0;
+	uint32_t size = read_be32(head + 1);
+	if (size > GRPC_MAX_MESSAGE_SIZE)
+		return -EMSGSIZE;
+	if (avail - GRPC_PREFIX_SIZE < size)
+		return 0;
+	if (head[0] == 1)
+		return -EPROTONOSUPPORT;
+	if (head[0] != 0)
+		return -EBADMSG;
+	*msg = head + GRPC_PREFIX_SIZE;
+	*len = size;
+	reader->pos += GRPC_PREFIX_SIZE + size;
+	return 1;
+}
+
+size_t grpc_reader_pending(const struct grpc_reader *reader)
+{
+	return reader->len - reader->pos;
+}
+
+void grpc_reader_free(struct grpc_reader *reader)
+{
+	free(reader->buf);
+	*reader = (struct grpc_reader){0};
+}
+
+uint8_t *grpc_frame_pack(const ProtobufCMessage *msg, size_t *len)
+{
+	size_t size = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = xmalloc(GRPC_PREFIX_SIZE + size);
+
+	buf[0] = 0;
+	buf[1] = (uint8_t)(size >> 24);
+	buf[2] = (uint8_t)(size >> 16);
+	buf[3] = (uint8_t)(size >> 8);
+	buf[4] = (uint8_t)size;
+	protobuf_c_message_pack(msg, buf + GRPC_PREFIX_SIZE);
+	*len = GRPC_PREFIX_SIZE + size;
+	return buf;
+}
+
+char *grpc_percent_encode(const char *text)
+{
+	size_t n = strlen(text);
+	char *out = xmalloc(n * 3 + 1);
+	char *p = out;
+
+	for (const unsigned char *s = (const unsigned char *)text; *s; s++) {
+		if (*s >= 0x20 && *s <= 0x7e && *s != '%')
+			*p++ = (char)*s;
+		else
+			p += sprintf(p, "%%%02X", *s);
+	}
+	*p = '\0';
+	return out;
+}
+
+static int hex_value(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+char *grpc_percent_decode(const uint8_t *value, size_t len)
+{
+	char *out = xmalloc(len + 1);
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		int hi, lo;
+		if (value[i] == '%' && i + 2 < len && (hi = hex_value(value[i + 1])) >= 0 &&
+		    (lo = hex_value(value[i + 2])) >= 0) {
+			out[o++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else {
+			out[o++] = (char)value[i];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+int grpc_status_parse(const uint8_t *value, size_t len)
+{
+	int code = 0;
+
+	if (len == 0 || len > 2)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		if (value[i] < '0' || value[i] > '9')
+			return -EINVAL;
+		code = code * 10 + (value[i] - '0');
+	}
+	return code <= 16 ? code : -EINVAL;
+}

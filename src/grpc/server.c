@@ -1,0 +1,596 @@
+/* gRPC server: HTTP/2 streams become calls, dispatched by :path to the method table.
+ * Responses: HEADERS (:status 200, content-type), DATA (length-prefixed messages),
+ * trailers (grpc-status, grpc-message); errors before any message use Trailers-Only. */
+#include "server.h"
+#include "connection.h"
+#include "../log.h"
+#include "../util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+/* More open connections than this are refused: the kubelet needs one or two. */
+#define SERVER_MAX_CONNECTIONS 128
+/* After accept() fails for lack of fds, wait this long before trying again. */
+#define SERVER_ACCEPT_RETRY_USEC 100000ULL
+
+struct server_connection {
+	struct grpc_connection conn; /* first: the closed callback casts back */
+	struct grpc_server *server;
+	struct server_connection *prev, *next;
+	struct grpc_call *calls;
+	int peer_pid;
+};
+
+struct grpc_call {
+	struct server_connection *owner;
+	struct grpc_call *prev, *next;
+	int32_t stream_id;
+	const struct grpc_method *method;
+	char *path;
+	bool grpc_content_type;
+	bool dispatched;   /* the handler has it */
+	bool headers_sent; /* response HEADERS submitted */
+	bool finished;     /* status decided; trailers follow the queued messages */
+	enum grpc_status status;
+	char *message;
+	struct grpc_reader reader;
+	uint8_t *out;
+	size_t out_len, out_pos;
+	grpc_cancel_fn cancel;
+	void *cancel_data;
+};
+
+struct grpc_server {
+	struct loop *loop;
+	const struct grpc_method *methods;
+	size_t method_count;
+	void *data;
+	nghttp2_session_callbacks *callbacks;
+	nghttp2_option *options;
+	int listen_fd;
+	struct loop_watch listen_watch;
+	struct loop_timer accept_retry;
+	char *path;
+	dev_t socket_dev;
+	ino_t socket_ino;
+	struct server_connection *connections;
+	size_t connection_count;
+	void (*drained)(void *data);
+	void *drained_data;
+	struct grpc_server_stats stats;
+};
+
+#define NV(name, value)                                                                            \
+	{                                                                                          \
+		(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),            \
+			NGHTTP2_NV_FLAG_NONE                                                       \
+	}
+
+static void call_free(struct grpc_call *call)
+{
+	struct server_connection *sc = call->owner;
+
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		sc->calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+	grpc_reader_free(&call->reader);
+	free(call->path);
+	free(call->message);
+	free(call->out);
+	free(call);
+}
+
+/* The stream ended before the handler finished: tell the handler, then free. */
+static void call_cancel_and_free(struct grpc_call *call)
+{
+	if (call->dispatched && !call->finished && call->cancel)
+		call->cancel(call->cancel_data, call);
+	call_free(call);
+}
+
+static ssize_t call_read_data(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+			      size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+			      void *user_data)
+{
+	struct grpc_call *call = source->ptr;
+	size_t n = call->out_len - call->out_pos;
+	(void)user_data;
+
+	if (n > length)
+		n = length;
+	memcpy(buf, call->out + call->out_pos, n);
+	call->out_pos += n;
+	if (call->out_pos == call->out_len)
+		call->out_pos = call->out_len = 0;
+	if (call->out_len > 0)
+		return (ssize_t)n;
+	if (!call->finished)
+		return n > 0 ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+
+	char status[4];
+	snprintf(status, sizeof(status), "%d", (int)call->status);
+	cleanup_free char *message = grpc_percent_encode(call->message ? call->message : "");
+	nghttp2_nv trailers[] = {NV("grpc-status", status), NV("grpc-message", message)};
+	int rv = nghttp2_submit_trailer(session, stream_id, trailers,
+					call->message ? 2 : 1);
+	if (rv != 0) {
+		log_error("cannot queue trailers on stream %d: %s", stream_id,
+			  nghttp2_strerror(rv));
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	return (ssize_t)n;
+}
+
+static int call_submit_headers(struct grpc_call *call)
+{
+	nghttp2_nv headers[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+	nghttp2_data_provider provider = {.source.ptr = call, .read_callback = call_read_data};
+
+	call->headers_sent = true;
+	return nghttp2_submit_response(call->owner->conn.session, call->stream_id, headers,
+				       ARRAY_SIZE(headers), &provider);
+}
+
+/* Trailers-Only: one HEADERS frame with END_STREAM carrying the status. */
+static int call_submit_trailers_only(struct grpc_call *call)
+{
+	char status[4];
+	snprintf(status, sizeof(status), "%d", (int)call->status);
+	cleanup_free char *message = grpc_percent_encode(call->message ? call->message : "");
+	nghttp2_nv headers[] = {NV(":status", "200"), NV("content-type", "application/grpc"),
+				NV("grpc-status", status), NV("grpc-message", message)};
+
+	call->headers_sent = true;
+	return nghttp2_submit_response(call->owner->conn.session, call->stream_id, headers,
+				       call->message ? 4 : 3, NULL);
+}
+
+int grpc_call_send(struct grpc_call *call, const ProtobufCMessage *msg)
+{
+	size_t len;
+
+	if (call->finished)
+		return -ECANCELED;
+	cleanup_free uint8_t *frame = grpc_frame_pack(msg, &len);
+	call->out = xrealloc(call->out, call->out_len + len);
+	memcpy(call->out + call->out_len, frame, len);
+	call->out_len += len;
+	nghttp2_session *session = call->owner->conn.session;
+	int rv = call->headers_sent ? nghttp2_session_resume_data(session, call->stream_id)
+				    : call_submit_headers(call);
+	/* resume_data fails harmlessly when the provider is not deferred right now. */
+	if (rv != 0 && rv != NGHTTP2_ERR_INVALID_ARGUMENT)
+		log_debug(3, "stream %d: %s", call->stream_id, nghttp2_strerror(rv));
+	grpc_connection_flush(&call->owner->conn);
+	return 0;
+}
+
+void grpc_call_finish(struct grpc_call *call, enum grpc_status status, const char *message)
+{
+	if (call->finished)
+		return;
+	call->finished = true;
+	call->status = status;
+	call->message = message ? xstrdup(message) : NULL;
+	nghttp2_session *session = call->owner->conn.session;
+	int rv;
+	if (!call->headers_sent)
+		rv = status == GRPC_STATUS_OK ? call_submit_headers(call)
+					      : call_submit_trailers_only(call);
+	else
+		rv = nghttp2_session_resume_data(session, call->stream_id);
+	if (rv != 0 && rv != NGHTTP2_ERR_INVALID_ARGUMENT)
+		log_debug(3, "stream %d: %s", call->stream_id, nghttp2_strerror(rv));
+	grpc_connection_flush(&call->owner->conn);
+}
+
+void grpc_call_on_cancel(struct grpc_call *call, grpc_cancel_fn fn, void *data)
+{
+	call->cancel = fn;
+	call->cancel_data = data;
+}
+
+int grpc_call_peer_pid(const struct grpc_call *call)
+{
+	return call->owner->peer_pid;
+}
+
+/* Ends a call we answer ourselves, before or instead of the handler. */
+static void call_fail(struct grpc_call *call, enum grpc_status status, const char *message)
+{
+	log_debug(2, "%s: status %d: %s", call->path ? call->path : "(no path)", (int)status,
+		  message);
+	call->dispatched = true; /* nothing to cancel: the handler never saw it */
+	grpc_call_finish(call, status, message);
+}
+
+/* Why a request cannot reach its handler, or NULL if it can (then *status is unset). */
+static const char *call_check_request(struct grpc_call *call, const uint8_t **msg, size_t *len,
+				      enum grpc_status *status)
+{
+	*status = GRPC_STATUS_INTERNAL;
+	if (!call->grpc_content_type)
+		return "content-type must be application/grpc";
+	if (!call->method) {
+		*status = GRPC_STATUS_UNIMPLEMENTED;
+		return "unknown method";
+	}
+	int r = grpc_reader_next(&call->reader, msg, len);
+	if (r == -EPROTONOSUPPORT) {
+		*status = GRPC_STATUS_UNIMPLEMENTED;
+		return "compressed messages are not supported (no grpc-encoding)";
+	}
+	if (r < 0)
+		return "malformed message prefix";
+	if (r == 0)
+		return "request carries no message";
+	if (grpc_reader_pending(&call->reader) > 0)
+		return "more than one request message";
+	return NULL;
+}
+
+static void call_dispatch(struct grpc_call *call)
+{
+	struct grpc_server *server = call->owner->server;
+	const uint8_t *msg = NULL;
+	size_t len = 0;
+	enum grpc_status status;
+
+	if (call->dispatched)
+		return;
+	server->stats.calls++;
+	const char *error = call_check_request(call, &msg, &len, &status);
+	if (error) {
+		if (status == GRPC_STATUS_UNIMPLEMENTED)
+			server->stats.calls_unimplemented++;
+		cleanup_free char *text =
+			xasprintf("%s: %s", call->path ? call->path : "(no :path)", error);
+		call_fail(call, status, text);
+		return;
+	}
+	call->dispatched = true;
+	call->method->handler(server->data, call, msg, len);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
+			    void *user_data)
+{
+	struct server_connection *sc = user_data;
+
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	struct grpc_call *call = xcalloc(1, sizeof(*call));
+	call->owner = sc;
+	call->stream_id = frame->hd.stream_id;
+	call->next = sc->calls;
+	if (sc->calls)
+		sc->calls->prev = call;
+	sc->calls = call;
+	nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
+	return 0;
+}
+
+static const struct grpc_method *server_find_method(const struct grpc_server *server,
+						    const uint8_t *path, size_t len)
+{
+	for (size_t i = 0; i < server->method_count; i++) {
+		const char *p = server->methods[i].path;
+		if (strlen(p) == len && memcmp(p, path, len) == 0)
+			return &server->methods[i];
+	}
+	return NULL;
+}
+
+static bool header_is(const uint8_t *name, size_t len, const char *want)
+{
+	return strlen(want) == len && memcmp(name, want, len) == 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+		     void *user_data)
+{
+	struct server_connection *sc = user_data;
+	(void)flags;
+
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (!call)
+		return 0;
+	if (header_is(name, namelen, ":path")) {
+		free(call->path);
+		call->path = strndup((const char *)value, valuelen);
+		if (!call->path)
+			abort();
+		call->method = server_find_method(sc->server, value, valuelen);
+	} else if (header_is(name, namelen, "content-type")) {
+		/* "application/grpc" optionally followed by "+proto" or ";..." */
+		static const char want[] = "application/grpc";
+		call->grpc_content_type =
+			valuelen >= sizeof(want) - 1 && memcmp(value, want, sizeof(want) - 1) == 0 &&
+			(valuelen == sizeof(want) - 1 || value[sizeof(want) - 1] == '+' ||
+			 value[sizeof(want) - 1] == ';');
+	}
+	return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+			      const uint8_t *data, size_t len, void *user_data)
+{
+	(void)flags;
+	(void)user_data;
+	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
+
+	if (!call || call->dispatched)
+		return 0;
+	if (grpc_reader_append(&call->reader, data, len) == -EMSGSIZE)
+		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			  "request message larger than 4194304 bytes");
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+	(void)user_data;
+	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+		return 0;
+	if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (call)
+		call_dispatch(call);
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+			   void *user_data)
+{
+	(void)error_code;
+	(void)user_data;
+	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
+
+	if (call)
+		call_cancel_and_free(call);
+	return 0;
+}
+
+static void connection_free(struct server_connection *sc)
+{
+	struct grpc_server *server = sc->server;
+
+	/* Detach the session's pointers first: the cancel callbacks must not re-enter it. */
+	while (sc->calls)
+		call_cancel_and_free(sc->calls);
+	grpc_connection_destroy(&sc->conn);
+	if (sc->prev)
+		sc->prev->next = sc->next;
+	else
+		server->connections = sc->next;
+	if (sc->next)
+		sc->next->prev = sc->prev;
+	server->connection_count--;
+	free(sc);
+	if (server->drained && server->connection_count == 0) {
+		void (*done)(void *) = server->drained;
+		server->drained = NULL;
+		done(server->drained_data);
+	}
+}
+
+static void connection_closed(struct grpc_connection *conn)
+{
+	connection_free((struct server_connection *)conn);
+}
+
+static void server_accept_one(struct grpc_server *server, int fd)
+{
+	struct ucred cred = {0};
+	socklen_t cred_len = sizeof(cred);
+
+	if (server->connection_count >= SERVER_MAX_CONNECTIONS) {
+		log_warning("refusing a connection on %s: %d connections are open", server->path,
+			    SERVER_MAX_CONNECTIONS);
+		close(fd);
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0)
+		cred.pid = 0;
+	struct server_connection *sc = xcalloc(1, sizeof(*sc));
+	sc->server = server;
+	sc->peer_pid = (int)cred.pid;
+	nghttp2_session *session;
+	int rv = nghttp2_session_server_new2(&session, server->callbacks, sc, server->options);
+	if (rv != 0) {
+		log_error("cannot create HTTP/2 session: %s", nghttp2_strerror(rv));
+		close(fd);
+		free(sc);
+		return;
+	}
+	/* SETTINGS: cap concurrent streams; the kubelet opens a handful. */
+	nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
+	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, ARRAY_SIZE(settings));
+	int r = grpc_connection_init(&sc->conn, server->loop, fd, session, connection_closed);
+	if (r < 0) {
+		log_error("cannot watch connection on %s: %s", server->path, strerror(-r));
+		nghttp2_session_del(session);
+		close(fd);
+		free(sc);
+		return;
+	}
+	sc->next = server->connections;
+	if (server->connections)
+		server->connections->prev = sc;
+	server->connections = sc;
+	server->connection_count++;
+	server->stats.connections_accepted++;
+	log_debug(4, "connection from pid %d on %s", sc->peer_pid, server->path);
+	grpc_connection_flush(&sc->conn);
+}
+
+static void server_accept_retry(void *data)
+{
+	struct grpc_server *server = data;
+
+	if (server->listen_fd >= 0 &&
+	    loop_watch_add(server->loop, &server->listen_watch, server->listen_fd, EPOLLIN,
+			   server->listen_watch.fn, server) < 0)
+		log_error("cannot watch %s again", server->path);
+}
+
+static void server_accept(void *data, uint32_t events)
+{
+	struct grpc_server *server = data;
+	(void)events;
+
+	for (;;) {
+		int fd = accept4(server->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			server_accept_one(server, fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno == EAGAIN)
+			return;
+		/* EMFILE/ENFILE/ENOBUFS: the connection stays queued; pause instead of spinning. */
+		server->stats.accept_errors++;
+		log_error("cannot accept on %s: %s; retrying in %llu ms", server->path,
+			  strerror(errno), SERVER_ACCEPT_RETRY_USEC / 1000);
+		loop_watch_remove(server->loop, &server->listen_watch);
+		loop_timer_arm(&server->accept_retry, SERVER_ACCEPT_RETRY_USEC);
+		return;
+	}
+}
+
+struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method *methods,
+				    size_t method_count, void *data)
+{
+	struct grpc_server *server = xcalloc(1, sizeof(*server));
+
+	server->loop = loop;
+	server->methods = methods;
+	server->method_count = method_count;
+	server->data = data;
+	server->listen_fd = -1;
+	server->listen_watch.fn = server_accept;
+	if (nghttp2_session_callbacks_new(&server->callbacks) != 0 ||
+	    nghttp2_option_new(&server->options) != 0)
+		abort(); /* only fails on out-of-memory */
+	nghttp2_session_callbacks_set_send_callback(server->callbacks,
+						    grpc_connection_send_callback);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(server->callbacks,
+								on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(server->callbacks, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(server->callbacks,
+								  on_data_chunk_recv);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(server->callbacks, on_frame_recv);
+	nghttp2_session_callbacks_set_on_stream_close_callback(server->callbacks,
+								on_stream_close);
+	/* Closed streams are kept only for RFC 7540 priority, which gRPC does not use:
+	 * without this every cancelled stream would cost memory until the connection ends. */
+	nghttp2_option_set_no_closed_streams(server->options, 1);
+	if (loop_timer_init(loop, &server->accept_retry, server_accept_retry, server) < 0)
+		abort(); /* timerfd_create fails only without memory or fds at start-up */
+	return server;
+}
+
+void grpc_server_stop_listening(struct grpc_server *server, bool unlink_socket)
+{
+	if (server->listen_fd < 0)
+		return;
+	if (unlink_socket && grpc_server_socket_present(server) && unlink(server->path) < 0)
+		log_warning("cannot remove %s: %s", server->path, strerror(errno));
+	loop_watch_remove(server->loop, &server->listen_watch);
+	loop_timer_arm(&server->accept_retry, 0);
+	close(server->listen_fd);
+	server->listen_fd = -1;
+}
+
+int grpc_server_listen(struct grpc_server *server, const char *path)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct stat st;
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(addr.sun_path, path);
+	grpc_server_stop_listening(server, false);
+	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return -errno;
+	if (listen(fd, SOMAXCONN) < 0 || stat(path, &st) < 0)
+		return -errno;
+	int r = loop_watch_add(server->loop, &server->listen_watch, fd, EPOLLIN, server_accept,
+			       server);
+	if (r < 0)
+		return r;
+	free(server->path);
+	server->path = xstrdup(path);
+	server->socket_dev = st.st_dev;
+	server->socket_ino = st.st_ino;
+	server->listen_fd = take_fd(&fd);
+	return 0;
+}
+
+bool grpc_server_socket_present(const struct grpc_server *server)
+{
+	struct stat st;
+
+	return server->listen_fd >= 0 && stat(server->path, &st) == 0 &&
+	       st.st_dev == server->socket_dev && st.st_ino == server->socket_ino;
+}
+
+void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), void *data)
+{
+	if (server->connection_count == 0) {
+		done(data);
+		return;
+	}
+	server->drained = done;
+	server->drained_data = data;
+	for (struct server_connection *sc = server->connections; sc; sc = sc->next) {
+		nghttp2_submit_goaway(sc->conn.session, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(sc->conn.session),
+				      NGHTTP2_NO_ERROR, NULL, 0);
+		grpc_connection_flush(&sc->conn);
+	}
+}
+
+void grpc_server_free(struct grpc_server *server)
+{
+	if (!server)
+		return;
+	server->drained = NULL;
+	grpc_server_stop_listening(server, false);
+	while (server->connections)
+		connection_free(server->connections);
+	loop_timer_destroy(server->loop, &server->accept_retry);
+	nghttp2_session_callbacks_del(server->callbacks);
+	nghttp2_option_del(server->options);
+	free(server->path);
+	free(server);
+}
+
+size_t grpc_server_connection_count(const struct grpc_server *server)
+{
+	return server->connection_count;
+}
+
+const struct grpc_server_stats *grpc_server_stats(const struct grpc_server *server)
+{
+	return &server->stats;
+}

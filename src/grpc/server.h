@@ -1,0 +1,70 @@
+/* gRPC server over HTTP/2 cleartext on a unix socket (PROTOCOL-HTTP2.md): unary and
+ * server-streaming methods. nghttp2 does HTTP/2; this module maps streams to calls,
+ * dispatches by :path, frames messages and sends grpc-status trailers. */
+#pragma once
+
+#include "../loop/loop.h"
+#include "frame.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct grpc_server;
+struct grpc_call;
+
+/* A request arrived on call: msg/len is the one request message (valid during the
+ * call only). The handler answers with grpc_call_send() and grpc_call_finish(), now
+ * or later (server streaming); until it finishes, the call lives on unless cancelled. */
+typedef void (*grpc_handler_fn)(void *data, struct grpc_call *call, const uint8_t *msg,
+				size_t len);
+/* The peer went away (RST_STREAM, connection closed, server freed) before the call was
+ * finished. The call is freed right after this returns. */
+typedef void (*grpc_cancel_fn)(void *data, struct grpc_call *call);
+
+struct grpc_method {
+	const char *path; /* "/package.Service/Method" */
+	grpc_handler_fn handler;
+};
+
+struct grpc_server_stats {
+	unsigned long long connections_accepted;
+	unsigned long long calls;
+	unsigned long long calls_unimplemented;
+	unsigned long long accept_errors;
+};
+
+/* Creates a server for methods (borrowed, must outlive it); handlers get data.
+ * Nothing listens until grpc_server_listen(). */
+struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method *methods,
+				    size_t method_count, void *data);
+/* Frees the server: every open connection is closed and every unfinished call is
+ * cancelled (its cancel callback runs). Does not unlink the socket. */
+void grpc_server_free(struct grpc_server *server);
+
+/* Listens on the unix socket path, replacing a stale socket file there and any
+ * earlier listener of this server (open connections stay). Returns 0 or -errno
+ * (socket, bind, listen, epoll_ctl); -ENAMETOOLONG if path does not fit sun_path. */
+int grpc_server_listen(struct grpc_server *server, const char *path);
+/* Stops listening; with unlink_socket also removes the socket file, if it is still
+ * the one this server bound (same inode). */
+void grpc_server_stop_listening(struct grpc_server *server, bool unlink_socket);
+/* Whether the socket file this server listens on still exists as ours. */
+bool grpc_server_socket_present(const struct grpc_server *server);
+
+/* Sends GOAWAY on every connection and calls done(data) once all of them have
+ * flushed and closed (at once if there are none). */
+void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), void *data);
+
+size_t grpc_server_connection_count(const struct grpc_server *server);
+const struct grpc_server_stats *grpc_server_stats(const struct grpc_server *server);
+
+/* Queues one response message. Returns 0, or -ECANCELED if the call was already
+ * finished. */
+int grpc_call_send(struct grpc_call *call, const ProtobufCMessage *msg);
+/* Ends the call with status and an optional message (NULL for none): trailers after
+ * the messages sent, or Trailers-Only if none was. The call must not be used after. */
+void grpc_call_finish(struct grpc_call *call, enum grpc_status status, const char *message);
+/* Registers fn(data, call) for a cancellation before grpc_call_finish(). */
+void grpc_call_on_cancel(struct grpc_call *call, grpc_cancel_fn fn, void *data);
+/* Credentials of the peer process (SO_PEERCRED at accept), for logs. */
+int grpc_call_peer_pid(const struct grpc_call *call);

@@ -1,0 +1,77 @@
+/* Hands an allocation's iommufd to the container that got it: one unix socket per
+ * allocation in the socket dir, which the kubelet mounts into the container; the
+ * first peer that takes the fd and acknowledges consumes it. Everything runs in the
+ * loop, non-blocking; see docs/protocol.md for the wire protocol. */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct loop;
+struct selinux_labeler;
+
+#define HANDOFF_DEFAULT_SOCKET_DIR       "/var/run/kubevirt/fd-sockets"
+#define HANDOFF_DEFAULT_TTL_USEC         (15ULL * 60 * 1000000)
+#define HANDOFF_DEFAULT_ACK_TIMEOUT_USEC (10ULL * 1000000)
+/* The kubelet mounts the socket file itself into the container, so the 0700 socket
+ * dir does not shield it there; the consumer runs as qemu (uid 107) or root, so the
+ * file must let any uid connect. On the host the 0700 dir keeps others out. */
+#define HANDOFF_DEFAULT_SOCKET_MODE 0666
+#define HANDOFF_DEFAULT_MAX_PEERS   8
+
+struct handoff_options {
+        const char *socket_dir;          /* created (mkdir -p, 0700) if missing */
+        struct selinux_labeler *labeler; /* borrowed; NULL: sockets are never labelled */
+        unsigned long long ttl_usec;     /* an unclaimed offer is withdrawn after this */
+        unsigned long long ack_timeout_usec; /* a connected peer must ACK within this */
+        mode_t socket_mode;
+        uid_t socket_uid; /* (uid_t)-1: unchanged */
+        gid_t socket_gid; /* (gid_t)-1: unchanged */
+        /* Connections served at once per offer; further ones wait in the listen
+         * backlog until one ends. */
+        unsigned max_peers;
+};
+
+struct handoff_stats {
+        unsigned long long offered;      /* handoff_offer() successes */
+        unsigned long long consumed;     /* fd taken and acknowledged */
+        unsigned long long expired;      /* withdrawn unclaimed after the TTL */
+        unsigned long long replaced;     /* withdrawn by a new offer for the same device */
+        unsigned long long peer_gone;    /* peers that hung up before acknowledging */
+        unsigned long long ack_timeouts; /* peers cut off for not acknowledging in time */
+        unsigned long long refused;      /* connections closed unserved: the offer ended,
+                                          * or the peer answered before taking the fd */
+};
+
+struct handoff;
+
+/* Fills *o with the defaults above, uid/gid unchanged, labeler NULL. */
+void handoff_options_init(struct handoff_options *o);
+
+/* Creates the socket dir if missing and removes the sockets an earlier process left
+ * in it (entries named *.sock that are sockets; nothing else is touched). Logs the
+ * cause of any failure. Returns 0 and *out (free with handoff_free), or -errno:
+ * EINVAL (zero TTL, ack timeout or max_peers, or a relative socket dir), mkdir's or
+ * opendir's errno, or timerfd/epoll's. */
+int handoff_new(struct loop *loop, const struct handoff_options *o, struct handoff **out);
+
+/* Withdraws every offer (closing its fd and connections, unlinking its socket) and
+ * frees. NULL is a no-op. */
+void handoff_free(struct handoff *h);
+
+/* Offers fd for device_id: creates, labels and listens on a new socket
+ * "<socket_dir>/<device_id>-<n>.sock". Takes fd in every case (closed on failure).
+ * An earlier offer for the same device_id is withdrawn first. Returns 0 and
+ * *socket_path (owned by h, valid until the offer ends: copy it), or -errno, with a
+ * one-line reason in reason (reason_size bytes, may be 0): EINVAL (device_id empty,
+ * longer than 64, starting with '.', or with characters outside [A-Za-z0-9._-]),
+ * ENAMETOOLONG (path longer than a sun_path), or the errno of
+ * socket/bind/chmod/chown/lsetxattr/listen/epoll. */
+int handoff_offer(struct handoff *h, const char *device_id, int fd, const char **socket_path,
+                  char *reason, size_t reason_size);
+
+/* Number of offers not yet consumed, expired or replaced. */
+size_t handoff_pending(const struct handoff *h);
+
+/* Counters, for metrics; valid until handoff_free. */
+const struct handoff_stats *handoff_stats(const struct handoff *h);

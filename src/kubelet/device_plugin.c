@@ -1,0 +1,430 @@
+/* The DevicePlugin service: advertises --devices virtual devices iommufd0..N-1 and
+ * answers Allocate with a per-allocation handoff socket mounted into the container.
+ * Allocate is device_plugin_allocate() below. */
+#include "device_plugin.h"
+#include "../grpc/server.h"
+#include "../handoff/handoff.h"
+#include "../iommufd/iommufd.h"
+#include "../log.h"
+#include "../util.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+#define DEVICE_ID_PREFIX "iommufd"
+
+struct list_and_watch_stream {
+	struct grpc_call *call;
+	struct list_and_watch_stream *prev, *next;
+};
+
+struct device_plugin {
+	struct loop *loop;
+	const struct config *config;
+	struct iommufd_opener *opener;
+	struct handoff *handoff;
+	struct grpc_server *server;
+	struct list_and_watch_stream *streams;
+	bool device_present;
+	struct device_plugin_stats stats;
+};
+
+void device_plugin_options(V1beta1__DevicePluginOptions *options)
+{
+	v1beta1__device_plugin_options__init(options);
+	options->pre_start_required = false;
+	options->get_preferred_allocation_available = true;
+}
+
+static bool device_plugin_healthy(const struct device_plugin *plugin)
+{
+	return plugin->device_present || plugin->config->missing_device == CONFIG_MISSING_ALLOW;
+}
+
+/* Sends the device list on one stream: all devices, or none when shutting down. */
+static void stream_send_devices(struct device_plugin *plugin, struct grpc_call *call,
+				bool empty)
+{
+	V1beta1__ListAndWatchResponse response = V1BETA1__LIST_AND_WATCH_RESPONSE__INIT;
+	size_t count = empty ? 0 : (size_t)plugin->config->devices;
+	V1beta1__Device *devices = xcalloc(count, sizeof(*devices));
+	V1beta1__Device **pointers = xcalloc(count, sizeof(*pointers));
+	char(*ids)[32] = xcalloc(count, sizeof(*ids));
+	char *health = device_plugin_healthy(plugin) ? "Healthy" : "Unhealthy";
+
+	for (size_t i = 0; i < count; i++) {
+		v1beta1__device__init(&devices[i]);
+		snprintf(ids[i], sizeof(ids[i]), DEVICE_ID_PREFIX "%zu", i);
+		devices[i].id = ids[i];
+		devices[i].health = health;
+		pointers[i] = &devices[i];
+	}
+	response.n_devices = count;
+	response.devices = pointers;
+	grpc_call_send(call, &response.base);
+	free(ids);
+	free(pointers);
+	free(devices);
+}
+
+static void stream_remove(struct device_plugin *plugin, struct list_and_watch_stream *stream)
+{
+	if (stream->prev)
+		stream->prev->next = stream->next;
+	else
+		plugin->streams = stream->next;
+	if (stream->next)
+		stream->next->prev = stream->prev;
+	plugin->stats.streams_open--;
+	free(stream);
+}
+
+static void stream_cancelled(void *data, struct grpc_call *call)
+{
+	struct device_plugin *plugin = data;
+
+	for (struct list_and_watch_stream *s = plugin->streams; s; s = s->next) {
+		if (s->call == call) {
+			log_debug(2, "ListAndWatch stream cancelled");
+			stream_remove(plugin, s);
+			return;
+		}
+	}
+}
+
+static void handle_list_and_watch(void *data, struct grpc_call *call, const uint8_t *msg,
+				  size_t len)
+{
+	struct device_plugin *plugin = data;
+	(void)msg;
+	(void)len;
+
+	struct list_and_watch_stream *stream = xcalloc(1, sizeof(*stream));
+	stream->call = call;
+	stream->next = plugin->streams;
+	if (plugin->streams)
+		plugin->streams->prev = stream;
+	plugin->streams = stream;
+	plugin->stats.streams_opened++;
+	plugin->stats.streams_open++;
+	grpc_call_on_cancel(call, stream_cancelled, plugin);
+	log_info("ListAndWatch stream opened by pid %d: %d devices, %s", grpc_call_peer_pid(call),
+		 plugin->config->devices, device_plugin_healthy(plugin) ? "Healthy" : "Unhealthy");
+	stream_send_devices(plugin, call, false);
+}
+
+static void handle_get_options(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	V1beta1__DevicePluginOptions options;
+	(void)data;
+	(void)msg;
+	(void)len;
+
+	device_plugin_options(&options);
+	grpc_call_send(call, &options.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+static void handle_pre_start(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	V1beta1__PreStartContainerResponse response = V1BETA1__PRE_START_CONTAINER_RESPONSE__INIT;
+	(void)data;
+
+	V1beta1__PreStartContainerRequest *request =
+		v1beta1__pre_start_container_request__unpack(NULL, len, msg);
+	if (!request) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+				 "cannot decode PreStartContainerRequest");
+		return;
+	}
+	v1beta1__pre_start_container_request__free_unpacked(request, NULL);
+	grpc_call_send(call, &response.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+/* Whether id is one we advertise: "iommufd" followed by 0..devices-1, no leading zeros. */
+static bool device_id_valid(const struct device_plugin *plugin, const char *id)
+{
+	const char *digits = id + strlen(DEVICE_ID_PREFIX);
+	char *end;
+
+	if (strncmp(id, DEVICE_ID_PREFIX, strlen(DEVICE_ID_PREFIX)) != 0 || !*digits ||
+	    (digits[0] == '0' && digits[1]) || digits[0] < '0' || digits[0] > '9')
+		return false;
+	errno = 0;
+	unsigned long n = strtoul(digits, &end, 10);
+	return !errno && !*end && n < (unsigned long)plugin->config->devices;
+}
+
+static bool string_in(char *const *list, size_t count, const char *s)
+{
+	for (size_t i = 0; i < count; i++)
+		if (!strcmp(list[i], s))
+			return true;
+	return false;
+}
+
+static void handle_get_preferred_allocation(void *data, struct grpc_call *call, const uint8_t *msg,
+					    size_t len)
+{
+	(void)data;
+	V1beta1__PreferredAllocationRequest *request =
+		v1beta1__preferred_allocation_request__unpack(NULL, len, msg);
+	if (!request) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+				 "cannot decode PreferredAllocationRequest");
+		return;
+	}
+	size_t n = request->n_container_requests;
+	V1beta1__PreferredAllocationResponse response = V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
+	V1beta1__ContainerPreferredAllocationResponse *containers = xcalloc(n, sizeof(*containers));
+	V1beta1__ContainerPreferredAllocationResponse **pointers = xcalloc(n, sizeof(*pointers));
+
+	for (size_t i = 0; i < n; i++) {
+		V1beta1__ContainerPreferredAllocationRequest *c = request->container_requests[i];
+		V1beta1__ContainerPreferredAllocationResponse *out = &containers[i];
+		size_t want = c->allocation_size > 0 ? (size_t)c->allocation_size : 0;
+
+		v1beta1__container_preferred_allocation_response__init(out);
+		/* Borrow the request's strings: the response is packed before they go. */
+		out->deviceids = xcalloc(c->n_must_include_deviceids + c->n_available_deviceids,
+					 sizeof(char *));
+		for (size_t j = 0; j < c->n_must_include_deviceids && out->n_deviceids < want; j++)
+			if (!string_in(out->deviceids, out->n_deviceids,
+				       c->must_include_deviceids[j]))
+				out->deviceids[out->n_deviceids++] = c->must_include_deviceids[j];
+		for (size_t j = 0; j < c->n_available_deviceids && out->n_deviceids < want; j++)
+			if (!string_in(out->deviceids, out->n_deviceids, c->available_deviceids[j]))
+				out->deviceids[out->n_deviceids++] = c->available_deviceids[j];
+		pointers[i] = out;
+	}
+	response.n_container_responses = n;
+	response.container_responses = pointers;
+	grpc_call_send(call, &response.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	for (size_t i = 0; i < n; i++)
+		free(containers[i].deviceids);
+	free(pointers);
+	free(containers);
+	v1beta1__preferred_allocation_request__free_unpacked(request, NULL);
+}
+
+/* The parts of one ContainerAllocateResponse we own. */
+struct container_answer {
+	V1beta1__ContainerAllocateResponse response;
+	V1beta1__Mount mount;
+	V1beta1__Mount *mounts[1];
+	V1beta1__DeviceSpec device;
+	V1beta1__DeviceSpec *devices[1];
+};
+
+/* Prepares the fd and its handoff socket for one container. Returns 0, or -errno
+ * with reason filled. */
+static int device_plugin_allocate_container(struct device_plugin *plugin,
+					    const V1beta1__ContainerAllocateRequest *request,
+					    struct container_answer *answer, char *reason,
+					    size_t reason_size)
+{
+	const struct config *config = plugin->config;
+	const char *socket_path;
+	int fd;
+
+	v1beta1__container_allocate_response__init(&answer->response);
+	if (!plugin->device_present) {
+		/* --missing-device=allow: the pod runs without iommufd, as on a node without it. */
+		log_info("allocating %s without a socket: %s is missing", request->devices_ids[0],
+			 config->iommu_device);
+		return 0;
+	}
+	int r = iommufd_open(plugin->opener, &fd, reason, reason_size);
+	if (r < 0)
+		return r;
+	/* A container gets one socket however many ids it holds: the mount path is one. */
+	r = handoff_offer(plugin->handoff, request->devices_ids[0], fd, &socket_path, reason,
+			  reason_size);
+	if (r < 0)
+		return r;
+	v1beta1__mount__init(&answer->mount);
+	answer->mount.container_path = config->container_socket_path;
+	answer->mount.host_path = (char *)socket_path;
+	answer->mount.read_only = false;
+	answer->mounts[0] = &answer->mount;
+	answer->response.n_mounts = 1;
+	answer->response.mounts = answer->mounts;
+	if (config->expose_device_node) {
+		v1beta1__device_spec__init(&answer->device);
+		answer->device.container_path = config->iommu_device;
+		answer->device.host_path = config->iommu_device;
+		answer->device.permissions = "rw";
+		answer->devices[0] = &answer->device;
+		answer->response.n_devices = 1;
+		answer->response.devices = answer->devices;
+	}
+	log_info("allocated %s: handoff socket %s", request->devices_ids[0], socket_path);
+	return 0;
+}
+
+/* Checks every id before anything is opened, so a bad request changes nothing. */
+static int device_plugin_validate(struct device_plugin *plugin, const V1beta1__AllocateRequest *request,
+				  char *reason, size_t reason_size)
+{
+	for (size_t i = 0; i < request->n_container_requests; i++) {
+		const V1beta1__ContainerAllocateRequest *c = request->container_requests[i];
+		if (c->n_devices_ids == 0) {
+			snprintf(reason, reason_size, "container request %zu names no device", i);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < c->n_devices_ids; j++) {
+			if (!device_id_valid(plugin, c->devices_ids[j])) {
+				snprintf(reason, reason_size,
+					 "unknown device id \"%s\": this plugin advertises "
+					 "%s0..%s%d",
+					 c->devices_ids[j], DEVICE_ID_PREFIX, DEVICE_ID_PREFIX,
+					 plugin->config->devices - 1);
+				return -EINVAL;
+			}
+		}
+	}
+	if (!device_plugin_healthy(plugin)) {
+		snprintf(reason, reason_size,
+			 "%s is missing and --missing-device=unhealthy: no iommufd to hand over",
+			 plugin->config->iommu_device);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+/* The gRPC status for why an Allocate failed: the kubelet shows it in pod events. */
+static enum grpc_status allocate_status(int r)
+{
+	switch (-r) {
+	case EINVAL:
+		return GRPC_STATUS_INVALID_ARGUMENT;
+	case EMFILE:
+	case ENFILE:
+	case ENOSPC:
+	case ENOMEM:
+		return GRPC_STATUS_RESOURCE_EXHAUSTED;
+	case ENODEV:
+	case ENOENT:
+	case ENOTTY:
+	case EOPNOTSUPP:
+	case EPERM:
+	case EACCES:
+		return GRPC_STATUS_FAILED_PRECONDITION;
+	default:
+		return GRPC_STATUS_INTERNAL;
+	}
+}
+
+static void device_plugin_allocate(void *data, struct grpc_call *call, const uint8_t *msg,
+				   size_t len)
+{
+	struct device_plugin *plugin = data;
+	char reason[512] = "";
+
+	V1beta1__AllocateRequest *request = v1beta1__allocate_request__unpack(NULL, len, msg);
+	if (!request) {
+		plugin->stats.allocation_failures++;
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode AllocateRequest");
+		return;
+	}
+	size_t n = request->n_container_requests;
+	struct container_answer *answers = xcalloc(n, sizeof(*answers));
+	V1beta1__ContainerAllocateResponse **pointers = xcalloc(n, sizeof(*pointers));
+	int r = device_plugin_validate(plugin, request, reason, sizeof(reason));
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		r = device_plugin_allocate_container(plugin, request->container_requests[i],
+						     &answers[i], reason, sizeof(reason));
+		pointers[i] = &answers[i].response;
+	}
+	if (r < 0) {
+		enum grpc_status status = allocate_status(r);
+		plugin->stats.allocation_failures++;
+		log_error("Allocate failed: %s", reason);
+		grpc_call_finish(call, status, reason);
+	} else {
+		V1beta1__AllocateResponse response = V1BETA1__ALLOCATE_RESPONSE__INIT;
+		response.n_container_responses = n;
+		response.container_responses = pointers;
+		plugin->stats.allocations += n;
+		grpc_call_send(call, &response.base);
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	}
+	free(pointers);
+	free(answers);
+	v1beta1__allocate_request__free_unpacked(request, NULL);
+}
+
+static const struct grpc_method device_plugin_methods[] = {
+	{"/v1beta1.DevicePlugin/GetDevicePluginOptions", handle_get_options},
+	{"/v1beta1.DevicePlugin/ListAndWatch", handle_list_and_watch},
+	{"/v1beta1.DevicePlugin/GetPreferredAllocation", handle_get_preferred_allocation},
+	{"/v1beta1.DevicePlugin/Allocate", device_plugin_allocate},
+	{"/v1beta1.DevicePlugin/PreStartContainer", handle_pre_start},
+};
+
+struct device_plugin *device_plugin_new(struct loop *loop, const struct config *config,
+					struct iommufd_opener *opener, struct handoff *handoff)
+{
+	struct device_plugin *plugin = xcalloc(1, sizeof(*plugin));
+
+	plugin->loop = loop;
+	plugin->config = config;
+	plugin->opener = opener;
+	plugin->handoff = handoff;
+	plugin->device_present = access(config->iommu_device, F_OK) == 0;
+	plugin->server = grpc_server_new(loop, device_plugin_methods,
+					 ARRAY_SIZE(device_plugin_methods), plugin);
+	return plugin;
+}
+
+void device_plugin_free(struct device_plugin *plugin)
+{
+	if (!plugin)
+		return;
+	/* Freeing the server cancels the streams, which empties our list. */
+	grpc_server_free(plugin->server);
+	free(plugin);
+}
+
+int device_plugin_listen(struct device_plugin *plugin, const char *path)
+{
+	return grpc_server_listen(plugin->server, path);
+}
+
+bool device_plugin_socket_present(const struct device_plugin *plugin)
+{
+	return grpc_server_socket_present(plugin->server);
+}
+
+void device_plugin_set_device_present(struct device_plugin *plugin, bool present)
+{
+	bool was_healthy = device_plugin_healthy(plugin);
+
+	if (plugin->device_present == present)
+		return;
+	plugin->device_present = present;
+	log_info("%s %s", plugin->config->iommu_device, present ? "appeared" : "disappeared");
+	if (device_plugin_healthy(plugin) == was_healthy)
+		return;
+	for (struct list_and_watch_stream *s = plugin->streams; s; s = s->next)
+		stream_send_devices(plugin, s->call, false);
+}
+
+void device_plugin_shutdown(struct device_plugin *plugin, void (*done)(void *data), void *data)
+{
+	while (plugin->streams) {
+		struct grpc_call *call = plugin->streams->call;
+		stream_send_devices(plugin, call, true);
+		stream_remove(plugin, plugin->streams);
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+	}
+	grpc_server_stop_listening(plugin->server, true);
+	grpc_server_drain(plugin->server, done, data);
+}
+
+const struct device_plugin_stats *device_plugin_stats(const struct device_plugin *plugin)
+{
+	return &plugin->stats;
+}

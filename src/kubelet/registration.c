@@ -1,0 +1,281 @@
+/* Keeps the plugin registered with the kubelet across kubelet restarts. A starting
+ * kubelet removes every socket in its directory, then creates kubelet.sock: inotify
+ * tells us both, so we serve our socket again and register within milliseconds. */
+#include "registration.h"
+#include "device_plugin.h"
+#include "../grpc/client.h"
+#include "../log.h"
+#include "../util.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+
+#define KUBELET_SOCKET "kubelet.sock"
+#define REGISTER_TIMEOUT_USEC 5000000ULL
+#define BACKOFF_FIRST_USEC 100000ULL
+#define BACKOFF_MAX_USEC 10000000ULL
+
+struct registration {
+	struct loop *loop;
+	const struct config *config;
+	struct device_plugin *plugin;
+	char *kubelet_socket;
+	char *plugin_socket;
+	int inotify_fd;
+	struct loop_watch inotify_watch;
+	struct loop_timer retry_timer;   /* backoff after a failed Register */
+	struct loop_timer timeout_timer; /* Register in flight for too long */
+	struct grpc_client *client;	 /* the Register call in flight, if any */
+	unsigned long long backoff_usec;
+	bool registered;
+	bool ever_registered;
+	struct registration_stats stats;
+};
+
+static void registration_register(struct registration *reg);
+
+static void registration_cancel_call(struct registration *reg)
+{
+	grpc_client_free(reg->client);
+	reg->client = NULL;
+	loop_timer_arm(&reg->timeout_timer, 0);
+}
+
+/* Retries with exponential backoff, but only while kubelet.sock exists: when it does
+ * not, its creation (inotify) is what starts the next attempt. */
+static void registration_schedule_retry(struct registration *reg)
+{
+	if (access(reg->kubelet_socket, F_OK) < 0) {
+		log_info("waiting for %s to appear", reg->kubelet_socket);
+		return;
+	}
+	reg->backoff_usec = reg->backoff_usec ? reg->backoff_usec * 2 : BACKOFF_FIRST_USEC;
+	if (reg->backoff_usec > BACKOFF_MAX_USEC)
+		reg->backoff_usec = BACKOFF_MAX_USEC;
+	log_info("retrying Register in %llu ms", reg->backoff_usec / 1000);
+	loop_timer_arm(&reg->retry_timer, reg->backoff_usec);
+}
+
+static void registration_done(void *data, enum grpc_status status, const char *message)
+{
+	struct registration *reg = data;
+
+	registration_cancel_call(reg);
+	if (status != GRPC_STATUS_OK) {
+		reg->stats.register_failures++;
+		log_error("Register with the kubelet on %s failed: status %d: %s",
+			  reg->kubelet_socket, (int)status, message);
+		registration_schedule_retry(reg);
+		return;
+	}
+	reg->registered = true;
+	reg->backoff_usec = 0;
+	reg->stats.registrations++;
+	log_info("%s with the kubelet as %s (endpoint %s)",
+		 reg->ever_registered ? "registered again" : "registered",
+		 reg->config->resource_name, reg->config->socket_name);
+	reg->ever_registered = true;
+}
+
+static void registration_response(void *data, const uint8_t *msg, size_t len)
+{
+	(void)data;
+	(void)msg;
+	(void)len; /* Register returns Empty: the status is all that matters. */
+}
+
+static void registration_timed_out(void *data)
+{
+	struct registration *reg = data;
+
+	registration_done(reg, GRPC_STATUS_DEADLINE_EXCEEDED, "no answer within 5 s");
+}
+
+/* Serves our socket again if the kubelet removed it. Returns 0 or -errno. */
+static int registration_ensure_socket(struct registration *reg)
+{
+	if (device_plugin_socket_present(reg->plugin))
+		return 0;
+	int r = device_plugin_listen(reg->plugin, reg->plugin_socket);
+	if (r < 0) {
+		log_error("cannot serve %s: %s", reg->plugin_socket, strerror(-r));
+		return r;
+	}
+	if (reg->ever_registered)
+		reg->stats.socket_recreations++;
+	log_info("serving DevicePlugin on %s", reg->plugin_socket);
+	return 0;
+}
+
+static void registration_register(struct registration *reg)
+{
+	V1beta1__RegisterRequest request = V1BETA1__REGISTER_REQUEST__INIT;
+	V1beta1__DevicePluginOptions options;
+
+	registration_cancel_call(reg);
+	loop_timer_arm(&reg->retry_timer, 0);
+	reg->registered = false;
+	if (registration_ensure_socket(reg) < 0) {
+		registration_schedule_retry(reg);
+		return;
+	}
+	int r = grpc_client_connect(reg->loop, reg->kubelet_socket, &reg->client);
+	if (r < 0) {
+		reg->stats.register_failures++;
+		log_warning("cannot connect to the kubelet on %s: %s", reg->kubelet_socket,
+			    strerror(-r));
+		reg->client = NULL;
+		registration_schedule_retry(reg);
+		return;
+	}
+	device_plugin_options(&options);
+	request.version = "v1beta1";
+	request.endpoint = reg->config->socket_name;
+	request.resource_name = reg->config->resource_name;
+	request.options = &options;
+	r = grpc_client_call(reg->client, "/v1beta1.Registration/Register", &request.base,
+			     registration_response, registration_done, reg);
+	if (r < 0) {
+		registration_done(reg, GRPC_STATUS_UNAVAILABLE, "connection failed");
+		return;
+	}
+	loop_timer_arm(&reg->timeout_timer, REGISTER_TIMEOUT_USEC);
+}
+
+static void registration_retry(void *data)
+{
+	registration_register(data);
+}
+
+static void registration_dir_changed(void *data, uint32_t events)
+{
+	struct registration *reg = data;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool kubelet_started = false, plugin_socket_gone = false;
+	(void)events;
+
+	for (;;) {
+		ssize_t n = read(reg->inotify_fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW) {
+				/* Events were lost: assume the worst and check everything. */
+				kubelet_started = plugin_socket_gone = true;
+				continue;
+			}
+			if (!ev->len)
+				continue;
+			if (!strcmp(ev->name, KUBELET_SOCKET) &&
+			    (ev->mask & (IN_CREATE | IN_MOVED_TO)))
+				kubelet_started = true;
+			else if (!strcmp(ev->name, reg->config->socket_name) &&
+				 (ev->mask & (IN_DELETE | IN_MOVED_FROM)))
+				plugin_socket_gone = true;
+		}
+	}
+	if (plugin_socket_gone && !device_plugin_socket_present(reg->plugin)) {
+		/* The kubelet is restarting: our registration died with it. */
+		log_info("%s was removed (kubelet restart?): serving it again", reg->plugin_socket);
+		reg->registered = false;
+		registration_ensure_socket(reg);
+	}
+	if (kubelet_started && access(reg->kubelet_socket, F_OK) == 0) {
+		log_info("%s appeared: registering", reg->kubelet_socket);
+		reg->backoff_usec = 0;
+		registration_register(reg);
+	}
+}
+
+struct registration *registration_new(struct loop *loop, const struct config *config,
+				      struct device_plugin *plugin)
+{
+	struct registration *reg = xcalloc(1, sizeof(*reg));
+
+	reg->loop = loop;
+	reg->config = config;
+	reg->plugin = plugin;
+	reg->inotify_fd = -1;
+	reg->kubelet_socket = xasprintf("%s/%s", config->kubelet_dir, KUBELET_SOCKET);
+	reg->plugin_socket = xasprintf("%s/%s", config->kubelet_dir, config->socket_name);
+	return reg;
+}
+
+int registration_start(struct registration *reg)
+{
+	int r;
+
+	if (mkdir(reg->config->kubelet_dir, 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		log_error("cannot create %s: %s", reg->config->kubelet_dir, strerror(-r));
+		return r;
+	}
+	if ((r = loop_timer_init(reg->loop, &reg->retry_timer, registration_retry, reg)) < 0 ||
+	    (r = loop_timer_init(reg->loop, &reg->timeout_timer, registration_timed_out, reg)) < 0) {
+		log_error("cannot create a timer: %s", strerror(-r));
+		return r;
+	}
+	reg->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (reg->inotify_fd < 0) {
+		r = -errno;
+		log_error("cannot create an inotify instance: %s", strerror(-r));
+		return r;
+	}
+	if (inotify_add_watch(reg->inotify_fd, reg->config->kubelet_dir,
+			      IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM) < 0) {
+		r = -errno;
+		log_error("cannot watch %s: %s", reg->config->kubelet_dir, strerror(-r));
+		return r;
+	}
+	r = loop_watch_add(reg->loop, &reg->inotify_watch, reg->inotify_fd, EPOLLIN,
+			   registration_dir_changed, reg);
+	if (r < 0) {
+		log_error("cannot watch the inotify fd: %s", strerror(-r));
+		return r;
+	}
+	r = registration_ensure_socket(reg);
+	if (r < 0)
+		return r;
+	if (access(reg->kubelet_socket, F_OK) == 0)
+		registration_register(reg);
+	else
+		log_info("waiting for the kubelet: %s does not exist yet", reg->kubelet_socket);
+	return 0;
+}
+
+void registration_stop(struct registration *reg)
+{
+	registration_cancel_call(reg);
+	loop_timer_destroy(reg->loop, &reg->retry_timer);
+	loop_timer_destroy(reg->loop, &reg->timeout_timer);
+	loop_watch_remove(reg->loop, &reg->inotify_watch);
+	if (reg->inotify_fd >= 0)
+		close(reg->inotify_fd);
+	reg->inotify_fd = -1;
+}
+
+void registration_free(struct registration *reg)
+{
+	if (!reg)
+		return;
+	registration_stop(reg);
+	free(reg->kubelet_socket);
+	free(reg->plugin_socket);
+	free(reg);
+}
+
+bool registration_registered(const struct registration *reg)
+{
+	return reg->registered;
+}
+
+const struct registration_stats *registration_stats(const struct registration *reg)
+{
+	return &reg->stats;
+}

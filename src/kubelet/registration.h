@@ -1,0 +1,34 @@
+/* Registration with the kubelet: serve our socket in the kubelet's device plugin
+ * directory, call Registration.Register on kubelet.sock, and do both again whenever
+ * the kubelet restarts (it deletes every socket there and creates kubelet.sock anew).
+ * Watches the directory with inotify: no polling, no wake-ups while nothing changes. */
+#pragma once
+
+#include "../config/config.h"
+#include "../loop/loop.h"
+
+#include <stdbool.h>
+
+struct registration;
+struct device_plugin;
+
+struct registration_stats {
+	unsigned long long registrations;    /* Register calls the kubelet accepted */
+	unsigned long long register_failures;
+	unsigned long long socket_recreations; /* our socket was deleted and served again */
+};
+
+/* Borrowed config and plugin must outlive it. */
+struct registration *registration_new(struct loop *loop, const struct config *config,
+				      struct device_plugin *plugin);
+void registration_free(struct registration *registration);
+
+/* Serves the plugin socket and registers now if kubelet.sock exists, else when it
+ * appears. Returns 0, or -errno if the directory cannot be watched or the socket
+ * cannot be served (logged). */
+int registration_start(struct registration *registration);
+/* Stops watching and cancels any Register in flight (shutdown). */
+void registration_stop(struct registration *registration);
+
+bool registration_registered(const struct registration *registration);
+const struct registration_stats *registration_stats(const struct registration *registration);

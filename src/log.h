@@ -1,0 +1,25 @@
+/* Logging to stderr, one line per event, in the kubelet's klog style:
+ *   I1121 08:00:00.000000   1234 file.c:42] message
+ * Levels: error, warning, info; info messages carry a verbosity (-v N) like klog's V(N). */
+#pragma once
+
+#include <stdbool.h>
+
+enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO };
+
+/* Sets the verbosity threshold: info messages with verbosity > level are dropped. */
+void log_set_verbosity(int level);
+bool log_enabled(int verbosity);
+
+void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
+	       ...) __attribute__((format(printf, 5, 6)));
+
+#define log_error(...)   log_write(LOG_ERROR, 0, __FILE__, __LINE__, __VA_ARGS__)
+#define log_warning(...) log_write(LOG_WARNING, 0, __FILE__, __LINE__, __VA_ARGS__)
+#define log_info(...)    log_write(LOG_INFO, 0, __FILE__, __LINE__, __VA_ARGS__)
+/* Info at verbosity v: printed only with -v v or higher. */
+#define log_debug(v, ...)                                                                          \
+	do {                                                                                       \
+		if (log_enabled(v))                                                                \
+			log_write(LOG_INFO, (v), __FILE__, __LINE__, __VA_ARGS__);                 \
+	} while (0)

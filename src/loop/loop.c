@@ -1,0 +1,207 @@
+/* epoll event loop with timerfd timers. See loop.h. */
+#include "loop.h"
+#include "../util.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+
+#define LOOP_BATCH 32
+
+struct loop {
+	int epoll_fd;
+	bool quit;
+	int exit_code;
+	unsigned long long wakeups;
+	/* The batch being dispatched, so a removal can cancel events still pending in it. */
+	struct epoll_event batch[LOOP_BATCH];
+	int batch_count;
+	struct loop_defer *deferred;
+};
+
+int loop_new(struct loop **out)
+{
+	int fd = epoll_create1(EPOLL_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct loop *loop = xcalloc(1, sizeof(*loop));
+	loop->epoll_fd = fd;
+	*out = loop;
+	return 0;
+}
+
+void loop_free(struct loop *loop)
+{
+	if (!loop)
+		return;
+	close(loop->epoll_fd);
+	free(loop);
+}
+
+int loop_watch_add(struct loop *loop, struct loop_watch *watch, int fd, uint32_t events,
+		   loop_io_fn fn, void *data)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = watch};
+
+	watch->fn = fn;
+	watch->data = data;
+	watch->fd = fd;
+	watch->events = events;
+	if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	watch->added = 1;
+	return 0;
+}
+
+int loop_watch_modify(struct loop *loop, struct loop_watch *watch, uint32_t events)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = watch};
+
+	if (watch->events == events)
+		return 0;
+	if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, watch->fd, &ev) < 0)
+		return -errno;
+	watch->events = events;
+	return 0;
+}
+
+void loop_watch_remove(struct loop *loop, struct loop_watch *watch)
+{
+	if (!watch->added)
+		return;
+	/* Cannot fail for an fd we added and still own; nothing to do if it did. */
+	(void)epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, watch->fd, NULL);
+	watch->added = 0;
+	for (int i = 0; i < loop->batch_count; i++)
+		if (loop->batch[i].data.ptr == watch)
+			loop->batch[i].data.ptr = NULL;
+}
+
+static void loop_timer_fired(void *data, uint32_t events)
+{
+	struct loop_timer *timer = data;
+	uint64_t expirations;
+
+	(void)events;
+	/* Drain the expiration count; EAGAIN means it was re-armed meanwhile. */
+	if (read(timer->fd, &expirations, sizeof(expirations)) != sizeof(expirations))
+		return;
+	timer->fn(timer->data);
+}
+
+int loop_timer_init(struct loop *loop, struct loop_timer *timer, loop_timer_fn fn, void *data)
+{
+	timer->fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (timer->fd < 0)
+		return -errno;
+	timer->fn = fn;
+	timer->data = data;
+	int r = loop_watch_add(loop, &timer->watch, timer->fd, EPOLLIN, loop_timer_fired, timer);
+	if (r < 0) {
+		close(timer->fd);
+		timer->fd = -1;
+	}
+	return r;
+}
+
+int loop_timer_arm(struct loop_timer *timer, unsigned long long usec)
+{
+	struct itimerspec its = {
+		.it_value.tv_sec = (time_t)(usec / 1000000ULL),
+		.it_value.tv_nsec = (long)(usec % 1000000ULL) * 1000L,
+	};
+
+	if (!timer->watch.added)
+		return -EBADF;
+	if (timerfd_settime(timer->fd, 0, &its, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+void loop_timer_destroy(struct loop *loop, struct loop_timer *timer)
+{
+	if (!timer->watch.added)
+		return;
+	loop_watch_remove(loop, &timer->watch);
+	close(timer->fd);
+	timer->fd = -1;
+}
+
+void loop_defer(struct loop *loop, struct loop_defer *defer, void (*fn)(void *data), void *data)
+{
+	if (defer->queued)
+		return;
+	defer->fn = fn;
+	defer->data = data;
+	defer->queued = 1;
+	defer->next = loop->deferred;
+	loop->deferred = defer;
+}
+
+void loop_defer_cancel(struct loop *loop, struct loop_defer *defer)
+{
+	if (!defer->queued)
+		return;
+	for (struct loop_defer **p = &loop->deferred; *p; p = &(*p)->next) {
+		if (*p == defer) {
+			*p = defer->next;
+			break;
+		}
+	}
+	defer->queued = 0;
+}
+
+static void loop_run_deferred(struct loop *loop)
+{
+	while (loop->deferred) {
+		struct loop_defer *defer = loop->deferred;
+		loop->deferred = defer->next;
+		defer->queued = 0;
+		defer->fn(defer->data);
+	}
+}
+
+/* Waits up to timeout_ms for events, dispatches them, then runs the deferred work. */
+static int loop_dispatch(struct loop *loop, int timeout_ms)
+{
+	int n = epoll_wait(loop->epoll_fd, loop->batch, LOOP_BATCH, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	loop->wakeups++;
+	loop->batch_count = n;
+	for (int i = 0; i < n && !loop->quit; i++) {
+		struct loop_watch *watch = loop->batch[i].data.ptr;
+		if (watch)
+			watch->fn(watch->data, loop->batch[i].events);
+	}
+	loop->batch_count = 0;
+	loop_run_deferred(loop);
+	return n;
+}
+
+int loop_run(struct loop *loop)
+{
+	while (!loop->quit) {
+		int r = loop_dispatch(loop, -1);
+		if (r < 0)
+			return r;
+	}
+	return loop->exit_code;
+}
+
+int loop_run_once(struct loop *loop, int timeout_ms)
+{
+	return loop_dispatch(loop, timeout_ms);
+}
+
+void loop_quit(struct loop *loop, int code)
+{
+	loop->quit = true;
+	loop->exit_code = code;
+}
+
+unsigned long long loop_wakeups(const struct loop *loop)
+{
+	return loop->wakeups;
+}

@@ -1,0 +1,192 @@
+/* iommufd-device-plugin: parses the configuration, wires the modules to one event
+ * loop, and turns SIGTERM/SIGINT into a clean shutdown (empty device list on every
+ * stream, socket removed, exit 0). */
+#include "config/config.h"
+#include "handoff/handoff.h"
+#include "iommufd/device_presence.h"
+#include "iommufd/iommufd.h"
+#include "iommufd/selinux.h"
+#include "kubelet/device_plugin.h"
+#include "kubelet/registration.h"
+#include "log.h"
+#include "loop/loop.h"
+#include "util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+
+/* A stream or connection that will not flush in time must not hold up the exit. */
+#define SHUTDOWN_DEADLINE_USEC 800000ULL
+
+struct daemon {
+	struct config config;
+	struct loop *loop;
+	struct selinux_labeler *labeler;
+	struct iommufd_opener *opener;
+	struct handoff *handoff;
+	struct device_plugin *plugin;
+	struct device_presence *presence;
+	struct registration *registration;
+	int signal_fd;
+	struct loop_watch signal_watch;
+	struct loop_timer shutdown_deadline;
+	bool shutting_down;
+};
+
+static void daemon_drained(void *data)
+{
+	struct daemon *d = data;
+
+	log_info("shut down cleanly");
+	loop_quit(d->loop, 0);
+}
+
+static void daemon_shutdown_deadline(void *data)
+{
+	struct daemon *d = data;
+
+	log_warning("connections did not close in time; exiting anyway");
+	loop_quit(d->loop, 0);
+}
+
+static void daemon_signal(void *data, uint32_t events)
+{
+	struct daemon *d = data;
+	struct signalfd_siginfo info;
+	(void)events;
+
+	if (read(d->signal_fd, &info, sizeof(info)) != sizeof(info))
+		return;
+	if (d->shutting_down)
+		return;
+	d->shutting_down = true;
+	log_info("received %s: shutting down", strsignal((int)info.ssi_signo));
+	registration_stop(d->registration);
+	if (loop_timer_init(d->loop, &d->shutdown_deadline, daemon_shutdown_deadline, d) == 0)
+		loop_timer_arm(&d->shutdown_deadline, SHUTDOWN_DEADLINE_USEC);
+	device_plugin_shutdown(d->plugin, daemon_drained, d);
+}
+
+static void daemon_device_changed(void *data, bool present)
+{
+	struct daemon *d = data;
+
+	device_plugin_set_device_present(d->plugin, present);
+}
+
+static int daemon_setup_signals(struct daemon *d)
+{
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	/* A peer that hangs up mid-write must not kill us; send() uses MSG_NOSIGNAL too. */
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return -errno;
+	d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (d->signal_fd < 0)
+		return -errno;
+	return loop_watch_add(d->loop, &d->signal_watch, d->signal_fd, EPOLLIN, daemon_signal, d);
+}
+
+/* Builds every module from the configuration. Returns 0 or -errno (already logged). */
+static int daemon_start(struct daemon *d)
+{
+	const struct config *c = &d->config;
+	struct iommufd_options iommufd_options;
+	struct handoff_options handoff_options;
+	int r;
+
+	if ((r = loop_new(&d->loop)) < 0) {
+		log_error("cannot create the event loop: %s", strerror(-r));
+		return r;
+	}
+	if ((r = daemon_setup_signals(d)) < 0) {
+		log_error("cannot set up signal handling: %s", strerror(-r));
+		return r;
+	}
+	static const enum selinux_mode selinux_modes[] = {
+		[CONFIG_SELINUX_AUTO] = SELINUX_MODE_AUTO,
+		[CONFIG_SELINUX_ON] = SELINUX_MODE_ON,
+		[CONFIG_SELINUX_OFF] = SELINUX_MODE_OFF,
+	};
+	if ((r = selinux_labeler_new(selinux_modes[c->selinux], c->selinux_label, &d->labeler)) < 0)
+		return r;
+
+	iommufd_options_init(&iommufd_options);
+	iommufd_options.device_path = c->iommu_device;
+	if (c->scratch_dir) {
+		iommufd_options.scratch_dir = c->scratch_dir;
+		iommufd_options.scratch_tmpfs = false;
+	}
+	iommufd_options.labeler = d->labeler;
+	iommufd_options.policy = c->rlimit_mode == CONFIG_RLIMIT_REQUIRED
+					 ? IOMMUFD_RLIMIT_REQUIRED
+					 : IOMMUFD_RLIMIT_BEST_EFFORT;
+	if ((r = iommufd_opener_new(&iommufd_options, &d->opener)) < 0)
+		return r;
+
+	handoff_options_init(&handoff_options);
+	handoff_options.socket_dir = c->socket_dir;
+	handoff_options.labeler = d->labeler;
+	handoff_options.ttl_usec = c->handoff_ttl_usec;
+	handoff_options.ack_timeout_usec = c->ack_timeout_usec;
+	if ((r = handoff_new(d->loop, &handoff_options, &d->handoff)) < 0)
+		return r;
+
+	d->plugin = device_plugin_new(d->loop, c, d->opener, d->handoff);
+	if ((r = device_presence_new(d->loop, c->iommu_device, daemon_device_changed, d,
+				     &d->presence)) < 0)
+		return r;
+	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
+	d->registration = registration_new(d->loop, c, d->plugin);
+	return registration_start(d->registration);
+}
+
+static void daemon_stop(struct daemon *d)
+{
+	registration_free(d->registration);
+	device_presence_free(d->presence);
+	device_plugin_free(d->plugin);
+	handoff_free(d->handoff);
+	iommufd_opener_free(d->opener);
+	selinux_labeler_free(d->labeler);
+	if (d->loop) {
+		loop_timer_destroy(d->loop, &d->shutdown_deadline);
+		loop_watch_remove(d->loop, &d->signal_watch);
+	}
+	if (d->signal_fd >= 0)
+		close(d->signal_fd);
+	loop_free(d->loop);
+	config_free(&d->config);
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d = {.signal_fd = -1};
+
+	switch (config_parse(&d.config, argc, argv, stdout, stderr)) {
+	case CONFIG_EXIT_OK:
+		config_free(&d.config);
+		return 0;
+	case CONFIG_EXIT_USAGE:
+		config_free(&d.config);
+		return 2;
+	case CONFIG_RUN:
+		break;
+	}
+	log_set_verbosity(d.config.verbosity);
+	log_info("iommufd-device-plugin %s starting", PLUGIN_VERSION);
+	config_log(&d.config);
+
+	int r = daemon_start(&d);
+	if (r == 0)
+		r = loop_run(d.loop);
+	if (r < 0)
+		log_error("exiting: %s", strerror(-r));
+	daemon_stop(&d);
+	return r < 0 ? 1 : 0;
+}

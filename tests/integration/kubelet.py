@@ -1,0 +1,224 @@
+"""A fake kubelet on python3-grpcio: the real peer of the device plugin.
+
+* ``pb``: message classes generated at import time from proto/deviceplugin.proto
+  with protoc (no grpc_tools on the machine), into a temporary directory.
+* ``FakeKubelet``: the Registration service on <dir>/kubelet.sock. It records
+  every Register request and can be restarted the way a starting kubelet does it:
+  every socket in the directory is removed, then kubelet.sock is created anew.
+* ``DevicePluginClient``: a client for all five DevicePlugin methods, built on
+  grpc's generic API (no generated stubs).
+"""
+
+import atexit
+import importlib
+import os
+import queue
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from concurrent import futures
+
+import grpc
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PROTO = os.path.join(REPO, "proto", "deviceplugin.proto")
+KUBELET_SOCKET = "kubelet.sock"
+API_VERSION = "v1beta1"
+
+
+def _generate_messages():
+    out = tempfile.mkdtemp(prefix="dp-proto-")
+    atexit.register(shutil.rmtree, out, True)
+    subprocess.run(
+        ["protoc", "--proto_path=" + os.path.dirname(PROTO), "--python_out=" + out, PROTO],
+        check=True,
+    )
+    sys.path.insert(0, out)
+    return importlib.import_module("deviceplugin_pb2")
+
+
+pb = _generate_messages()
+
+
+def _unary(channel, service, method, req_cls, resp_cls):
+    return channel.unary_unary(
+        "/%s.%s/%s" % (API_VERSION, service, method),
+        request_serializer=req_cls.SerializeToString,
+        response_deserializer=resp_cls.FromString,
+    )
+
+
+class DevicePluginClient:
+    """The kubelet's side of the DevicePlugin service, on a unix socket."""
+
+    def __init__(self, socket_path, options=None, compression=None):
+        self.socket_path = os.path.abspath(socket_path)
+        self.channel = grpc.insecure_channel(
+            "unix://" + self.socket_path, options=options or [], compression=compression
+        )
+        ch = self.channel
+        self._options = _unary(ch, "DevicePlugin", "GetDevicePluginOptions", pb.Empty, pb.DevicePluginOptions)
+        self._preferred = _unary(ch, "DevicePlugin", "GetPreferredAllocation",
+                                 pb.PreferredAllocationRequest, pb.PreferredAllocationResponse)
+        self._allocate = _unary(ch, "DevicePlugin", "Allocate", pb.AllocateRequest, pb.AllocateResponse)
+        self._pre_start = _unary(ch, "DevicePlugin", "PreStartContainer",
+                                 pb.PreStartContainerRequest, pb.PreStartContainerResponse)
+        self._list_and_watch = ch.unary_stream(
+            "/%s.DevicePlugin/ListAndWatch" % API_VERSION,
+            request_serializer=pb.Empty.SerializeToString,
+            response_deserializer=pb.ListAndWatchResponse.FromString,
+        )
+
+    def close(self):
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def wait_ready(self, timeout=5.0):
+        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+
+    def get_device_plugin_options(self, timeout=5.0):
+        return self._options(pb.Empty(), timeout=timeout)
+
+    def list_and_watch(self, timeout=None):
+        """Returns the call: iterate it for ListAndWatchResponse, ``cancel()`` it to stop."""
+        return self._list_and_watch(pb.Empty(), timeout=timeout)
+
+    def get_preferred_allocation(self, container_requests, timeout=5.0):
+        """container_requests: list of (available, must_include, size)."""
+        req = pb.PreferredAllocationRequest()
+        for available, must_include, size in container_requests:
+            req.container_requests.add(
+                available_deviceIDs=available, must_include_deviceIDs=must_include, allocation_size=size
+            )
+        return self._preferred(req, timeout=timeout)
+
+    def allocate(self, *containers, timeout=5.0):
+        """Each argument is the list of device ids of one container request."""
+        return self._allocate(allocate_request(*containers), timeout=timeout)
+
+    def allocate_raw(self, request, timeout=5.0):
+        return self._allocate(request, timeout=timeout)
+
+    def pre_start_container(self, device_ids, timeout=5.0):
+        return self._pre_start(pb.PreStartContainerRequest(devices_ids=device_ids), timeout=timeout)
+
+    def call_raw(self, full_method, payload=b"", timeout=5.0):
+        """Unary call of any method path with raw request bytes; returns the raw response bytes."""
+        fn = self.channel.unary_unary(full_method, request_serializer=None, response_deserializer=None)
+        return fn(payload, timeout=timeout)
+
+
+def allocate_request(*containers):
+    req = pb.AllocateRequest()
+    for ids in containers:
+        req.container_requests.add(devices_ids=list(ids))
+    return req
+
+
+class FakeKubelet:
+    """The Registration service of a kubelet, on <directory>/kubelet.sock."""
+
+    def __init__(self, directory):
+        self.directory = os.path.abspath(directory)
+        self.socket_path = os.path.join(self.directory, KUBELET_SOCKET)
+        self._server = None
+        self._requests = queue.Queue()
+        self._lock = threading.Lock()
+        self._fail_next = 0
+        self.register_count = 0
+        self.history = []  # every RegisterRequest ever received, in order
+
+    # -- Registration service ------------------------------------------------
+    def _register(self, request, context):
+        with self._lock:
+            self.register_count += 1
+            self.history.append(request)
+            failing = self._fail_next > 0
+            if failing:
+                self._fail_next -= 1
+        self._requests.put(request)
+        if failing:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "fake kubelet: refusing this registration")
+        return pb.Empty()
+
+    def fail_next_registrations(self, n):
+        """The next n Register calls are answered UNAVAILABLE (they are still recorded)."""
+        with self._lock:
+            self._fail_next = n
+
+    def wait_register(self, timeout=5.0):
+        """The next Register request received (raises queue.Empty after timeout)."""
+        return self._requests.get(timeout=timeout)
+
+    def drain(self):
+        out = []
+        while True:
+            try:
+                out.append(self._requests.get_nowait())
+            except queue.Empty:
+                return out
+
+    # -- lifecycle -------------------------------------------------------------
+    @property
+    def running(self):
+        return self._server is not None
+
+    def start(self):
+        assert self._server is None, "fake kubelet already running"
+        os.makedirs(self.directory, exist_ok=True)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        handler = grpc.method_handlers_generic_handler(
+            API_VERSION + ".Registration",
+            {
+                "Register": grpc.unary_unary_rpc_method_handler(
+                    self._register,
+                    request_deserializer=pb.RegisterRequest.FromString,
+                    response_serializer=pb.Empty.SerializeToString,
+                )
+            },
+        )
+        server.add_generic_rpc_handlers((handler,))
+        server.add_insecure_port("unix:" + self.socket_path)
+        server.start()
+        self._server = server
+
+    def stop(self):
+        if self._server is None:
+            return
+        self._server.stop(None).wait(5)
+        self._server = None
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+
+    def wipe_sockets(self):
+        """What the kubelet's device manager does at start: remove every socket in the directory."""
+        for name in os.listdir(self.directory):
+            path = os.path.join(self.directory, name)
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def restart(self):
+        """Stop, then start like a starting kubelet: wipe every socket, create kubelet.sock anew."""
+        self.stop()
+        self.wipe_sockets()
+        self.start()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,93 @@
+"""Registration with the kubelet: contents, late kubelet, kubelet restarts, retries."""
+
+import os
+import socket
+import stat
+import time
+
+from harness import DEFAULT_RESOURCE, DEFAULT_SOCKET_NAME, wait_until
+from kubelet import pb
+
+
+def test_register_request_carries_version_endpoint_resource_and_options(env):
+    env.start()
+    req = env.registration
+    assert req.version == "v1beta1"
+    assert req.endpoint == DEFAULT_SOCKET_NAME
+    assert req.resource_name == DEFAULT_RESOURCE
+    assert req.options.pre_start_required is False
+    assert req.options.get_preferred_allocation_available is True
+
+
+def test_register_endpoint_and_resource_follow_flags(env):
+    env.socket_name = "other.sock"
+    env.start("--socket-name", "other.sock", "--resource-name", "example.com/thing")
+    assert env.registration.endpoint == "other.sock"
+    assert env.registration.resource_name == "example.com/thing"
+    assert stat.S_ISSOCK(os.stat(os.path.join(env.kubelet_dir, "other.sock")).st_mode)
+
+
+def test_get_device_plugin_options_equal_register_options(env):
+    env.start()
+    opts = env.client().get_device_plugin_options()
+    assert opts == env.registration.options
+    assert opts == pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
+
+
+def test_daemon_started_before_kubelet_registers_when_kubelet_appears(env):
+    plugin = env.start(start_kubelet=False, wait_register=False)
+    wait_until(lambda: os.path.exists(env.plugin_socket), 5, what="the daemon's socket before any kubelet")
+    time.sleep(0.5)
+    assert plugin.alive()
+    env.kubelet.start()
+    req = env.kubelet.wait_register(timeout=2)
+    assert req.endpoint == DEFAULT_SOCKET_NAME
+    assert env.client().get_device_plugin_options().get_preferred_allocation_available
+
+
+def test_kubelet_restart_recreates_socket_and_reregisters_within_one_second(env):
+    env.start()
+    for _ in range(3):
+        env.kubelet.restart()
+        t0 = time.monotonic()
+        req = env.kubelet.wait_register(timeout=1.0)
+        wait_until(lambda: os.path.exists(env.plugin_socket), max(0.05, 1.0 - (time.monotonic() - t0)),
+                   what="the daemon's socket after a kubelet restart")
+        assert time.monotonic() - t0 <= 1.0
+        assert req.endpoint == DEFAULT_SOCKET_NAME
+        with env.client() as c:
+            call = c.list_and_watch()
+            assert len(next(call).devices) == 110
+            call.cancel()
+    assert env.kubelet.register_count == 4
+
+
+def test_failed_register_is_retried(env):
+    env.kubelet.fail_next_registrations(2)
+    env.kubelet.start()
+    plugin = env.start(wait_register=False)
+    for _ in range(3):
+        env.kubelet.wait_register(timeout=15)
+    assert env.kubelet.register_count == 3
+    assert plugin.alive()
+
+
+def test_stale_sockets_in_socket_dir_are_removed_at_start(env):
+    os.makedirs(env.socket_dir, mode=0o700)
+    stale = os.path.join(env.socket_dir, "iommufd7-stale.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(stale)
+    s.close()
+    other = os.path.join(env.socket_dir, "notes.txt")
+    open(other, "w").close()
+    env.start()
+    assert not os.path.exists(stale)
+    assert os.path.exists(other)
+
+
+def test_socket_dir_is_created_with_mode_0700(env):
+    assert not os.path.exists(env.socket_dir)
+    env.start()
+    st = os.stat(env.socket_dir)
+    assert stat.S_ISDIR(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o700

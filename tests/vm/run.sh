@@ -1,0 +1,190 @@
+#!/bin/bash
+# The VM test: boots a kernel with IOMMUFD (build-kernel.sh) under qemu TCG with an intel-iommu
+# and two e1000e, runs tests/vm/init in it with the project's static binaries, and prints a table
+# of every check. Exit status 0 only if every check passed. --demo: the README's demo instead.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+out="${IOMMUFD_VM_BUILD_DIR:-$repo/build-vm}"
+static_build="${IOMMUFD_VM_STATIC_BUILD_DIR:-$repo/build-vm-static}"
+boot_timeout="${IOMMUFD_VM_TIMEOUT:-300}"
+mode=test
+
+usage() {
+	cat >&2 <<-EOF
+		usage: $0 [--demo]
+		  --demo   boot the VM and show plugin -> kubelet-sim -> iommufd-receive, no checks
+		environment:
+		  IOMMUFD_VM_CACHE            kernel cache (default /var/cache/iommufd-device-plugin)
+		  IOMMUFD_VM_BIN_DIR          use the static project binaries from this directory
+		  IOMMUFD_VM_BUILD_DIR        scratch output (default $repo/build-vm)
+		  IOMMUFD_VM_STATIC_BUILD_DIR meson static build dir (default $repo/build-vm-static)
+		  IOMMUFD_VM_TIMEOUT          seconds before the VM is killed (default $boot_timeout)
+	EOF
+	exit 2
+}
+
+while (($#)); do
+	case "$1" in
+	--demo) mode=demo ;;
+	-h | --help) usage ;;
+	*) usage ;;
+	esac
+	shift
+done
+
+log() { echo "vm-test: $*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+for tool in qemu-system-x86_64 cpio cc; do
+	command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+[[ -x /bin/busybox ]] && /bin/busybox --list | grep -qx poweroff ||
+	die "/bin/busybox is missing or not busybox-static (apt-get install busybox-static)"
+file_is_static() { ! readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; }
+file_is_static /bin/busybox || die "/bin/busybox is dynamically linked; install busybox-static"
+
+t_start=$(date +%s.%N)
+elapsed() { echo "$(date +%s.%N) - $1" | bc | xargs printf '%.1f'; }
+
+# 1. The kernel (built once per machine, then cached).
+kernel_dir=$("$here/build-kernel.sh")
+t_kernel=$(elapsed "$t_start")
+
+# 2. The project's binaries, static, from our own build dir. IOMMUFD_VM_ALLOW_MISSING=1 boots
+#    without them (only for working on this test: every plugin check then fails).
+bins=(iommufd-device-plugin kubelet-sim iommufd-receive)
+allow_missing="${IOMMUFD_VM_ALLOW_MISSING:-0}"
+missing() {
+	[[ $allow_missing == 1 ]] || die "$*"
+	log "warning: $* (IOMMUFD_VM_ALLOW_MISSING=1: going on without)"
+}
+if [[ -n "${IOMMUFD_VM_BIN_DIR:-}" ]]; then
+	bin_dir="$IOMMUFD_VM_BIN_DIR"
+else
+	bin_dir="$static_build"
+	if [[ ! -e "$static_build/build.ninja" ]]; then
+		mkdir -p "$out"
+		meson setup "$static_build" "$repo" -Dstatic_binary=true >"$out/meson-setup.log" 2>&1 ||
+			{ [[ $allow_missing == 1 ]] || cat "$out/meson-setup.log" >&2; }
+	fi
+	if [[ -e "$static_build/build.ninja" ]]; then
+		ninja -C "$static_build" "${bins[@]}" >&2 ||
+			missing "building the static project binaries in $static_build failed"
+	else
+		missing "meson setup $static_build -Dstatic_binary=true failed ($out/meson-setup.log)"
+	fi
+fi
+present_bins=()
+for b in "${bins[@]}"; do
+	if [[ ! -x "$bin_dir/$b" ]]; then
+		missing "$bin_dir/$b is missing"
+	elif ! file_is_static "$bin_dir/$b"; then
+		die "$bin_dir/$b is not statically linked"
+	else
+		present_bins+=("$b")
+	fi
+done
+
+# 3. Guest test programs, against the test kernel's uapi headers.
+mkdir -p "$out/guest"
+for prog in iommufd-check run-as; do
+	src="$here/guest/$prog.c"
+	if [[ ! "$out/guest/$prog" -nt "$src" || ! "$out/guest/$prog" -nt "$kernel_dir/bzImage" ]]; then
+		cc -static -std=gnu11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE \
+			-isystem "$kernel_dir/headers/include" -o "$out/guest/$prog" "$src" ||
+			die "compiling $src failed"
+	fi
+done
+
+# 4. The initramfs: busybox, /init and the binaries; one uncompressed newc archive (boots faster
+#    under TCG than a compressed one; the kernel's built-in initramfs already has /dev/console).
+root="$out/initramfs"
+rm -rf "$root"
+mkdir -p "$root"/{bin,usr/local/bin,dev,proc,sys,run,tmp,var}
+cp /bin/busybox "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
+install -m 0755 "$here/init" "$root/init"
+for b in "${present_bins[@]}"; do
+	cp "$bin_dir/$b" "$root/usr/local/bin/"
+done
+cp "$out/guest/iommufd-check" "$out/guest/run-as" "$here/guest/in-container" "$root/usr/local/bin/"
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+	>"$out/initramfs.cpio" || die "cpio of $root failed"
+
+# 5. Boot. q35 with an intel-iommu doing interrupt remapping (vfio-pci needs IOMMU groups) and
+#    two e1000e for the guest to bind to vfio-pci.
+console="$out/console-$mode.log"
+cmdline="console=ttyS0 rdinit=/init panic=-1 loglevel=4 vmtest=$mode"
+qemu=(qemu-system-x86_64 -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp 1 -m 512
+	-nodefaults -display none -no-reboot -serial stdio -monitor none
+	-device intel-iommu,intremap=on,caching-mode=on
+	-device e1000e,id=nic0 -device e1000e,id=nic1
+	-kernel "$kernel_dir/bzImage" -initrd "$out/initramfs.cpio" -append "$cmdline")
+qemu_pid=
+cleanup() {
+	if [[ -n "$qemu_pid" ]] && kill -0 "$qemu_pid" 2>/dev/null; then
+		kill "$qemu_pid" 2>/dev/null || true
+		wait "$qemu_pid" 2>/dev/null || true
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "booting $kernel_dir/bzImage (console: $console)"
+t_boot=$(date +%s.%N)
+if [[ $mode == demo ]]; then
+	# Show the guest's output as it comes, minus the VMTEST/LOG bookkeeping.
+	timeout -k 5 "$boot_timeout" "${qemu[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$console" |
+		grep --line-buffered -v -e '^VMTEST ' -e '^LOG ' &
+	qemu_pid=$!
+else
+	timeout -k 5 "$boot_timeout" "${qemu[@]}" </dev/null >"$console" 2>&1 &
+	qemu_pid=$!
+fi
+qemu_rc=0
+wait "$qemu_pid" || qemu_rc=$?
+qemu_pid=
+t_vm=$(elapsed "$t_boot")
+tr -d '\r' <"$console" >"$console.tmp" && mv "$console.tmp" "$console"
+
+if ! grep -q '^VMTEST DONE' "$console"; then
+	tail -n 40 "$console" >&2
+	if ((qemu_rc == 124)); then
+		die "the VM did not finish within $boot_timeout s (console: $console)"
+	fi
+	die "the VM stopped before the test finished (qemu status $qemu_rc, console: $console)"
+fi
+if [[ $mode == demo ]]; then
+	log "demo done in $t_vm s (kernel ready after $t_kernel s)"
+	exit 0
+fi
+
+# 6. The table. The kernel must not have warned or oopsed on the way.
+kwarn=$(grep -cE '(WARNING|BUG|Oops|Call Trace):' "$console" || true)
+{
+	grep -E '^CHECK ' "$console"
+	echo "CHECK kernel.no_warnings_or_oops expected=0 seen=$kwarn"
+} | awk -v console="$console" '
+	{
+		name = $2; exp = substr($3, 10); seen = substr($4, 6)
+		ok = (exp == seen) ? "ok" : "FAIL"
+		n++; if (ok == "ok") pass++; else fail++
+		row[n] = sprintf("%-52s | %-18s | %-18s | %s", name, exp, seen, ok)
+	}
+	END {
+		printf "%-52s | %-18s | %-18s | %s\n", "check", "expected", "seen", "ok"
+		printf "%s\n", "-----------------------------------------------------+--------------------+--------------------+-----"
+		for (i = 1; i <= n; i++) print row[i]
+		printf "%d passed, %d failed (guest console: %s)\n", pass, fail, console
+		exit (fail > 0 || n == 0) ? 1 : 0
+	}' || {
+	log "failed; guest logs are the LOG lines in $console"
+	exit 1
+}
+boot_s=$(sed -n 's/^VMTEST uptime-at-init \([0-9.]*\).*/\1/p' "$console")
+log "timings: kernel ready ${t_kernel}s, VM ${t_vm}s (guest reached /init after ${boot_s:-?}s), total $(elapsed "$t_start")s"
