@@ -27,6 +27,7 @@ apt_opts=(
 	-o "Dir::State::Lists=$apt_dir/lists"
 	-o "Dir::Cache=$apt_dir/cache"
 	-o "Debug::NoLocking=true"
+	-o "APT::Sandbox::User=root" # the cache dir is root's; _apt could not write there
 )
 
 setup_apt() {
