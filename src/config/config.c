@@ -245,7 +245,7 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 				argv[optind - 1]);
 			return CONFIG_EXIT_USAGE;
 		}
-		if (config_set(config, &specs[c], optarg, err, "flag") < 0)
+		if (config_set(config, &specs[c], optarg, err, "iommufd-device-plugin") < 0)
 			return CONFIG_EXIT_USAGE;
 	}
 	if (optind < argc) {
