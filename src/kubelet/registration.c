@@ -14,7 +14,9 @@
 
 #define KUBELET_SOCKET "kubelet.sock"
 #define REGISTER_TIMEOUT_USEC 5000000ULL
-#define BACKOFF_FIRST_USEC 100000ULL
+/* The kubelet's socket file appears at bind(), a moment before listen(): a connect in
+ * between is refused, so the first retry comes quickly. */
+#define BACKOFF_FIRST_USEC 5000ULL
 #define BACKOFF_MAX_USEC 10000000ULL
 
 struct registration {
