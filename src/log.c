@@ -1,5 +1,6 @@
-/* klog-style log lines on stderr. A line is formatted into one buffer and written
- * with a single write(2), so lines from concurrent processes never interleave. */
+/* Log lines on stderr, klog-style text or one JSON object per line. A line is
+ * formatted into one buffer and written with a single write(2), so lines from
+ * concurrent processes never interleave. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -10,10 +11,99 @@
 #include <unistd.h>
 
 static int log_verbosity;
+static enum log_format log_format = LOG_FORMAT_TEXT;
 
 void log_set_verbosity(int level)
 {
 	log_verbosity = level;
+}
+
+void log_set_format(enum log_format format)
+{
+	log_format = format;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not one
+ * (RFC 3629 §4: no overlongs, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_sequence(const unsigned char *s, size_t n)
+{
+	size_t len = 0;
+
+	if (s[0] < 0x80)
+		len = 1;
+	else if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4;
+
+	if (!len || len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
+	    (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
+		return 0;
+	return len;
+}
+
+/* Appends text as the contents of a JSON string (RFC 8259 §7) to out[*used..size),
+ * stopping before an escape that would not fit; invalid UTF-8 becomes U+FFFD. */
+static void json_escape(char *out, size_t size, size_t *used, const char *text)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t n = strlen(text);
+
+	for (size_t i = 0; i < n;) {
+		char esc[8];
+		const char *piece = esc;
+		size_t piece_len, step = 1;
+		size_t seq = utf8_sequence(s + i, n - i);
+
+		if (s[i] == '"' || s[i] == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)s[i];
+			piece_len = 2;
+		} else if (s[i] < 0x20) {
+			piece_len = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", s[i]);
+		} else if (!seq) {
+			piece = "\xef\xbf\xbd";
+			piece_len = 3;
+		} else {
+			piece = (const char *)s + i;
+			piece_len = step = seq;
+		}
+		if (*used + piece_len >= size)
+			return;
+		memcpy(out + *used, piece, piece_len);
+		*used += piece_len;
+		i += step;
+	}
+}
+
+/* {"ts":"2006-01-02T15:04:05.000000Z","level":"info","v":0,"caller":"file.c:42",
+ * "pid":1234,"msg":"..."}: the fields log pipelines (Loki, Elasticsearch, Vector)
+ * pick up by name; ts is RFC 3339 UTC. */
+static size_t log_format_json(char *buf, size_t size, enum log_level level, int verbosity,
+			      const char *base, int line, const struct timeval *tv,
+			      const struct tm *tm, const char *msg)
+{
+	static const char *const names[] = {"error", "warning", "info"};
+	size_t used = (size_t)snprintf(
+		buf, size,
+		"{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ\",\"level\":\"%s\",\"v\":%d,"
+		"\"caller\":\"",
+		tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday, tm->tm_hour, tm->tm_min, tm->tm_sec,
+		(long)tv->tv_usec, names[level], verbosity);
+	json_escape(buf, size, &used, base);
+	used += (size_t)snprintf(buf + used, size - used, ":%d\",\"pid\":%d,\"msg\":\"", line,
+				 (int)getpid());
+	/* Room is kept for the closing quote, brace and newline. */
+	json_escape(buf, size - 3, &used, msg);
+	memcpy(buf + used, "\"}\n", 3);
+	return used + 3;
 }
 
 bool log_enabled(int verbosity)
@@ -35,6 +125,17 @@ void log_write(enum log_level level, int verbosity, const char *file, int line, 
 	gmtime_r(&tv.tv_sec, &tm);
 	const char *base = strrchr(file, '/');
 	base = base ? base + 1 : file;
+	if (log_format == LOG_FORMAT_JSON) {
+		char msg[2048];
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		char out[8192];
+		size_t len = log_format_json(out, sizeof(out), level, verbosity, base, line, &tv,
+					     &tm, msg);
+		(void)!write(STDERR_FILENO, out, len);
+		return;
+	}
 	int n = snprintf(buf, sizeof(buf), "%c%02d%02d %02d:%02d:%02d.%06ld %7d %s:%d] ",
 			 letters[level], tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 			 (long)tv.tv_usec, (int)getpid(), base, line);

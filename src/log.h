@@ -1,11 +1,20 @@
 /* Logging to stderr, one line per event, in the kubelet's klog style:
  *   I1121 08:00:00.000000   1234 file.c:42] message
+ * or, with log_set_format(LOG_FORMAT_JSON), one JSON object per line.
  * Levels: error, warning, info; info messages carry a verbosity (-v N) like klog's V(N). */
 #pragma once
 
 #include <stdbool.h>
 
 enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO };
+
+enum log_format {
+	LOG_FORMAT_TEXT, /* klog: I1121 08:00:00.000000   1234 file.c:42] message */
+	LOG_FORMAT_JSON, /* one object per line: ts, level, v, caller, pid, msg */
+};
+
+/* Sets the format of the lines that follow (default text). */
+void log_set_format(enum log_format format);
 
 /* Sets the verbosity threshold: info messages with verbosity > level are dropped. */
 void log_set_verbosity(int level);

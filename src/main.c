@@ -10,6 +10,7 @@
 #include "kubelet/registration.h"
 #include "log.h"
 #include "loop/loop.h"
+#include "metrics/metrics.h"
 #include "util.h"
 
 #include <errno.h>
@@ -29,6 +30,7 @@ struct daemon {
 	struct device_plugin *plugin;
 	struct device_presence *presence;
 	struct registration *registration;
+	struct metrics *metrics; /* NULL without --metrics-address */
 	int signal_fd;
 	struct loop_watch signal_watch;
 	struct loop_timer shutdown_deadline;
@@ -143,11 +145,24 @@ static int daemon_start(struct daemon *d)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
 	d->registration = registration_new(d->loop, c, d->plugin);
+	/* Before registering, so /healthz answers 503 until the kubelet has us. */
+	if (c->metrics_address) {
+		const struct metrics_sources sources = {
+			.plugin = d->plugin,
+			.registration = d->registration,
+			.opener = d->opener,
+			.handoff = d->handoff,
+			.presence = d->presence,
+		};
+		if ((r = metrics_new(d->loop, c->metrics_address, &sources, &d->metrics)) < 0)
+			return r;
+	}
 	return registration_start(d->registration);
 }
 
 static void daemon_stop(struct daemon *d)
 {
+	metrics_free(d->metrics); /* first: it borrows the modules below */
 	registration_free(d->registration);
 	device_presence_free(d->presence);
 	device_plugin_free(d->plugin);
@@ -179,6 +194,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	log_set_verbosity(d.config.verbosity);
+	log_set_format(d.config.log_format == CONFIG_LOG_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
 	log_info("iommufd-device-plugin %s starting", PLUGIN_VERSION);
 	config_log(&d.config);
 

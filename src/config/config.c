@@ -26,6 +26,7 @@ struct option_spec {
 static const char *const rlimit_choices[] = {"best-effort", "required", NULL};
 static const char *const missing_choices[] = {"allow", "unhealthy", NULL};
 static const char *const selinux_choices[] = {"auto", "on", "off", NULL};
+static const char *const log_format_choices[] = {"text", "json", NULL};
 
 #define FIELD(f) offsetof(struct config, f)
 
@@ -69,6 +70,13 @@ static const struct option_spec specs[] = {
 	{"scratch-dir", KIND_STRING, FIELD(scratch_dir), "DIR", NULL,
 	 "where temporary device nodes are made (must not be nodev); default: a private tmpfs",
 	 NULL, 0, 0},
+	{"metrics-address", KIND_STRING, FIELD(metrics_address), "ADDRESS", NULL,
+	 "serve GET /metrics (Prometheus) and /healthz on HOST:PORT (numeric host, [IPv6] or "
+	 "empty for all) or an absolute unix socket path; default: off",
+	 NULL, 0, 0},
+	{"log-format", KIND_CHOICE, FIELD(log_format), "FORMAT", "text",
+	 "text: klog lines, as the kubelet's; json: one object per line (ts, level, caller, msg)",
+	 log_format_choices, 0, 0},
 	{"v", KIND_INT, FIELD(verbosity), "N", "0", "log verbosity, as the kubelet's -v", NULL, 0,
 	 10},
 };

@@ -9,6 +9,7 @@
 enum config_rlimit_mode { CONFIG_RLIMIT_BEST_EFFORT, CONFIG_RLIMIT_REQUIRED };
 enum config_missing_device { CONFIG_MISSING_ALLOW, CONFIG_MISSING_UNHEALTHY };
 enum config_selinux { CONFIG_SELINUX_AUTO, CONFIG_SELINUX_ON, CONFIG_SELINUX_OFF };
+enum config_log_format { CONFIG_LOG_TEXT, CONFIG_LOG_JSON };
 
 struct config {
 	char *kubelet_dir;
@@ -27,6 +28,8 @@ struct config {
 	int selinux; /* enum config_selinux */
 	char *selinux_label;
 	char *scratch_dir; /* NULL: a private tmpfs when the mknod path needs one */
+	char *metrics_address; /* NULL: no /metrics and /healthz */
+	int log_format;	       /* enum config_log_format */
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

@@ -72,6 +72,7 @@ struct handoff_offer {
         int listen_fd;
         struct loop_watch listen_watch;
         bool starved; /* accept hit EMFILE/ENFILE: paused until a peer ends */
+        bool closing; /* being destroyed: never resume accepting */
         unsigned long long expires;
         struct list peers;
         unsigned peer_count;
@@ -135,6 +136,9 @@ static void handoff_rearm(struct handoff *h)
 static void offer_update_listening(struct handoff_offer *offer)
 {
         struct handoff *h = offer->h;
+
+        if (offer->closing)
+                return;
         uint32_t events = offer->peer_count < h->opts.max_peers && !offer->starved ? EPOLLIN : 0;
         int r = loop_watch_modify(h->loop, &offer->listen_watch, events);
         if (r < 0)
@@ -171,11 +175,11 @@ static void offer_destroy(struct handoff_offer *offer)
 {
         struct handoff *h = offer->h;
 
+        offer->closing = true;
         while (!list_empty(&offer->peers)) {
                 struct handoff_peer *peer =
                         list_entry(offer->peers.next, struct handoff_peer, offer_link);
                 h->stats.refused++;
-                offer->starved = true; /* no resuming while tearing down */
                 peer_close(peer);
         }
         for (;;) {

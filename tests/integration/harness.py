@@ -35,7 +35,8 @@ RECEIVE_BIN = _bin("RECEIVE_BIN", "iommufd-receive")
 def is_sanitized(binary):
     try:
         with open(binary, "rb") as f:
-            return b"AddressSanitizer" in f.read()
+            data = f.read()
+        return b"__asan_init" in data or b"AddressSanitizer" in data
     except OSError:
         return False
 

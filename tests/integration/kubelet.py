@@ -56,9 +56,11 @@ class DevicePluginClient:
 
     def __init__(self, socket_path, options=None, compression=None):
         self.socket_path = os.path.abspath(socket_path)
-        self.channel = grpc.insecure_channel(
-            "unix://" + self.socket_path, options=options or [], compression=compression
-        )
+        # A private subchannel pool: otherwise grpcio silently shares one connection among
+        # all channels with the same target and options, and "a new client" is not a new
+        # connection to the daemon.
+        opts = [("grpc.use_local_subchannel_pool", 1)] + list(options or [])
+        self.channel = grpc.insecure_channel("unix://" + self.socket_path, options=opts, compression=compression)
         ch = self.channel
         self._options = _unary(ch, "DevicePlugin", "GetDevicePluginOptions", pb.Empty, pb.DevicePluginOptions)
         self._preferred = _unary(ch, "DevicePlugin", "GetPreferredAllocation",

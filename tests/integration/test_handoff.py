@@ -117,8 +117,19 @@ def test_reallocating_a_device_replaces_its_old_socket(env):
 def test_iommufd_receive_cli_prints_rlimit_mode_and_rdev_of_dev_null(env, receive_bin):
     env.start("--devices", "2")
     path = allocate_socket(env.client(), "iommufd0")
-    r = subprocess.run([receive_bin, path], capture_output=True, text=True, timeout=10)
+    r = subprocess.run([receive_bin, "--socket", path], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
     assert "rlimit_mode=" in r.stdout
     assert "rdev=1:3" in r.stdout
     wait_until(lambda: not os.path.exists(path), 5, what="the socket consumed by iommufd-receive")
+
+
+def test_iommufd_receive_cli_installs_the_fd_for_a_command(env, receive_bin):
+    env.start("--devices", "2")
+    path = allocate_socket(env.client(), "iommufd1")
+    r = subprocess.run(
+        [receive_bin, "--socket", path, "--fd", "7", "--", "stat", "-L", "-c", "%t:%T", "/proc/self/fd/7"],
+        capture_output=True, text=True, timeout=10,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1:3"

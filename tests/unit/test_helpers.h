@@ -62,9 +62,8 @@ static inline int test_count_fds_like(const char *prefix)
         if (!d)
                 return -1;
         while ((de = readdir(d))) {
-                char link[64], target[256];
-                snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
-                ssize_t n = readlink(link, target, sizeof(target) - 1);
+                char target[256];
+                ssize_t n = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
                 if (n < 0)
                         continue;
                 target[n] = '\0';
@@ -85,11 +84,15 @@ static inline int test_count_armed_timerfds(void)
         if (!d)
                 return -1;
         while ((de = readdir(d))) {
-                char path[64], line[256];
-                snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", de->d_name);
-                FILE *f = fopen(path, "re");
-                if (!f)
+                char line[256];
+                int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
                         continue;
+                FILE *f = fdopen(fd, "re");
+                if (!f) {
+                        close(fd);
+                        continue;
+                }
                 while (fgets(line, sizeof(line), f))
                         if (strncmp(line, "it_value:", 9) == 0 && !strstr(line, "(0, 0)"))
                                 armed++;

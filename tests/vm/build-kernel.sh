@@ -6,7 +6,13 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 fragment="$here/kernel.fragment"
-cache="${IOMMUFD_VM_CACHE:-/var/cache/iommufd-device-plugin}"
+if [[ -n "${IOMMUFD_VM_CACHE:-}" ]]; then
+	cache="$IOMMUFD_VM_CACHE"
+elif mkdir -p /var/cache/iommufd-device-plugin 2>/dev/null && [[ -w /var/cache/iommufd-device-plugin ]]; then
+	cache=/var/cache/iommufd-device-plugin
+else
+	cache="${XDG_CACHE_HOME:-$HOME/.cache}/iommufd-device-plugin" # not root
+fi
 jobs="${IOMMUFD_VM_JOBS:-$(nproc)}"
 # Bump when the way the kernel is built changes (not the fragment: that is hashed itself).
 recipe="tinyconfig+fragment+olddefconfig ARCH=x86_64 bzImage headers v1"
@@ -27,7 +33,7 @@ apt_opts=(
 	-o "Dir::State::Lists=$apt_dir/lists"
 	-o "Dir::Cache=$apt_dir/cache"
 	-o "Debug::NoLocking=true"
-	-o "APT::Sandbox::User=root" # the cache dir is root's; _apt could not write there
+	-o "APT::Sandbox::User=$(id -un)" # the cache dir is ours; _apt could not write there
 )
 
 setup_apt() {
@@ -49,13 +55,13 @@ update_lists() {
 		return 0
 	fi
 	log "updating private package lists in $apt_dir/lists"
-	if apt-get "${apt_opts[@]}" -q update >"$apt_dir/update.log" 2>&1; then
+	if apt-get "${apt_opts[@]}" -q --error-on=any update >"$apt_dir/update.log" 2>&1; then
 		touch "$stamp"
 	elif [[ -e "$stamp" ]]; then
 		log "warning: apt-get update failed (see $apt_dir/update.log); using the old lists"
 	else
-		cat "$apt_dir/update.log" >&2
-		die "apt-get update with the private sources list $apt_dir/sources.list failed"
+		tail -n 5 "$apt_dir/update.log" >&2
+		log "warning: apt-get update with the private sources list $apt_dir/sources.list failed"
 	fi
 }
 
@@ -70,12 +76,14 @@ pick_version() {
 			return 0
 		fi
 	done
-	die "$pkg is in neither bookworm-backports nor trixie (apt-cache madison said: ${madison:-nothing})"
+	log "$pkg is in neither bookworm-backports nor trixie (apt-cache madison said: ${madison:-nothing})"
+	return 1
 }
 
 # Unpacks the source tarball of <version> once; prints the source tree.
 unpack_source() {
-	local version="$1" suite="$2" srcdir="$cache/src/$version" deb
+	local version="$1" suite="$2"
+	local srcdir="$cache/src/$version" deb
 	if [[ -e "$srcdir/.unpacked" ]]; then
 		echo "$srcdir/linux"
 		return 0
@@ -102,12 +110,22 @@ unpack_source() {
 verify_config() {
 	local config="$1" missing=() opt
 	while read -r opt; do
-		grep -qx "$opt=y" "$config" || missing+=("$opt (got: $(grep -E "^(# )?$opt[= ]" "$config" || echo unset))")
+		grep -qx "$opt=y" "$config" || missing+=("$opt (got: $(grep -E "^(# )?${opt}[= ]" "$config" || echo unset))")
 	done < <(sed -n 's/^\(CONFIG_[A-Za-z0-9_]*\)=y$/\1/p' "$fragment")
 	if ((${#missing[@]})); then
 		printf 'build-kernel:   %s\n' "${missing[@]}" >&2
 		die "${#missing[@]} option(s) of $fragment are not =y after olddefconfig (missing dependency?)"
 	fi
+}
+
+# fallback KEY WHY: offline, or the package is gone: the newest kernel cached for this fragment.
+fallback() {
+	local found
+	# shellcheck disable=SC2012 # our own directory names: <version>-<hex key>
+	found=$(ls -1td "$cache/kernel/"*-"$1" 2>/dev/null | head -n 1)
+	[[ -n "$found" && -e "$found/bzImage" ]] || die "$2, and no kernel for this fragment is cached"
+	log "warning: $2; using the cached $found"
+	echo "$found"
 }
 
 main() {
@@ -116,13 +134,14 @@ main() {
 	exec 9>"$cache/kernel.lock"
 	flock 9 || die "cannot lock $cache/kernel.lock"
 
+	local key out version suite
+	key=$(printf '%s\n' "$recipe" | cat - "$fragment" | sha256sum | cut -c1-16)
 	setup_apt
 	update_lists
-	local version suite
-	read -r version suite < <(pick_version)
-
-	local key out
-	key=$(printf '%s\n' "$recipe" | cat - "$fragment" | sha256sum | cut -c1-16)
+	if ! read -r version suite < <(pick_version); then
+		fallback "$key" "no version of $pkg known"
+		return
+	fi
 	out="$cache/kernel/$version-$key"
 	if [[ -e "$out/bzImage" && -d "$out/headers/include/linux" ]]; then
 		log "cached: $out"
@@ -131,7 +150,10 @@ main() {
 	fi
 
 	local src work start
-	src=$(unpack_source "$version" "$suite")
+	if ! src=$(unpack_source "$version" "$suite"); then
+		fallback "$key" "cannot get the source of $pkg $version"
+		return
+	fi
 	work="$cache/kernel/.build-$version-$key"
 	rm -rf "$work"
 	mkdir -p "$work/obj"
@@ -167,6 +189,8 @@ main() {
 	rm -rf "$out"
 	mv "$tmp" "$out"
 	rm -rf "$work"
+	# Only the current source tree is kept (1.6 GB each); older kernels stay, they are small.
+	find "$cache/src" -mindepth 1 -maxdepth 1 ! -name "$version" -exec rm -rf {} +
 	log "built in $(($(date +%s) - start)) s: $out"
 	echo "$out"
 }

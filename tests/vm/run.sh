@@ -9,18 +9,22 @@ repo="$(cd "$here/../.." && pwd)"
 out="${IOMMUFD_VM_BUILD_DIR:-$repo/build-vm}"
 static_build="${IOMMUFD_VM_STATIC_BUILD_DIR:-$repo/build-vm-static}"
 boot_timeout="${IOMMUFD_VM_TIMEOUT:-300}"
-mode=test
+accel="${IOMMUFD_VM_ACCEL:-tcg}" # /dev/kvm on CI machines usually cannot run guests
+mode="test"
 
 usage() {
 	cat >&2 <<-EOF
-		usage: $0 [--demo]
+		usage: $0 [--demo|--shell]
 		  --demo   boot the VM and show plugin -> kubelet-sim -> iommufd-receive, no checks
+		  --shell  boot the VM to an interactive shell on this terminal (no checks, no timeout)
 		environment:
 		  IOMMUFD_VM_CACHE            kernel cache (default /var/cache/iommufd-device-plugin)
 		  IOMMUFD_VM_BIN_DIR          use the static project binaries from this directory
 		  IOMMUFD_VM_BUILD_DIR        scratch output (default $repo/build-vm)
 		  IOMMUFD_VM_STATIC_BUILD_DIR meson static build dir (default $repo/build-vm-static)
 		  IOMMUFD_VM_TIMEOUT          seconds before the VM is killed (default $boot_timeout)
+		  IOMMUFD_VM_ACCEL            qemu accelerator (default tcg)
+		  IOMMUFD_VM_ALLOW_MISSING=1  boot even if the project binaries do not build
 	EOF
 	exit 2
 }
@@ -28,6 +32,7 @@ usage() {
 while (($#)); do
 	case "$1" in
 	--demo) mode=demo ;;
+	--shell) mode=shell ;;
 	-h | --help) usage ;;
 	*) usage ;;
 	esac
@@ -43,8 +48,9 @@ die() {
 for tool in qemu-system-x86_64 cpio cc; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
 done
-[[ -x /bin/busybox ]] && /bin/busybox --list | grep -qx poweroff ||
+if [[ ! -x /bin/busybox ]] || ! /bin/busybox --list | grep -qx poweroff; then
 	die "/bin/busybox is missing or not busybox-static (apt-get install busybox-static)"
+fi
 file_is_static() { ! readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; }
 file_is_static /bin/busybox || die "/bin/busybox is dynamically linked; install busybox-static"
 
@@ -67,14 +73,16 @@ if [[ -n "${IOMMUFD_VM_BIN_DIR:-}" ]]; then
 	bin_dir="$IOMMUFD_VM_BIN_DIR"
 else
 	bin_dir="$static_build"
+	mkdir -p "$out"
 	if [[ ! -e "$static_build/build.ninja" ]]; then
-		mkdir -p "$out"
 		meson setup "$static_build" "$repo" -Dstatic_binary=true >"$out/meson-setup.log" 2>&1 ||
 			{ [[ $allow_missing == 1 ]] || cat "$out/meson-setup.log" >&2; }
 	fi
 	if [[ -e "$static_build/build.ninja" ]]; then
-		ninja -C "$static_build" "${bins[@]}" >&2 ||
+		ninja -C "$static_build" "${bins[@]}" >"$out/ninja.log" 2>&1 || {
+			[[ $allow_missing == 1 ]] || cat "$out/ninja.log" >&2
 			missing "building the static project binaries in $static_build failed"
+		}
 	else
 		missing "meson setup $static_build -Dstatic_binary=true failed ($out/meson-setup.log)"
 	fi
@@ -95,7 +103,8 @@ mkdir -p "$out/guest"
 for prog in iommufd-check run-as; do
 	src="$here/guest/$prog.c"
 	if [[ ! "$out/guest/$prog" -nt "$src" || ! "$out/guest/$prog" -nt "$kernel_dir/bzImage" ]]; then
-		cc -static -std=gnu11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE \
+		cc -static -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+			-Wmissing-prototypes -D_GNU_SOURCE \
 			-isystem "$kernel_dir/headers/include" -o "$out/guest/$prog" "$src" ||
 			die "compiling $src failed"
 	fi
@@ -119,9 +128,13 @@ cp "$out/guest/iommufd-check" "$out/guest/run-as" "$here/guest/in-container" "$r
 # 5. Boot. q35 with an intel-iommu doing interrupt remapping (vfio-pci needs IOMMU groups) and
 #    two e1000e for the guest to bind to vfio-pci.
 console="$out/console-$mode.log"
-cmdline="console=ttyS0 rdinit=/init panic=-1 loglevel=4 vmtest=$mode"
-qemu=(qemu-system-x86_64 -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp 1 -m 512
-	-nodefaults -display none -no-reboot -serial stdio -monitor none
+# loglevel=5 prints KERN_WARNING, so a kernel WARN() reaches the console and fails the test.
+loglevel=5
+[[ $mode == demo ]] && loglevel=1
+cmdline="console=ttyS0 rdinit=/init panic=-1 loglevel=$loglevel vmtest=$mode"
+# shellcheck disable=SC2054 # the commas belong to qemu's option syntax
+qemu=(qemu-system-x86_64 -machine q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 1 -m 512
+	-nodefaults -display none -no-reboot
 	-device intel-iommu,intremap=on,caching-mode=on
 	-device e1000e,id=nic0 -device e1000e,id=nic1
 	-kernel "$kernel_dir/bzImage" -initrd "$out/initramfs.cpio" -append "$cmdline")
@@ -135,16 +148,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+if [[ $mode == shell ]]; then
+	log "booting $kernel_dir/bzImage with a shell on this terminal (Ctrl-A X quits qemu)"
+	exec "${qemu[@]}" -serial mon:stdio
+fi
+
 log "booting $kernel_dir/bzImage (console: $console)"
 t_boot=$(date +%s.%N)
+timeout -k 5 "$boot_timeout" "${qemu[@]}" -serial stdio -monitor none </dev/null >"$console" 2>&1 &
+qemu_pid=$!
 if [[ $mode == demo ]]; then
-	# Show the guest's output as it comes, minus the VMTEST/LOG bookkeeping.
-	timeout -k 5 "$boot_timeout" "${qemu[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$console" |
-		grep --line-buffered -v -e '^VMTEST ' -e '^LOG ' &
-	qemu_pid=$!
-else
-	timeout -k 5 "$boot_timeout" "${qemu[@]}" </dev/null >"$console" 2>&1 &
-	qemu_pid=$!
+	# Show the guest's output as it comes, minus qemu's and the test's bookkeeping lines.
+	tail -n +1 -f --pid="$qemu_pid" "$console" | tr -d '\r' |
+		grep --line-buffered -v -e '^VMTEST ' -e '^LOG ' -e '^qemu-system-x86_64: warning' \
+		-e '^reboot: Power down' || true
 fi
 qemu_rc=0
 wait "$qemu_pid" || qemu_rc=$?
@@ -171,10 +188,10 @@ kwarn=$(grep -cE '(WARNING|BUG|Oops|Call Trace):' "$console" || true)
 	echo "CHECK kernel.no_warnings_or_oops expected=0 seen=$kwarn"
 } | awk -v console="$console" '
 	{
-		name = $2; exp = substr($3, 10); seen = substr($4, 6)
-		ok = (exp == seen) ? "ok" : "FAIL"
+		name = $2; want = substr($3, 10); seen = substr($4, 6)
+		ok = (want == seen) ? "ok" : "FAIL"
 		n++; if (ok == "ok") pass++; else fail++
-		row[n] = sprintf("%-52s | %-18s | %-18s | %s", name, exp, seen, ok)
+		row[n] = sprintf("%-52s | %-18s | %-18s | %s", name, want, seen, ok)
 	}
 	END {
 		printf "%-52s | %-18s | %-18s | %s\n", "check", "expected", "seen", "ok"

@@ -1,10 +1,10 @@
-/* Guest-side probe for the VM test: performs one iommufd/VFIO operation per invocation and prints
- * its outcome as a machine-readable token (a value, "ok", or an errno name) for tests/vm/init to
- * compare. Diagnostics (what failed, on what, why) go to stderr. Built static against the uapi
- * headers of the test kernel (tests/vm/build-kernel.sh). */
+/* Guest-side probe for the VM test: one iommufd/VFIO operation per call, its outcome printed as a
+ * token (a value, "ok" or an errno name) for tests/vm/init to compare; diagnostics on stderr.
+ * Built static against the test kernel's uapi headers (tests/vm/build-kernel.sh). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,9 +35,10 @@ static void usage(void)
                 "       %s set IOMMUFD VALUE\n"
                 "       %s set-after-ioas IOMMUFD VALUE\n"
                 "       %s map IOMMUFD VFIO_CDEV MIB [--hold]\n"
+                "       %s path IOMMUFD\n"
                 "       %s status\n"
                 "IOMMUFD is fd:N (an inherited descriptor) or a path to open.\n",
-                prog, prog, prog, prog, prog, prog);
+                prog, prog, prog, prog, prog, prog, prog);
         exit(2);
 }
 
@@ -74,11 +75,11 @@ static int get_iommufd(const char *spec)
 static int rlimit_mode(int fd, uint16_t op, uint64_t *val)
 {
         struct iommu_option opt = {
-                .size = sizeof(opt),
-                .option_id = IOMMU_OPTION_RLIMIT_MODE,
-                .op = op,
-                .object_id = 0,
-                .val64 = val ? *val : 0,
+            .size = sizeof(opt),
+            .option_id = IOMMU_OPTION_RLIMIT_MODE,
+            .op = op,
+            .object_id = 0,
+            .val64 = val ? *val : 0,
         };
         if (ioctl(fd, IOMMU_OPTION, &opt) < 0)
                 return -errno;
@@ -188,6 +189,37 @@ static void print_status_line(const char *key)
         fclose(f);
 }
 
+/* Which file the fd was opened through, as /proc/self/fd shows it: a received fd keeps the path
+ * its opener used, e.g. a temporary device node, then marked " (deleted)". */
+static int cmd_path(const char *spec)
+{
+        int fd = get_iommufd(spec);
+        char link[64], path[PATH_MAX];
+        struct stat st;
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, path, sizeof(path) - 1);
+        if (n < 0) {
+                fprintf(stderr, "%s: readlink %s failed: %s\n", prog, link, strerror(errno));
+                printf("path=%s\n", errname(errno));
+                return 0;
+        }
+        path[n] = '\0';
+        static const char deleted[] = " (deleted)";
+        size_t len = (size_t)n, dlen = sizeof(deleted) - 1;
+        bool is_deleted = len > dlen && strcmp(path + len - dlen, deleted) == 0;
+        if (is_deleted)
+                path[len - dlen] = '\0';
+        if (fstat(fd, &st) < 0) {
+                fprintf(stderr, "%s: fstat of %s failed: %s\n", prog, spec, strerror(errno));
+                printf("path=%s rdev=%s\n", path, errname(errno));
+                return 0;
+        }
+        char *slash = strrchr(path, '/');
+        printf("path=%s dir=%.*s deleted=%s rdev=%u:%u\n", path, slash ? (int)(slash - path) : 0,
+               path, is_deleted ? "yes" : "no", major(st.st_rdev), minor(st.st_rdev));
+        return 0;
+}
+
 /* Identity and capabilities of this process, so the test can show who the consumer is. */
 static int cmd_status(void)
 {
@@ -213,9 +245,9 @@ static int cmd_map(const char *spec, const char *vfio_path, const char *mib_s, b
 
         /* VFIO_DEVICE_BIND_IOMMUFD, include/uapi/linux/vfio.h: the cdev joins the iommufd ctx. */
         struct vfio_device_bind_iommufd bind = {
-                .argsz = sizeof(bind),
-                .flags = 0,
-                .iommufd = iommufd,
+            .argsz = sizeof(bind),
+            .flags = 0,
+            .iommufd = iommufd,
         };
         if (ioctl(vfio, VFIO_DEVICE_BIND_IOMMUFD, &bind) < 0) {
                 fprintf(stderr, "%s: VFIO_DEVICE_BIND_IOMMUFD of %s to iommufd %s failed: %s\n",
@@ -235,9 +267,9 @@ static int cmd_map(const char *spec, const char *vfio_path, const char *mib_s, b
 
         /* VFIO_DEVICE_ATTACH_IOMMUFD_PT: attaching to an IOAS makes the kernel create a domain. */
         struct vfio_device_attach_iommufd_pt attach = {
-                .argsz = sizeof(attach),
-                .flags = 0,
-                .pt_id = ioas,
+            .argsz = sizeof(attach),
+            .flags = 0,
+            .pt_id = ioas,
         };
         if (ioctl(vfio, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach) < 0) {
                 fprintf(stderr, "%s: VFIO_DEVICE_ATTACH_IOMMUFD_PT of %s to IOAS %u failed: %s\n",
@@ -256,11 +288,11 @@ static int cmd_map(const char *spec, const char *vfio_path, const char *mib_s, b
 
         /* IOMMU_IOAS_MAP without IOMMU_IOAS_MAP_FIXED_IOVA: the kernel picks the IOVA. */
         struct iommu_ioas_map map = {
-                .size = sizeof(map),
-                .flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
-                .ioas_id = ioas,
-                .user_va = (uintptr_t)buf,
-                .length = len,
+            .size = sizeof(map),
+            .flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+            .ioas_id = ioas,
+            .user_va = (uintptr_t)buf,
+            .length = len,
         };
         long lck0 = status_kb("VmLck"), pin0 = status_kb("VmPin");
         if (ioctl(iommufd, IOMMU_IOAS_MAP, &map) < 0) {
@@ -302,6 +334,8 @@ int main(int argc, char **argv)
                         usage();
                 return cmd_map(argv[2], argv[3], argv[4], hold);
         }
+        if (strcmp(cmd, "path") == 0 && argc == 3)
+                return cmd_path(argv[2]);
         if (strcmp(cmd, "status") == 0 && argc == 2)
                 return cmd_status();
         usage();

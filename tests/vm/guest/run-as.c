@@ -41,8 +41,10 @@ static int cap_number(const char *name)
                 const char *name;
                 int cap;
         } names[] = {
-                {"dac_override", CAP_DAC_OVERRIDE}, {"ipc_lock", CAP_IPC_LOCK},
-                {"sys_admin", CAP_SYS_ADMIN},       {"sys_resource", CAP_SYS_RESOURCE},
+            {"dac_override", CAP_DAC_OVERRIDE},
+            {"ipc_lock", CAP_IPC_LOCK},
+            {"sys_admin", CAP_SYS_ADMIN},
+            {"sys_resource", CAP_SYS_RESOURCE},
         };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 if (strcmp(name, names[i].name) == 0)
@@ -74,8 +76,24 @@ static unsigned long long parse_size(const char *s)
         exit(2);
 }
 
-/* Removes the capabilities in drop[] from every set of this process (and its future children). */
-static void drop_caps(const bool drop[CAP_LAST_CAP + 1])
+/* Removes the capabilities in drop[] from the bounding and ambient sets. Needs CAP_SETPCAP, so
+ * it runs before the uid change. */
+static void drop_bounding(const bool drop[CAP_LAST_CAP + 1])
+{
+        for (int cap = 0; cap <= CAP_LAST_CAP; cap++) {
+                if (!drop[cap])
+                        continue;
+                /* EINVAL: a capability this kernel does not know. */
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                        die("prctl(PR_CAPBSET_DROP)", "self");
+                if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, cap, 0, 0) < 0 && errno != EINVAL)
+                        die("prctl(PR_CAP_AMBIENT_LOWER)", "self");
+        }
+}
+
+/* Removes the capabilities in drop[] from the effective, permitted and inheritable sets. Runs
+ * after the uid change, which needs CAP_SETUID/CAP_SETGID while it happens. */
+static void drop_sets(const bool drop[CAP_LAST_CAP + 1])
 {
         /* capget/capset with _LINUX_CAPABILITY_VERSION_3 use two 32-bit words per set. */
         struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
@@ -85,10 +103,6 @@ static void drop_caps(const bool drop[CAP_LAST_CAP + 1])
         for (int cap = 0; cap <= CAP_LAST_CAP; cap++) {
                 if (!drop[cap])
                         continue;
-                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-                        die("prctl(PR_CAPBSET_DROP)", "self");
-                if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_LOWER, cap, 0, 0) < 0 && errno != EINVAL)
-                        die("prctl(PR_CAP_AMBIENT_LOWER)", "self");
                 uint32_t mask = ~CAP_TO_MASK(cap);
                 data[CAP_TO_INDEX(cap)].effective &= mask;
                 data[CAP_TO_INDEX(cap)].permitted &= mask;
@@ -160,14 +174,15 @@ int main(int argc, char **argv)
                 if (setresgid(g, g, g) < 0)
                         die("setresgid", "self");
         }
-        /* Bounding-set drops need CAP_SETPCAP, so they happen before the uid change. */
         if (any_drop)
-                drop_caps(drop);
+                drop_bounding(drop);
         if (uid >= 0) {
                 /* Without SECBIT_KEEP_CAPS, leaving uid 0 clears permitted and effective caps. */
                 if (setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
                         die("setresuid", "self");
         }
+        if (any_drop)
+                drop_sets(drop);
         execvp(cmd[0], cmd);
         die("exec", cmd[0]);
         return 127;

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Builds the container image without a Docker engine: the fully static binaries
+# (meson; arm64 is cross-compiled with Debian's gcc-aarch64-linux-gnu), stripped, on
+# an empty base (Containerfile), with Debian's buildah, into an OCI archive:
+#   build-image/iommufd-device-plugin-<arch>.tar
+# Reproducible: file times and the image's created time are SOURCE_DATE_EPOCH
+# (default: the last commit's time), the archive is written with sorted names and
+# fixed owners and times, so the same sources give the same bytes.
+# Usage: scripts/image.sh [--arch amd64|arm64] [--binaries-only]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+arch=$(dpkg --print-architecture)
+binaries_only=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--arch) arch=${2:?--arch wants amd64 or arm64}; shift 2 ;;
+	--arch=*) arch=${1#--arch=}; shift ;;
+	--binaries-only) binaries_only=1; shift ;;
+	*) echo "usage: scripts/image.sh [--arch amd64|arm64] [--binaries-only]" >&2; exit 2 ;;
+	esac
+done
+
+host_arch=$(dpkg --print-architecture)
+case "$arch" in
+amd64 | arm64) ;;
+*) echo "image.sh: --arch wants amd64 or arm64, not '$arch'" >&2; exit 2 ;;
+esac
+
+# The same inputs must give the same bytes: pin every time to the last commit's.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+fi
+export SOURCE_DATE_EPOCH
+version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -1)
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+out=$root/build-image
+mkdir -p "$out"
+
+# install_packages PACKAGE...: apt-get what is missing (the cross toolchain, buildah).
+install_packages() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "image.sh: need root to install ${missing[*]} (or install them yourself)" >&2
+		return 1
+	fi
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
+}
+
+# Cross builds need the arm64 -dev packages through Debian multiarch.
+ensure_toolchain() {
+	scripts/deps.sh
+	[ "$arch" = "$host_arch" ] && return 0
+	if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+		[ "$(id -u)" -eq 0 ] || { echo "image.sh: need root for dpkg --add-architecture $arch" >&2; return 1; }
+		dpkg --add-architecture "$arch"
+		apt-get update -qq
+	fi
+	# cmocka only because meson configures the unit tests too; they are not built here.
+	install_packages gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu "libc6-dev:$arch" \
+		"libnghttp2-dev:$arch" "libprotobuf-c-dev:$arch" "libcmocka-dev:$arch" qemu-user-static
+}
+
+# Builds and strips the two binaries into build-image/<arch>/bin.
+build_binaries() {
+	local dir strip_tool
+	if [ "$arch" = "$host_arch" ]; then
+		dir=build-ship-static
+		strip_tool=strip
+		[ -f "$dir/build.ninja" ] || meson setup "$dir" --werror -Dstatic_binary=true \
+			-Dbuildtype=release >/dev/null
+	else
+		dir=build-arm64
+		strip_tool=aarch64-linux-gnu-strip
+		[ -f "$dir/build.ninja" ] || meson setup "$dir" --werror --cross-file scripts/cross/arm64.ini \
+			-Dstatic_binary=true -Dbuildtype=release >/dev/null
+	fi
+	ninja -C "$dir" iommufd-device-plugin iommufd-receive >/dev/null
+	local bin=$out/$arch/bin
+	rm -rf "$bin"
+	mkdir -p "$bin"
+	for b in iommufd-device-plugin iommufd-receive; do
+		# --strip-all: the symbols are a third of the file and nobody debugs from the image.
+		"$strip_tool" --strip-all -o "$bin/$b" "$dir/$b"
+		chmod 0755 "$bin/$b"
+		if ! file -b "$bin/$b" | grep -q 'statically linked'; then
+			echo "image.sh: $dir/$b is not statically linked" >&2
+			return 1
+		fi
+	done
+	touch -h -d "@$SOURCE_DATE_EPOCH" "$bin"/*
+}
+
+# buildah with its own storage under build-image/, so it touches nothing of the host's
+# containers and two checkouts never share state; vfs needs no overlay mounts.
+buildah_private() {
+	buildah --root "$out/storage" --runroot "$out/run" --storage-driver vfs "$@"
+}
+
+# tar_reproducibly DIR FILE: FILE is the tar of DIR's contents, same bytes every time.
+tar_reproducibly() {
+	find "$1" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+	tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+		--format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
+		-C "$1" -cf "$2" .
+}
+
+build_image() {
+	local context=$out/$arch/context name=localhost/iommufd-device-plugin:$version-$arch
+	rm -rf "$context" "$out/$arch/oci"
+	mkdir -p "$context"
+	cp -p "$out/$arch/bin/iommufd-device-plugin" "$out/$arch/bin/iommufd-receive" "$context/"
+	install -m 0644 LICENSE "$context/LICENSE"
+	touch -h -d "@$SOURCE_DATE_EPOCH" "$context"/*
+
+	buildah_private rmi -f "$name" >/dev/null 2>&1 || true
+	# --squash: one layer; --timestamp: created time and file times from SOURCE_DATE_EPOCH;
+	# --identity-label=false: no buildah version label, so another buildah gives the same.
+	buildah_private bud --quiet --squash --no-cache --identity-label=false \
+		--timestamp "$SOURCE_DATE_EPOCH" --platform "linux/$arch" \
+		--build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
+		-f "$root/Containerfile" -t "$name" "$context" >/dev/null
+	buildah_private push --quiet --format oci "$name" "oci:$out/$arch/oci:$version" >/dev/null
+	tar_reproducibly "$out/$arch/oci" "$out/iommufd-device-plugin-$arch.tar"
+	buildah_private rmi -f "$name" >/dev/null 2>&1 || true
+}
+
+ensure_toolchain
+build_binaries
+if [ "$binaries_only" -eq 0 ]; then
+	install_packages buildah
+	build_image
+	archive=$out/iommufd-device-plugin-$arch.tar
+	echo "image.sh: $archive ($(stat -c %s "$archive") bytes; binaries: $(stat -c %s "$out/$arch/bin/iommufd-device-plugin") + $(stat -c %s "$out/$arch/bin/iommufd-receive") bytes)"
+else
+	echo "image.sh: binaries in $out/$arch/bin"
+fi

@@ -1,0 +1,413 @@
+"""Issue 7: /metrics and /healthz on --metrics-address (TCP and unix socket), the HTTP
+responder's limits, and --log-format=json.
+
+The exposition is parsed with the official Prometheus client's parser (Debian's
+python3-prometheus-client), so a format error fails here, not in somebody's Prometheus.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import PLUGIN_BIN, wait_until
+from receiver import allocate_socket, assert_is_dev_null, kubevirt_receive
+
+PREFIX = "iommufd_device_plugin_"
+# Every family /metrics must carry, with its type.
+FAMILIES = {
+    "build_info": "gauge",
+    "registered": "gauge",
+    "registrations": "counter",
+    "reregistrations": "counter",
+    "registration_failures": "counter",
+    "socket_recreations": "counter",
+    "device_present": "gauge",
+    "allocations": "counter",
+    "allocation_failures": "counter",
+    "list_and_watch_streams_opened": "counter",
+    "list_and_watch_streams": "gauge",
+    "rlimit_mode_outcomes": "counter",
+    "handoff_offers": "counter",
+    "handoffs": "counter",
+    "handoff_connections_failed": "counter",
+    "handoff_pending_sockets": "gauge",
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _connect(address, timeout):
+    if isinstance(address, str):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(address)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def http_raw(address, request, timeout=10.0):
+    """Sends request bytes, reads until the server closes; returns everything it sent."""
+    with _connect(address, timeout) as s:
+        try:
+            s.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered early and stopped reading; its answer is still there
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_response(raw):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    match = re.match(r"HTTP/1\.1 (\d{3}) ", lines[0])
+    assert match, "not an HTTP/1.1 status line: %r" % lines[0]
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(match.group(1)), headers, body
+
+
+def http_get(address, path, method="GET"):
+    raw = http_raw(address, ("%s %s HTTP/1.1\r\nHost: plugin\r\nUser-Agent: test\r\n\r\n" % (method, path)).encode())
+    status, headers, body = parse_response(raw)
+    if method != "HEAD":
+        assert int(headers["content-length"]) == len(body)
+    return status, headers, body
+
+
+def scrape(address):
+    """The samples of /metrics as {(name, ((label, value), ...)): value}; checks the format."""
+    status, headers, body = http_get(address, "/metrics")
+    assert status == 200
+    assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples, name, **labels):
+    return samples[(PREFIX + name, tuple(sorted(labels.items())))]
+
+
+def wait_serving(address, plugin):
+    def up():
+        assert plugin.alive(), "daemon exited:\n" + plugin.stderr_text()[-3000:]
+        try:
+            _connect(address, 1).close()
+            return True
+        except OSError:
+            return False
+
+    wait_until(up, 10, what="the metrics endpoint to accept connections")
+
+
+def start_with_metrics(env, address, **kw):
+    arg = address if isinstance(address, str) else "%s:%d" % address
+    plugin = env.start("--devices", "3", "--metrics-address", arg, **kw)
+    wait_serving(address, plugin)
+    if kw.get("wait_register", True):
+        # The kubelet has the Register request; the daemon marks itself registered
+        # when the answer arrives, a moment later.
+        wait_until(lambda: healthz(address) == 200, 5, what="/healthz 200 after Register")
+    return plugin
+
+
+def healthz(address):
+    return http_get(address, "/healthz")[0]
+
+
+def test_healthz_is_503_before_registration_and_200_after(env):
+    address = ("127.0.0.1", free_port())
+    plugin = start_with_metrics(env, address, start_kubelet=False, wait_register=False)
+    status, _, body = http_get(address, "/healthz")
+    assert status == 503 and b"not registered" in body
+    assert value(scrape(address), "registered") == 0
+
+    env.kubelet.start()
+    env.kubelet.wait_register(timeout=10)
+    wait_until(lambda: healthz(address) == 200, 5, what="/healthz to turn 200 after Register")
+    samples = scrape(address)
+    assert value(samples, "registered") == 1
+    assert value(samples, "registrations_total") == 1
+    assert plugin.alive()
+
+
+def test_every_family_is_exposed_with_help_and_type(env):
+    address = ("127.0.0.1", free_port())
+    start_with_metrics(env, address)
+    _, _, body = http_get(address, "/metrics")
+    text = body.decode()
+    for name, kind in FAMILIES.items():
+        full = PREFIX + name + ("_total" if kind == "counter" else "")
+        assert "# HELP %s " % full in text, full
+        assert "# TYPE %s %s\n" % (full, kind) in text, full
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name, kind in FAMILIES.items():
+        assert families[PREFIX + name].type == kind
+    build = families[PREFIX + "build_info"].samples[0]
+    version = subprocess.run([PLUGIN_BIN, "--version"], capture_output=True, text=True).stdout.split()[-1]
+    assert build.labels == {"version": version} and build.value == 1
+    for name in ("process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds",
+                 "process_start_time_seconds"):
+        assert name in families, name
+
+
+def test_counters_move_after_allocate_and_handoff(env):
+    address = ("127.0.0.1", free_port())
+    start_with_metrics(env, address)
+    before = scrape(address)
+    client = env.client()
+    stream = client.list_and_watch()
+    next(iter(stream))
+    path = allocate_socket(client, "iommufd1")
+
+    mid = scrape(address)
+    assert value(mid, "allocations_total") == value(before, "allocations_total") + 1
+    # /dev/null stands in for /dev/iommu: the RLIMIT_MODE ioctl fails with ENOTTY.
+    assert value(mid, "rlimit_mode_outcomes_total", outcome="unsupported") == 1
+    assert value(mid, "rlimit_mode_outcomes_total", outcome="set") == 0
+    assert value(mid, "handoff_offers_total") == 1
+    assert value(mid, "handoff_pending_sockets") == 1
+    assert value(mid, "list_and_watch_streams") == 1
+    assert value(mid, "list_and_watch_streams_opened_total") == 1
+
+    assert_is_dev_null(kubevirt_receive(path))
+    wait_until(lambda: value(scrape(address), "handoff_pending_sockets") == 0, 5,
+               what="the pending socket count to drop after the handoff")
+    after = scrape(address)
+    assert value(after, "handoffs_total", outcome="consumed") == 1
+    assert value(after, "handoffs_total", outcome="expired") == 0
+
+    stream.cancel()
+    wait_until(lambda: value(scrape(address), "list_and_watch_streams") == 0, 5,
+               what="the open stream gauge to drop after cancel")
+
+
+def test_failed_allocate_is_counted(env):
+    address = ("127.0.0.1", free_port())
+    start_with_metrics(env, address)
+    with pytest.raises(Exception):
+        env.client().allocate(["iommufd99"])
+    assert value(scrape(address), "allocation_failures_total") == 1
+
+
+def test_reregistration_after_kubelet_restart_is_counted(env):
+    address = ("127.0.0.1", free_port())
+    start_with_metrics(env, address)
+    env.kubelet.restart()
+    env.kubelet.wait_register(timeout=10)
+    wait_until(lambda: value(scrape(address), "reregistrations_total") == 1, 5,
+               what="reregistrations_total to reach 1")
+    samples = scrape(address)
+    assert value(samples, "registrations_total") == 2
+    assert value(samples, "socket_recreations_total") == 1
+    wait_until(lambda: healthz(address) == 200, 5, what="/healthz 200 after re-registering")
+
+
+def test_metrics_and_healthz_over_a_unix_socket(env):
+    path = os.path.join(env.tmp, "metrics.sock")
+    plugin = start_with_metrics(env, path)
+    wait_until(lambda: healthz(path) == 200, 5, what="/healthz 200 over the unix socket")
+    path_alloc = allocate_socket(env.client(), "iommufd0")
+    assert value(scrape(path), "handoff_pending_sockets") == 1
+    assert_is_dev_null(kubevirt_receive(path_alloc))
+    plugin.signal(15)
+    assert plugin.wait(10) == 0
+    assert not os.path.exists(path), "the daemon should remove its metrics socket at exit"
+
+
+def test_a_stale_unix_socket_is_replaced(env):
+    path = os.path.join(env.tmp, "metrics.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()
+    start_with_metrics(env, path)
+    assert healthz(path) == 200
+
+
+def test_head_has_the_headers_of_get_and_no_body(env):
+    address = ("127.0.0.1", free_port())
+    start_with_metrics(env, address)
+    raw = http_raw(address, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, body = parse_response(raw)
+    assert status == 200 and body == b"" and headers["content-length"] == "3"
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+    (b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    (b"GET /metrics HTTP/1.1\r\n\r\n", 400),                        # HTTP/1.1 without Host
+    (b"GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),  # two Hosts
+    (b"GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n", 400),            # space before the colon
+    (b"GET /metrics HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),  # obsolete line folding
+    (b"GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),          # a TLS ClientHello
+    (b"GET /metr\x00ics HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET http://plugin/healthz?x=1 HTTP/1.1\r\nHost: plugin\r\n\r\n", 200),  # absolute-form
+    (b"GET /healthz HTTP/1.0\r\n\r\n", 200),                         # 1.0 needs no Host
+])
+def test_requests_get_the_status_the_rfc_asks_for(env, request_bytes, status):
+    address = ("127.0.0.1", free_port())
+    plugin = start_with_metrics(env, address)
+    got, headers, _ = parse_response(http_raw(address, request_bytes))
+    assert got == status
+    assert headers["connection"] == "close"
+    if status == 405:
+        assert headers["allow"] == "GET, HEAD"
+    assert plugin.alive()
+
+
+def test_a_10_kib_request_line_gets_431_and_the_daemon_survives(env):
+    address = ("127.0.0.1", free_port())
+    plugin = start_with_metrics(env, address)
+    huge = b"GET /" + b"a" * 10240 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    status, _, _ = parse_response(http_raw(address, huge))
+    assert status == 431
+    huge_header = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"j" * 10240 + b"\r\n\r\n"
+    assert parse_response(http_raw(address, huge_header))[0] == 431
+    assert plugin.alive()
+    assert healthz(address) == 200
+
+
+def test_slow_and_idle_connections_are_cut_and_the_cap_holds(env):
+    """16 connections at once; more wait in the backlog. An idle one is closed after
+    5 s, a half-sent request gets 408, then the waiting connection is served."""
+    address = ("127.0.0.1", free_port())
+    plugin = start_with_metrics(env, address)
+    idle = [_connect(address, 15) for _ in range(15)]
+    partial = _connect(address, 15)
+    partial.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+    time.sleep(0.2)
+    started = time.monotonic()
+    # Connected by the kernel (backlog), but not accepted: nothing answers it yet.
+    waiting = _connect(address, 15)
+    waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    waiting.settimeout(1.0)
+    with pytest.raises(socket.timeout):
+        waiting.recv(1)
+    waiting.settimeout(15)
+    answer = b""
+    while True:
+        chunk = waiting.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    waited = time.monotonic() - started
+    assert parse_response(answer)[0] == 200
+    assert 3.5 < waited < 10, "served after %.1f s; the deadline is 5 s" % waited
+
+    got = b""
+    while True:
+        chunk = partial.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    assert parse_response(got)[0] == 408
+    for s in idle:
+        assert s.recv(1) == b"", "an idle connection should be closed at its deadline"
+        s.close()
+    partial.close()
+    waiting.close()
+    assert plugin.alive()
+
+
+def test_no_wakeups_while_idle_with_metrics_on(env):
+    address = ("127.0.0.1", free_port())
+    plugin = start_with_metrics(env, address)
+    scrape(address)
+
+    def switches():
+        with open("/proc/%d/status" % plugin.pid) as f:
+            return sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+
+    time.sleep(0.3)
+    first = switches()
+    time.sleep(1.5)
+    assert switches() == first, "the daemon woke up while nothing happened"
+
+
+def test_a_bad_metrics_address_fails_start_with_a_reason(env):
+    env.kubelet.start()
+    result = subprocess.run(
+        [PLUGIN_BIN] + env.base_args() + ["--metrics-address", "nohost:9"],
+        capture_output=True, text=True, timeout=10,
+    )
+    assert result.returncode == 1
+    assert "cannot serve metrics on 'nohost:9'" in result.stderr
+
+
+def test_a_taken_metrics_port_fails_start(env):
+    env.kubelet.start()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [PLUGIN_BIN] + env.base_args() + ["--metrics-address", "127.0.0.1:%d" % port],
+            capture_output=True, text=True, timeout=10,
+        )
+    assert result.returncode == 1
+    assert "Address already in use" in result.stderr
+
+
+def test_json_log_lines_are_one_object_each(env):
+    plugin = env.start("--devices", "3", "--log-format", "json")
+    allocate_socket(env.client(), "iommufd0")
+    plugin.signal(15)
+    assert plugin.wait(10) == 0
+    lines = plugin.stderr_text().splitlines()
+    assert len(lines) >= 4
+    for line in lines:
+        entry = json.loads(line)
+        assert set(entry) >= {"ts", "level", "caller", "msg"}, line
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", entry["ts"])
+        assert entry["level"] in ("info", "warning", "error")
+        assert re.fullmatch(r"[\w.]+\.c:\d+", entry["caller"])
+    assert any("registered with the kubelet" in json.loads(l)["msg"] for l in lines)
+
+
+def test_log_format_comes_from_the_environment_too(env):
+    os.environ["IOMMUFD_DP_LOG_FORMAT"] = "json"
+    try:
+        plugin = env.start("--devices", "1")
+    finally:
+        del os.environ["IOMMUFD_DP_LOG_FORMAT"]
+    plugin.signal(15)
+    assert plugin.wait(10) == 0
+    for line in plugin.stderr_text().splitlines():
+        json.loads(line)
+
+
+def test_json_logs_escape_quotes_controls_and_invalid_utf8(env):
+    device = os.path.join(env.tmp.encode(), b'dev-"q"\\\t\xff')
+    plugin = env.start("--devices", "1", "--log-format", "json", iommu_device=device.decode("utf-8", "surrogateescape"))
+    plugin.signal(15)
+    assert plugin.wait(10) == 0
+    messages = [json.loads(line)["msg"] for line in plugin.stderr_text().splitlines()]
+    assert any('dev-"q"\\\t\ufffd' in m for m in messages), messages
