@@ -20,7 +20,6 @@
 #include <getopt.h>
 #include <math.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -39,6 +38,7 @@
 #define RESOURCE_NAME  "devices.kubevirt.io/iommufd"
 #define WAIT_MS        5000
 #define KUBELET_SOCKET "kubelet.sock"
+#define STREAMS_PER_CONNECTION 500
 
 struct options {
 	const char *plugin;
@@ -57,7 +57,6 @@ struct options {
 	bool smoke;
 	bool strace;
 	bool keep;
-	bool pin; /* the plugin on CPU 1, ourselves on CPU 0 */
 };
 
 /* ---- figures and the table ---- */
@@ -79,10 +78,12 @@ enum {
 	F_EXEC_REGISTER,
 	F_RESTART_REGISTER,
 	F_RSS_REGISTER,
+	F_ANON_REGISTER,
 	F_HWM_REGISTER,
 	F_THREADS_REGISTER,
 	F_FDS_REGISTER,
 	F_RSS_CYCLES,
+	F_ANON_CYCLES,
 	F_HWM_CYCLES,
 	F_THREADS_CYCLES,
 	F_FDS_CYCLES,
@@ -211,6 +212,44 @@ static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noret
 
 static char *temp_root; /* removed at exit unless --keep or a failure */
 static bool keep_temp;
+/* Processes we started and have not reaped: killed if we die. */
+static volatile pid_t children[4];
+
+static void child_started(pid_t pid)
+{
+	for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++) {
+		if (!children[i]) {
+			children[i] = pid;
+			return;
+		}
+	}
+	abort();
+}
+
+static void child_reaped(pid_t pid)
+{
+	for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++)
+		if (children[i] == pid)
+			children[i] = 0;
+}
+
+/* Async-signal-safe: also the SIGINT/SIGTERM handler's work. */
+static void kill_children(void)
+{
+	for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++) {
+		if (children[i] > 0) {
+			kill(children[i], SIGKILL);
+			waitpid(children[i], NULL, 0);
+			children[i] = 0;
+		}
+	}
+}
+
+static void on_signal(int sig)
+{
+	kill_children();
+	_exit(128 + sig);
+}
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -236,6 +275,7 @@ static void die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	kill_children();
 	if (temp_root)
 		fprintf(stderr, "plugin-bench: kept %s (the plugin's log is plugin.log there)\n",
 			temp_root);
@@ -387,19 +427,13 @@ static void plugin_spawn(const struct options *o, struct plugin *p, const char *
 			_exit(126);
 		if (null > 2)
 			close(null);
-		if (o->pin) {
-			cpu_set_t set;
-			CPU_ZERO(&set);
-			CPU_SET(1, &set);
-			if (sched_setaffinity(0, sizeof(set), &set) < 0)
-				_exit(125);
-		}
 		*exec_stamp = bench_now_ns();
 		execve(o->plugin, argv, envp);
 		dprintf(2, "plugin-bench: cannot execute %s: %s\n", o->plugin, strerror(errno));
 		_exit(127);
 	}
 	close(log);
+	child_started(p->pid);
 	/* The child wrote the stamp before execve, which returned to us only after it. */
 	int status;
 	if (waitpid(p->pid, &status, WNOHANG) == p->pid)
@@ -415,15 +449,14 @@ static void plugin_stop(struct plugin *p)
 		die("cannot signal the plugin (pid %d): %s", (int)p->pid, strerror(errno));
 	for (int waited = 0;; waited++) {
 		pid_t r = waitpid(p->pid, &status, WNOHANG);
-		if (r == p->pid)
+		if (r == p->pid) {
+			child_reaped(p->pid);
 			break;
+		}
 		if (r < 0)
 			die("waitpid %d: %s", (int)p->pid, strerror(errno));
-		if (waited == 5000) {
-			kill(p->pid, SIGKILL);
-			waitpid(p->pid, &status, 0);
+		if (waited == 5000)
 			die("the plugin did not exit within 5 s of SIGTERM");
-		}
 		sleep_ms(1);
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
@@ -608,23 +641,34 @@ static void trace_start(struct tracer *t, pid_t target, const char *out)
 		execlp("strace", "strace", "-c", "-f", "-o", out, "-p", pid_text, (char *)NULL);
 		_exit(127);
 	}
+	child_started(t->pid);
 	int r = proc_wait_traced(target, WAIT_MS);
 	if (r < 0)
 		die("strace did not attach to pid %d: %s (is strace installed?)", (int)target,
 		    strerror(-r));
 }
 
-/* Stops strace and prints its table as calls per operation. */
+/* strace summaries, printed after the table. */
+static char *trace_report;
+static size_t trace_report_len;
+static FILE *trace_out;
+
+/* Stops strace and adds its table, as calls per operation, to the report. */
 static void trace_finish(struct tracer *t, const char *what, int ops)
 {
 	int status;
+	FILE *out;
 
 	kill(t->pid, SIGINT);
 	waitpid(t->pid, &status, 0);
+	child_reaped(t->pid);
 	FILE *f = fopen(t->out, "re");
 	if (!f)
 		die("cannot read %s: %s", t->out, strerror(errno));
-	printf("\nstrace -c -f on the plugin, %d %s: syscalls per %s\n", ops, what, what);
+	if (!trace_out && !(trace_out = open_memstream(&trace_report, &trace_report_len)))
+		die("open_memstream: %s", strerror(errno));
+	out = trace_out;
+	fprintf(out, "\nstrace -c -f on the plugin, %d %s: syscalls per %s\n", ops, what, what);
 	char line[256];
 	int dashes = 0;
 	double total = 0;
@@ -645,12 +689,12 @@ static void trace_finish(struct tracer *t, const char *what, int ops)
 		double calls = atof(tok[3]);
 		double errors = n == 6 ? atof(tok[4]) : 0;
 		total += calls;
-		printf("  %-16s %6.2f", tok[n - 1], calls / ops);
+		fprintf(out, "  %-16s %6.2f", tok[n - 1], calls / ops);
 		if (errors > 0)
-			printf("  (%.2f failing)", errors / ops);
-		printf("\n");
+			fprintf(out, "  (%.2f failing)", errors / ops);
+		fprintf(out, "\n");
 	}
-	printf("  %-16s %6.2f\n", "total", total / ops);
+	fprintf(out, "  %-16s %6.2f\n", "total", total / ops);
 	fclose(f);
 	free(t->out);
 }
@@ -735,13 +779,16 @@ static void cycle_batch(struct session *s, int count, unsigned long long *cpu_al
 	*cpu_handoff += c2 - c1;
 }
 
-static void record_sample(const struct proc_sample *p, int rss, int hwm, int threads, int fds)
+/* rss, then RssAnon, VmHWM, threads and fds at the figure ids that follow it. */
+static void record_sample(const struct proc_sample *p, int rss)
 {
 	figure_add(rss, (double)p->rss_kb);
-	figure_add(hwm, (double)p->hwm_kb);
-	figure_add(threads, (double)p->threads);
-	figure_add(fds, (double)p->fds);
+	figure_add(rss + 1, (double)p->rss_anon_kb);
+	figure_add(rss + 2, (double)p->hwm_kb);
+	figure_add(rss + 3, (double)p->threads);
+	figure_add(rss + 4, (double)p->fds);
 }
+
 
 /* Cancelled ListAndWatch streams on the kubelet's connection, then whole connections
  * that each open a stream and close: RSS growth per stream and per connection. */
@@ -750,22 +797,30 @@ static void measure_growth(struct session *s)
 	const struct options *o = s->o;
 	struct proc_sample before, after;
 	int warmup = min_int(50, o->streams);
+	struct h2c *c = NULL;
 
 	for (int i = 0; i < warmup + o->streams; i++) {
+		/* nghttp2's rapid-reset guard (CVE-2023-44487) drops a connection after a
+		 * burst of 1000 RST_STREAMs: a fresh connection every STREAMS_PER_CONNECTION. */
+		if (i % STREAMS_PER_CONNECTION == 0) {
+			h2c_free(c);
+			c = plugin_connect(s->plugin_socket);
+		}
 		if (i == warmup) {
-			round_trip(s->client);
+			round_trip(c);
 			plugin_wait_idle(&s->plugin);
 			plugin_sample(&s->plugin, &before);
 		}
 		struct h2c_stream st = {0};
-		list_and_watch(s->client, &st, o->devices);
-		if (h2c_cancel(s->client, &st) < 0)
-			die("cancelling ListAndWatch: %s", h2c_error(s->client));
+		list_and_watch(c, &st, o->devices);
+		if (h2c_cancel(c, &st) < 0)
+			die("cancelling ListAndWatch: %s", h2c_error(c));
 		h2c_stream_reset(&st);
 	}
-	round_trip(s->client);
+	round_trip(c);
 	plugin_wait_idle(&s->plugin);
 	plugin_sample(&s->plugin, &after);
+	h2c_free(c); /* after the sample: its fd was open at the first one too */
 	if (after.fds != before.fds)
 		fprintf(stderr, "plugin-bench: warning: open fds went from %llu to %llu over %d "
 				"cancelled streams\n",
@@ -779,7 +834,7 @@ static void measure_growth(struct session *s)
 			plugin_wait_idle(&s->plugin);
 			plugin_sample(&s->plugin, &before);
 		}
-		struct h2c *c = plugin_connect(s->plugin_socket);
+		c = plugin_connect(s->plugin_socket);
 		struct h2c_stream st = {0};
 		list_and_watch(c, &st, o->devices);
 		h2c_free(c);
@@ -878,7 +933,7 @@ static void run_once(const struct options *o, int run, const char *dir)
 	session_connect(&s);
 	plugin_wait_idle(&s.plugin);
 	plugin_sample(&s.plugin, &sample);
-	record_sample(&sample, F_RSS_REGISTER, F_HWM_REGISTER, F_THREADS_REGISTER, F_FDS_REGISTER);
+	record_sample(&sample, F_RSS_REGISTER);
 
 	/* Kubelet restarts: its connections die, it removes every socket in its
 	 * directory, then binds kubelet.sock again. */
@@ -910,7 +965,7 @@ static void run_once(const struct options *o, int run, const char *dir)
 	figure_add(F_HANDOFF_P50, percentile(s.handoff_latencies, s.handoff_count, 50));
 	plugin_wait_idle(&s.plugin);
 	plugin_sample(&s.plugin, &sample);
-	record_sample(&sample, F_RSS_CYCLES, F_HWM_CYCLES, F_THREADS_CYCLES, F_FDS_CYCLES);
+	record_sample(&sample, F_RSS_CYCLES);
 
 	if (o->strace && run == 0) {
 		unsigned long long ignored = 0;
@@ -1025,7 +1080,6 @@ static void usage(FILE *out)
 		"  --tmpdir DIR         where the private directory is made ($TMPDIR or /tmp)\n"
 		"  --strace             also count the syscalls of one batch with strace -c -f\n"
 		"  --keep               keep the private directory (plugin logs)\n"
-		"  --pin                run on CPU 0 and the plugin on CPU 1: no wake-up preemption\n"
 		"Exit: 0 with a complete table, 1 if any step or figure failed, 2 usage.\n",
 		BENCH_DEFAULT_PLUGIN);
 }
@@ -1096,7 +1150,6 @@ int main(int argc, char **argv)
 		{"tmpdir", required_argument, NULL, 't'},
 		{"strace", no_argument, NULL, 'T'},
 		{"keep", no_argument, NULL, 'k'},
-		{"pin", no_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -1174,9 +1227,7 @@ int main(int argc, char **argv)
 		case 'k':
 			o.keep = true;
 			break;
-		case 'P':
-			o.pin = true;
-			break;
+
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -1198,14 +1249,10 @@ int main(int argc, char **argv)
 	if (access(o.plugin, X_OK) < 0)
 		die("cannot execute %s: %s", o.plugin, strerror(errno));
 	keep_temp = o.keep;
-	if (o.pin) {
-		cpu_set_t set;
-		CPU_ZERO(&set);
-		CPU_SET(0, &set);
-		if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || sched_setaffinity(0, sizeof(set), &set) < 0)
-			die("--pin needs CPUs 0 and 1: %s", strerror(errno ? errno : EINVAL));
-	}
+
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
 	exec_stamp = mmap(NULL, sizeof(*exec_stamp), PROT_READ | PROT_WRITE,
 			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (exec_stamp == MAP_FAILED)
@@ -1218,11 +1265,14 @@ int main(int argc, char **argv)
 		      "kubelet restart -> Register again");
 	figure_define(F_RSS_REGISTER, UNIT_KIB, "<= 1024 KiB", 1024, "11.2 MB",
 		      "VmRSS after Register");
+	figure_define(F_ANON_REGISTER, UNIT_KIB, NULL, 0, NULL, "RssAnon after Register");
 	figure_define(F_HWM_REGISTER, UNIT_KIB, NULL, 0, NULL, "VmHWM after Register");
 	figure_define(F_THREADS_REGISTER, UNIT_COUNT, "1", 1, "7", "threads after Register");
 	figure_define(F_FDS_REGISTER, UNIT_COUNT, NULL, 0, NULL, "open fds after Register");
 	figure_define(F_RSS_CYCLES, UNIT_KIB, "<= 1024 KiB", 1024, NULL,
 		      "VmRSS after %s Allocate+handoff", n_cycles);
+	figure_define(F_ANON_CYCLES, UNIT_KIB, NULL, 0, NULL, "RssAnon after %s Allocate+handoff",
+		      n_cycles);
 	figure_define(F_HWM_CYCLES, UNIT_KIB, NULL, 0, NULL, "VmHWM after %s Allocate+handoff",
 		      n_cycles);
 	figure_define(F_THREADS_CYCLES, UNIT_COUNT, "1", 1, "7",
@@ -1243,9 +1293,10 @@ int main(int argc, char **argv)
 		      "idle: context switches in %d s", o.idle_ms / 1000);
 	figure_define(F_IDLE_CPU, UNIT_US, "0 us", 0, NULL, "idle: plugin CPU in %d s",
 		      o.idle_ms / 1000);
-	figure_define(F_STREAM_GROWTH, UNIT_BYTES, "0 B", 0, "~12.5 kB",
+	/* RSS moves in pages: one page over the whole series is not a per-stream cost. */
+	figure_define(F_STREAM_GROWTH, UNIT_BYTES, "0 (<1 page)", 4096.0 / o.streams, "~12.5 kB",
 		      "RSS growth per cancelled ListAndWatch stream");
-	figure_define(F_CONNECTION_GROWTH, UNIT_BYTES, "0 B", 0, NULL,
+	figure_define(F_CONNECTION_GROWTH, UNIT_BYTES, "0 (<1 page)", 4096.0 / o.connections, NULL,
 		      "RSS growth per closed kubelet connection");
 	figure_define(F_BINARY_SIZE, UNIT_KIB, "<= 512 KiB", 512, "10.4 MB",
 		      "binary size, stripped");
@@ -1275,6 +1326,11 @@ int main(int argc, char **argv)
 
 	print_header(&o, argc, argv, is_static);
 	int missing = print_table();
+	if (trace_out) {
+		fclose(trace_out);
+		fputs(trace_report, stdout);
+		free(trace_report);
+	}
 	fflush(stdout);
 	if (!keep_temp)
 		remove_tree(dir);

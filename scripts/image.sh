@@ -106,12 +106,13 @@ buildah_private() {
 	buildah --root "$out/storage" --runroot "$out/run" --storage-driver vfs "$@"
 }
 
-# tar_reproducibly DIR FILE: FILE is the tar of DIR's contents, same bytes every time.
+# tar_reproducibly DIR FILE: FILE is the tar of DIR's contents (names without "./",
+# as image tools expect of an OCI archive), same bytes every time.
 tar_reproducibly() {
 	find "$1" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 	tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
 		--format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-		-C "$1" -cf "$2" .
+		-C "$1" -cf "$2" $(cd "$1" && LC_ALL=C ls -A)
 }
 
 build_image() {

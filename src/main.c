@@ -7,6 +7,7 @@
 #include "iommufd/iommufd.h"
 #include "iommufd/selinux.h"
 #include "kubelet/device_plugin.h"
+#include "kubelet/plugin_watcher.h"
 #include "kubelet/registration.h"
 #include "log.h"
 #include "loop/loop.h"
@@ -29,7 +30,8 @@ struct daemon {
 	struct handoff *handoff;
 	struct device_plugin *plugin;
 	struct device_presence *presence;
-	struct registration *registration;
+	struct registration *registration;     /* NULL with --registration=plugin-watcher */
+	struct plugin_watcher *plugin_watcher; /* NULL with --registration=kubelet-socket */
 	struct metrics *metrics; /* NULL without --metrics-address */
 	int signal_fd;
 	struct loop_watch signal_watch;
@@ -65,7 +67,10 @@ static void daemon_signal(void *data, uint32_t events)
 		return;
 	d->shutting_down = true;
 	log_info("received %s: shutting down", strsignal((int)info.ssi_signo));
-	registration_stop(d->registration);
+	if (d->registration)
+		registration_stop(d->registration);
+	if (d->plugin_watcher)
+		plugin_watcher_stop(d->plugin_watcher);
 	if (loop_timer_init(d->loop, &d->shutdown_deadline, daemon_shutdown_deadline, d) == 0)
 		loop_timer_arm(&d->shutdown_deadline, SHUTDOWN_DEADLINE_USEC);
 	device_plugin_shutdown(d->plugin, daemon_drained, d);
@@ -144,7 +149,10 @@ static int daemon_start(struct daemon *d)
 				     &d->presence)) < 0)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
-	d->registration = registration_new(d->loop, c, d->plugin);
+	if (config_uses_kubelet_socket(c))
+		d->registration = registration_new(d->loop, c, d->plugin);
+	if (config_uses_plugin_watcher(c))
+		d->plugin_watcher = plugin_watcher_new(d->loop, c, d->plugin);
 	/* Before registering, so /healthz answers 503 until the kubelet has us. */
 	if (c->metrics_address) {
 		const struct metrics_sources sources = {
@@ -157,13 +165,16 @@ static int daemon_start(struct daemon *d)
 		if ((r = metrics_new(d->loop, c->metrics_address, &sources, &d->metrics)) < 0)
 			return r;
 	}
-	return registration_start(d->registration);
+	if (d->plugin_watcher && (r = plugin_watcher_start(d->plugin_watcher)) < 0)
+		return r;
+	return d->registration ? registration_start(d->registration) : 0;
 }
 
 static void daemon_stop(struct daemon *d)
 {
 	metrics_free(d->metrics); /* first: it borrows the modules below */
 	registration_free(d->registration);
+	plugin_watcher_free(d->plugin_watcher);
 	device_presence_free(d->presence);
 	device_plugin_free(d->plugin);
 	handoff_free(d->handoff);

@@ -1,7 +1,8 @@
-/* Allocation that aborts on out-of-memory, and the monotonic clock. */
+/* Allocation that aborts on out-of-memory, mkdir -p, and the monotonic clock. */
 #include "util.h"
 
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -53,4 +54,31 @@ unsigned long long now_usec(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
+}
+
+int mkdir_parents(const char *path, unsigned int mode)
+{
+	char *copy = xstrdup(path);
+	struct stat st;
+	int r = 0;
+
+	for (char *p = copy + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char saved = *p;
+		*p = '\0';
+		if (mkdir(copy, (mode_t)mode) < 0 && errno != EEXIST) {
+			r = -errno;
+			break;
+		}
+		*p = saved;
+		if (saved == '\0')
+			break;
+	}
+	free(copy);
+	if (r < 0)
+		return r;
+	if (stat(path, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }

@@ -49,5 +49,10 @@ void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* mkdir -p: creates the missing directories of path (each with mode; existing ones
+ * are left as they are). Returns 0 or -errno (ENOTDIR if a component exists and is
+ * not a directory). */
+int mkdir_parents(const char *path, unsigned int mode);
+
 /* Monotonic clock in microseconds. */
 unsigned long long now_usec(void);

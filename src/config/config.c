@@ -26,6 +26,8 @@ struct option_spec {
 static const char *const rlimit_choices[] = {"best-effort", "required", NULL};
 static const char *const missing_choices[] = {"allow", "unhealthy", NULL};
 static const char *const selinux_choices[] = {"auto", "on", "off", NULL};
+static const char *const registration_choices[] = {"kubelet-socket", "plugin-watcher", "both",
+						   NULL};
 static const char *const log_format_choices[] = {"text", "json", NULL};
 
 #define FIELD(f) offsetof(struct config, f)
@@ -39,6 +41,18 @@ static const struct option_spec specs[] = {
 	 "the extended resource registered with the kubelet", NULL, 0, 0},
 	{"devices", KIND_INT, FIELD(devices), "N", "110",
 	 "virtual devices advertised (the kubelet's default max pods)", NULL, 1, 100000},
+	{"registration", KIND_CHOICE, FIELD(registration), "MODE", "kubelet-socket",
+	 "kubelet-socket: Register on kubelet.sock; plugin-watcher: a socket in "
+	 "--plugins-registry-dir the kubelet finds itself; both",
+	 registration_choices, 0, 0},
+	{"plugins-registry-dir", KIND_STRING, FIELD(plugins_registry_dir), "DIR",
+	 "/var/lib/kubelet/plugins_registry", "the kubelet's plugin watcher directory", NULL, 0,
+	 0},
+	{"plugin-dir", KIND_STRING, FIELD(plugin_dir), "DIR",
+	 "/var/lib/kubelet/plugins/kubevirt-iommufd",
+	 "with the plugin watcher: where our DevicePlugin socket lives (the kubelet keeps it "
+	 "across restarts)",
+	 NULL, 0, 0},
 	{"iommu-device", KIND_STRING, FIELD(iommu_device), "PATH", "/dev/iommu",
 	 "the IOMMUFD character device", NULL, 0, 0},
 	{"rlimit-mode", KIND_CHOICE, FIELD(rlimit_mode), "MODE", "best-effort",
@@ -259,6 +273,12 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 	if (optind < argc) {
 		fprintf(err, "iommufd-device-plugin: unexpected argument '%s'. Try --help.\n",
 			argv[optind]);
+		return CONFIG_EXIT_USAGE;
+	}
+	if (config_uses_plugin_watcher(config) &&
+	    (config->plugin_dir[0] != '/' || config->plugins_registry_dir[0] != '/')) {
+		fprintf(err, "iommufd-device-plugin: --plugin-dir and --plugins-registry-dir must be "
+			     "absolute: the kubelet dials the endpoint exactly as given\n");
 		return CONFIG_EXIT_USAGE;
 	}
 	if (strchr(config->socket_name, '/')) {

@@ -10,6 +10,11 @@ enum config_rlimit_mode { CONFIG_RLIMIT_BEST_EFFORT, CONFIG_RLIMIT_REQUIRED };
 enum config_missing_device { CONFIG_MISSING_ALLOW, CONFIG_MISSING_UNHEALTHY };
 enum config_selinux { CONFIG_SELINUX_AUTO, CONFIG_SELINUX_ON, CONFIG_SELINUX_OFF };
 enum config_log_format { CONFIG_LOG_TEXT, CONFIG_LOG_JSON };
+enum config_registration {
+	CONFIG_REGISTRATION_KUBELET_SOCKET,
+	CONFIG_REGISTRATION_PLUGIN_WATCHER,
+	CONFIG_REGISTRATION_BOTH,
+};
 
 struct config {
 	char *kubelet_dir;
@@ -17,6 +22,9 @@ struct config {
 	char *resource_name;
 	int devices;
 	int verbosity;
+	int registration; /* enum config_registration */
+	char *plugins_registry_dir;
+	char *plugin_dir;
 	char *iommu_device;
 	int rlimit_mode;    /* enum config_rlimit_mode */
 	int missing_device; /* enum config_missing_device */
@@ -39,6 +47,17 @@ enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
  * CONFIG_EXIT_USAGE (bad flag or value; the message names it). */
 enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err);
 void config_free(struct config *config);
+
+/* Which registration paths the configuration asks for. */
+static inline bool config_uses_kubelet_socket(const struct config *config)
+{
+	return config->registration != CONFIG_REGISTRATION_PLUGIN_WATCHER;
+}
+
+static inline bool config_uses_plugin_watcher(const struct config *config)
+{
+	return config->registration != CONFIG_REGISTRATION_KUBELET_SOCKET;
+}
 
 /* Logs the effective configuration, one line. */
 void config_log(const struct config *config);

@@ -368,8 +368,8 @@ static void ttl_expired(void *data)
                 if (offer->expires > now)
                         break;
                 h->stats.expired++;
-                log_info("nobody took the fd of %s within %llu s; removing %s", offer->device_id,
-                         h->opts.ttl_usec / 1000000, offer->path);
+                log_info("nobody took the fd of %s within %.1f s; removing %s", offer->device_id,
+                         (double)h->opts.ttl_usec / 1e6, offer->path);
                 offer_destroy(offer);
         }
         handoff_rearm(h);

@@ -20,29 +20,6 @@
 #define HANDOFF_BACKLOG       16
 #define HANDOFF_BIND_ATTEMPTS 8
 
-/* mkdir -p: creates the missing directories of path with mode. Returns 0 or -errno
- * (ENOTDIR if a component exists and is not a directory). */
-static int mkdir_parents(const char *path, mode_t mode)
-{
-        cleanup_free char *copy = xstrdup(path);
-
-        for (char *p = copy + 1;; p++) {
-                if (*p != '/' && *p != '\0')
-                        continue;
-                char saved = *p;
-                *p = '\0';
-                if (mkdir(copy, mode) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = saved;
-                if (saved == '\0')
-                        break;
-        }
-        struct stat st;
-        if (stat(path, &st) < 0)
-                return -errno;
-        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-}
-
 static bool has_suffix(const char *s, const char *suffix)
 {
         size_t n = strlen(s), m = strlen(suffix);

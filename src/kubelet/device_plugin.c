@@ -23,8 +23,11 @@ struct device_plugin {
 	const struct config *config;
 	struct iommufd_opener *opener;
 	struct handoff *handoff;
-	struct grpc_server *server;
+	struct grpc_server *servers[DEVICE_PLUGIN_ENDPOINT_COUNT];
 	struct list_and_watch_stream *streams;
+	void (*drained)(void *data);
+	void *drained_data;
+	int draining; /* servers still closing their connections */
 	bool device_present;
 	struct device_plugin_stats stats;
 };
@@ -374,8 +377,9 @@ struct device_plugin *device_plugin_new(struct loop *loop, const struct config *
 	plugin->opener = opener;
 	plugin->handoff = handoff;
 	plugin->device_present = access(config->iommu_device, F_OK) == 0;
-	plugin->server = grpc_server_new(loop, device_plugin_methods,
-					 ARRAY_SIZE(device_plugin_methods), plugin);
+	for (int i = 0; i < DEVICE_PLUGIN_ENDPOINT_COUNT; i++)
+		plugin->servers[i] = grpc_server_new(loop, device_plugin_methods,
+						     ARRAY_SIZE(device_plugin_methods), plugin);
 	return plugin;
 }
 
@@ -383,19 +387,22 @@ void device_plugin_free(struct device_plugin *plugin)
 {
 	if (!plugin)
 		return;
-	/* Freeing the server cancels the streams, which empties our list. */
-	grpc_server_free(plugin->server);
+	/* Freeing a server cancels its streams, which takes them off our list. */
+	for (int i = 0; i < DEVICE_PLUGIN_ENDPOINT_COUNT; i++)
+		grpc_server_free(plugin->servers[i]);
 	free(plugin);
 }
 
-int device_plugin_listen(struct device_plugin *plugin, const char *path)
+int device_plugin_listen(struct device_plugin *plugin, enum device_plugin_endpoint endpoint,
+			 const char *path)
 {
-	return grpc_server_listen(plugin->server, path);
+	return grpc_server_listen(plugin->servers[endpoint], path);
 }
 
-bool device_plugin_socket_present(const struct device_plugin *plugin)
+bool device_plugin_socket_present(const struct device_plugin *plugin,
+				  enum device_plugin_endpoint endpoint)
 {
-	return grpc_server_socket_present(plugin->server);
+	return grpc_server_socket_present(plugin->servers[endpoint]);
 }
 
 void device_plugin_set_device_present(struct device_plugin *plugin, bool present)
@@ -412,6 +419,14 @@ void device_plugin_set_device_present(struct device_plugin *plugin, bool present
 		stream_send_devices(plugin, s->call, false);
 }
 
+static void device_plugin_server_drained(void *data)
+{
+	struct device_plugin *plugin = data;
+
+	if (--plugin->draining == 0)
+		plugin->drained(plugin->drained_data);
+}
+
 void device_plugin_shutdown(struct device_plugin *plugin, void (*done)(void *data), void *data)
 {
 	while (plugin->streams) {
@@ -420,8 +435,13 @@ void device_plugin_shutdown(struct device_plugin *plugin, void (*done)(void *dat
 		stream_remove(plugin, plugin->streams);
 		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 	}
-	grpc_server_stop_listening(plugin->server, true);
-	grpc_server_drain(plugin->server, done, data);
+	plugin->drained = done;
+	plugin->drained_data = data;
+	plugin->draining = DEVICE_PLUGIN_ENDPOINT_COUNT;
+	for (int i = 0; i < DEVICE_PLUGIN_ENDPOINT_COUNT; i++) {
+		grpc_server_stop_listening(plugin->servers[i], true);
+		grpc_server_drain(plugin->servers[i], device_plugin_server_drained, plugin);
+	}
 }
 
 const struct device_plugin_stats *device_plugin_stats(const struct device_plugin *plugin)

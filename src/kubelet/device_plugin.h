@@ -25,10 +25,23 @@ struct device_plugin *device_plugin_new(struct loop *loop, const struct config *
 					struct iommufd_opener *opener, struct handoff *handoff);
 void device_plugin_free(struct device_plugin *plugin);
 
-/* Serves on path (replacing a stale socket). Returns 0 or -errno, see grpc_server_listen. */
-int device_plugin_listen(struct device_plugin *plugin, const char *path);
-/* Whether our socket file is still there (a starting kubelet deletes it). */
-bool device_plugin_socket_present(const struct device_plugin *plugin);
+/* Where the service listens: in the kubelet's device-plugins directory (registered
+ * through kubelet.sock; the kubelet deletes it on restart) and/or at an absolute path
+ * elsewhere (registered through the plugin watcher; the kubelet leaves it alone). */
+enum device_plugin_endpoint {
+	DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR,
+	DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
+	DEVICE_PLUGIN_ENDPOINT_COUNT,
+};
+
+/* Serves endpoint on path (replacing a stale socket). Returns 0 or -errno, see
+ * grpc_server_listen. */
+int device_plugin_listen(struct device_plugin *plugin, enum device_plugin_endpoint endpoint,
+			 const char *path);
+/* Whether the endpoint's socket file is still there (a starting kubelet deletes the
+ * one in its directory). */
+bool device_plugin_socket_present(const struct device_plugin *plugin,
+				  enum device_plugin_endpoint endpoint);
 
 /* The options both GetDevicePluginOptions and Register carry. */
 void device_plugin_options(V1beta1__DevicePluginOptions *options);

@@ -98,9 +98,9 @@ static void registration_timed_out(void *data)
 /* Serves our socket again if the kubelet removed it. Returns 0 or -errno. */
 static int registration_ensure_socket(struct registration *reg)
 {
-	if (device_plugin_socket_present(reg->plugin))
+	if (device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return 0;
-	int r = device_plugin_listen(reg->plugin, reg->plugin_socket);
+	int r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, reg->plugin_socket);
 	if (r < 0) {
 		log_error("cannot serve %s: %s", reg->plugin_socket, strerror(-r));
 		return r;
@@ -182,7 +182,7 @@ static void registration_dir_changed(void *data, uint32_t events)
 				plugin_socket_gone = true;
 		}
 	}
-	if (plugin_socket_gone && !device_plugin_socket_present(reg->plugin)) {
+	if (plugin_socket_gone && !device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR)) {
 		/* The kubelet is restarting: our registration died with it. */
 		log_info("%s was removed (kubelet restart?): serving it again", reg->plugin_socket);
 		reg->registered = false;
@@ -213,8 +213,7 @@ int registration_start(struct registration *reg)
 {
 	int r;
 
-	if (mkdir(reg->config->kubelet_dir, 0755) < 0 && errno != EEXIST) {
-		r = -errno;
+	if ((r = mkdir_parents(reg->config->kubelet_dir, 0755)) < 0) {
 		log_error("cannot create %s: %s", reg->config->kubelet_dir, strerror(-r));
 		return r;
 	}

@@ -573,8 +573,9 @@ static void handoff_thousand_hostile_connects_do_not_block_a_good_peer(void **st
         assert_true(path_exists(hostile_path));
         assert_int_equal(handoff_pending(f->handoff), 1);
 
-        close(done[1]);
+        assert_int_equal(write(done[1], "d", 1), 1);
         expect_child(crowd);
+        close(done[1]);
         close(ready[0]);
         close(ready[1]);
         close(done[0]);
@@ -600,8 +601,9 @@ static void handoff_serves_at_most_max_peers_connections_per_offer(void **state)
         assert_int_equal(test_count_fds_like("socket:") - sockets_before,
                          HANDOFF_DEFAULT_MAX_PEERS);
 
-        close(done[1]);
+        assert_int_equal(write(done[1], "d", 1), 1);
         expect_child(crowd);
+        close(done[1]);
         /* Every connection ends as refused or gone; none consumed the offer. */
         unsigned long long deadline = now_usec() + 10000000;
         while (s->peer_gone + s->refused < 20 && now_usec() < deadline)

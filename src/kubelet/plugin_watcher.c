@@ -1,0 +1,145 @@
+/* The pluginregistration v1 Registration service: GetInfo tells the kubelet who we
+ * are (type DevicePlugin, name = resource name, endpoint = our DevicePlugin socket's
+ * absolute path, versions v1beta1); NotifyRegistrationStatus tells us how it went. */
+#include "plugin_watcher.h"
+#include "device_plugin.h"
+#include "../grpc/server.h"
+#include "../log.h"
+#include "../util.h"
+
+#include "pluginregistration.pb-c.h"
+
+#include <errno.h>
+
+struct plugin_watcher {
+	const struct config *config;
+	struct device_plugin *plugin;
+	struct grpc_server *server;
+	char *registration_socket;
+	char *endpoint;
+	bool registered;
+	struct plugin_watcher_stats stats;
+};
+
+static void handle_get_info(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct plugin_watcher *watcher = data;
+	Pluginregistration__PluginInfo info = PLUGINREGISTRATION__PLUGIN_INFO__INIT;
+	char *versions[] = {"v1beta1"};
+	(void)msg;
+	(void)len;
+
+	watcher->stats.info_requests++;
+	info.type = "DevicePlugin";
+	info.name = watcher->config->resource_name;
+	info.endpoint = watcher->endpoint;
+	info.n_supported_versions = ARRAY_SIZE(versions);
+	info.supported_versions = versions;
+	log_debug(1, "plugin watcher: GetInfo from pid %d", grpc_call_peer_pid(call));
+	grpc_call_send(call, &info.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+static void handle_notify(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct plugin_watcher *watcher = data;
+	Pluginregistration__RegistrationStatusResponse response =
+		PLUGINREGISTRATION__REGISTRATION_STATUS_RESPONSE__INIT;
+
+	Pluginregistration__RegistrationStatus *status =
+		pluginregistration__registration_status__unpack(NULL, len, msg);
+	if (!status) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+				 "cannot decode RegistrationStatus");
+		return;
+	}
+	watcher->registered = status->plugin_registered;
+	if (status->plugin_registered) {
+		watcher->stats.registrations++;
+		log_info("the kubelet registered %s through the plugin watcher (endpoint %s)",
+			 watcher->config->resource_name, watcher->endpoint);
+	} else {
+		watcher->stats.registration_failures++;
+		log_error("the kubelet refused the plugin watcher registration of %s: %s",
+			  watcher->config->resource_name,
+			  status->error && status->error[0] ? status->error : "(no reason given)");
+	}
+	pluginregistration__registration_status__free_unpacked(status, NULL);
+	grpc_call_send(call, &response.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+static const struct grpc_method plugin_watcher_methods[] = {
+	{"/pluginregistration.Registration/GetInfo", handle_get_info},
+	{"/pluginregistration.Registration/NotifyRegistrationStatus", handle_notify},
+};
+
+struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct config *config,
+					  struct device_plugin *plugin)
+{
+	struct plugin_watcher *watcher = xcalloc(1, sizeof(*watcher));
+
+	watcher->config = config;
+	watcher->plugin = plugin;
+	watcher->endpoint = xasprintf("%s/%s", config->plugin_dir, config->socket_name);
+	watcher->registration_socket =
+		xasprintf("%s/%s", config->plugins_registry_dir, config->socket_name);
+	watcher->server = grpc_server_new(loop, plugin_watcher_methods,
+					  ARRAY_SIZE(plugin_watcher_methods), watcher);
+	return watcher;
+}
+
+int plugin_watcher_start(struct plugin_watcher *watcher)
+{
+	const struct config *c = watcher->config;
+	int r;
+
+	if ((r = mkdir_parents(c->plugin_dir, 0750)) < 0) {
+		log_error("cannot create %s: %s", c->plugin_dir, strerror(-r));
+		return r;
+	}
+	if ((r = mkdir_parents(c->plugins_registry_dir, 0750)) < 0) {
+		log_error("cannot create %s: %s", c->plugins_registry_dir, strerror(-r));
+		return r;
+	}
+	r = device_plugin_listen(watcher->plugin, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
+				 watcher->endpoint);
+	if (r < 0) {
+		log_error("cannot serve %s: %s", watcher->endpoint, strerror(-r));
+		return r;
+	}
+	/* Last: the kubelet may call GetInfo the moment this socket appears. */
+	r = grpc_server_listen(watcher->server, watcher->registration_socket);
+	if (r < 0) {
+		log_error("cannot serve %s: %s", watcher->registration_socket, strerror(-r));
+		return r;
+	}
+	log_info("serving DevicePlugin on %s and plugin registration on %s", watcher->endpoint,
+		 watcher->registration_socket);
+	return 0;
+}
+
+void plugin_watcher_stop(struct plugin_watcher *watcher)
+{
+	grpc_server_stop_listening(watcher->server, true);
+}
+
+void plugin_watcher_free(struct plugin_watcher *watcher)
+{
+	if (!watcher)
+		return;
+	grpc_server_free(watcher->server);
+	free(watcher->endpoint);
+	free(watcher->registration_socket);
+	free(watcher);
+}
+
+bool plugin_watcher_registered(const struct plugin_watcher *watcher)
+{
+	return watcher->registered;
+}
+
+const struct plugin_watcher_stats *plugin_watcher_stats(const struct plugin_watcher *watcher)
+{
+	return &watcher->stats;
+}
