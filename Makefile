@@ -1,6 +1,6 @@
 # The README's commands. Meson + ninja do the real build; this file only names the
 # things a newcomer runs.
-.PHONY: all demo test test-fast static clean
+.PHONY: all demo test test-fast static image release clean
 
 all:
 	scripts/deps.sh
@@ -26,5 +26,15 @@ static:
 	[ -f build-static/build.ninja ] || meson setup build-static -Dstatic_binary=true -Dbuildtype=release -Dstrip=true
 	ninja -C build-static
 
+# The container image as an OCI archive, build-image/iommufd-device-plugin-<arch>.tar
+# (buildah, no Docker engine): make image [ARCH=arm64]
+image:
+	scripts/image.sh --arch $(or $(ARCH),$(shell dpkg --print-architecture))
+
+# The reproducible release in build-release/: amd64 and arm64 binaries and images, a
+# tarball, SHA256SUMS. scripts/release.sh --verify builds twice and compares.
+release:
+	scripts/release.sh
+
 clean:
-	rm -rf build build-asan build-static build-logs
+	rm -rf build build-asan build-static build-logs build-image build-release

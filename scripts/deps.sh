@@ -13,6 +13,11 @@ packages=(
 	# the real-kernel test: kernel build and a TCG guest
 	qemu-system-x86 busybox-static cpio bc flex bison libelf-dev libssl-dev xz-utils make
 	rsync kmod
+	# shipping (issue 7): /metrics parsed by the Prometheus client in the integration tests,
+	# the image (buildah) and its arm64 build (cross gcc, qemu-user), the manifests'
+	# validation; the arm64 -dev packages come through multiarch in scripts/image.sh
+	python3-prometheus-client buildah file gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
+	qemu-user-static python3-kubernetes python3-yaml python3-jsonschema
 )
 
 missing=()

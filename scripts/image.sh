@@ -34,7 +34,8 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 fi
 export SOURCE_DATE_EPOCH
 version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -1)
-revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+# release.sh passes REVISION, so a build from a copy of the tree without .git matches.
+revision=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 out=$root/build-image
 mkdir -p "$out"
 
@@ -72,19 +73,26 @@ ensure_toolchain() {
 
 # Builds and strips the two binaries into build-image/<arch>/bin.
 build_binaries() {
-	local dir strip_tool
+	local dir strip_tool setup
 	if [ "$arch" = "$host_arch" ]; then
 		dir=build-ship-static
 		strip_tool=strip
-		[ -f "$dir/build.ninja" ] || meson setup "$dir" --werror -Dstatic_binary=true \
-			-Dbuildtype=release >/dev/null
-	else
+		setup=(-Dstatic_binary=true -Dbuildtype=release)
+	elif [ "$host_arch" = amd64 ] && [ "$arch" = arm64 ]; then
 		dir=build-arm64
 		strip_tool=aarch64-linux-gnu-strip
-		[ -f "$dir/build.ninja" ] || meson setup "$dir" --werror --cross-file scripts/cross/arm64.ini \
-			-Dstatic_binary=true -Dbuildtype=release >/dev/null
+		setup=(--cross-file scripts/cross/arm64.ini -Dstatic_binary=true -Dbuildtype=release)
+	else
+		echo "image.sh: cross builds are set up for amd64 to arm64 only, not $host_arch to $arch" >&2
+		return 1
 	fi
-	ninja -C "$dir" iommufd-device-plugin iommufd-receive >/dev/null
+	local log=$out/$arch-build.log
+	if ! { [ -f "$dir/build.ninja" ] || meson setup "$dir" --werror "${setup[@]}"; } >"$log" 2>&1 ||
+		! ninja -C "$dir" iommufd-device-plugin iommufd-receive >>"$log" 2>&1; then
+		cat "$log" >&2
+		echo "image.sh: building the $arch binaries failed (log: $log)" >&2
+		return 1
+	fi
 	local bin=$out/$arch/bin
 	rm -rf "$bin"
 	mkdir -p "$bin"

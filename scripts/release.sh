@@ -22,6 +22,8 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 fi
 export SOURCE_DATE_EPOCH
+REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+export REVISION
 version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -1)
 name=iommufd-device-plugin-$version
 out=$root/build-release

@@ -158,6 +158,7 @@ static int daemon_start(struct daemon *d)
 		const struct metrics_sources sources = {
 			.plugin = d->plugin,
 			.registration = d->registration,
+			.plugin_watcher = d->plugin_watcher,
 			.opener = d->opener,
 			.handoff = d->handoff,
 			.presence = d->presence,

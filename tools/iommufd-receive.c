@@ -116,12 +116,9 @@ static int exec_with_fd(int fd, int target, char **argv)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"socket", required_argument, NULL, 's'},
-                {"timeout", required_argument, NULL, 't'},
-                {"fd", required_argument, NULL, 'f'},
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'},
-                {0},
+            {"socket", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
+            {"fd", required_argument, NULL, 'f'},     {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},      {0},
         };
         const char *socket_path = IOMMUFD_RECEIVE_DEFAULT_SOCKET;
         int timeout_s = IOMMUFD_RECEIVE_DEFAULT_TIMEOUT_MS / 1000;

@@ -14,6 +14,8 @@ static uint32_t read_be32(const uint8_t *p)
 
 int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t len)
 {
+	if (len == 0)
+		return 0; /* buf may still be NULL: memcpy(NULL, ..., 0) is undefined */
 	if (reader->pos > 0) {
 		memmove(reader->buf, reader->buf + reader->pos, reader->len - reader->pos);
 		reader->len -= reader->pos;
@@ -38,11 +40,12 @@ int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t l
 
 int grpc_reader_next(struct grpc_reader *reader, const uint8_t **msg, size_t *len)
 {
-	const uint8_t *head = reader->buf + reader->pos;
 	size_t avail = reader->len - reader->pos;
 
+	/* Before any pointer arithmetic: buf is NULL until the first append. */
 	if (avail < GRPC_PREFIX_SIZE)
 		return 0;
+	const uint8_t *head = reader->buf + reader->pos;
 	uint32_t size = read_be32(head + 1);
 	if (size > GRPC_MAX_MESSAGE_SIZE)
 		return -EMSGSIZE;

@@ -24,7 +24,7 @@ struct list {
         struct list *prev, *next;
 };
 
-#define list_entry(node, type, member) ((type *)((char *)(node) - offsetof(type, member)))
+#define list_entry(node, type, member) ((type *)((char *)(node)-offsetof(type, member)))
 
 static void list_init(struct list *l)
 {
@@ -91,14 +91,14 @@ struct handoff_peer {
 void handoff_options_init(struct handoff_options *o)
 {
         *o = (struct handoff_options){
-                .socket_dir = HANDOFF_DEFAULT_SOCKET_DIR,
-                .labeler = NULL,
-                .ttl_usec = HANDOFF_DEFAULT_TTL_USEC,
-                .ack_timeout_usec = HANDOFF_DEFAULT_ACK_TIMEOUT_USEC,
-                .socket_mode = HANDOFF_DEFAULT_SOCKET_MODE,
-                .socket_uid = (uid_t)-1,
-                .socket_gid = (gid_t)-1,
-                .max_peers = HANDOFF_DEFAULT_MAX_PEERS,
+            .socket_dir = HANDOFF_DEFAULT_SOCKET_DIR,
+            .labeler = NULL,
+            .ttl_usec = HANDOFF_DEFAULT_TTL_USEC,
+            .ack_timeout_usec = HANDOFF_DEFAULT_ACK_TIMEOUT_USEC,
+            .socket_mode = HANDOFF_DEFAULT_SOCKET_MODE,
+            .socket_uid = (uid_t)-1,
+            .socket_gid = (gid_t)-1,
+            .max_peers = HANDOFF_DEFAULT_MAX_PEERS,
         };
 }
 
@@ -127,7 +127,8 @@ static void handoff_rearm(struct handoff *h)
         if (!list_empty(&h->offers))
                 ttl = list_entry(h->offers.next, struct handoff_offer, link)->expires;
         if (!list_empty(&h->waiting_peers))
-                ack = list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
+                ack =
+                    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
         timer_arm_for(&h->ttl_timer, &h->ttl_armed_for, ttl);
         timer_arm_for(&h->ack_timer, &h->ack_armed_for, ack);
 }
@@ -142,8 +143,20 @@ static void offer_update_listening(struct handoff_offer *offer)
         uint32_t events = offer->peer_count < h->opts.max_peers && !offer->starved ? EPOLLIN : 0;
         int r = loop_watch_modify(h->loop, &offer->listen_watch, events);
         if (r < 0)
-                log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause",
-                          offer->path, strerror(-r));
+                log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause", offer->path,
+                          strerror(-r));
+}
+
+/* A freed fd may let starved listeners accept again. */
+static void offers_resume_starved(struct handoff *h)
+{
+        for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
+                struct handoff_offer *o = list_entry(l, struct handoff_offer, link);
+                if (o->starved) {
+                        o->starved = false;
+                        offer_update_listening(o);
+                }
+        }
 }
 
 static void peer_close(struct handoff_peer *peer)
@@ -158,14 +171,7 @@ static void peer_close(struct handoff_peer *peer)
         offer->peer_count--;
         free(peer);
         offer_update_listening(offer);
-        /* A freed fd may let starved listeners accept again. */
-        for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
-                struct handoff_offer *o = list_entry(l, struct handoff_offer, link);
-                if (o->starved) {
-                        o->starved = false;
-                        offer_update_listening(o);
-                }
-        }
+        offers_resume_starved(h);
 }
 
 /* Withdraws an offer: closes its connections (counted refused), the connections
@@ -178,7 +184,7 @@ static void offer_destroy(struct handoff_offer *offer)
         offer->closing = true;
         while (!list_empty(&offer->peers)) {
                 struct handoff_peer *peer =
-                        list_entry(offer->peers.next, struct handoff_peer, offer_link);
+                    list_entry(offer->peers.next, struct handoff_peer, offer_link);
                 h->stats.refused++;
                 peer_close(peer);
         }
@@ -199,6 +205,8 @@ static void offer_destroy(struct handoff_offer *offer)
         free(offer->device_id);
         free(offer->path);
         free(offer);
+        /* Its listener and fd are closed: an expiry or a replacement frees fds too. */
+        offers_resume_starved(h);
 }
 
 static void peer_consumed(struct handoff_peer *peer)
@@ -220,8 +228,8 @@ static void peer_gone(struct handoff_peer *peer, const char *why)
         struct handoff *h = peer->offer->h;
 
         h->stats.peer_gone++;
-        log_debug(1, "pid %d left %s before acknowledging (%s); the offer stays", (int)peer->cred.pid,
-                  peer->offer->path, why);
+        log_debug(1, "pid %d left %s before acknowledging (%s); the offer stays",
+                  (int)peer->cred.pid, peer->offer->path, why);
         peer_close(peer);
         handoff_rearm(h);
 }
@@ -237,10 +245,10 @@ static void peer_send(struct handoff_peer *peer)
                 char buf[CMSG_SPACE(sizeof(int))];
         } control;
         struct msghdr msg = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = control.buf,
-                .msg_controllen = sizeof(control.buf),
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = control.buf,
+            .msg_controllen = sizeof(control.buf),
         };
 
         memset(&control, 0, sizeof(control));
@@ -364,7 +372,8 @@ static void ttl_expired(void *data)
 
         h->ttl_armed_for = 0;
         while (!list_empty(&h->offers)) {
-                struct handoff_offer *offer = list_entry(h->offers.next, struct handoff_offer, link);
+                struct handoff_offer *offer =
+                    list_entry(h->offers.next, struct handoff_offer, link);
                 if (offer->expires > now)
                         break;
                 h->stats.expired++;
@@ -383,7 +392,7 @@ static void ack_timed_out(void *data)
         h->ack_armed_for = 0;
         while (!list_empty(&h->waiting_peers)) {
                 struct handoff_peer *peer =
-                        list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link);
+                    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link);
                 if (peer->deadline > now)
                         break;
                 h->stats.ack_timeouts++;
@@ -474,8 +483,8 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
                 }
         }
 
-        int listen_fd = handoff_socket_listen(&h->opts, device_id, &h->name_counter, &path, msg,
-                                              sizeof(msg));
+        int listen_fd =
+            handoff_socket_listen(&h->opts, device_id, &h->name_counter, &path, msg, sizeof(msg));
         if (listen_fd < 0) {
                 snprintf(reason, reason_size, "%s", msg);
                 return listen_fd;
@@ -490,8 +499,8 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
         list_init(&offer->peers);
         list_append(&h->offers, &offer->link);
         h->pending++;
-        int r = loop_watch_add(h->loop, &offer->listen_watch, listen_fd, EPOLLIN,
-                               offer_acceptable, offer);
+        int r = loop_watch_add(h->loop, &offer->listen_watch, listen_fd, EPOLLIN, offer_acceptable,
+                               offer);
         if (r < 0) {
                 snprintf(reason, reason_size, "cannot watch handoff socket %s: %s", path,
                          strerror(-r));
@@ -503,6 +512,20 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
         handoff_rearm(h);
         *socket_path = offer->path;
         return 0;
+}
+
+void handoff_withdraw(struct handoff *h, const char *socket_path)
+{
+        for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
+                struct handoff_offer *offer = list_entry(l, struct handoff_offer, link);
+                if (strcmp(offer->path, socket_path) == 0) {
+                        log_debug(1, "withdrawing %s: its Allocate failed", offer->path);
+                        h->stats.offered--; /* never answered: as if never offered */
+                        offer_destroy(offer);
+                        handoff_rearm(h);
+                        return;
+                }
+        }
 }
 
 size_t handoff_pending(const struct handoff *h)

@@ -20,9 +20,9 @@ struct selinux_labeler;
 #define HANDOFF_DEFAULT_MAX_PEERS   8
 
 struct handoff_options {
-        const char *socket_dir;          /* created (mkdir -p, 0700) if missing */
-        struct selinux_labeler *labeler; /* borrowed; NULL: sockets are never labelled */
-        unsigned long long ttl_usec;     /* an unclaimed offer is withdrawn after this */
+        const char *socket_dir;              /* created (mkdir -p, 0700) if missing */
+        struct selinux_labeler *labeler;     /* borrowed; NULL: sockets are never labelled */
+        unsigned long long ttl_usec;         /* an unclaimed offer is withdrawn after this */
         unsigned long long ack_timeout_usec; /* a connected peer must ACK within this */
         mode_t socket_mode;
         uid_t socket_uid; /* (uid_t)-1: unchanged */
@@ -69,6 +69,12 @@ void handoff_free(struct handoff *h);
  * socket/bind/chmod/chown/lsetxattr/listen/epoll. */
 int handoff_offer(struct handoff *h, const char *device_id, int fd, const char **socket_path,
                   char *reason, size_t reason_size);
+
+/* Withdraws the offer on socket_path (as returned by handoff_offer) before anyone was
+ * told about it: an Allocate that fails after some of its offers were made. Not
+ * counted as offered. No-op if there is no such offer. socket_path may point to the
+ * offer's own copy. */
+void handoff_withdraw(struct handoff *h, const char *socket_path);
 
 /* Number of offers not yet consumed, expired or replaced. */
 size_t handoff_pending(const struct handoff *h);

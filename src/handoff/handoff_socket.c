@@ -46,8 +46,8 @@ static int remove_stale_sockets(const char *dir)
                     fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
                         continue;
                 if (unlinkat(dfd, de->d_name, 0) < 0)
-                        log_warning("cannot remove stale handoff socket %s/%s: %s", dir,
-                                    de->d_name, strerror(errno));
+                        log_warning("cannot remove stale handoff socket %s/%s: %s", dir, de->d_name,
+                                    strerror(errno));
                 else
                         removed++;
         }

@@ -55,8 +55,8 @@ static void device_presence_readable(void *data, uint32_t events)
                         if (errno == EINTR)
                                 continue;
                         if (errno != EAGAIN)
-                                log_error("cannot read inotify events for %s: %s",
-                                          p->device_path, strerror(errno));
+                                log_error("cannot read inotify events for %s: %s", p->device_path,
+                                          strerror(errno));
                         break;
                 }
                 for (char *at = buf; at < buf + n;) {
@@ -99,7 +99,7 @@ int device_presence_new(struct loop *loop, const char *device_path, device_prese
          * replaced by chmod/chown games) of entries in the directory. */
         if (inotify_add_watch(fd, watched,
                               IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB |
-                                      IN_ONLYDIR) < 0)
+                                  IN_ONLYDIR) < 0)
                 return -errno;
 
         struct device_presence *p = xcalloc(1, sizeof(*p));
@@ -109,8 +109,8 @@ int device_presence_new(struct loop *loop, const char *device_path, device_prese
         p->on_change = on_change;
         p->data = data;
         p->inotify_fd = take_fd(&fd);
-        int r = loop_watch_add(loop, &p->watch, p->inotify_fd, EPOLLIN, device_presence_readable,
-                               p);
+        int r =
+            loop_watch_add(loop, &p->watch, p->inotify_fd, EPOLLIN, device_presence_readable, p);
         if (r < 0) {
                 device_presence_free(p);
                 return r;

@@ -37,11 +37,11 @@ struct iommufd_opener {
 void iommufd_options_init(struct iommufd_options *o)
 {
         *o = (struct iommufd_options){
-                .device_path = IOMMUFD_DEFAULT_DEVICE_PATH,
-                .scratch_dir = IOMMUFD_DEFAULT_SCRATCH_DIR,
-                .scratch_tmpfs = true,
-                .labeler = NULL,
-                .policy = IOMMUFD_RLIMIT_BEST_EFFORT,
+            .device_path = IOMMUFD_DEFAULT_DEVICE_PATH,
+            .scratch_dir = IOMMUFD_DEFAULT_SCRATCH_DIR,
+            .scratch_tmpfs = true,
+            .labeler = NULL,
+            .policy = IOMMUFD_RLIMIT_BEST_EFFORT,
         };
 }
 
@@ -59,18 +59,17 @@ int iommufd_rlimit_policy_from_string(const char *s, enum iommufd_rlimit_policy 
 const char *iommufd_outcome_name(enum iommufd_outcome outcome)
 {
         static const char *const names[IOMMUFD_OUTCOME_COUNT] = {
-                [IOMMUFD_OUTCOME_SET] = "set",
-                [IOMMUFD_OUTCOME_UNSUPPORTED] = "unsupported",
-                [IOMMUFD_OUTCOME_NO_CAPABILITY] = "no_capability",
-                [IOMMUFD_OUTCOME_FAILED] = "failed",
-                [IOMMUFD_OUTCOME_OPEN_FAILED] = "open_failed",
+            [IOMMUFD_OUTCOME_SET] = "set",
+            [IOMMUFD_OUTCOME_UNSUPPORTED] = "unsupported",
+            [IOMMUFD_OUTCOME_NO_CAPABILITY] = "no_capability",
+            [IOMMUFD_OUTCOME_FAILED] = "failed",
+            [IOMMUFD_OUTCOME_OPEN_FAILED] = "open_failed",
         };
 
         return (unsigned)outcome < IOMMUFD_OUTCOME_COUNT ? names[outcome] : "unknown";
 }
 
-int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int err,
-                          enum iommufd_outcome *outcome)
+int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int err, enum iommufd_outcome *outcome)
 {
         if (err == 0) {
                 *outcome = IOMMUFD_OUTCOME_SET;
@@ -114,8 +113,9 @@ static int scratch_mount_private_tmpfs(struct iommufd_opener *o)
                 return r;
         }
         /* Slave, not private: mounts made on the host (kubelet's) still propagate into
-         * our namespace, while our tmpfs never propagates out. */
-        if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
+         * our namespace, while our tmpfs never propagates out. A propagation change
+         * ignores source and type ("none", as mount(8) passes). */
+        if (mount("none", "/", "none", MS_REC | MS_SLAVE, NULL) < 0) {
                 int r = -errno;
                 log_error("cannot make / a recursive slave mount for the scratch tmpfs: %s (%s)",
                           strerror(-r), fix);
@@ -125,8 +125,8 @@ static int scratch_mount_private_tmpfs(struct iommufd_opener *o)
         if (mount("iommufd-scratch", o->scratch_dir, "tmpfs", MS_NOSUID | MS_NOEXEC,
                   "mode=0700,size=1m") < 0) {
                 int r = -errno;
-                log_error("cannot mount the private scratch tmpfs on %s: %s (%s)",
-                          o->scratch_dir, strerror(-r), fix);
+                log_error("cannot mount the private scratch tmpfs on %s: %s (%s)", o->scratch_dir,
+                          strerror(-r), fix);
                 return r;
         }
         o->tmpfs_mounted = true;
@@ -158,22 +158,10 @@ static int scratch_check_not_nodev(const struct iommufd_opener *o)
 
 static int scratch_prepare(struct iommufd_opener *o)
 {
-        struct stat st;
-
-        /* One level only: the parent (default /run) must exist. */
-        if (mkdir(o->scratch_dir, 0700) < 0 && errno != EEXIST) {
-                int r = -errno;
+        int r = mkdir_parents(o->scratch_dir, 0700);
+        if (r < 0) {
                 log_error("cannot create scratch dir %s: %s", o->scratch_dir, strerror(-r));
                 return r;
-        }
-        if (stat(o->scratch_dir, &st) < 0) {
-                int r = -errno;
-                log_error("cannot stat scratch dir %s: %s", o->scratch_dir, strerror(-r));
-                return r;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-                log_error("scratch dir %s is not a directory", o->scratch_dir);
-                return -ENOTDIR;
         }
         return o->scratch_tmpfs ? scratch_mount_private_tmpfs(o) : scratch_check_not_nodev(o);
 }
@@ -261,8 +249,8 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, 
                 return -ENODEV;
         }
 
-        cleanup_free char *node = xasprintf("%s/iommu-%d-%llu.node", o->scratch_dir,
-                                            (int)getpid(), o->node_counter++);
+        cleanup_free char *node =
+            xasprintf("%s/iommu-%d-%llu.node", o->scratch_dir, (int)getpid(), o->node_counter++);
         if (unlink(node) < 0 && errno != ENOENT) {
                 r = -errno;
                 snprintf(msg, msg_size, "cannot remove stale temporary device node %s: %s", node,
@@ -272,8 +260,7 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, 
         if (mknod(node, S_IFCHR | 0600, st.st_rdev) < 0) {
                 r = -errno;
                 snprintf(msg, msg_size, "cannot make temporary device node %s (%u:%u, for %s): %s",
-                         node, major(st.st_rdev), minor(st.st_rdev), o->device_path,
-                         strerror(-r));
+                         node, major(st.st_rdev), minor(st.st_rdev), o->device_path, strerror(-r));
                 return r;
         }
 
@@ -294,8 +281,8 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, 
         if (unlink(node) < 0)
                 log_warning("cannot remove temporary device node %s: %s", node, strerror(errno));
         if (r < 0)
-                snprintf(msg, msg_size, "cannot open labelled device node %s (for %s): %s%s",
-                         node, o->device_path, strerror(-r), open_remedy(-r));
+                snprintf(msg, msg_size, "cannot open labelled device node %s (for %s): %s%s", node,
+                         o->device_path, strerror(-r), open_remedy(-r));
         return r;
 }
 

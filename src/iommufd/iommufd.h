@@ -32,14 +32,14 @@ enum iommufd_outcome {
 struct iommufd_options {
         const char *device_path; /* default IOMMUFD_DEFAULT_DEVICE_PATH */
         /* Where the SELinux-labelled temporary device node is made; used only while
-         * labels are in use. Created (mode 0700) if missing; its parent must exist. */
+         * labels are in use. Created (mkdir -p, 0700) if missing. */
         const char *scratch_dir; /* default IOMMUFD_DEFAULT_SCRATCH_DIR */
         /* true (default): mount a private tmpfs (mode 0700, without nodev) on scratch_dir
          * in the plugin's own mount namespace, because /run is nodev and a device node
          * on a nodev mount cannot be opened. false: use scratch_dir as it is; it is
          * refused at start-up if its mount is nodev. */
         bool scratch_tmpfs;
-        struct selinux_labeler *labeler; /* borrowed, may be NULL (never label) */
+        struct selinux_labeler *labeler;   /* borrowed, may be NULL (never label) */
         enum iommufd_rlimit_policy policy; /* default IOMMUFD_RLIMIT_BEST_EFFORT */
 };
 

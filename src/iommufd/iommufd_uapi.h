@@ -57,12 +57,12 @@ static_assert(IOMMU_OPTION == 0x3b87, "IOMMU_OPTION is _IO(';', 0x87)");
 static inline int iommufd_rlimit_mode_ioctl(int fd, uint16_t op, uint64_t *value)
 {
         struct iommu_option option = {
-                .size = sizeof(option),
-                .option_id = IOMMU_OPTION_RLIMIT_MODE,
-                .op = op,
-                .__reserved = 0,
-                .object_id = 0, /* RLIMIT_MODE is global to the fd: object 0 */
-                .val64 = op == IOMMU_OPTION_OP_SET ? *value : 0,
+            .size = sizeof(option),
+            .option_id = IOMMU_OPTION_RLIMIT_MODE,
+            .op = op,
+            .__reserved = 0,
+            .object_id = 0, /* RLIMIT_MODE is global to the fd: object 0 */
+            .val64 = op == IOMMU_OPTION_OP_SET ? *value : 0,
         };
 
         if (ioctl(fd, IOMMU_OPTION, &option) < 0)

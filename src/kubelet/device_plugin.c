@@ -267,10 +267,14 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 	return 0;
 }
 
-/* Checks every id before anything is opened, so a bad request changes nothing. */
+/* Checks every id before anything is opened, so a bad request changes nothing. A
+ * device named twice is refused: its second offer would withdraw the first, whose
+ * socket path the first container's answer still points to. */
 static int device_plugin_validate(struct device_plugin *plugin, const V1beta1__AllocateRequest *request,
 				  char *reason, size_t reason_size)
 {
+	cleanup_free bool *seen = xcalloc((size_t)plugin->config->devices, sizeof(*seen));
+
 	for (size_t i = 0; i < request->n_container_requests; i++) {
 		const V1beta1__ContainerAllocateRequest *c = request->container_requests[i];
 		if (c->n_devices_ids == 0) {
@@ -286,6 +290,16 @@ static int device_plugin_validate(struct device_plugin *plugin, const V1beta1__A
 					 plugin->config->devices - 1);
 				return -EINVAL;
 			}
+			/* Valid, so the digits after the prefix are an index below devices. */
+			unsigned long index =
+				strtoul(c->devices_ids[j] + strlen(DEVICE_ID_PREFIX), NULL, 10);
+			if (seen[index]) {
+				snprintf(reason, reason_size,
+					 "device id \"%s\" is named more than once in the request",
+					 c->devices_ids[j]);
+				return -EINVAL;
+			}
+			seen[index] = true;
 		}
 	}
 	if (!device_plugin_healthy(plugin)) {
@@ -343,6 +357,11 @@ static void device_plugin_allocate(void *data, struct grpc_call *call, const uin
 	}
 	if (r < 0) {
 		enum grpc_status status = allocate_status(r);
+		/* The kubelet gets an error: no container will come for the sockets made
+		 * before the failing one, so they must not hold fds until the TTL. */
+		for (size_t i = 0; i < n; i++)
+			if (answers[i].response.n_mounts)
+				handoff_withdraw(plugin->handoff, answers[i].mount.host_path);
 		plugin->stats.allocation_failures++;
 		log_error("Allocate failed: %s", reason);
 		grpc_call_finish(call, status, reason);

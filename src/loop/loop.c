@@ -165,6 +165,10 @@ static void loop_run_deferred(struct loop *loop)
 /* Waits up to timeout_ms for events, dispatches them, then runs the deferred work. */
 static int loop_dispatch(struct loop *loop, int timeout_ms)
 {
+	/* Work deferred outside a batch (start-up, between runs) must not wait for an event. */
+	loop_run_deferred(loop);
+	if (loop->quit)
+		return 0;
 	int n = epoll_wait(loop->epoll_fd, loop->batch, LOOP_BATCH, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
@@ -187,6 +191,7 @@ int loop_run(struct loop *loop)
 		if (r < 0)
 			return r;
 	}
+	loop_run_deferred(loop);
 	return loop->exit_code;
 }
 

@@ -6,6 +6,7 @@
 #include "../iommufd/device_presence.h"
 #include "../iommufd/iommufd.h"
 #include "../kubelet/device_plugin.h"
+#include "../kubelet/plugin_watcher.h"
 #include "../kubelet/registration.h"
 #include "../log.h"
 #include "../util.h"
@@ -42,12 +43,17 @@ static void labelled(struct http_response *r, const char *name, const char *labe
         http_response_append(r, PREFIX "%s{%s=\"%s\"} %llu\n", name, label, label_value, value);
 }
 
+/* Registered through any configured path: what /healthz reports. */
+static bool metrics_registered(const struct metrics_sources *s)
+{
+        return (s->registration && registration_registered(s->registration)) ||
+               (s->plugin_watcher && plugin_watcher_registered(s->plugin_watcher));
+}
+
 static void render_registration(struct http_response *r, const struct registration *reg)
 {
         const struct registration_stats *st = registration_stats(reg);
 
-        family(r, "registered", "gauge", "1 while registered with the kubelet, else 0.");
-        sample(r, "registered", registration_registered(reg));
         family(r, "registrations_total", "counter", "Register calls the kubelet accepted.");
         sample(r, "registrations_total", st->registrations);
         family(r, "reregistrations_total", "counter",
@@ -59,6 +65,21 @@ static void render_registration(struct http_response *r, const struct registrati
         family(r, "socket_recreations_total", "counter",
                "Times our socket was deleted (kubelet restart) and served again.");
         sample(r, "socket_recreations_total", st->socket_recreations);
+}
+
+static void render_plugin_watcher(struct http_response *r, const struct plugin_watcher *w)
+{
+        const struct plugin_watcher_stats *st = plugin_watcher_stats(w);
+
+        family(r, "plugin_watcher_info_requests_total", "counter",
+               "GetInfo calls from the kubelet's plugin watcher.");
+        sample(r, "plugin_watcher_info_requests_total", st->info_requests);
+        family(r, "plugin_watcher_registrations_total", "counter",
+               "Registrations the kubelet reported through the plugin watcher.");
+        sample(r, "plugin_watcher_registrations_total", st->registrations);
+        family(r, "plugin_watcher_registration_failures_total", "counter",
+               "Failed registrations the kubelet reported through the plugin watcher.");
+        sample(r, "plugin_watcher_registration_failures_total", st->registration_failures);
 }
 
 static void render_device_plugin(struct http_response *r, const struct device_plugin *plugin)
@@ -160,8 +181,13 @@ void metrics_render(const struct metrics_sources *s, double start_time, struct h
 {
         family(r, "build_info", "gauge", "Always 1; the version is in the label.");
         http_response_append(r, PREFIX "build_info{version=\"%s\"} 1\n", PLUGIN_VERSION);
+        family(r, "registered", "gauge",
+               "1 while registered with the kubelet (through any configured path), else 0.");
+        sample(r, "registered", metrics_registered(s));
         if (s->registration)
                 render_registration(r, s->registration);
+        if (s->plugin_watcher)
+                render_plugin_watcher(r, s->plugin_watcher);
         if (s->presence) {
                 family(r, "device_present", "gauge", "1 while the iommufd device node exists.");
                 sample(r, "device_present", device_presence_present(s->presence));
@@ -185,8 +211,7 @@ static void metrics_handle(void *data, const struct http_request *request,
                 metrics_render(&m->sources, m->start_time, response);
         } else if (http_path_is(request, "/healthz")) {
                 /* Answered from the loop, so an answer also proves the loop is turning. */
-                bool registered =
-                    m->sources.registration && registration_registered(m->sources.registration);
+                bool registered = metrics_registered(&m->sources);
                 response->status = registered ? 200 : 503;
                 http_response_append(response,
                                      registered ? "ok\n" : "not registered with the kubelet\n");

@@ -8,15 +8,18 @@
 struct loop;
 struct device_plugin;
 struct registration;
+struct plugin_watcher;
 struct iommufd_opener;
 struct handoff;
 struct device_presence;
 
 /* The modules whose state is exposed; all borrowed, and any may be NULL (its metrics
- * are then left out; a NULL registration makes /healthz answer 503). */
+ * are then left out). /healthz answers 200 while one of the registration paths given
+ * (kubelet.sock, plugin watcher) is registered. */
 struct metrics_sources {
         const struct device_plugin *plugin;
         const struct registration *registration;
+        const struct plugin_watcher *plugin_watcher;
         const struct iommufd_opener *opener;
         const struct handoff *handoff;
         const struct device_presence *presence;

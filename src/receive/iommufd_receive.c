@@ -71,10 +71,10 @@ static int receive_on(int sock, const char *socket_path, int timeout_ms, int *fd
         } control;
         struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
         struct msghdr msg = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = control.buf,
-                .msg_controllen = sizeof(control.buf),
+            .msg_iov = &iov,
+            .msg_iovlen = 1,
+            .msg_control = control.buf,
+            .msg_controllen = sizeof(control.buf),
         };
         ssize_t n;
         int r;

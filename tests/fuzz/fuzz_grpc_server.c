@@ -30,6 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_init();
 	int fds_before = fuzz_fd_count();
 	fuzz_daemon_start(&d);
+	int fds_started = fuzz_fd_count();
 	size_t chunk = chunk_sizes[(opts >> 3) & 3];
 	bool open = true;
 	if (opts & OPT_PREFACE)
@@ -44,6 +45,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		close(d.client_fd);
 		d.client_fd = -1;
 		fuzz_daemon_settle(&d, NULL, NULL);
+		/* The server noticed: its end is closed; what stays open is each pending
+		 * offer's listening socket and iommufd. */
+		fuzz_assert(fuzz_fd_count() ==
+			    fds_started - 2 + 2 * (int)handoff_pending(d.handoff));
 	}
 	fuzz_daemon_stop(&d);
 	fuzz_assert(fuzz_fd_count() == fds_before);

@@ -8,6 +8,7 @@ daemon died unexpectedly or printed a sanitizer report.
 """
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,9 @@ def _bin(env_name, name):
 
 
 PLUGIN_BIN = _bin("PLUGIN_BIN", "iommufd-device-plugin")
+# A command the daemon runs under, e.g. valgrind (scripts/check.sh); its reports must
+# contain "ERROR: " to fail the test, like the sanitizers' (valgrind --error-markers).
+PLUGIN_WRAPPER = shlex.split(os.environ.get("PLUGIN_WRAPPER", ""))
 RECEIVE_BIN = _bin("RECEIVE_BIN", "iommufd-receive")
 
 
@@ -88,7 +92,7 @@ class Plugin:
     """One run of the daemon binary."""
 
     def __init__(self, args, workdir, binary=PLUGIN_BIN):
-        self.args = [binary] + list(args)
+        self.args = PLUGIN_WRAPPER + [binary] + list(args)
         self.stderr_path = os.path.join(workdir, "plugin-%d.stderr" % int(time.monotonic() * 1e6))
         with open(self.stderr_path, "wb") as out:
             self.proc = subprocess.Popen(

@@ -411,3 +411,33 @@ def test_json_logs_escape_quotes_controls_and_invalid_utf8(env):
     assert plugin.wait(10) == 0
     messages = [json.loads(line)["msg"] for line in plugin.stderr_text().splitlines()]
     assert any('dev-"q"\\\t\ufffd' in m for m in messages), messages
+
+
+def test_healthz_follows_the_plugin_watcher_registration(env):
+    from test_plugin_watcher import PluginWatcherClient, pr
+
+    address = ("127.0.0.1", free_port())
+    registry = os.path.join(env.tmp, "plugins_registry")
+    plugin = env.start("--registration", "plugin-watcher", "--plugins-registry-dir", registry,
+                       "--plugin-dir", os.path.join(env.tmp, "plugins", "kubevirt-iommufd"),
+                       "--metrics-address", "%s:%d" % address, start_kubelet=False, wait_register=False)
+    wait_serving(address, plugin)
+    assert healthz(address) == 503
+    samples = scrape(address)
+    assert value(samples, "registered") == 0
+    assert (PREFIX + "registrations_total", ()) not in samples, "no kubelet.sock path in this mode"
+
+    watcher = PluginWatcherClient(os.path.join(registry, "kubevirt-iommufd.sock"))
+    try:
+        watcher.get_info(pr.InfoRequest(), timeout=5)
+        watcher.notify(pr.RegistrationStatus(plugin_registered=True), timeout=5)
+        assert healthz(address) == 200
+        samples = scrape(address)
+        assert value(samples, "registered") == 1
+        assert value(samples, "plugin_watcher_info_requests_total") == 1
+        assert value(samples, "plugin_watcher_registrations_total") == 1
+        watcher.notify(pr.RegistrationStatus(plugin_registered=False, error="no"), timeout=5)
+        assert healthz(address) == 503
+        assert value(scrape(address), "plugin_watcher_registration_failures_total") == 1
+    finally:
+        watcher.close()

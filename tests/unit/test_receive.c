@@ -292,9 +292,8 @@ static void cli_prints_fd_and_runs_command_with_it(void **state)
         for (int exec_mode = 0; exec_mode <= 1; exec_mode++) {
                 int pipe_fds[2];
                 assert_int_equal(pipe2(pipe_fds, O_CLOEXEC), 0);
-                assert_int_equal(handoff_offer(h, "iommufd0",
-                                               open("/dev/null", O_RDWR | O_CLOEXEC), &path,
-                                               reason, sizeof(reason)),
+                assert_int_equal(handoff_offer(h, "iommufd0", open("/dev/null", O_RDWR | O_CLOEXEC),
+                                               &path, reason, sizeof(reason)),
                                  0);
                 struct cli_args a = {cli, path, pipe_fds[1], exec_mode};
                 pid_t pid = test_fork(run_cli, &a);
@@ -322,16 +321,16 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
-                T(receive_takes_fd_marks_it_cloexec_and_acks_once),
-                T(receive_rejects_two_fds_and_closes_both),
-                T(receive_rejects_a_nonzero_data_byte),
-                T(receive_rejects_more_than_one_data_byte),
-                T(receive_rejects_a_message_without_fd),
-                T(receive_reports_server_closing_without_message),
-                T(receive_times_out_when_server_stays_silent),
-                T(receive_reports_missing_socket),
-                T(receive_consumes_a_real_handoff_offer),
-                T(cli_prints_fd_and_runs_command_with_it),
+            T(receive_takes_fd_marks_it_cloexec_and_acks_once),
+            T(receive_rejects_two_fds_and_closes_both),
+            T(receive_rejects_a_nonzero_data_byte),
+            T(receive_rejects_more_than_one_data_byte),
+            T(receive_rejects_a_message_without_fd),
+            T(receive_reports_server_closing_without_message),
+            T(receive_times_out_when_server_stays_silent),
+            T(receive_reports_missing_socket),
+            T(receive_consumes_a_real_handoff_offer),
+            T(cli_prints_fd_and_runs_command_with_it),
 #undef T
         };
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The static checkers and the valgrind run: clang-tidy (.clang-tidy) and cppcheck on the
+# daemon's and tools' sources through a clang build's compile_commands.json, then the
+# integration suite with the daemon under valgrind memcheck (no error, no definitely
+# lost byte). Ends with 'N passed, N failed', one per checker.
+# Usage: scripts/check.sh [--no-valgrind] [pytest args for the valgrind run...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+logdir=$root/build-logs
+mkdir -p "$logdir"
+
+run_valgrind=1
+if [ "${1:-}" = --no-valgrind ]; then
+	run_valgrind=0
+	shift
+fi
+
+passed=0
+failed=0
+result() { # result NAME OK(0/1) [detail]
+	if [ "$2" -eq 0 ]; then
+		passed=$((passed + 1))
+		echo "== $1: ok${3:+ ($3)}"
+	else
+		failed=$((failed + 1))
+		echo "== $1: FAILED${3:+ ($3)}"
+	fi
+}
+
+# A clang build: its compile_commands.json has flags clang-tidy understands, and the
+# generated protobuf-c headers exist.
+tidy_build=$root/build-tidy
+if [ ! -f "$tidy_build/build.ninja" ]; then
+	CC=clang meson setup "$tidy_build" >"$logdir/tidy-setup.log" 2>&1 ||
+		{ cat "$logdir/tidy-setup.log"; echo "0 passed, 1 failed"; exit 1; }
+fi
+ninja -C "$tidy_build" >"$logdir/tidy-build.log" 2>&1 ||
+	{ tail -40 "$logdir/tidy-build.log"; echo "0 passed, 1 failed"; exit 1; }
+
+sources=$(find src tools -name '*.c' | sort)
+
+# clang-tidy: every finding fails, except a file+check pair listed (with its reason) in
+# tests/static/clang-tidy-suppressions.txt.
+log=$logdir/clang-tidy.log
+# shellcheck disable=SC2086
+echo $sources | xargs -n 1 -P "$(nproc)" clang-tidy -p "$tidy_build" --quiet >"$log" 2>&1
+findings=$(grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error): .*\[[^]]+\]$' "$log" |
+	sed -E 's|^.*/(src\|tools\|tests)/|\1/|' | sort -u |
+	while IFS= read -r line; do
+		file=${line%%:*}
+		checks=$(echo "$line" | grep -oE '\[[^]]+\]$' | tr -d '[]' | tr ',' '\n' |
+			grep -v '^-warnings-as-errors$')
+		suppressed=0
+		for c in $checks; do
+			grep -qE "^$file $c( |$)" tests/static/clang-tidy-suppressions.txt && suppressed=1
+		done
+		[ "$suppressed" -eq 1 ] || echo "$line"
+	done)
+if [ -z "$findings" ]; then
+	result clang-tidy 0 "$(echo "$sources" | wc -w) files"
+else
+	echo "$findings"
+	result clang-tidy 1 "$(echo "$findings" | wc -l) findings; full output in $log"
+fi
+
+# cppcheck: the same files with their real include paths and defines. It does not read
+# the system headers, so protobuf-c's version check needs its number.
+log=$logdir/cppcheck.log
+cppcheck --project="$tidy_build/compile_commands.json" --file-filter='src/*' \
+	--file-filter='tools/*' \
+	--enable=warning,performance,portability --error-exitcode=1 --inline-suppr \
+	--suppressions-list=tests/static/cppcheck-suppressions.txt \
+	-DPROTOBUF_C_VERSION_NUMBER=1004001 -D__linux__ -D__x86_64__ -j "$(nproc)" --quiet \
+	--template='{file}:{line}: {severity}: {message} [{id}]' >"$log" 2>&1
+rc=$?
+if [ "$rc" -eq 0 ]; then
+	result cppcheck 0
+else
+	cat "$log"
+	result cppcheck 1 "see $log"
+fi
+
+# valgrind: the integration suite with the daemon under memcheck. Each report is
+# wrapped in a line with "ERROR: ", which fails the test that produced it, as the
+# sanitizers' reports do (tests/integration/harness.py).
+if [ "$run_valgrind" -eq 1 ]; then
+	vg_build=$root/build-vg
+	if [ ! -f "$vg_build/build.ninja" ]; then
+		meson setup "$vg_build" -Dbuildtype=debug >"$logdir/vg-setup.log" 2>&1 ||
+			{ cat "$logdir/vg-setup.log"; echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+	fi
+	log=$logdir/valgrind-integration.log
+	if ninja -C "$vg_build" >"$logdir/vg-build.log" 2>&1; then
+		PLUGIN_WRAPPER="valgrind -q --tool=memcheck --error-exitcode=99 --leak-check=full \
+--show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=30 \
+--suppressions=$root/tests/static/valgrind.supp \
+'--error-markers=ERROR: valgrind memcheck report begins,valgrind memcheck report ends'" \
+			IOMMUFD_TEST_UNDER_VALGRIND=1 \
+			tests/integration/run.sh "$vg_build" -m "not no_valgrind" "$@" >"$log" 2>&1
+		rc=$?
+		summary=$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -1)
+		if [ "$rc" -eq 0 ]; then
+			result "integration under valgrind" 0 "$summary"
+		else
+			tail -60 "$log"
+			result "integration under valgrind" 1 "$summary; see $log"
+		fi
+	else
+		tail -40 "$logdir/vg-build.log"
+		result "integration under valgrind" 1 "build failed"
+	fi
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, ASan+UBSan, coverage on the daemon's core) in
+# build-fuzz/, replays every committed regression input, then fuzzes each target for a
+# bounded time from its seed corpus. Any crash, leak, sanitizer report or broken
+# invariant fails that target. Ends with 'N passed, N failed' (one per target).
+# Usage: tests/fuzz/run.sh [seconds-per-target]   (default 40; FUZZ_JOBS targets at once)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+seconds=${1:-40}
+build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
+jobs=${FUZZ_JOBS:-$(nproc)}
+here=$root/tests/fuzz
+out=$build/fuzz
+targets=(grpc_server device_plugin_requests handoff_peer http_parse http_server grpc_frame)
+
+mkdir -p "$out"
+log=$out/build.log
+if [ ! -f "$build/build.ninja" ]; then
+	CC=clang meson setup "$build" -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all' >"$log" 2>&1 ||
+		{ cat "$log"; echo "0 passed, ${#targets[@]} failed"; exit 1; }
+fi
+ninja -C "$build" libplugin_core.a >>"$log" 2>&1 ||
+	{ tail -40 "$log"; echo "0 passed, ${#targets[@]} failed"; exit 1; }
+cflags=(-std=gnu11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+	-I"$root/src" -I"$build" -I"$here")
+# shellcheck disable=SC2207
+libs=($(pkg-config --libs libnghttp2 libprotobuf-c))
+for t in "${targets[@]}"; do
+	clang "${cflags[@]}" -o "$out/fuzz_$t" "$here/fuzz_$t.c" "$here/fuzz_common.c" \
+		"$build/libplugin_core.a" "${libs[@]}" >>"$log" 2>&1 ||
+		{ tail -40 "$log"; echo "0 passed, ${#targets[@]} failed"; exit 1; }
+done
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+
+# fuzz_one TARGET: replays the regressions, then fuzzes; the log is $out/TARGET.log.
+fuzz_one() {
+	local t=$1 bin=$out/fuzz_$t tlog=$out/$t.log
+	local work=$out/corpus/$t artifacts=$out/artifacts/$t/
+	mkdir -p "$work" "$artifacts"
+	: >"$tlog"
+	local regressions=("$here/regressions/$t"/*)
+	if [ -e "${regressions[0]}" ]; then
+		"$bin" -runs=1 "${regressions[@]}" >>"$tlog" 2>&1 ||
+			{ echo "REGRESSION REPLAY FAILED" >>"$tlog"; return 1; }
+	fi
+	local dict=()
+	[ -f "$here/dict/$t.dict" ] && dict=(-dict="$here/dict/$t.dict")
+	# New inputs go to the work corpus; the committed seeds are only read.
+	"$bin" "${dict[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+		-detect_leaks=1 -print_final_stats=1 -artifact_prefix="$artifacts" \
+		"$work" "$here/corpus/$t" >>"$tlog" 2>&1
+}
+
+pids=()
+running=0
+for t in "${targets[@]}"; do
+	fuzz_one "$t" &
+	pids+=($!)
+	running=$((running + 1))
+	if [ "$running" -ge "$jobs" ]; then
+		wait -n
+		running=$((running - 1))
+	fi
+done
+
+passed=0
+failed=0
+for i in "${!targets[@]}"; do
+	t=${targets[$i]}
+	wait "${pids[$i]}"
+	rc=$?
+	tlog=$out/$t.log
+	execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$tlog" | grep -oE '[0-9]+$')
+	cov=$(grep -oE '(INITED|DONE|#[0-9]+).* cov: [0-9]+ ft: [0-9]+' "$tlog" | tail -1 |
+		grep -oE 'cov: [0-9]+ ft: [0-9]+')
+	if [ "$rc" -eq 0 ] && ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$tlog"; then
+		passed=$((passed + 1))
+		echo "== fuzz_$t: ok (${execs:-?} execs, ${cov:-no coverage line})"
+	else
+		failed=$((failed + 1))
+		echo "== fuzz_$t: FAILED (log $tlog)"
+		grep -E 'ERROR|runtime error|invariant|Test unit written|REGRESSION' "$tlog" | head -20
+	fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
