@@ -45,6 +45,12 @@ sources=$(find src tools -name '*.c' | sort)
 log=$logdir/clang-tidy.log
 # shellcheck disable=SC2086
 echo $sources | xargs -n 1 -P "$(nproc)" clang-tidy -p "$tidy_build" --quiet >"$log" 2>&1
+# The fuzz targets are built by tests/fuzz/run.sh, outside meson: their flags by hand.
+fuzz_flags=(-std=gnu11 -D_GNU_SOURCE -Isrc -I"$tidy_build" -Itests/fuzz)
+for f in tests/fuzz/*.c; do
+	clang-tidy --quiet "$f" -- "${fuzz_flags[@]}" >>"$log" 2>&1
+done
+sources="$sources $(ls tests/fuzz/*.c)"
 findings=$(grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error): .*\[[^]]+\]$' "$log" |
 	sed -E 's|^.*/(src\|tools\|tests)/|\1/|' | sort -u |
 	while IFS= read -r line; do
@@ -74,6 +80,11 @@ cppcheck --project="$tidy_build/compile_commands.json" --file-filter='src/*' \
 	-DPROTOBUF_C_VERSION_NUMBER=1004001 -D__linux__ -D__x86_64__ -j "$(nproc)" --quiet \
 	--template='{file}:{line}: {severity}: {message} [{id}]' >"$log" 2>&1
 rc=$?
+cppcheck "${fuzz_flags[@]/-std=gnu11/--std=c11}" tests/fuzz/*.c \
+	--enable=warning,performance,portability --error-exitcode=1 --inline-suppr \
+	--suppressions-list=tests/static/cppcheck-suppressions.txt \
+	-DPROTOBUF_C_VERSION_NUMBER=1004001 -D__linux__ -D__x86_64__ --quiet \
+	--template='{file}:{line}: {severity}: {message} [{id}]' >>"$log" 2>&1 || rc=1
 if [ "$rc" -eq 0 ]; then
 	result cppcheck 0
 else

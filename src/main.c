@@ -8,6 +8,7 @@
 #include "iommufd/selinux.h"
 #include "kubelet/device_plugin.h"
 #include "kubelet/plugin_watcher.h"
+#include "kubelet/pod_resources.h"
 #include "kubelet/registration.h"
 #include "log.h"
 #include "loop/loop.h"
@@ -28,6 +29,7 @@ struct daemon {
 	struct selinux_labeler *labeler;
 	struct iommufd_opener *opener;
 	struct handoff *handoff;
+	struct pod_resources *pod_resources; /* NULL with --pod-resources-interval=0 */
 	struct device_plugin *plugin;
 	struct device_presence *presence;
 	struct registration *registration;     /* NULL with --registration=plugin-watcher */
@@ -71,6 +73,8 @@ static void daemon_signal(void *data, uint32_t events)
 		registration_stop(d->registration);
 	if (d->plugin_watcher)
 		plugin_watcher_stop(d->plugin_watcher);
+	if (d->pod_resources)
+		pod_resources_stop(d->pod_resources);
 	if (loop_timer_init(d->loop, &d->shutdown_deadline, daemon_shutdown_deadline, d) == 0)
 		loop_timer_arm(&d->shutdown_deadline, SHUTDOWN_DEADLINE_USEC);
 	device_plugin_shutdown(d->plugin, daemon_drained, d);
@@ -141,8 +145,24 @@ static int daemon_start(struct daemon *d)
 	handoff_options.labeler = d->labeler;
 	handoff_options.ttl_usec = c->handoff_ttl_usec;
 	handoff_options.ack_timeout_usec = c->ack_timeout_usec;
+	handoff_options.socket_mode = c->socket_mode_bits;
+	handoff_options.socket_uid = c->socket_uid;
+	handoff_options.socket_gid = c->socket_gid;
+	handoff_options.allowed_uids = c->allowed_uid_list;
+	handoff_options.allowed_uid_count = c->allowed_uid_count;
 	if ((r = handoff_new(d->loop, &handoff_options, &d->handoff)) < 0)
 		return r;
+	if (c->pod_resources_interval_usec) {
+		const struct pod_resources_options pod_resources_options = {
+			.socket_path = c->pod_resources_socket,
+			.resource_name = c->resource_name,
+			.interval_usec = c->pod_resources_interval_usec,
+			.grace_usec = c->pod_resources_grace_usec,
+		};
+		if ((r = pod_resources_new(d->loop, d->handoff, &pod_resources_options,
+					   &d->pod_resources)) < 0)
+			return r;
+	}
 
 	d->plugin = device_plugin_new(d->loop, c, d->opener, d->handoff);
 	if ((r = device_presence_new(d->loop, c->iommu_device, daemon_device_changed, d,
@@ -178,6 +198,7 @@ static void daemon_stop(struct daemon *d)
 	plugin_watcher_free(d->plugin_watcher);
 	device_presence_free(d->presence);
 	device_plugin_free(d->plugin);
+	pod_resources_free(d->pod_resources); /* first: it listens to the handoff */
 	handoff_free(d->handoff);
 	iommufd_opener_free(d->opener);
 	selinux_labeler_free(d->labeler);

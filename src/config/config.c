@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum option_kind { KIND_STRING, KIND_INT, KIND_DURATION, KIND_BOOL, KIND_CHOICE };
 
@@ -91,9 +92,93 @@ static const struct option_spec specs[] = {
 	{"log-format", KIND_CHOICE, FIELD(log_format), "FORMAT", "text",
 	 "text: klog lines, as the kubelet's; json: one object per line (ts, level, caller, msg)",
 	 log_format_choices, 0, 0},
+	{"pod-resources-socket", KIND_STRING, FIELD(pod_resources_socket), "PATH",
+	 "/var/lib/kubelet/pod-resources/kubelet.sock",
+	 "the kubelet's PodResources API, asked which pod holds a pending handoff's device",
+	 NULL, 0, 0},
+	{"pod-resources-interval", KIND_DURATION, FIELD(pod_resources_interval_usec), "DURATION",
+	 "10s",
+	 "how often the PodResources API is asked while handoff sockets are pending (never "
+	 "while none are); 0: never, only --handoff-ttl removes them",
+	 NULL, 0, 0},
+	{"pod-resources-grace", KIND_DURATION, FIELD(pod_resources_grace_usec), "DURATION", "30s",
+	 "an unclaimed handoff socket that no pod holds is removed once it is this old (the "
+	 "kubelet records an allocation only after Allocate returns)",
+	 NULL, 0, 0},
+	{"allowed-uids", KIND_STRING, FIELD(allowed_uids), "UID,...", NULL,
+	 "only handoff peers with one of these uids get the fd (KubeVirt's qemu is 107); "
+	 "default: any uid",
+	 NULL, 0, 0},
+	{"socket-mode", KIND_STRING, FIELD(socket_mode), "OCTAL", "0666",
+	 "mode of the handoff sockets (the kubelet mounts the file itself into the container, "
+	 "where qemu connects as uid 107; their directory is 0700)",
+	 NULL, 0, 0},
+	{"socket-owner", KIND_STRING, FIELD(socket_owner), "UID[:GID]", NULL,
+	 "owner of the handoff sockets, numeric; default: ours", NULL, 0, 0},
 	{"v", KIND_INT, FIELD(verbosity), "N", "0", "log verbosity, as the kubelet's -v", NULL, 0,
 	 10},
 };
+
+/* A uid or gid: decimal, below the (id_t)-1 that means "unchanged". */
+static int parse_id(const char *text, const char **end, unsigned *id)
+{
+	char *stop;
+
+	if (!isdigit((unsigned char)text[0]))
+		return -EINVAL;
+	errno = 0;
+	unsigned long long value = strtoull(text, &stop, 10);
+	if (errno || value >= UINT32_MAX)
+		return -EINVAL;
+	*id = (unsigned)value;
+	*end = stop;
+	return 0;
+}
+
+/* Turns --allowed-uids, --socket-mode and --socket-owner into their fields. */
+static int config_parse_recipients(struct config *config, FILE *err)
+{
+	const char *p, *end;
+	unsigned id, gid = 0;
+
+	config->socket_uid = (uid_t)-1;
+	config->socket_gid = (gid_t)-1;
+	for (p = config->allowed_uids; p; p = *end ? end + 1 : NULL) {
+		if (parse_id(p, &end, &id) < 0 || (*end && *end != ',')) {
+			fprintf(err, "iommufd-device-plugin: --allowed-uids wants numeric uids "
+				     "separated by commas, like 107 or 107,0, not '%s'\n",
+				config->allowed_uids);
+			return -EINVAL;
+		}
+		config->allowed_uid_list =
+			xrealloc(config->allowed_uid_list,
+				 (config->allowed_uid_count + 1) * sizeof(uid_t));
+		config->allowed_uid_list[config->allowed_uid_count++] = (uid_t)id;
+	}
+	char *stop;
+	errno = 0;
+	unsigned long mode = strtoul(config->socket_mode, &stop, 8);
+	if (errno || *stop || !isdigit((unsigned char)config->socket_mode[0]) || mode > 0777) {
+		fprintf(err, "iommufd-device-plugin: --socket-mode wants octal permission bits "
+			     "like 0666 or 0600, not '%s'\n",
+			config->socket_mode);
+		return -EINVAL;
+	}
+	config->socket_mode_bits = (unsigned)mode;
+	if (!config->socket_owner)
+		return 0;
+	if (parse_id(config->socket_owner, &end, &id) < 0 ||
+	    (*end == ':' && (parse_id(end + 1, &end, &gid) < 0 || *end)) || (*end && *end != ':')) {
+		fprintf(err, "iommufd-device-plugin: --socket-owner wants UID or UID:GID, numeric, "
+			     "not '%s'\n",
+			config->socket_owner);
+		return -EINVAL;
+	}
+	config->socket_uid = (uid_t)id;
+	if (strchr(config->socket_owner, ':'))
+		config->socket_gid = (gid_t)gid;
+	return 0;
+}
 
 static void *field(struct config *config, const struct option_spec *spec)
 {
@@ -289,6 +374,8 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 		fprintf(err, "iommufd-device-plugin: --resource-name must be domain/name\n");
 		return CONFIG_EXIT_USAGE;
 	}
+	if (config_parse_recipients(config, err) < 0)
+		return CONFIG_EXIT_USAGE;
 	return CONFIG_RUN;
 }
 
@@ -297,6 +384,7 @@ void config_free(struct config *config)
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
 		if (specs[i].kind == KIND_STRING)
 			free(*(char **)field(config, &specs[i]));
+	free(config->allowed_uid_list);
 	*config = (struct config){0};
 }
 

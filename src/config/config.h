@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 enum config_rlimit_mode { CONFIG_RLIMIT_BEST_EFFORT, CONFIG_RLIMIT_REQUIRED };
 enum config_missing_device { CONFIG_MISSING_ALLOW, CONFIG_MISSING_UNHEALTHY };
@@ -38,6 +39,19 @@ struct config {
 	char *scratch_dir; /* NULL: a private tmpfs when the mknod path needs one */
 	char *metrics_address; /* NULL: no /metrics and /healthz */
 	int log_format;	       /* enum config_log_format */
+	char *pod_resources_socket;
+	unsigned long long pod_resources_interval_usec; /* 0: no PodResources polling */
+	unsigned long long pod_resources_grace_usec;
+	/* Handoff recipients and socket files. The strings are the flags as given; the
+	 * fields after them are what config_parse made of them. */
+	char *allowed_uids; /* NULL: any uid */
+	char *socket_mode;
+	char *socket_owner; /* NULL: unchanged */
+	uid_t *allowed_uid_list;
+	size_t allowed_uid_count;
+	unsigned socket_mode_bits;
+	uid_t socket_uid; /* (uid_t)-1: unchanged */
+	gid_t socket_gid; /* (gid_t)-1: unchanged */
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

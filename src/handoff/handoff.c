@@ -2,6 +2,7 @@
  * SCM_RIGHTS, wait for the peer's one-byte ACK; consumed once. Offers and waiting
  * peers sit in lists in expiry order, so one timer each covers all deadlines. */
 #include "handoff.h"
+#include "handoff_peer.h"
 #include "handoff_socket.h"
 #include "../log.h"
 #include "../loop/loop.h"
@@ -61,6 +62,8 @@ struct handoff {
         struct loop_timer ttl_timer, ack_timer;
         unsigned long long ttl_armed_for, ack_armed_for; /* deadline armed, 0 = none */
         struct handoff_stats stats;
+        handoff_pending_fn pending_fn;
+        void *pending_data;
 };
 
 struct handoff_offer {
@@ -85,6 +88,7 @@ struct handoff_peer {
         struct loop_watch watch;
         bool sent;
         struct ucred cred;
+        char *cgroup;
         unsigned long long deadline;
 };
 
@@ -159,6 +163,12 @@ static void offers_resume_starved(struct handoff *h)
         }
 }
 
+static void pending_changed(struct handoff *h)
+{
+        if (h->pending_fn)
+                h->pending_fn(h->pending_data, h->pending);
+}
+
 static void peer_close(struct handoff_peer *peer)
 {
         struct handoff_offer *offer = peer->offer;
@@ -166,6 +176,7 @@ static void peer_close(struct handoff_peer *peer)
 
         loop_watch_remove(h->loop, &peer->watch);
         close(peer->fd);
+        free(peer->cgroup);
         list_unlink(&peer->offer_link);
         list_unlink(&peer->waiting_link);
         offer->peer_count--;
@@ -202,6 +213,7 @@ static void offer_destroy(struct handoff_offer *offer)
         close(offer->fd);
         list_unlink(&offer->link);
         h->pending--;
+        pending_changed(h);
         free(offer->device_id);
         free(offer->path);
         free(offer);
@@ -215,9 +227,9 @@ static void peer_consumed(struct handoff_peer *peer)
         struct handoff *h = offer->h;
 
         h->stats.consumed++;
-        log_info("handed the fd of %s to pid %d (uid %u, gid %u) via %s", offer->device_id,
-                 (int)peer->cred.pid, (unsigned)peer->cred.uid, (unsigned)peer->cred.gid,
-                 offer->path);
+        log_info("handed the fd of %s to pid %d (uid %u, gid %u, cgroup %s) via %s",
+                 offer->device_id, (int)peer->cred.pid, (unsigned)peer->cred.uid,
+                 (unsigned)peer->cred.gid, peer->cgroup, offer->path);
         peer_close(peer);
         offer_destroy(offer);
         handoff_rearm(h);
@@ -316,17 +328,25 @@ static void peer_event(void *data, uint32_t events)
 static void peer_start(struct handoff_offer *offer, int fd)
 {
         struct handoff *h = offer->h;
-        struct handoff_peer *peer = xcalloc(1, sizeof(*peer));
-        socklen_t len = sizeof(peer->cred);
+        struct handoff_peer_identity who;
 
+        handoff_peer_identify(fd, offer->path, &who);
+        if (!handoff_peer_allowed(&h->opts, &who)) {
+                h->stats.unauthorized++;
+                log_warning("refused pid %d (uid %d, gid %d, cgroup %s) on %s: its uid is not in "
+                            "--allowed-uids; the offer stays",
+                            (int)who.cred.pid, (int)who.cred.uid, (int)who.cred.gid, who.cgroup,
+                            offer->path);
+                close(fd);
+                return;
+        }
+        struct handoff_peer *peer = xcalloc(1, sizeof(*peer));
         peer->offer = offer;
         peer->fd = fd;
-        peer->cred.pid = -1;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer->cred, &len) < 0)
-                log_warning("cannot read the credentials of a peer on %s: %s", offer->path,
-                            strerror(errno));
-        log_debug(1, "pid %d (uid %u, gid %u) connected to %s", (int)peer->cred.pid,
-                  (unsigned)peer->cred.uid, (unsigned)peer->cred.gid, offer->path);
+        peer->cred = who.cred;
+        peer->cgroup = xstrdup(who.cgroup);
+        log_debug(1, "pid %d (uid %u, gid %u, cgroup %s) connected to %s", (int)peer->cred.pid,
+                  (unsigned)peer->cred.uid, (unsigned)peer->cred.gid, peer->cgroup, offer->path);
         peer->deadline = now_usec() + h->opts.ack_timeout_usec;
         list_append(&offer->peers, &peer->offer_link);
         list_append(&h->waiting_peers, &peer->waiting_link);
@@ -499,6 +519,7 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
         list_init(&offer->peers);
         list_append(&h->offers, &offer->link);
         h->pending++;
+        pending_changed(h);
         int r = loop_watch_add(h->loop, &offer->listen_watch, listen_fd, EPOLLIN, offer_acceptable,
                                offer);
         if (r < 0) {
@@ -514,23 +535,65 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
         return 0;
 }
 
-void handoff_withdraw(struct handoff *h, const char *socket_path)
+static struct handoff_offer *offer_by_path(struct handoff *h, const char *socket_path)
 {
         for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
                 struct handoff_offer *offer = list_entry(l, struct handoff_offer, link);
-                if (strcmp(offer->path, socket_path) == 0) {
-                        log_debug(1, "withdrawing %s: its Allocate failed", offer->path);
-                        h->stats.offered--; /* never answered: as if never offered */
-                        offer_destroy(offer);
-                        handoff_rearm(h);
-                        return;
-                }
+                if (strcmp(offer->path, socket_path) == 0)
+                        return offer;
         }
+        return NULL;
+}
+
+void handoff_withdraw(struct handoff *h, const char *socket_path)
+{
+        struct handoff_offer *offer = offer_by_path(h, socket_path);
+
+        if (!offer)
+                return;
+        log_debug(1, "withdrawing %s: its Allocate failed", offer->path);
+        h->stats.offered--; /* never answered: as if never offered */
+        offer_destroy(offer);
+        handoff_rearm(h);
 }
 
 size_t handoff_pending(const struct handoff *h)
 {
         return h->pending;
+}
+
+void handoff_set_pending_listener(struct handoff *h, handoff_pending_fn fn, void *data)
+{
+        h->pending_fn = fn;
+        h->pending_data = data;
+}
+
+void handoff_for_each_offer(const struct handoff *h,
+                            void (*fn)(void *data, const struct handoff_offer_info *info),
+                            void *data)
+{
+        for (const struct list *l = h->offers.next; l != &h->offers; l = l->next) {
+                const struct handoff_offer *o = list_entry(l, struct handoff_offer, link);
+                const struct handoff_offer_info info = {
+                    .device_id = o->device_id,
+                    .socket_path = o->path,
+                    .offered_usec = o->expires - h->opts.ttl_usec,
+                };
+                fn(data, &info);
+        }
+}
+
+void handoff_abandon(struct handoff *h, const char *socket_path, const char *why)
+{
+        struct handoff_offer *offer = offer_by_path(h, socket_path);
+
+        if (!offer)
+                return;
+        h->stats.abandoned++;
+        log_info("withdrawing the unclaimed fd of %s and removing %s: %s", offer->device_id,
+                 offer->path, why);
+        offer_destroy(offer);
+        handoff_rearm(h);
 }
 
 const struct handoff_stats *handoff_stats(const struct handoff *h)

@@ -30,6 +30,10 @@ struct handoff_options {
         /* Connections served at once per offer; further ones wait in the listen
          * backlog until one ends. */
         unsigned max_peers;
+        /* Only peers with one of these uids (SO_PEERCRED) get the fd; others are
+         * refused and logged, and the offer stays. Borrowed; count 0: any uid. */
+        const uid_t *allowed_uids;
+        size_t allowed_uid_count;
 };
 
 struct handoff_stats {
@@ -41,6 +45,8 @@ struct handoff_stats {
         unsigned long long ack_timeouts; /* peers cut off for not acknowledging in time */
         unsigned long long refused;      /* connections closed unserved: the offer ended,
                                           * or the peer answered before taking the fd */
+        unsigned long long unauthorized; /* peers refused for their uid (--allowed-uids) */
+        unsigned long long abandoned;    /* withdrawn unclaimed: no pod holds the device */
 };
 
 struct handoff;
@@ -78,6 +84,28 @@ void handoff_withdraw(struct handoff *h, const char *socket_path);
 
 /* Number of offers not yet consumed, expired or replaced. */
 size_t handoff_pending(const struct handoff *h);
+
+/* Called with the new handoff_pending() whenever it changes, so a caller can work
+ * only while offers are pending without polling the count. It may arm timers but
+ * must not offer or withdraw. One listener; fn NULL removes it. */
+typedef void (*handoff_pending_fn)(void *data, size_t pending);
+void handoff_set_pending_listener(struct handoff *h, handoff_pending_fn fn, void *data);
+
+struct handoff_offer_info {
+        const char *device_id;
+        const char *socket_path;
+        unsigned long long offered_usec; /* when, on the now_usec() clock */
+};
+
+/* Calls fn for each pending offer, oldest first. info is valid during the call; fn
+ * must not offer or withdraw (collect, then act). */
+void handoff_for_each_offer(const struct handoff *h,
+                            void (*fn)(void *data, const struct handoff_offer_info *info),
+                            void *data);
+
+/* Withdraws the pending offer on socket_path because nobody will come for it (its
+ * pod is gone), logging why; counted as abandoned. No-op if there is no such offer. */
+void handoff_abandon(struct handoff *h, const char *socket_path, const char *why);
 
 /* Counters, for metrics; valid until handoff_free. */
 const struct handoff_stats *handoff_stats(const struct handoff *h);

@@ -31,10 +31,14 @@ int loop_new(struct loop **out)
 	return 0;
 }
 
+static void loop_run_deferred(struct loop *loop);
+
 void loop_free(struct loop *loop)
 {
 	if (!loop)
 		return;
+	/* Owners freed after the last run may have deferred their final release. */
+	loop_run_deferred(loop);
 	close(loop->epoll_fd);
 	free(loop);
 }

@@ -39,6 +39,7 @@ struct loop_timer {
 
 /* Creates a loop. Returns 0 or -errno (epoll_create1). */
 int loop_new(struct loop **out);
+/* Runs work still deferred, then frees the loop. */
 void loop_free(struct loop *loop);
 
 /* Watches fd for events, calling fn(data, events). The caller keeps owning fd and

@@ -7,6 +7,8 @@
   every socket in the directory is removed, then kubelet.sock is created anew.
 * ``DevicePluginClient``: a client for all five DevicePlugin methods, built on
   grpc's generic API (no generated stubs).
+* ``FakePodResources``: the kubelet's PodResourcesLister List (messages ``podpb``
+  from proto/podresources.proto), answering with the pods a test sets.
 """
 
 import atexit
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -33,14 +36,15 @@ def _generate_messages():
     out = tempfile.mkdtemp(prefix="dp-proto-")
     atexit.register(shutil.rmtree, out, True)
     subprocess.run(
-        ["protoc", "--proto_path=" + os.path.dirname(PROTO), "--python_out=" + out, PROTO],
+        ["protoc", "--proto_path=" + os.path.dirname(PROTO), "--python_out=" + out, PROTO, POD_RESOURCES_PROTO],
         check=True,
     )
     sys.path.insert(0, out)
-    return importlib.import_module("deviceplugin_pb2")
+    return importlib.import_module("deviceplugin_pb2"), importlib.import_module("podresources_pb2")
 
 
-pb = _generate_messages()
+POD_RESOURCES_PROTO = os.path.join(REPO, "proto", "podresources.proto")
+pb, podpb = _generate_messages()
 
 
 def _unary(channel, service, method, req_cls, resp_cls):
@@ -224,3 +228,89 @@ class FakeKubelet:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class FakePodResources:
+    """The kubelet's PodResources API v1 (List only) on a unix socket.
+
+    ``pods`` is what List answers: a list of (namespace, pod, [(container, resource,
+    [device ids])]). ``list_calls`` counts the calls; ``stall`` seconds make List wait
+    before answering (a stuck kubelet); ``fail`` makes it answer with that status code.
+    """
+
+    def __init__(self, socket_path):
+        self.socket_path = os.path.abspath(socket_path)
+        self.pods = []
+        self.stall = 0.0
+        self.fail = None
+        self.list_calls = 0
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        self._server = None
+
+    def hold(self, namespace, pod, container, resource, device_ids):
+        """One more pod whose one container holds device_ids of resource."""
+        with self._lock:
+            self.pods.append((namespace, pod, [(container, resource, list(device_ids))]))
+
+    def clear(self):
+        with self._lock:
+            self.pods = []
+
+    def unstall(self):
+        """Answers the stalled calls now, and every later one at once."""
+        with self._lock:
+            self.stall = 0.0
+        self._release.set()
+
+    def _list(self, request, context):
+        with self._lock:
+            self.list_calls += 1
+            stall, fail, pods = self.stall, self.fail, list(self.pods)
+        if stall:
+            self._release.wait(stall)
+        if fail is not None:
+            context.abort(fail, "fake kubelet: List fails")
+        resp = podpb.ListPodResourcesResponse()
+        for namespace, name, containers in pods:
+            pod = resp.pod_resources.add(name=name, namespace=namespace)
+            for container, resource, ids in containers:
+                pod.containers.add(name=container).devices.add(resource_name=resource, device_ids=ids)
+        return resp
+
+    def wait_calls(self, n, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while self.list_calls < n:
+            if time.monotonic() >= deadline:
+                raise AssertionError("%d List calls after %.1f s, wanted %d" % (self.list_calls, timeout, n))
+            time.sleep(0.02)
+
+    def start(self):
+        assert self._server is None, "fake PodResources already running"
+        self._release.clear()
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        handler = grpc.method_handlers_generic_handler(
+            "v1.PodResourcesLister",
+            {
+                "List": grpc.unary_unary_rpc_method_handler(
+                    self._list,
+                    request_deserializer=podpb.ListPodResourcesRequest.FromString,
+                    response_serializer=podpb.ListPodResourcesResponse.SerializeToString,
+                )
+            },
+        )
+        server.add_generic_rpc_handlers((handler,))
+        server.add_insecure_port("unix:" + self.socket_path)
+        server.start()
+        self._server = server
+
+    def stop(self):
+        if self._server is None:
+            return
+        self._release.set()
+        self._server.stop(None).wait(5)
+        self._server = None
+        try:
+            os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,30 @@
+/* Who is at the other end of a handoff connection: its credentials (SO_PEERCRED) and
+ * its cgroup, which on a kubelet node names the pod (kubepods...pod<UID>...), and
+ * whether --allowed-uids lets it have the fd. Internal to the handoff module. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct handoff_options;
+
+/* Room for a cgroup path: a kubelet's systemd-driver path with a 64-hex container id
+ * is about 170 bytes; longer ones are cut. */
+#define HANDOFF_PEER_CGROUP_SIZE 320
+
+struct handoff_peer_identity {
+        struct ucred cred;                     /* pid 0 and uid/gid -1 when unknown */
+        char cgroup[HANDOFF_PEER_CGROUP_SIZE]; /* "?" when unknown */
+};
+
+/* Fills *id for the peer connected on fd: SO_PEERCRED, then the cgroup path of its
+ * pid from /proc/PID/cgroup (the cgroup v2 "0::" line, else the first line). The pid
+ * is as our pid namespace sees it, so the cgroup is found only where the peer is
+ * visible (hostPID on a kubelet node). Never fails: what cannot be read stays
+ * unknown, with a warning only when the credentials themselves cannot be read. */
+void handoff_peer_identify(int fd, const char *socket_path, struct handoff_peer_identity *id);
+
+/* Whether o's allowed uids let this peer have the fd: every peer when the list is
+ * empty; otherwise only a peer whose uid is known and listed. */
+bool handoff_peer_allowed(const struct handoff_options *o, const struct handoff_peer_identity *id);
