@@ -73,7 +73,8 @@ fi
 # cppcheck: the same files with their real include paths and defines. It does not read
 # the system headers, so protobuf-c's version check needs its number.
 log=$logdir/cppcheck.log
-cppcheck --project="$tidy_build/compile_commands.json" --file-filter='src/*' \
+# A relative project path, so the file names (and --file-filter) are relative too.
+cppcheck --project="${tidy_build#"$root"/}/compile_commands.json" --file-filter='src/*' \
 	--file-filter='tools/*' \
 	--enable=warning,performance,portability --error-exitcode=1 --inline-suppr \
 	--suppressions-list=tests/static/cppcheck-suppressions.txt \
@@ -94,7 +95,12 @@ fi
 
 # valgrind: the integration suite with the daemon under memcheck. Each report is
 # wrapped in a line with "ERROR: ", which fails the test that produced it, as the
-# sanitizers' reports do (tests/integration/harness.py).
+# sanitizers' reports do (tests/integration/harness.py). Left out: the fd-limit tests
+# (test_faults.py; valgrind reserves fds of its own and changes RLIMIT_NOFILE), the load
+# tests (test_load.py, thousands of connections: minutes under valgrind) and the tests
+# that measure RSS growth (valgrind's RSS is its own). lax-ioctls: valgrind does not
+# know IOMMU_OPTION (_IO(';', 0x87), no size in the number) and would print a warning
+# into the daemon's log; our struct is initialised before the call anyway.
 if [ "$run_valgrind" -eq 1 ]; then
 	vg_build=$root/build-vg
 	if [ ! -f "$vg_build/build.ninja" ]; then
@@ -105,10 +111,12 @@ if [ "$run_valgrind" -eq 1 ]; then
 	if ninja -C "$vg_build" >"$logdir/vg-build.log" 2>&1; then
 		PLUGIN_WRAPPER="valgrind -q --tool=memcheck --error-exitcode=99 --leak-check=full \
 --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=30 \
---suppressions=$root/tests/static/valgrind.supp \
+--sim-hints=lax-ioctls --suppressions=$root/tests/static/valgrind.supp \
 '--error-markers=ERROR: valgrind memcheck report begins,valgrind memcheck report ends'" \
-			IOMMUFD_TEST_UNDER_VALGRIND=1 \
-			tests/integration/run.sh "$vg_build" -m "not no_valgrind" "$@" >"$log" 2>&1
+			tests/integration/run.sh "$vg_build" \
+			--ignore=tests/integration/test_faults.py --ignore=tests/integration/test_load.py \
+			-k "not 1000_connects and not 110_allocations and not 100_kubelet and not leak_no_fds" \
+			"$@" >"$log" 2>&1
 		rc=$?
 		summary=$(grep -E '[0-9]+ (passed|failed)' "$log" | tail -1)
 		if [ "$rc" -eq 0 ]; then

@@ -57,10 +57,10 @@ unit_tests() { # unit_tests BUILD_DIR NAME
 	count "unit ($2)" "$ok" "$bad"
 }
 
-# Integration tests: pytest's summary line gives the counts.
-integration_tests() { # integration_tests BUILD_DIR NAME
-	local log=$logdir/$2-integration.log
-	tests/integration/run.sh "$1" >"$log" 2>&1
+# A pytest suite: its summary line gives the counts.
+pytest_suite() { # pytest_suite RUNNER BUILD_DIR NAME
+	local log=$logdir/${3// /-}.log
+	"$1" "$2" >"$log" 2>&1
 	local rc=$?
 	local summary ok bad
 	summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|[0-9]+ (passed|failed|error)' "$log" | tail -1)
@@ -70,7 +70,7 @@ integration_tests() { # integration_tests BUILD_DIR NAME
 	ok=${ok:-0}
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; fi
 	[ "$bad" -eq 0 ] || tail -80 "$log"
-	count "integration ($2)" "$ok" "$bad"
+	count "$3" "$ok" "$bad"
 }
 
 for variant in "build:normal" "build-asan:asan"; do
@@ -82,8 +82,12 @@ for variant in "build:normal" "build-asan:asan"; do
 		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
 		export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 		unit_tests "$dir" "$name"
-		integration_tests "$dir" "$name"
+		pytest_suite tests/integration/run.sh "$dir" "integration ($name)"
 		unset ASAN_OPTIONS UBSAN_OPTIONS
+		# The image, the manifests (kustomize + typed validation), the release tarball.
+		if [ "$name" = normal ]; then
+			pytest_suite tests/deploy/run.sh "$dir" "shipping"
+		fi
 	else
 		count "build ($name)" 0 1
 	fi

@@ -63,8 +63,7 @@ static void json_escape(char *out, size_t size, size_t *used, const char *text)
 		size_t seq = utf8_sequence(s + i, n - i);
 
 		if (s[i] == '"' || s[i] == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)s[i];
+			piece = s[i] == '"' ? "\\\"" : "\\\\";
 			piece_len = 2;
 		} else if (s[i] < 0x20) {
 			piece_len = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", s[i]);
@@ -102,8 +101,10 @@ static size_t log_format_json(char *buf, size_t size, enum log_level level, int 
 				 (int)getpid());
 	/* Room is kept for the closing quote, brace and newline. */
 	json_escape(buf, size - 3, &used, msg);
-	memcpy(buf + used, "\"}\n", 3);
-	return used + 3;
+	buf[used++] = '"';
+	buf[used++] = '}';
+	buf[used++] = '\n';
+	return used;
 }
 
 bool log_enabled(int verbosity)

@@ -240,6 +240,13 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 		return 0;
 	}
 	int r = iommufd_open(plugin->opener, &fd, reason, reason_size);
+	if (r == -ENOENT && config->missing_device == CONFIG_MISSING_ALLOW &&
+	    access(config->iommu_device, F_OK) < 0 && errno == ENOENT) {
+		/* It vanished before inotify told us: missing, so allowed the same way. */
+		log_info("allocating %s without a socket: %s has just gone", request->devices_ids[0],
+			 config->iommu_device);
+		return 0;
+	}
 	if (r < 0)
 		return r;
 	/* A container gets one socket however many ids it holds: the mount path is one. */

@@ -142,6 +142,8 @@ static void connection_close(struct http_connection *c)
         free(c->answer);
         free(c);
         server_update_listening(s);
+        /* Disarm, or move to the next deadline: no wake-up for a connection now gone. */
+        server_rearm(s);
 }
 
 /* Formats the answer: status line, headers, and the body unless the method is HEAD.
@@ -198,7 +200,8 @@ static void connection_write(struct http_connection *c)
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && errno == EAGAIN) {
-                        loop_watch_modify(c->server->loop, &c->watch, EPOLLOUT);
+                        if (loop_watch_modify(c->server->loop, &c->watch, EPOLLOUT) < 0)
+                                connection_close(c);
                         return;
                 }
                 if (n < 0) {
@@ -236,9 +239,8 @@ static void connection_dispatch(struct http_connection *c, const struct http_req
 /* Reads what the peer sent; answers once the head is complete or cannot be. */
 static void connection_read(struct http_connection *c)
 {
-        char drain[512];
-
         if (c->lingering) {
+                char drain[512];
                 ssize_t n = read(c->fd, drain, sizeof(drain));
                 if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
                         connection_close(c);

@@ -55,10 +55,12 @@ static int target_path(const char *target, size_t n, struct http_request *req)
                 return 0;
         }
         if (target[0] != '/') {
-                size_t scheme = n >= 7 && !strncasecmp(target, "http://", 7)    ? 7
-                                : n >= 8 && !strncasecmp(target, "https://", 8) ? 8
-                                                                                : 0;
-                if (!scheme)
+                size_t scheme = 0;
+                if (n >= 7 && !strncasecmp(target, "http://", 7))
+                        scheme = 7;
+                else if (n >= 8 && !strncasecmp(target, "https://", 8))
+                        scheme = 8;
+                else
                         return -EBADMSG;
                 const char *slash = memchr(target + scheme, '/', n - scheme);
                 if (!slash) {

@@ -12,6 +12,7 @@
 #include "../util.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -137,7 +138,6 @@ static void render_handoff(struct http_response *r, const struct handoff *h)
 static void render_process(struct http_response *r, double start_time)
 {
         struct rusage ru;
-        unsigned long size, resident;
 
         if (getrusage(RUSAGE_SELF, &ru) == 0) {
                 http_response_append(
@@ -147,17 +147,24 @@ static void render_process(struct http_response *r, double start_time)
                                      (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
                                          (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
         }
-        FILE *f = fopen("/proc/self/statm", "re");
-        if (f) {
-                if (fscanf(f, "%lu %lu", &size, &resident) == 2)
+        /* statm: size resident shared ... in pages (proc(5)). */
+        int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                char statm[128];
+                ssize_t n = read(fd, statm, sizeof(statm) - 1);
+                close(fd);
+                if (n > 0) {
+                        char *end;
+                        statm[n] = '\0';
+                        (void)strtoull(statm, &end, 10);
+                        unsigned long long resident = strtoull(end, NULL, 10);
                         http_response_append(
                             r,
                             "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
                             "# TYPE process_resident_memory_bytes gauge\n"
                             "process_resident_memory_bytes %llu\n",
-                            (unsigned long long)resident *
-                                (unsigned long long)sysconf(_SC_PAGESIZE));
-                fclose(f);
+                            resident * (unsigned long long)sysconf(_SC_PAGESIZE));
+                }
         }
         DIR *d = opendir("/proc/self/fd");
         if (d) {
