@@ -93,6 +93,21 @@ for variant in "build:normal" "build-asan:asan"; do
 	fi
 done
 
+# Fuzzing (regressions replayed, each target FUZZ_SECONDS) and the static checkers +
+# valgrind run: each prints 'N passed, N failed'.
+for suite in "fuzz:tests/fuzz/run.sh ${FUZZ_SECONDS:-40}" "checks:scripts/check.sh"; do
+	name=${suite%%:*}
+	log=$logdir/$name.log
+	${suite#*:} >"$log" 2>&1
+	rc=$?
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+	ok=$(echo "$line" | grep -oE '^[0-9]+' || echo 0)
+	bad=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
+	if [ "$rc" -ne 0 ] && [ "${bad:-0}" -eq 0 ]; then bad=1; fi
+	[ "${bad:-0}" -eq 0 ] || grep -E '^== .*FAILED|ERROR|invariant' "$log" | head -40
+	count "$name" "${ok:-0}" "${bad:-0}"
+done
+
 if [ "$run_vm" -eq 1 ]; then
 	log=$logdir/vm.log
 	tests/vm/run.sh 2>&1 | tee "$log"

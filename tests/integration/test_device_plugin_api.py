@@ -115,6 +115,16 @@ def test_allocate_rejects_id_just_past_the_advertised_range(env):
     assert "iommufd3" in err.value.details()
 
 
+def test_allocate_naming_one_device_in_two_containers_is_invalid_argument(env):
+    """Found by fuzzing: the second container's offer replaced the first's socket."""
+    env.start("--devices", "4")
+    with pytest.raises(grpc.RpcError) as err:
+        env.client().allocate(["iommufd0"], ["iommufd0", "iommufd3"])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "iommufd0" in err.value.details()
+    assert [f for f in env.socket_files() if f.endswith(".sock")] == []
+
+
 def test_allocate_with_expose_device_node_adds_rw_device_spec(env):
     env.start("--devices", "2", "--expose-device-node")
     cresp = env.client().allocate(["iommufd0"]).container_responses[0]
