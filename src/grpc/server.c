@@ -23,6 +23,7 @@ struct server_connection {
 	struct grpc_server *server;
 	struct server_connection *prev, *next;
 	struct grpc_call *calls;
+	bool spoke; /* has sent at least one request */
 	int peer_pid;
 };
 
@@ -55,6 +56,7 @@ struct grpc_server {
 	int listen_fd;
 	struct loop_watch listen_watch;
 	struct loop_timer accept_retry;
+	bool accept_failing; /* accept() failed and has not succeeded since: logged once */
 	char *path;
 	dev_t socket_dev;
 	ino_t socket_ino;
@@ -269,6 +271,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	struct grpc_call *call = xcalloc(1, sizeof(*call));
+	sc->spoke = true;
 	call->owner = sc;
 	call->stream_id = frame->hd.stream_id;
 	call->next = sc->calls;
@@ -392,14 +395,41 @@ static void connection_closed(struct grpc_connection *conn)
 	connection_free((struct server_connection *)conn);
 }
 
+/* At the connection cap, makes room for a new peer: closes the oldest connection that
+ * never sent a request, else the oldest with no call open. Connections carrying a call
+ * (the kubelet's ListAndWatch) are never closed; a stream-less kubelet connection that
+ * is closed is simply dialled again by grpc-go. Returns false if every one is busy. */
+static bool server_evict_idle(struct grpc_server *server)
+{
+	struct server_connection *silent = NULL, *idle = NULL;
+
+	/* New connections go to the head: the last match is the oldest. */
+	for (struct server_connection *sc = server->connections; sc; sc = sc->next) {
+		if (sc->calls || sc->conn.dead)
+			continue;
+		idle = sc;
+		if (!sc->spoke)
+			silent = sc;
+	}
+	struct server_connection *victim = silent ? silent : idle;
+	if (!victim)
+		return false;
+	log_warning("%d connections are open on %s: closing the oldest %s one (pid %d)",
+		    SERVER_MAX_CONNECTIONS, server->path, silent ? "silent" : "idle",
+		    victim->peer_pid);
+	connection_free(victim);
+	return true;
+}
+
 static void server_accept_one(struct grpc_server *server, int fd)
 {
 	struct ucred cred = {0};
 	socklen_t cred_len = sizeof(cred);
 
-	if (server->connection_count >= SERVER_MAX_CONNECTIONS) {
-		log_warning("refusing a connection on %s: %d connections are open", server->path,
-			    SERVER_MAX_CONNECTIONS);
+	server->accept_failing = false;
+	if (server->connection_count >= SERVER_MAX_CONNECTIONS && !server_evict_idle(server)) {
+		log_warning("refusing a connection on %s: %d connections are open, all busy",
+			    server->path, SERVER_MAX_CONNECTIONS);
 		close(fd);
 		return;
 	}
@@ -464,8 +494,11 @@ static void server_accept(void *data, uint32_t events)
 			return;
 		/* EMFILE/ENFILE/ENOBUFS: the connection stays queued; pause instead of spinning. */
 		server->stats.accept_errors++;
-		log_error("cannot accept on %s: %s; retrying in %llu ms", server->path,
-			  strerror(errno), SERVER_ACCEPT_RETRY_USEC / 1000);
+		/* Once per episode: while fds stay exhausted the retries would flood the log. */
+		if (!server->accept_failing)
+			log_error("cannot accept on %s: %s; retrying every %llu ms", server->path,
+				  strerror(errno), SERVER_ACCEPT_RETRY_USEC / 1000);
+		server->accept_failing = true;
 		loop_watch_remove(server->loop, &server->listen_watch);
 		loop_timer_arm(&server->accept_retry, SERVER_ACCEPT_RETRY_USEC);
 		return;

@@ -335,6 +335,7 @@ static enum grpc_status allocate_status(int r)
 	case EOPNOTSUPP:
 	case EPERM:
 	case EACCES:
+	case EROFS:
 		return GRPC_STATUS_FAILED_PRECONDITION;
 	default:
 		return GRPC_STATUS_INTERNAL;
