@@ -236,6 +236,8 @@ def test_socket_dir_deleted_at_run_time_is_recreated_by_the_next_allocate(env):
     plugin = env.start("--devices", "4")
     client = env.client()
     assert_is_dev_null(kubevirt_receive(allocate_socket(client, "iommufd0")))
+    # The daemon unlinks a consumed socket once it reads the ACK: let that happen first.
+    wait_until(lambda: env.socket_files() == [], 5, what="the consumed socket to go")
     shutil.rmtree(env.socket_dir)
     path = allocate_socket(client, "iommufd1")
     st = os.stat(env.socket_dir)
