@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The static checkers and the valgrind run: clang-tidy (.clang-tidy) and cppcheck on the
+# The static checkers and the valgrind run: clang-format, clang-tidy (.clang-tidy) and cppcheck on the
 # daemon's and tools' sources through a clang build's compile_commands.json, then the
 # integration suite with the daemon under valgrind memcheck (no error, no definitely
 # lost byte). Ends with 'N passed, N failed', one per checker.
@@ -27,6 +27,16 @@ result() { # result NAME OK(0/1) [detail]
 		echo "== $1: FAILED${3:+ ($3)}"
 	fi
 }
+
+# Formatting: every tracked C file as .clang-format has it.
+c_files=$(git ls-files '*.c' '*.h')
+# shellcheck disable=SC2086
+if clang-format --dry-run --Werror $c_files >"$logdir/clang-format.log" 2>&1; then
+	result clang-format 0
+else
+	head -20 "$logdir/clang-format.log"
+	result clang-format 1 "run: clang-format -i \$(git ls-files '*.c' '*.h')"
+fi
 
 # A clang build: its compile_commands.json has flags clang-tidy understands, and the
 # generated protobuf-c headers exist.

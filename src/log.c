@@ -91,11 +91,11 @@ static size_t log_format_json(char *buf, size_t size, enum log_level level, int 
 {
 	static const char *const names[] = {"error", "warning", "info"};
 	size_t used = (size_t)snprintf(
-		buf, size,
-		"{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ\",\"level\":\"%s\",\"v\":%d,"
-		"\"caller\":\"",
-		tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday, tm->tm_hour, tm->tm_min, tm->tm_sec,
-		(long)tv->tv_usec, names[level], verbosity);
+	    buf, size,
+	    "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ\",\"level\":\"%s\",\"v\":%d,"
+	    "\"caller\":\"",
+	    tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday, tm->tm_hour, tm->tm_min, tm->tm_sec,
+	    (long)tv->tv_usec, names[level], verbosity);
 	json_escape(buf, size, &used, base);
 	used += (size_t)snprintf(buf + used, size - used, ":%d\",\"pid\":%d,\"msg\":\"", line,
 				 (int)getpid());
@@ -112,7 +112,8 @@ bool log_enabled(int verbosity)
 	return verbosity <= log_verbosity;
 }
 
-void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt, ...)
+void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
+	       ...)
 {
 	static const char letters[] = {'E', 'W', 'I'};
 	char buf[2048];
@@ -132,14 +133,14 @@ void log_write(enum log_level level, int verbosity, const char *file, int line, 
 		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
 		char out[8192];
-		size_t len = log_format_json(out, sizeof(out), level, verbosity, base, line, &tv,
-					     &tm, msg);
+		size_t len =
+		    log_format_json(out, sizeof(out), level, verbosity, base, line, &tv, &tm, msg);
 		(void)!write(STDERR_FILENO, out, len);
 		return;
 	}
 	int n = snprintf(buf, sizeof(buf), "%c%02d%02d %02d:%02d:%02d.%06ld %7d %s:%d] ",
-			 letters[level], tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-			 (long)tv.tv_usec, (int)getpid(), base, line);
+			 letters[level], tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, (long)tv.tv_usec, (int)getpid(), base, line);
 	va_start(ap, fmt);
 	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
 	va_end(ap);

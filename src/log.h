@@ -23,9 +23,9 @@ bool log_enabled(int verbosity);
 void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
 	       ...) __attribute__((format(printf, 5, 6)));
 
-#define log_error(...)   log_write(LOG_ERROR, 0, __FILE__, __LINE__, __VA_ARGS__)
+#define log_error(...)	 log_write(LOG_ERROR, 0, __FILE__, __LINE__, __VA_ARGS__)
 #define log_warning(...) log_write(LOG_WARNING, 0, __FILE__, __LINE__, __VA_ARGS__)
-#define log_info(...)    log_write(LOG_INFO, 0, __FILE__, __LINE__, __VA_ARGS__)
+#define log_info(...)	 log_write(LOG_INFO, 0, __FILE__, __LINE__, __VA_ARGS__)
 /* Info at verbosity v: printed only with -v v or higher. */
 #define log_debug(v, ...)                                                                          \
 	do {                                                                                       \

@@ -34,7 +34,7 @@ struct daemon {
 	struct device_presence *presence;
 	struct registration *registration;     /* NULL with --registration=plugin-watcher */
 	struct plugin_watcher *plugin_watcher; /* NULL with --registration=kubelet-socket */
-	struct metrics *metrics; /* NULL without --metrics-address */
+	struct metrics *metrics;	       /* NULL without --metrics-address */
 	int signal_fd;
 	struct loop_watch signal_watch;
 	struct loop_timer shutdown_deadline;
@@ -120,9 +120,9 @@ static int daemon_start(struct daemon *d)
 		return r;
 	}
 	static const enum selinux_mode selinux_modes[] = {
-		[CONFIG_SELINUX_AUTO] = SELINUX_MODE_AUTO,
-		[CONFIG_SELINUX_ON] = SELINUX_MODE_ON,
-		[CONFIG_SELINUX_OFF] = SELINUX_MODE_OFF,
+	    [CONFIG_SELINUX_AUTO] = SELINUX_MODE_AUTO,
+	    [CONFIG_SELINUX_ON] = SELINUX_MODE_ON,
+	    [CONFIG_SELINUX_OFF] = SELINUX_MODE_OFF,
 	};
 	if ((r = selinux_labeler_new(selinux_modes[c->selinux], c->selinux_label, &d->labeler)) < 0)
 		return r;
@@ -135,8 +135,8 @@ static int daemon_start(struct daemon *d)
 	}
 	iommufd_options.labeler = d->labeler;
 	iommufd_options.policy = c->rlimit_mode == CONFIG_RLIMIT_REQUIRED
-					 ? IOMMUFD_RLIMIT_REQUIRED
-					 : IOMMUFD_RLIMIT_BEST_EFFORT;
+				     ? IOMMUFD_RLIMIT_REQUIRED
+				     : IOMMUFD_RLIMIT_BEST_EFFORT;
 	if ((r = iommufd_opener_new(&iommufd_options, &d->opener)) < 0)
 		return r;
 
@@ -154,10 +154,10 @@ static int daemon_start(struct daemon *d)
 		return r;
 	if (c->pod_resources_interval_usec) {
 		const struct pod_resources_options pod_resources_options = {
-			.socket_path = c->pod_resources_socket,
-			.resource_name = c->resource_name,
-			.interval_usec = c->pod_resources_interval_usec,
-			.grace_usec = c->pod_resources_grace_usec,
+		    .socket_path = c->pod_resources_socket,
+		    .resource_name = c->resource_name,
+		    .interval_usec = c->pod_resources_interval_usec,
+		    .grace_usec = c->pod_resources_grace_usec,
 		};
 		if ((r = pod_resources_new(d->loop, d->handoff, &pod_resources_options,
 					   &d->pod_resources)) < 0)
@@ -176,12 +176,12 @@ static int daemon_start(struct daemon *d)
 	/* Before registering, so /healthz answers 503 until the kubelet has us. */
 	if (c->metrics_address) {
 		const struct metrics_sources sources = {
-			.plugin = d->plugin,
-			.registration = d->registration,
-			.plugin_watcher = d->plugin_watcher,
-			.opener = d->opener,
-			.handoff = d->handoff,
-			.presence = d->presence,
+		    .plugin = d->plugin,
+		    .registration = d->registration,
+		    .plugin_watcher = d->plugin_watcher,
+		    .opener = d->opener,
+		    .handoff = d->handoff,
+		    .presence = d->presence,
 		};
 		if ((r = metrics_new(d->loop, c->metrics_address, &sources, &d->metrics)) < 0)
 			return r;

@@ -39,7 +39,8 @@ static void sim_allocate_response(void *data, const uint8_t *msg, size_t len)
 		if (c->n_mounts == 0 && c->n_devices == 0)
 			printf("container %zu: no mounts (device missing, allowed)\n", i);
 		for (size_t j = 0; j < c->n_mounts; j++)
-			printf("mount %s %s\n", c->mounts[j]->container_path, c->mounts[j]->host_path);
+			printf("mount %s %s\n", c->mounts[j]->container_path,
+			       c->mounts[j]->host_path);
 		for (size_t j = 0; j < c->n_devices; j++)
 			printf("device %s %s %s\n", c->devices[j]->container_path,
 			       c->devices[j]->host_path, c->devices[j]->permissions);
@@ -87,7 +88,7 @@ static void sim_devices(void *data, const uint8_t *msg, size_t len)
 {
 	struct simulator *sim = data;
 	V1beta1__ListAndWatchResponse *response =
-		v1beta1__list_and_watch_response__unpack(NULL, len, msg);
+	    v1beta1__list_and_watch_response__unpack(NULL, len, msg);
 
 	if (!response) {
 		printf("undecodable ListAndWatchResponse\n");
@@ -98,8 +99,7 @@ static void sim_devices(void *data, const uint8_t *msg, size_t len)
 		healthy += strcmp(response->devices[i]->health, "Healthy") == 0;
 	printf("ListAndWatch: %zu devices (%s .. %s), %zu Healthy\n", response->n_devices,
 	       response->n_devices ? response->devices[0]->id : "-",
-	       response->n_devices ? response->devices[response->n_devices - 1]->id : "-",
-	       healthy);
+	       response->n_devices ? response->devices[response->n_devices - 1]->id : "-", healthy);
 	fflush(stdout);
 	v1beta1__list_and_watch_response__free_unpacked(response, NULL);
 	if (!sim->allocated) {
@@ -157,7 +157,7 @@ static void sim_timeout(void *data)
 }
 
 static const struct grpc_method sim_methods[] = {
-	{"/v1beta1.Registration/Register", sim_register},
+    {"/v1beta1.Registration/Register", sim_register},
 };
 
 static void usage(FILE *out)
@@ -218,7 +218,8 @@ int main(int argc, char **argv)
 	sim.server = grpc_server_new(sim.loop, sim_methods, ARRAY_SIZE(sim_methods), &sim);
 	r = grpc_server_listen(sim.server, socket_path);
 	if (r < 0) {
-		fprintf(stderr, "kubelet-sim: cannot listen on %s: %s\n", socket_path, strerror(-r));
+		fprintf(stderr, "kubelet-sim: cannot listen on %s: %s\n", socket_path,
+			strerror(-r));
 		return 1;
 	}
 	printf("kubelet-sim: serving %s\n", socket_path);

@@ -34,89 +34,84 @@ static const char *const log_format_choices[] = {"text", "json", NULL};
 #define FIELD(f) offsetof(struct config, f)
 
 static const struct option_spec specs[] = {
-	{"kubelet-dir", KIND_STRING, FIELD(kubelet_dir), "DIR", "/var/lib/kubelet/device-plugins",
-	 "the kubelet's device plugin directory (kubelet.sock and our socket)", NULL, 0, 0},
-	{"socket-name", KIND_STRING, FIELD(socket_name), "NAME", "kubevirt-iommufd.sock",
-	 "our DevicePlugin socket's name in --kubelet-dir", NULL, 0, 0},
-	{"resource-name", KIND_STRING, FIELD(resource_name), "NAME", "devices.kubevirt.io/iommufd",
-	 "the extended resource registered with the kubelet", NULL, 0, 0},
-	{"devices", KIND_INT, FIELD(devices), "N", "110",
-	 "virtual devices advertised (the kubelet's default max pods)", NULL, 1, 100000},
-	{"registration", KIND_CHOICE, FIELD(registration), "MODE", "kubelet-socket",
-	 "kubelet-socket: Register on kubelet.sock; plugin-watcher: a socket in "
-	 "--plugins-registry-dir the kubelet finds itself; both",
-	 registration_choices, 0, 0},
-	{"plugins-registry-dir", KIND_STRING, FIELD(plugins_registry_dir), "DIR",
-	 "/var/lib/kubelet/plugins_registry", "the kubelet's plugin watcher directory", NULL, 0,
-	 0},
-	{"plugin-dir", KIND_STRING, FIELD(plugin_dir), "DIR",
-	 "/var/lib/kubelet/plugins/kubevirt-iommufd",
-	 "with the plugin watcher: where our DevicePlugin socket lives (the kubelet keeps it "
-	 "across restarts)",
-	 NULL, 0, 0},
-	{"iommu-device", KIND_STRING, FIELD(iommu_device), "PATH", "/dev/iommu",
-	 "the IOMMUFD character device", NULL, 0, 0},
-	{"rlimit-mode", KIND_CHOICE, FIELD(rlimit_mode), "MODE", "best-effort",
-	 "best-effort: hand over the fd if RLIMIT_MODE cannot be set (old kernel, no "
-	 "CAP_SYS_RESOURCE); required: fail the Allocate",
-	 rlimit_choices, 0, 0},
-	{"missing-device", KIND_CHOICE, FIELD(missing_device), "POLICY", "allow",
-	 "allow: Allocate succeeds without a socket while the device is missing; unhealthy: "
-	 "devices are Unhealthy and Allocate fails",
-	 missing_choices, 0, 0},
-	{"socket-dir", KIND_STRING, FIELD(socket_dir), "DIR", "/var/run/kubevirt/fd-sockets",
-	 "where per-allocation handoff sockets are created (0700)", NULL, 0, 0},
-	{"container-socket-path", KIND_STRING, FIELD(container_socket_path), "PATH",
-	 "/var/run/kubevirt/iommufd.sock", "where the handoff socket appears in the container",
-	 NULL, 0, 0},
-	{"expose-device-node", KIND_BOOL, FIELD(expose_device_node), NULL, "false",
-	 "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0,
-	 0},
-	{"handoff-ttl", KIND_DURATION, FIELD(handoff_ttl_usec), "DURATION", "15m",
-	 "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0},
-	{"ack-timeout", KIND_DURATION, FIELD(ack_timeout_usec), "DURATION", "10s",
-	 "how long a connected consumer has to acknowledge the fd", NULL, 0, 0},
-	{"selinux", KIND_CHOICE, FIELD(selinux), "MODE", "auto",
-	 "auto: relabel where SELinux is enabled; on: always try; off: never", selinux_choices, 0,
-	 0},
-	{"selinux-label", KIND_STRING, FIELD(selinux_label), "LABEL",
-	 "system_u:object_r:container_file_t:s0",
-	 "SELinux label for the temporary device node and the handoff socket", NULL, 0, 0},
-	{"scratch-dir", KIND_STRING, FIELD(scratch_dir), "DIR", NULL,
-	 "where temporary device nodes are made (must not be nodev); default: a private tmpfs",
-	 NULL, 0, 0},
-	{"metrics-address", KIND_STRING, FIELD(metrics_address), "ADDRESS", NULL,
-	 "serve GET /metrics (Prometheus) and /healthz on HOST:PORT (numeric host, [IPv6] or "
-	 "empty for all) or an absolute unix socket path; default: off",
-	 NULL, 0, 0},
-	{"log-format", KIND_CHOICE, FIELD(log_format), "FORMAT", "text",
-	 "text: klog lines, as the kubelet's; json: one object per line (ts, level, caller, msg)",
-	 log_format_choices, 0, 0},
-	{"pod-resources-socket", KIND_STRING, FIELD(pod_resources_socket), "PATH",
-	 "/var/lib/kubelet/pod-resources/kubelet.sock",
-	 "the kubelet's PodResources API, asked which pod holds a pending handoff's device",
-	 NULL, 0, 0},
-	{"pod-resources-interval", KIND_DURATION, FIELD(pod_resources_interval_usec), "DURATION",
-	 "10s",
-	 "how often the PodResources API is asked while handoff sockets are pending (never "
-	 "while none are); 0: never, only --handoff-ttl removes them",
-	 NULL, 0, 0},
-	{"pod-resources-grace", KIND_DURATION, FIELD(pod_resources_grace_usec), "DURATION", "30s",
-	 "an unclaimed handoff socket that no pod holds is removed once it is this old (the "
-	 "kubelet records an allocation only after Allocate returns)",
-	 NULL, 0, 0},
-	{"allowed-uids", KIND_STRING, FIELD(allowed_uids), "UID,...", NULL,
-	 "only handoff peers with one of these uids get the fd (KubeVirt's qemu is 107); "
-	 "default: any uid",
-	 NULL, 0, 0},
-	{"socket-mode", KIND_STRING, FIELD(socket_mode), "OCTAL", "0666",
-	 "mode of the handoff sockets (the kubelet mounts the file itself into the container, "
-	 "where qemu connects as uid 107; their directory is 0700)",
-	 NULL, 0, 0},
-	{"socket-owner", KIND_STRING, FIELD(socket_owner), "UID[:GID]", NULL,
-	 "owner of the handoff sockets, numeric; default: ours", NULL, 0, 0},
-	{"v", KIND_INT, FIELD(verbosity), "N", "0", "log verbosity, as the kubelet's -v", NULL, 0,
-	 10},
+    {"kubelet-dir", KIND_STRING, FIELD(kubelet_dir), "DIR", "/var/lib/kubelet/device-plugins",
+     "the kubelet's device plugin directory (kubelet.sock and our socket)", NULL, 0, 0},
+    {"socket-name", KIND_STRING, FIELD(socket_name), "NAME", "kubevirt-iommufd.sock",
+     "our DevicePlugin socket's name in --kubelet-dir", NULL, 0, 0},
+    {"resource-name", KIND_STRING, FIELD(resource_name), "NAME", "devices.kubevirt.io/iommufd",
+     "the extended resource registered with the kubelet", NULL, 0, 0},
+    {"devices", KIND_INT, FIELD(devices), "N", "110",
+     "virtual devices advertised (the kubelet's default max pods)", NULL, 1, 100000},
+    {"registration", KIND_CHOICE, FIELD(registration), "MODE", "kubelet-socket",
+     "kubelet-socket: Register on kubelet.sock; plugin-watcher: a socket in "
+     "--plugins-registry-dir the kubelet finds itself; both",
+     registration_choices, 0, 0},
+    {"plugins-registry-dir", KIND_STRING, FIELD(plugins_registry_dir), "DIR",
+     "/var/lib/kubelet/plugins_registry", "the kubelet's plugin watcher directory", NULL, 0, 0},
+    {"plugin-dir", KIND_STRING, FIELD(plugin_dir), "DIR",
+     "/var/lib/kubelet/plugins/kubevirt-iommufd",
+     "with the plugin watcher: where our DevicePlugin socket lives (the kubelet keeps it "
+     "across restarts)",
+     NULL, 0, 0},
+    {"iommu-device", KIND_STRING, FIELD(iommu_device), "PATH", "/dev/iommu",
+     "the IOMMUFD character device", NULL, 0, 0},
+    {"rlimit-mode", KIND_CHOICE, FIELD(rlimit_mode), "MODE", "best-effort",
+     "best-effort: hand over the fd if RLIMIT_MODE cannot be set (old kernel, no "
+     "CAP_SYS_RESOURCE); required: fail the Allocate",
+     rlimit_choices, 0, 0},
+    {"missing-device", KIND_CHOICE, FIELD(missing_device), "POLICY", "allow",
+     "allow: Allocate succeeds without a socket while the device is missing; unhealthy: "
+     "devices are Unhealthy and Allocate fails",
+     missing_choices, 0, 0},
+    {"socket-dir", KIND_STRING, FIELD(socket_dir), "DIR", "/var/run/kubevirt/fd-sockets",
+     "where per-allocation handoff sockets are created (0700)", NULL, 0, 0},
+    {"container-socket-path", KIND_STRING, FIELD(container_socket_path), "PATH",
+     "/var/run/kubevirt/iommufd.sock", "where the handoff socket appears in the container", NULL, 0,
+     0},
+    {"expose-device-node", KIND_BOOL, FIELD(expose_device_node), NULL, "false",
+     "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0, 0},
+    {"handoff-ttl", KIND_DURATION, FIELD(handoff_ttl_usec), "DURATION", "15m",
+     "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0},
+    {"ack-timeout", KIND_DURATION, FIELD(ack_timeout_usec), "DURATION", "10s",
+     "how long a connected consumer has to acknowledge the fd", NULL, 0, 0},
+    {"selinux", KIND_CHOICE, FIELD(selinux), "MODE", "auto",
+     "auto: relabel where SELinux is enabled; on: always try; off: never", selinux_choices, 0, 0},
+    {"selinux-label", KIND_STRING, FIELD(selinux_label), "LABEL",
+     "system_u:object_r:container_file_t:s0",
+     "SELinux label for the temporary device node and the handoff socket", NULL, 0, 0},
+    {"scratch-dir", KIND_STRING, FIELD(scratch_dir), "DIR", NULL,
+     "where temporary device nodes are made (must not be nodev); default: a private tmpfs", NULL, 0,
+     0},
+    {"metrics-address", KIND_STRING, FIELD(metrics_address), "ADDRESS", NULL,
+     "serve GET /metrics (Prometheus) and /healthz on HOST:PORT (numeric host, [IPv6] or "
+     "empty for all) or an absolute unix socket path; default: off",
+     NULL, 0, 0},
+    {"log-format", KIND_CHOICE, FIELD(log_format), "FORMAT", "text",
+     "text: klog lines, as the kubelet's; json: one object per line (ts, level, caller, msg)",
+     log_format_choices, 0, 0},
+    {"pod-resources-socket", KIND_STRING, FIELD(pod_resources_socket), "PATH",
+     "/var/lib/kubelet/pod-resources/kubelet.sock",
+     "the kubelet's PodResources API, asked which pod holds a pending handoff's device", NULL, 0,
+     0},
+    {"pod-resources-interval", KIND_DURATION, FIELD(pod_resources_interval_usec), "DURATION", "10s",
+     "how often the PodResources API is asked while handoff sockets are pending (never "
+     "while none are); 0: never, only --handoff-ttl removes them",
+     NULL, 0, 0},
+    {"pod-resources-grace", KIND_DURATION, FIELD(pod_resources_grace_usec), "DURATION", "30s",
+     "an unclaimed handoff socket that no pod holds is removed once it is this old (the "
+     "kubelet records an allocation only after Allocate returns)",
+     NULL, 0, 0},
+    {"allowed-uids", KIND_STRING, FIELD(allowed_uids), "UID,...", NULL,
+     "only handoff peers with one of these uids get the fd (KubeVirt's qemu is 107); "
+     "default: any uid",
+     NULL, 0, 0},
+    {"socket-mode", KIND_STRING, FIELD(socket_mode), "OCTAL", "0666",
+     "mode of the handoff sockets (the kubelet mounts the file itself into the container, "
+     "where qemu connects as uid 107; their directory is 0700)",
+     NULL, 0, 0},
+    {"socket-owner", KIND_STRING, FIELD(socket_owner), "UID[:GID]", NULL,
+     "owner of the handoff sockets, numeric; default: ours", NULL, 0, 0},
+    {"v", KIND_INT, FIELD(verbosity), "N", "0", "log verbosity, as the kubelet's -v", NULL, 0, 10},
 };
 
 /* A uid or gid: decimal, below the (id_t)-1 that means "unchanged". */
@@ -145,22 +140,23 @@ static int config_parse_recipients(struct config *config, FILE *err)
 	config->socket_gid = (gid_t)-1;
 	for (p = config->allowed_uids; p; p = *end ? end + 1 : NULL) {
 		if (parse_id(p, &end, &id) < 0 || (*end && *end != ',')) {
-			fprintf(err, "iommufd-device-plugin: --allowed-uids wants numeric uids "
-				     "separated by commas, like 107 or 107,0, not '%s'\n",
+			fprintf(err,
+				"iommufd-device-plugin: --allowed-uids wants numeric uids "
+				"separated by commas, like 107 or 107,0, not '%s'\n",
 				config->allowed_uids);
 			return -EINVAL;
 		}
-		config->allowed_uid_list =
-			xrealloc(config->allowed_uid_list,
-				 (config->allowed_uid_count + 1) * sizeof(uid_t));
+		config->allowed_uid_list = xrealloc(
+		    config->allowed_uid_list, (config->allowed_uid_count + 1) * sizeof(uid_t));
 		config->allowed_uid_list[config->allowed_uid_count++] = (uid_t)id;
 	}
 	char *stop;
 	errno = 0;
 	unsigned long mode = strtoul(config->socket_mode, &stop, 8);
 	if (errno || *stop || !isdigit((unsigned char)config->socket_mode[0]) || mode > 0777) {
-		fprintf(err, "iommufd-device-plugin: --socket-mode wants octal permission bits "
-			     "like 0666 or 0600, not '%s'\n",
+		fprintf(err,
+			"iommufd-device-plugin: --socket-mode wants octal permission bits "
+			"like 0666 or 0600, not '%s'\n",
 			config->socket_mode);
 		return -EINVAL;
 	}
@@ -169,8 +165,9 @@ static int config_parse_recipients(struct config *config, FILE *err)
 		return 0;
 	if (parse_id(config->socket_owner, &end, &id) < 0 ||
 	    (*end == ':' && (parse_id(end + 1, &end, &gid) < 0 || *end)) || (*end && *end != ':')) {
-		fprintf(err, "iommufd-device-plugin: --socket-owner wants UID or UID:GID, numeric, "
-			     "not '%s'\n",
+		fprintf(err,
+			"iommufd-device-plugin: --socket-owner wants UID or UID:GID, numeric, "
+			"not '%s'\n",
 			config->socket_owner);
 		return -EINVAL;
 	}
@@ -190,7 +187,10 @@ int config_parse_duration(const char *text, unsigned long long *usec)
 	static const struct {
 		const char *suffix;
 		unsigned long long scale;
-	} units[] = {{"ms", 1000ULL}, {"s", 1000000ULL}, {"m", 60000000ULL}, {"h", 3600000000ULL},
+	} units[] = {{"ms", 1000ULL},
+		     {"s", 1000000ULL},
+		     {"m", 60000000ULL},
+		     {"h", 3600000000ULL},
 		     {"", 1000000ULL}};
 	char *end;
 
@@ -231,8 +231,8 @@ static int config_set(struct config *config, const struct option_spec *spec, con
 		errno = 0;
 		long n = strtol(value, &end, 10);
 		if (errno || end == value || *end || n < spec->min || n > spec->max) {
-			fprintf(err, "%s: --%s wants a whole number from %d to %d, not '%s'\n", origin,
-				spec->name, spec->min, spec->max, value);
+			fprintf(err, "%s: --%s wants a whole number from %d to %d, not '%s'\n",
+				origin, spec->name, spec->min, spec->max, value);
 			return -EINVAL;
 		}
 		*(int *)p = (int)n;
@@ -240,7 +240,8 @@ static int config_set(struct config *config, const struct option_spec *spec, con
 	}
 	case KIND_DURATION:
 		if (config_parse_duration(value, p) < 0) {
-			fprintf(err, "%s: --%s wants a duration like 500ms, 10s, 15m or 1h, not '%s'\n",
+			fprintf(err,
+				"%s: --%s wants a duration like 500ms, 10s, 15m or 1h, not '%s'\n",
 				origin, spec->name, value);
 			return -EINVAL;
 		}
@@ -291,7 +292,8 @@ static void config_usage(FILE *out)
 	fputs("  --help                           show this and exit\n"
 	      "  --version                        show the version and exit\n\n"
 	      "Every flag can also be set as an environment variable IOMMUFD_DP_<FLAG>,\n"
-	      "upper case with '_' for '-' (IOMMUFD_DP_DEVICES=4, IOMMUFD_DP_RLIMIT_MODE=required); flags win.\n",
+	      "upper case with '_' for '-' (IOMMUFD_DP_DEVICES=4, "
+	      "IOMMUFD_DP_RLIMIT_MODE=required); flags win.\n",
 	      out);
 }
 
@@ -311,8 +313,8 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 
 	*config = (struct config){0};
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
-		if (specs[i].defaults && config_set(config, &specs[i], specs[i].defaults, err,
-						    "default") < 0)
+		if (specs[i].defaults &&
+		    config_set(config, &specs[i], specs[i].defaults, err, "default") < 0)
 			abort(); /* the table's own defaults are valid */
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
 		env_name(&specs[i], name, sizeof(name));
@@ -347,8 +349,9 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 			return CONFIG_EXIT_OK;
 		}
 		if (c == '?' || c == ':' || c < 0 || (size_t)c >= ARRAY_SIZE(specs)) {
-			fprintf(err, "iommufd-device-plugin: unknown flag or missing value: %s\n"
-				     "Try --help.\n",
+			fprintf(err,
+				"iommufd-device-plugin: unknown flag or missing value: %s\n"
+				"Try --help.\n",
 				argv[optind - 1]);
 			return CONFIG_EXIT_USAGE;
 		}
@@ -362,8 +365,9 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 	}
 	if (config_uses_plugin_watcher(config) &&
 	    (config->plugin_dir[0] != '/' || config->plugins_registry_dir[0] != '/')) {
-		fprintf(err, "iommufd-device-plugin: --plugin-dir and --plugins-registry-dir must be "
-			     "absolute: the kubelet dials the endpoint exactly as given\n");
+		fprintf(err,
+			"iommufd-device-plugin: --plugin-dir and --plugins-registry-dir must be "
+			"absolute: the kubelet dials the endpoint exactly as given\n");
 		return CONFIG_EXIT_USAGE;
 	}
 	if (strchr(config->socket_name, '/')) {

@@ -36,7 +36,7 @@ struct config {
 	unsigned long long ack_timeout_usec;
 	int selinux; /* enum config_selinux */
 	char *selinux_label;
-	char *scratch_dir; /* NULL: a private tmpfs when the mknod path needs one */
+	char *scratch_dir;     /* NULL: a private tmpfs when the mknod path needs one */
 	char *metrics_address; /* NULL: no /metrics and /healthz */
 	int log_format;	       /* enum config_log_format */
 	char *pod_resources_socket;

@@ -83,7 +83,7 @@ static ssize_t call_read_request(nghttp2_session *session, int32_t stream_id, ui
 #define NV(name, value)                                                                            \
 	{                                                                                          \
 		(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),            \
-			NGHTTP2_NV_FLAG_NONE                                                       \
+		    NGHTTP2_NV_FLAG_NONE                                                           \
 	}
 
 int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
@@ -99,14 +99,17 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
 	call->data = data;
 	call->request = grpc_frame_pack(request, &call->request_len);
 	nghttp2_nv headers[] = {
-		NV(":method", "POST"),	  NV(":scheme", "http"),
-		NV(":path", path),	  NV(":authority", "localhost"),
-		NV("te", "trailers"),	  NV("content-type", "application/grpc"),
-		NV("user-agent", "iommufd-device-plugin/" PLUGIN_VERSION),
+	    NV(":method", "POST"),
+	    NV(":scheme", "http"),
+	    NV(":path", path),
+	    NV(":authority", "localhost"),
+	    NV("te", "trailers"),
+	    NV("content-type", "application/grpc"),
+	    NV("user-agent", "iommufd-device-plugin/" PLUGIN_VERSION),
 	};
 	nghttp2_data_provider provider = {.source.ptr = call, .read_callback = call_read_request};
-	int32_t id = nghttp2_submit_request(client->conn.session, NULL, headers, ARRAY_SIZE(headers),
-					    &provider, call);
+	int32_t id = nghttp2_submit_request(client->conn.session, NULL, headers,
+					    ARRAY_SIZE(headers), &provider, call);
 	if (id < 0) {
 		log_error("cannot start call %s: %s", path, nghttp2_strerror(id));
 		call_free(call);
@@ -127,7 +130,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 {
 	(void)flags;
 	(void)user_data;
-	struct client_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	struct client_call *call =
+	    nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
 
 	if (!call || frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
@@ -158,8 +162,8 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 	if (grpc_reader_append(&call->reader, data, len) < 0)
 		return nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id,
 						 NGHTTP2_CANCEL) == 0
-			       ? 0
-			       : NGHTTP2_ERR_CALLBACK_FAILURE;
+			   ? 0
+			   : NGHTTP2_ERR_CALLBACK_FAILURE;
 	while ((r = grpc_reader_next(&call->reader, &msg, &msg_len)) == 1)
 		if (!call->client->freeing)
 			call->on_message(call->data, msg, msg_len);
@@ -180,11 +184,11 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 		return 0;
 	}
 	cleanup_free char *why =
-		xasprintf("stream closed without grpc-status (HTTP status %d, HTTP/2 error %s)",
-			  call->http_status, nghttp2_http2_strerror(error_code));
-	call_complete(call, call->http_status == 200 || call->http_status == 0
-				    ? GRPC_STATUS_UNAVAILABLE
-				    : GRPC_STATUS_INTERNAL,
+	    xasprintf("stream closed without grpc-status (HTTP status %d, HTTP/2 error %s)",
+		      call->http_status, nghttp2_http2_strerror(error_code));
+	call_complete(call,
+		      call->http_status == 200 || call->http_status == 0 ? GRPC_STATUS_UNAVAILABLE
+									 : GRPC_STATUS_INTERNAL,
 		      why);
 	return 0;
 }

@@ -26,8 +26,8 @@ static void connection_finish(struct grpc_connection *conn)
 	loop_defer(conn->loop, &conn->close_later, connection_report_closed, conn);
 }
 
-ssize_t grpc_connection_send_callback(nghttp2_session *session, const uint8_t *data,
-				      size_t length, int flags, void *user_data)
+ssize_t grpc_connection_send_callback(nghttp2_session *session, const uint8_t *data, size_t length,
+				      int flags, void *user_data)
 {
 	struct grpc_connection *conn = user_data;
 	(void)session;
@@ -79,7 +79,8 @@ static void connection_io(void *data, uint32_t events)
 				break;
 			if (n <= 0) {
 				if (n < 0)
-					log_debug(4, "recv on fd %d: %s", conn->fd, strerror(errno));
+					log_debug(4, "recv on fd %d: %s", conn->fd,
+						  strerror(errno));
 				connection_finish(conn);
 				return;
 			}

@@ -43,5 +43,5 @@ void grpc_connection_flush(struct grpc_connection *conn);
 void grpc_connection_destroy(struct grpc_connection *conn);
 
 /* nghttp2's send callback for sessions of this module: user_data is the connection. */
-ssize_t grpc_connection_send_callback(nghttp2_session *session, const uint8_t *data,
-				      size_t length, int flags, void *user_data);
+ssize_t grpc_connection_send_callback(nghttp2_session *session, const uint8_t *data, size_t length,
+				      int flags, void *user_data);

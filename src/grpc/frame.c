@@ -30,8 +30,7 @@ int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t l
 	}
 	memcpy(reader->buf + reader->len, data, len);
 	reader->len += len;
-	if (reader->len >= GRPC_PREFIX_SIZE &&
-	    read_be32(reader->buf + 1) > GRPC_MAX_MESSAGE_SIZE) {
+	if (reader->len >= GRPC_PREFIX_SIZE && read_be32(reader->buf + 1) > GRPC_MAX_MESSAGE_SIZE) {
 		reader->len = 0;
 		return -EMSGSIZE;
 	}

@@ -40,9 +40,9 @@ struct grpc_reader {
 int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t len);
 
 /* Takes the next complete message: returns 1 and sets *msg and *len (valid until the next
- * grpc_reader_append or grpc_reader_free), 0 if no complete message is buffered, -EPROTONOSUPPORT if the
- * message has the compressed flag set (we announce no grpc-encoding), -EBADMSG if the
- * flags byte is neither 0 nor 1. */
+ * grpc_reader_append or grpc_reader_free), 0 if no complete message is buffered, -EPROTONOSUPPORT
+ * if the message has the compressed flag set (we announce no grpc-encoding), -EBADMSG if the flags
+ * byte is neither 0 nor 1. */
 int grpc_reader_next(struct grpc_reader *reader, const uint8_t **msg, size_t *len);
 /* Bytes still buffered after the messages taken so far. */
 size_t grpc_reader_pending(const struct grpc_reader *reader);

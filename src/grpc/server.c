@@ -36,7 +36,7 @@ struct grpc_call {
 	bool grpc_content_type;
 	bool dispatched;   /* the handler has it */
 	bool headers_sent; /* response HEADERS submitted */
-	bool finished;     /* status decided; trailers follow the queued messages */
+	bool finished;	   /* status decided; trailers follow the queued messages */
 	enum grpc_status status;
 	char *message;
 	struct grpc_reader reader;
@@ -70,7 +70,7 @@ struct grpc_server {
 #define NV(name, value)                                                                            \
 	{                                                                                          \
 		(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),            \
-			NGHTTP2_NV_FLAG_NONE                                                       \
+		    NGHTTP2_NV_FLAG_NONE                                                           \
 	}
 
 static void call_free(struct grpc_call *call)
@@ -121,8 +121,7 @@ static ssize_t call_read_data(nghttp2_session *session, int32_t stream_id, uint8
 	snprintf(status, sizeof(status), "%d", (int)call->status);
 	cleanup_free char *message = grpc_percent_encode(call->message ? call->message : "");
 	nghttp2_nv trailers[] = {NV("grpc-status", status), NV("grpc-message", message)};
-	int rv = nghttp2_submit_trailer(session, stream_id, trailers,
-					call->message ? 2 : 1);
+	int rv = nghttp2_submit_trailer(session, stream_id, trailers, call->message ? 2 : 1);
 	if (rv != 0) {
 		log_error("cannot queue trailers on stream %d: %s", stream_id,
 			  nghttp2_strerror(rv));
@@ -255,7 +254,7 @@ static void call_dispatch(struct grpc_call *call)
 		if (status == GRPC_STATUS_UNIMPLEMENTED)
 			server->stats.calls_unimplemented++;
 		cleanup_free char *text =
-			xasprintf("%s: %s", call->path ? call->path : "(no :path)", error);
+		    xasprintf("%s: %s", call->path ? call->path : "(no :path)", error);
 		call_fail(call, status, text);
 		return;
 	}
@@ -263,8 +262,7 @@ static void call_dispatch(struct grpc_call *call)
 	call->method->handler(server->data, call, msg, len);
 }
 
-static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
-			    void *user_data)
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
 	struct server_connection *sc = user_data;
 
@@ -320,9 +318,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 		/* "application/grpc" optionally followed by "+proto" or ";..." */
 		static const char want[] = "application/grpc";
 		call->grpc_content_type =
-			valuelen >= sizeof(want) - 1 && memcmp(value, want, sizeof(want) - 1) == 0 &&
-			(valuelen == sizeof(want) - 1 || value[sizeof(want) - 1] == '+' ||
-			 value[sizeof(want) - 1] == ';');
+		    valuelen >= sizeof(want) - 1 && memcmp(value, want, sizeof(want) - 1) == 0 &&
+		    (valuelen == sizeof(want) - 1 || value[sizeof(want) - 1] == '+' ||
+		     value[sizeof(want) - 1] == ';');
 	}
 	return 0;
 }
@@ -527,8 +525,7 @@ struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method 
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(server->callbacks,
 								  on_data_chunk_recv);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(server->callbacks, on_frame_recv);
-	nghttp2_session_callbacks_set_on_stream_close_callback(server->callbacks,
-								on_stream_close);
+	nghttp2_session_callbacks_set_on_stream_close_callback(server->callbacks, on_stream_close);
 	/* Closed streams are kept only for RFC 7540 priority, which gRPC does not use:
 	 * without this every cancelled stream would cost memory until the connection ends. */
 	nghttp2_option_set_no_closed_streams(server->options, 1);
@@ -567,8 +564,8 @@ int grpc_server_listen(struct grpc_server *server, const char *path)
 		return -errno;
 	if (listen(fd, SOMAXCONN) < 0 || stat(path, &st) < 0)
 		return -errno;
-	int r = loop_watch_add(server->loop, &server->listen_watch, fd, EPOLLIN, server_accept,
-			       server);
+	int r =
+	    loop_watch_add(server->loop, &server->listen_watch, fd, EPOLLIN, server_accept, server);
 	if (r < 0)
 		return r;
 	free(server->path);

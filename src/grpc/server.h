@@ -15,8 +15,7 @@ struct grpc_call;
 /* A request arrived on call: msg/len is the one request message (valid during the
  * call only). The handler answers with grpc_call_send() and grpc_call_finish(), now
  * or later (server streaming); until it finishes, the call lives on unless cancelled. */
-typedef void (*grpc_handler_fn)(void *data, struct grpc_call *call, const uint8_t *msg,
-				size_t len);
+typedef void (*grpc_handler_fn)(void *data, struct grpc_call *call, const uint8_t *msg, size_t len);
 /* The peer went away (RST_STREAM, connection closed, server freed) before the call was
  * finished. The call is freed right after this returns. */
 typedef void (*grpc_cancel_fn)(void *data, struct grpc_call *call);

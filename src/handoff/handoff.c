@@ -22,167 +22,167 @@
 
 /* A circular doubly linked list with a sentinel head. */
 struct list {
-        struct list *prev, *next;
+	struct list *prev, *next;
 };
 
 #define list_entry(node, type, member) ((type *)((char *)(node)-offsetof(type, member)))
 
 static void list_init(struct list *l)
 {
-        l->prev = l->next = l;
+	l->prev = l->next = l;
 }
 
 static bool list_empty(const struct list *l)
 {
-        return l->next == l;
+	return l->next == l;
 }
 
 static void list_append(struct list *head, struct list *node)
 {
-        node->prev = head->prev;
-        node->next = head;
-        head->prev->next = node;
-        head->prev = node;
+	node->prev = head->prev;
+	node->next = head;
+	head->prev->next = node;
+	head->prev = node;
 }
 
 static void list_unlink(struct list *node)
 {
-        node->prev->next = node->next;
-        node->next->prev = node->prev;
-        list_init(node);
+	node->prev->next = node->next;
+	node->next->prev = node->prev;
+	list_init(node);
 }
 
 struct handoff {
-        struct loop *loop;
-        struct handoff_options opts; /* socket_dir points to our copy */
-        unsigned long long name_counter;
-        struct list offers;        /* by creation, hence by expiry */
-        struct list waiting_peers; /* by accept, hence by ACK deadline */
-        size_t pending;
-        struct loop_timer ttl_timer, ack_timer;
-        unsigned long long ttl_armed_for, ack_armed_for; /* deadline armed, 0 = none */
-        struct handoff_stats stats;
-        handoff_pending_fn pending_fn;
-        void *pending_data;
+	struct loop *loop;
+	struct handoff_options opts; /* socket_dir points to our copy */
+	unsigned long long name_counter;
+	struct list offers;	   /* by creation, hence by expiry */
+	struct list waiting_peers; /* by accept, hence by ACK deadline */
+	size_t pending;
+	struct loop_timer ttl_timer, ack_timer;
+	unsigned long long ttl_armed_for, ack_armed_for; /* deadline armed, 0 = none */
+	struct handoff_stats stats;
+	handoff_pending_fn pending_fn;
+	void *pending_data;
 };
 
 struct handoff_offer {
-        struct handoff *h;
-        struct list link;
-        char *device_id;
-        char *path;
-        int fd; /* the fd handed over */
-        int listen_fd;
-        struct loop_watch listen_watch;
-        bool starved; /* accept hit EMFILE/ENFILE: paused until a peer ends */
-        bool closing; /* being destroyed: never resume accepting */
-        unsigned long long expires;
-        struct list peers;
-        unsigned peer_count;
+	struct handoff *h;
+	struct list link;
+	char *device_id;
+	char *path;
+	int fd; /* the fd handed over */
+	int listen_fd;
+	struct loop_watch listen_watch;
+	bool starved; /* accept hit EMFILE/ENFILE: paused until a peer ends */
+	bool closing; /* being destroyed: never resume accepting */
+	unsigned long long expires;
+	struct list peers;
+	unsigned peer_count;
 };
 
 struct handoff_peer {
-        struct handoff_offer *offer;
-        struct list offer_link, waiting_link;
-        int fd;
-        struct loop_watch watch;
-        bool sent;
-        struct ucred cred;
-        char *cgroup;
-        unsigned long long deadline;
+	struct handoff_offer *offer;
+	struct list offer_link, waiting_link;
+	int fd;
+	struct loop_watch watch;
+	bool sent;
+	struct ucred cred;
+	char *cgroup;
+	unsigned long long deadline;
 };
 
 void handoff_options_init(struct handoff_options *o)
 {
-        *o = (struct handoff_options){
-            .socket_dir = HANDOFF_DEFAULT_SOCKET_DIR,
-            .labeler = NULL,
-            .ttl_usec = HANDOFF_DEFAULT_TTL_USEC,
-            .ack_timeout_usec = HANDOFF_DEFAULT_ACK_TIMEOUT_USEC,
-            .socket_mode = HANDOFF_DEFAULT_SOCKET_MODE,
-            .socket_uid = (uid_t)-1,
-            .socket_gid = (gid_t)-1,
-            .max_peers = HANDOFF_DEFAULT_MAX_PEERS,
-        };
+	*o = (struct handoff_options){
+	    .socket_dir = HANDOFF_DEFAULT_SOCKET_DIR,
+	    .labeler = NULL,
+	    .ttl_usec = HANDOFF_DEFAULT_TTL_USEC,
+	    .ack_timeout_usec = HANDOFF_DEFAULT_ACK_TIMEOUT_USEC,
+	    .socket_mode = HANDOFF_DEFAULT_SOCKET_MODE,
+	    .socket_uid = (uid_t)-1,
+	    .socket_gid = (gid_t)-1,
+	    .max_peers = HANDOFF_DEFAULT_MAX_PEERS,
+	};
 }
 
 /* Arms timer for the earliest deadline (0: nothing due, disarm), skipping the
  * syscall when it is already armed for that deadline. */
 static void timer_arm_for(struct loop_timer *timer, unsigned long long *armed_for,
-                          unsigned long long deadline)
+			  unsigned long long deadline)
 {
-        if (*armed_for == deadline)
-                return;
-        unsigned long long now = now_usec();
-        /* Arming with 0 would disarm: a due deadline fires in 1 us. */
-        unsigned long long delay = deadline == 0 ? 0 : deadline > now ? deadline - now : 1;
-        int r = loop_timer_arm(timer, delay);
-        if (r < 0) {
-                log_error("cannot arm handoff timer: %s", strerror(-r));
-                return;
-        }
-        *armed_for = deadline;
+	if (*armed_for == deadline)
+		return;
+	unsigned long long now = now_usec();
+	/* Arming with 0 would disarm: a due deadline fires in 1 us. */
+	unsigned long long delay = deadline == 0 ? 0 : deadline > now ? deadline - now : 1;
+	int r = loop_timer_arm(timer, delay);
+	if (r < 0) {
+		log_error("cannot arm handoff timer: %s", strerror(-r));
+		return;
+	}
+	*armed_for = deadline;
 }
 
 static void handoff_rearm(struct handoff *h)
 {
-        unsigned long long ttl = 0, ack = 0;
+	unsigned long long ttl = 0, ack = 0;
 
-        if (!list_empty(&h->offers))
-                ttl = list_entry(h->offers.next, struct handoff_offer, link)->expires;
-        if (!list_empty(&h->waiting_peers))
-                ack =
-                    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
-        timer_arm_for(&h->ttl_timer, &h->ttl_armed_for, ttl);
-        timer_arm_for(&h->ack_timer, &h->ack_armed_for, ack);
+	if (!list_empty(&h->offers))
+		ttl = list_entry(h->offers.next, struct handoff_offer, link)->expires;
+	if (!list_empty(&h->waiting_peers))
+		ack =
+		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
+	timer_arm_for(&h->ttl_timer, &h->ttl_armed_for, ttl);
+	timer_arm_for(&h->ack_timer, &h->ack_armed_for, ack);
 }
 
 /* Listens while the offer has room for another peer and file descriptors are left. */
 static void offer_update_listening(struct handoff_offer *offer)
 {
-        struct handoff *h = offer->h;
+	struct handoff *h = offer->h;
 
-        if (offer->closing)
-                return;
-        uint32_t events = offer->peer_count < h->opts.max_peers && !offer->starved ? EPOLLIN : 0;
-        int r = loop_watch_modify(h->loop, &offer->listen_watch, events);
-        if (r < 0)
-                log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause", offer->path,
-                          strerror(-r));
+	if (offer->closing)
+		return;
+	uint32_t events = offer->peer_count < h->opts.max_peers && !offer->starved ? EPOLLIN : 0;
+	int r = loop_watch_modify(h->loop, &offer->listen_watch, events);
+	if (r < 0)
+		log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause", offer->path,
+			  strerror(-r));
 }
 
 /* A freed fd may let starved listeners accept again. */
 static void offers_resume_starved(struct handoff *h)
 {
-        for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
-                struct handoff_offer *o = list_entry(l, struct handoff_offer, link);
-                if (o->starved) {
-                        o->starved = false;
-                        offer_update_listening(o);
-                }
-        }
+	for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
+		struct handoff_offer *o = list_entry(l, struct handoff_offer, link);
+		if (o->starved) {
+			o->starved = false;
+			offer_update_listening(o);
+		}
+	}
 }
 
 static void pending_changed(struct handoff *h)
 {
-        if (h->pending_fn)
-                h->pending_fn(h->pending_data, h->pending);
+	if (h->pending_fn)
+		h->pending_fn(h->pending_data, h->pending);
 }
 
 static void peer_close(struct handoff_peer *peer)
 {
-        struct handoff_offer *offer = peer->offer;
-        struct handoff *h = offer->h;
+	struct handoff_offer *offer = peer->offer;
+	struct handoff *h = offer->h;
 
-        loop_watch_remove(h->loop, &peer->watch);
-        close(peer->fd);
-        free(peer->cgroup);
-        list_unlink(&peer->offer_link);
-        list_unlink(&peer->waiting_link);
-        offer->peer_count--;
-        free(peer);
-        offer_update_listening(offer);
-        offers_resume_starved(h);
+	loop_watch_remove(h->loop, &peer->watch);
+	close(peer->fd);
+	free(peer->cgroup);
+	list_unlink(&peer->offer_link);
+	list_unlink(&peer->waiting_link);
+	offer->peer_count--;
+	free(peer);
+	offer_update_listening(offer);
+	offers_resume_starved(h);
 }
 
 /* Withdraws an offer: closes its connections (counted refused), the connections
@@ -190,413 +190,413 @@ static void peer_close(struct handoff_peer *peer)
  * the socket. */
 static void offer_destroy(struct handoff_offer *offer)
 {
-        struct handoff *h = offer->h;
+	struct handoff *h = offer->h;
 
-        offer->closing = true;
-        while (!list_empty(&offer->peers)) {
-                struct handoff_peer *peer =
-                    list_entry(offer->peers.next, struct handoff_peer, offer_link);
-                h->stats.refused++;
-                peer_close(peer);
-        }
-        for (;;) {
-                int fd = accept4(offer->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd < 0)
-                        break;
-                close(fd);
-                h->stats.refused++;
-        }
-        loop_watch_remove(h->loop, &offer->listen_watch);
-        close(offer->listen_fd);
-        if (unlink(offer->path) < 0 && errno != ENOENT)
-                log_warning("cannot remove handoff socket %s: %s", offer->path, strerror(errno));
-        close(offer->fd);
-        list_unlink(&offer->link);
-        h->pending--;
-        pending_changed(h);
-        free(offer->device_id);
-        free(offer->path);
-        free(offer);
-        /* Its listener and fd are closed: an expiry or a replacement frees fds too. */
-        offers_resume_starved(h);
+	offer->closing = true;
+	while (!list_empty(&offer->peers)) {
+		struct handoff_peer *peer =
+		    list_entry(offer->peers.next, struct handoff_peer, offer_link);
+		h->stats.refused++;
+		peer_close(peer);
+	}
+	for (;;) {
+		int fd = accept4(offer->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			break;
+		close(fd);
+		h->stats.refused++;
+	}
+	loop_watch_remove(h->loop, &offer->listen_watch);
+	close(offer->listen_fd);
+	if (unlink(offer->path) < 0 && errno != ENOENT)
+		log_warning("cannot remove handoff socket %s: %s", offer->path, strerror(errno));
+	close(offer->fd);
+	list_unlink(&offer->link);
+	h->pending--;
+	pending_changed(h);
+	free(offer->device_id);
+	free(offer->path);
+	free(offer);
+	/* Its listener and fd are closed: an expiry or a replacement frees fds too. */
+	offers_resume_starved(h);
 }
 
 static void peer_consumed(struct handoff_peer *peer)
 {
-        struct handoff_offer *offer = peer->offer;
-        struct handoff *h = offer->h;
+	struct handoff_offer *offer = peer->offer;
+	struct handoff *h = offer->h;
 
-        h->stats.consumed++;
-        log_info("handed the fd of %s to pid %d (uid %u, gid %u, cgroup %s) via %s",
-                 offer->device_id, (int)peer->cred.pid, (unsigned)peer->cred.uid,
-                 (unsigned)peer->cred.gid, peer->cgroup, offer->path);
-        peer_close(peer);
-        offer_destroy(offer);
-        handoff_rearm(h);
+	h->stats.consumed++;
+	log_info("handed the fd of %s to pid %d (uid %u, gid %u, cgroup %s) via %s",
+		 offer->device_id, (int)peer->cred.pid, (unsigned)peer->cred.uid,
+		 (unsigned)peer->cred.gid, peer->cgroup, offer->path);
+	peer_close(peer);
+	offer_destroy(offer);
+	handoff_rearm(h);
 }
 
 static void peer_gone(struct handoff_peer *peer, const char *why)
 {
-        struct handoff *h = peer->offer->h;
+	struct handoff *h = peer->offer->h;
 
-        h->stats.peer_gone++;
-        log_debug(1, "pid %d left %s before acknowledging (%s); the offer stays",
-                  (int)peer->cred.pid, peer->offer->path, why);
-        peer_close(peer);
-        handoff_rearm(h);
+	h->stats.peer_gone++;
+	log_debug(1, "pid %d left %s before acknowledging (%s); the offer stays",
+		  (int)peer->cred.pid, peer->offer->path, why);
+	peer_close(peer);
+	handoff_rearm(h);
 }
 
 /* One data byte 0x00 and the fd as SCM_RIGHTS, in a single message. */
 static void peer_send(struct handoff_peer *peer)
 {
-        struct handoff *h = peer->offer->h;
-        char byte = 0;
-        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } control;
-        struct msghdr msg = {
-            .msg_iov = &iov,
-            .msg_iovlen = 1,
-            .msg_control = control.buf,
-            .msg_controllen = sizeof(control.buf),
-        };
+	struct handoff *h = peer->offer->h;
+	char byte = 0;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct msghdr msg = {
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = control.buf,
+	    .msg_controllen = sizeof(control.buf),
+	};
 
-        memset(&control, 0, sizeof(control));
-        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cmsg), &peer->offer->fd, sizeof(int));
+	memset(&control, 0, sizeof(control));
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &peer->offer->fd, sizeof(int));
 
-        ssize_t n;
-        do
-                n = sendmsg(peer->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        while (n < 0 && errno == EINTR);
-        uint32_t events = EPOLLIN;
-        if (n < 0 && errno == EAGAIN)
-                events = EPOLLOUT;
-        else if (n < 0) {
-                peer_gone(peer, strerror(errno));
-                return;
-        } else
-                peer->sent = true;
-        int r = loop_watch_modify(h->loop, &peer->watch, events);
-        if (r < 0) {
-                log_error("cannot watch handoff peer on %s: %s", peer->offer->path, strerror(-r));
-                h->stats.refused++;
-                peer_close(peer);
-                handoff_rearm(h);
-        }
+	ssize_t n;
+	do
+		n = sendmsg(peer->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	uint32_t events = EPOLLIN;
+	if (n < 0 && errno == EAGAIN)
+		events = EPOLLOUT;
+	else if (n < 0) {
+		peer_gone(peer, strerror(errno));
+		return;
+	} else
+		peer->sent = true;
+	int r = loop_watch_modify(h->loop, &peer->watch, events);
+	if (r < 0) {
+		log_error("cannot watch handoff peer on %s: %s", peer->offer->path, strerror(-r));
+		h->stats.refused++;
+		peer_close(peer);
+		handoff_rearm(h);
+	}
 }
 
 static void peer_event(void *data, uint32_t events)
 {
-        struct handoff_peer *peer = data;
-        struct handoff *h = peer->offer->h;
-        char buf[16];
+	struct handoff_peer *peer = data;
+	struct handoff *h = peer->offer->h;
+	char buf[16];
 
-        (void)events;
-        if (!peer->sent) {
-                peer_send(peer);
-                return;
-        }
-        ssize_t n = read(peer->fd, buf, sizeof(buf));
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (n <= 0) {
-                peer_gone(peer, n == 0 ? "hung up" : strerror(errno));
-                return;
-        }
-        /* Any byte is the ACK, but only once the peer has taken our message: our
-         * unread bytes (SIOCOUTQ, unix_outq_len()) must be 0, else it answered
-         * without receiving the fd and the offer must not be consumed. */
-        int unread = 0;
-        if (ioctl(peer->fd, SIOCOUTQ, &unread) == 0 && unread > 0) {
-                h->stats.refused++;
-                log_warning("pid %d answered on %s without taking the fd; closing it, the offer "
-                            "stays",
-                            (int)peer->cred.pid, peer->offer->path);
-                peer_close(peer);
-                handoff_rearm(h);
-                return;
-        }
-        peer_consumed(peer);
+	(void)events;
+	if (!peer->sent) {
+		peer_send(peer);
+		return;
+	}
+	ssize_t n = read(peer->fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		peer_gone(peer, n == 0 ? "hung up" : strerror(errno));
+		return;
+	}
+	/* Any byte is the ACK, but only once the peer has taken our message: our
+	 * unread bytes (SIOCOUTQ, unix_outq_len()) must be 0, else it answered
+	 * without receiving the fd and the offer must not be consumed. */
+	int unread = 0;
+	if (ioctl(peer->fd, SIOCOUTQ, &unread) == 0 && unread > 0) {
+		h->stats.refused++;
+		log_warning("pid %d answered on %s without taking the fd; closing it, the offer "
+			    "stays",
+			    (int)peer->cred.pid, peer->offer->path);
+		peer_close(peer);
+		handoff_rearm(h);
+		return;
+	}
+	peer_consumed(peer);
 }
 
 static void peer_start(struct handoff_offer *offer, int fd)
 {
-        struct handoff *h = offer->h;
-        struct handoff_peer_identity who;
+	struct handoff *h = offer->h;
+	struct handoff_peer_identity who;
 
-        handoff_peer_identify(fd, offer->path, &who);
-        if (!handoff_peer_allowed(&h->opts, &who)) {
-                h->stats.unauthorized++;
-                log_warning("refused pid %d (uid %d, gid %d, cgroup %s) on %s: its uid is not in "
-                            "--allowed-uids; the offer stays",
-                            (int)who.cred.pid, (int)who.cred.uid, (int)who.cred.gid, who.cgroup,
-                            offer->path);
-                close(fd);
-                return;
-        }
-        struct handoff_peer *peer = xcalloc(1, sizeof(*peer));
-        peer->offer = offer;
-        peer->fd = fd;
-        peer->cred = who.cred;
-        peer->cgroup = xstrdup(who.cgroup);
-        log_debug(1, "pid %d (uid %u, gid %u, cgroup %s) connected to %s", (int)peer->cred.pid,
-                  (unsigned)peer->cred.uid, (unsigned)peer->cred.gid, peer->cgroup, offer->path);
-        peer->deadline = now_usec() + h->opts.ack_timeout_usec;
-        list_append(&offer->peers, &peer->offer_link);
-        list_append(&h->waiting_peers, &peer->waiting_link);
-        offer->peer_count++;
-        int r = loop_watch_add(h->loop, &peer->watch, fd, 0, peer_event, peer);
-        if (r < 0) {
-                log_error("cannot watch handoff peer on %s: %s", offer->path, strerror(-r));
-                h->stats.refused++;
-                peer_close(peer);
-                return;
-        }
-        peer_send(peer);
+	handoff_peer_identify(fd, offer->path, &who);
+	if (!handoff_peer_allowed(&h->opts, &who)) {
+		h->stats.unauthorized++;
+		log_warning("refused pid %d (uid %d, gid %d, cgroup %s) on %s: its uid is not in "
+			    "--allowed-uids; the offer stays",
+			    (int)who.cred.pid, (int)who.cred.uid, (int)who.cred.gid, who.cgroup,
+			    offer->path);
+		close(fd);
+		return;
+	}
+	struct handoff_peer *peer = xcalloc(1, sizeof(*peer));
+	peer->offer = offer;
+	peer->fd = fd;
+	peer->cred = who.cred;
+	peer->cgroup = xstrdup(who.cgroup);
+	log_debug(1, "pid %d (uid %u, gid %u, cgroup %s) connected to %s", (int)peer->cred.pid,
+		  (unsigned)peer->cred.uid, (unsigned)peer->cred.gid, peer->cgroup, offer->path);
+	peer->deadline = now_usec() + h->opts.ack_timeout_usec;
+	list_append(&offer->peers, &peer->offer_link);
+	list_append(&h->waiting_peers, &peer->waiting_link);
+	offer->peer_count++;
+	int r = loop_watch_add(h->loop, &peer->watch, fd, 0, peer_event, peer);
+	if (r < 0) {
+		log_error("cannot watch handoff peer on %s: %s", offer->path, strerror(-r));
+		h->stats.refused++;
+		peer_close(peer);
+		return;
+	}
+	peer_send(peer);
 }
 
 static void offer_acceptable(void *data, uint32_t events)
 {
-        struct handoff_offer *offer = data;
-        struct handoff *h = offer->h;
+	struct handoff_offer *offer = data;
+	struct handoff *h = offer->h;
 
-        (void)events;
-        while (offer->peer_count < h->opts.max_peers) {
-                int fd = accept4(offer->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd < 0) {
-                        if (errno == EINTR || errno == ECONNABORTED)
-                                continue;
-                        if (errno == EAGAIN)
-                                break;
-                        log_error("cannot accept on %s: %s; pausing it until a connection ends",
-                                  offer->path, strerror(errno));
-                        offer->starved = true;
-                        break;
-                }
-                peer_start(offer, fd);
-        }
-        offer_update_listening(offer);
-        handoff_rearm(h);
+	(void)events;
+	while (offer->peer_count < h->opts.max_peers) {
+		int fd = accept4(offer->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			log_error("cannot accept on %s: %s; pausing it until a connection ends",
+				  offer->path, strerror(errno));
+			offer->starved = true;
+			break;
+		}
+		peer_start(offer, fd);
+	}
+	offer_update_listening(offer);
+	handoff_rearm(h);
 }
 
 static void ttl_expired(void *data)
 {
-        struct handoff *h = data;
-        unsigned long long now = now_usec();
+	struct handoff *h = data;
+	unsigned long long now = now_usec();
 
-        h->ttl_armed_for = 0;
-        while (!list_empty(&h->offers)) {
-                struct handoff_offer *offer =
-                    list_entry(h->offers.next, struct handoff_offer, link);
-                if (offer->expires > now)
-                        break;
-                h->stats.expired++;
-                log_info("nobody took the fd of %s within %.1f s; removing %s", offer->device_id,
-                         (double)h->opts.ttl_usec / 1e6, offer->path);
-                offer_destroy(offer);
-        }
-        handoff_rearm(h);
+	h->ttl_armed_for = 0;
+	while (!list_empty(&h->offers)) {
+		struct handoff_offer *offer =
+		    list_entry(h->offers.next, struct handoff_offer, link);
+		if (offer->expires > now)
+			break;
+		h->stats.expired++;
+		log_info("nobody took the fd of %s within %.1f s; removing %s", offer->device_id,
+			 (double)h->opts.ttl_usec / 1e6, offer->path);
+		offer_destroy(offer);
+	}
+	handoff_rearm(h);
 }
 
 static void ack_timed_out(void *data)
 {
-        struct handoff *h = data;
-        unsigned long long now = now_usec();
+	struct handoff *h = data;
+	unsigned long long now = now_usec();
 
-        h->ack_armed_for = 0;
-        while (!list_empty(&h->waiting_peers)) {
-                struct handoff_peer *peer =
-                    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link);
-                if (peer->deadline > now)
-                        break;
-                h->stats.ack_timeouts++;
-                log_warning("pid %d (uid %u) did not acknowledge on %s within %llu ms; closing "
-                            "it, the offer stays",
-                            (int)peer->cred.pid, (unsigned)peer->cred.uid, peer->offer->path,
-                            h->opts.ack_timeout_usec / 1000);
-                peer_close(peer);
-        }
-        handoff_rearm(h);
+	h->ack_armed_for = 0;
+	while (!list_empty(&h->waiting_peers)) {
+		struct handoff_peer *peer =
+		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link);
+		if (peer->deadline > now)
+			break;
+		h->stats.ack_timeouts++;
+		log_warning("pid %d (uid %u) did not acknowledge on %s within %llu ms; closing "
+			    "it, the offer stays",
+			    (int)peer->cred.pid, (unsigned)peer->cred.uid, peer->offer->path,
+			    h->opts.ack_timeout_usec / 1000);
+		peer_close(peer);
+	}
+	handoff_rearm(h);
 }
 
 int handoff_new(struct loop *loop, const struct handoff_options *o, struct handoff **out)
 {
-        if (!o->ttl_usec || !o->ack_timeout_usec || !o->max_peers || !o->socket_dir ||
-            o->socket_dir[0] != '/') {
-                log_error("invalid handoff options: TTL, ACK timeout and peers per offer must "
-                          "be positive and the socket dir an absolute path");
-                return -EINVAL;
-        }
-        int r = handoff_socket_dir_prepare(o->socket_dir);
-        if (r < 0)
-                return r;
+	if (!o->ttl_usec || !o->ack_timeout_usec || !o->max_peers || !o->socket_dir ||
+	    o->socket_dir[0] != '/') {
+		log_error("invalid handoff options: TTL, ACK timeout and peers per offer must "
+			  "be positive and the socket dir an absolute path");
+		return -EINVAL;
+	}
+	int r = handoff_socket_dir_prepare(o->socket_dir);
+	if (r < 0)
+		return r;
 
-        struct handoff *h = xcalloc(1, sizeof(*h));
-        h->loop = loop;
-        h->opts = *o;
-        h->opts.socket_dir = xstrdup(o->socket_dir);
-        list_init(&h->offers);
-        list_init(&h->waiting_peers);
-        h->ttl_timer.fd = h->ack_timer.fd = -1;
-        r = loop_timer_init(loop, &h->ttl_timer, ttl_expired, h);
-        if (r >= 0)
-                r = loop_timer_init(loop, &h->ack_timer, ack_timed_out, h);
-        if (r < 0) {
-                log_error("cannot create handoff timers: %s", strerror(-r));
-                handoff_free(h);
-                return r;
-        }
-        *out = h;
-        return 0;
+	struct handoff *h = xcalloc(1, sizeof(*h));
+	h->loop = loop;
+	h->opts = *o;
+	h->opts.socket_dir = xstrdup(o->socket_dir);
+	list_init(&h->offers);
+	list_init(&h->waiting_peers);
+	h->ttl_timer.fd = h->ack_timer.fd = -1;
+	r = loop_timer_init(loop, &h->ttl_timer, ttl_expired, h);
+	if (r >= 0)
+		r = loop_timer_init(loop, &h->ack_timer, ack_timed_out, h);
+	if (r < 0) {
+		log_error("cannot create handoff timers: %s", strerror(-r));
+		handoff_free(h);
+		return r;
+	}
+	*out = h;
+	return 0;
 }
 
 void handoff_free(struct handoff *h)
 {
-        if (!h)
-                return;
-        while (!list_empty(&h->offers))
-                offer_destroy(list_entry(h->offers.next, struct handoff_offer, link));
-        loop_timer_destroy(h->loop, &h->ttl_timer);
-        loop_timer_destroy(h->loop, &h->ack_timer);
-        free((char *)h->opts.socket_dir);
-        free(h);
+	if (!h)
+		return;
+	while (!list_empty(&h->offers))
+		offer_destroy(list_entry(h->offers.next, struct handoff_offer, link));
+	loop_timer_destroy(h->loop, &h->ttl_timer);
+	loop_timer_destroy(h->loop, &h->ack_timer);
+	free((char *)h->opts.socket_dir);
+	free(h);
 }
 
 static bool device_id_valid(const char *id)
 {
-        size_t n = strlen(id);
+	size_t n = strlen(id);
 
-        if (n == 0 || n > HANDOFF_MAX_DEVICE_ID || id[0] == '.')
-                return false;
-        return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+	if (n == 0 || n > HANDOFF_MAX_DEVICE_ID || id[0] == '.')
+		return false;
+	return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
 int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const char **socket_path,
-                  char *reason, size_t reason_size)
+		  char *reason, size_t reason_size)
 {
-        cleanup_close int fd = fd_in;
-        char msg[1024];
-        char *path = NULL;
+	cleanup_close int fd = fd_in;
+	char msg[1024];
+	char *path = NULL;
 
-        if (!device_id_valid(device_id)) {
-                snprintf(reason, reason_size,
-                         "invalid device id \"%.*s\": want 1-%d characters of [A-Za-z0-9._-], "
-                         "not starting with '.'",
-                         HANDOFF_MAX_DEVICE_ID, device_id, HANDOFF_MAX_DEVICE_ID);
-                return -EINVAL;
-        }
-        for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
-                struct handoff_offer *old = list_entry(l, struct handoff_offer, link);
-                if (strcmp(old->device_id, device_id) == 0) {
-                        h->stats.replaced++;
-                        log_info("%s is allocated again; withdrawing its unclaimed socket %s",
-                                 device_id, old->path);
-                        offer_destroy(old);
-                        handoff_rearm(h);
-                        break;
-                }
-        }
+	if (!device_id_valid(device_id)) {
+		snprintf(reason, reason_size,
+			 "invalid device id \"%.*s\": want 1-%d characters of [A-Za-z0-9._-], "
+			 "not starting with '.'",
+			 HANDOFF_MAX_DEVICE_ID, device_id, HANDOFF_MAX_DEVICE_ID);
+		return -EINVAL;
+	}
+	for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
+		struct handoff_offer *old = list_entry(l, struct handoff_offer, link);
+		if (strcmp(old->device_id, device_id) == 0) {
+			h->stats.replaced++;
+			log_info("%s is allocated again; withdrawing its unclaimed socket %s",
+				 device_id, old->path);
+			offer_destroy(old);
+			handoff_rearm(h);
+			break;
+		}
+	}
 
-        int listen_fd =
-            handoff_socket_listen(&h->opts, device_id, &h->name_counter, &path, msg, sizeof(msg));
-        if (listen_fd < 0) {
-                snprintf(reason, reason_size, "%s", msg);
-                return listen_fd;
-        }
-        struct handoff_offer *offer = xcalloc(1, sizeof(*offer));
-        offer->h = h;
-        offer->device_id = xstrdup(device_id);
-        offer->path = path;
-        offer->listen_fd = listen_fd;
-        offer->fd = take_fd(&fd);
-        offer->expires = now_usec() + h->opts.ttl_usec;
-        list_init(&offer->peers);
-        list_append(&h->offers, &offer->link);
-        h->pending++;
-        pending_changed(h);
-        int r = loop_watch_add(h->loop, &offer->listen_watch, listen_fd, EPOLLIN, offer_acceptable,
-                               offer);
-        if (r < 0) {
-                snprintf(reason, reason_size, "cannot watch handoff socket %s: %s", path,
-                         strerror(-r));
-                offer_destroy(offer);
-                return r;
-        }
-        h->stats.offered++;
-        log_debug(1, "offering the fd of %s on %s", device_id, offer->path);
-        handoff_rearm(h);
-        *socket_path = offer->path;
-        return 0;
+	int listen_fd =
+	    handoff_socket_listen(&h->opts, device_id, &h->name_counter, &path, msg, sizeof(msg));
+	if (listen_fd < 0) {
+		snprintf(reason, reason_size, "%s", msg);
+		return listen_fd;
+	}
+	struct handoff_offer *offer = xcalloc(1, sizeof(*offer));
+	offer->h = h;
+	offer->device_id = xstrdup(device_id);
+	offer->path = path;
+	offer->listen_fd = listen_fd;
+	offer->fd = take_fd(&fd);
+	offer->expires = now_usec() + h->opts.ttl_usec;
+	list_init(&offer->peers);
+	list_append(&h->offers, &offer->link);
+	h->pending++;
+	pending_changed(h);
+	int r = loop_watch_add(h->loop, &offer->listen_watch, listen_fd, EPOLLIN, offer_acceptable,
+			       offer);
+	if (r < 0) {
+		snprintf(reason, reason_size, "cannot watch handoff socket %s: %s", path,
+			 strerror(-r));
+		offer_destroy(offer);
+		return r;
+	}
+	h->stats.offered++;
+	log_debug(1, "offering the fd of %s on %s", device_id, offer->path);
+	handoff_rearm(h);
+	*socket_path = offer->path;
+	return 0;
 }
 
 static struct handoff_offer *offer_by_path(struct handoff *h, const char *socket_path)
 {
-        for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
-                struct handoff_offer *offer = list_entry(l, struct handoff_offer, link);
-                if (strcmp(offer->path, socket_path) == 0)
-                        return offer;
-        }
-        return NULL;
+	for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
+		struct handoff_offer *offer = list_entry(l, struct handoff_offer, link);
+		if (strcmp(offer->path, socket_path) == 0)
+			return offer;
+	}
+	return NULL;
 }
 
 void handoff_withdraw(struct handoff *h, const char *socket_path)
 {
-        struct handoff_offer *offer = offer_by_path(h, socket_path);
+	struct handoff_offer *offer = offer_by_path(h, socket_path);
 
-        if (!offer)
-                return;
-        log_debug(1, "withdrawing %s: its Allocate failed", offer->path);
-        h->stats.offered--; /* never answered: as if never offered */
-        offer_destroy(offer);
-        handoff_rearm(h);
+	if (!offer)
+		return;
+	log_debug(1, "withdrawing %s: its Allocate failed", offer->path);
+	h->stats.offered--; /* never answered: as if never offered */
+	offer_destroy(offer);
+	handoff_rearm(h);
 }
 
 size_t handoff_pending(const struct handoff *h)
 {
-        return h->pending;
+	return h->pending;
 }
 
 void handoff_set_pending_listener(struct handoff *h, handoff_pending_fn fn, void *data)
 {
-        h->pending_fn = fn;
-        h->pending_data = data;
+	h->pending_fn = fn;
+	h->pending_data = data;
 }
 
 void handoff_for_each_offer(const struct handoff *h,
-                            void (*fn)(void *data, const struct handoff_offer_info *info),
-                            void *data)
+			    void (*fn)(void *data, const struct handoff_offer_info *info),
+			    void *data)
 {
-        for (const struct list *l = h->offers.next; l != &h->offers; l = l->next) {
-                const struct handoff_offer *o = list_entry(l, struct handoff_offer, link);
-                const struct handoff_offer_info info = {
-                    .device_id = o->device_id,
-                    .socket_path = o->path,
-                    .offered_usec = o->expires - h->opts.ttl_usec,
-                };
-                fn(data, &info);
-        }
+	for (const struct list *l = h->offers.next; l != &h->offers; l = l->next) {
+		const struct handoff_offer *o = list_entry(l, struct handoff_offer, link);
+		const struct handoff_offer_info info = {
+		    .device_id = o->device_id,
+		    .socket_path = o->path,
+		    .offered_usec = o->expires - h->opts.ttl_usec,
+		};
+		fn(data, &info);
+	}
 }
 
 void handoff_abandon(struct handoff *h, const char *socket_path, const char *why)
 {
-        struct handoff_offer *offer = offer_by_path(h, socket_path);
+	struct handoff_offer *offer = offer_by_path(h, socket_path);
 
-        if (!offer)
-                return;
-        h->stats.abandoned++;
-        log_info("withdrawing the unclaimed fd of %s and removing %s: %s", offer->device_id,
-                 offer->path, why);
-        offer_destroy(offer);
-        handoff_rearm(h);
+	if (!offer)
+		return;
+	h->stats.abandoned++;
+	log_info("withdrawing the unclaimed fd of %s and removing %s: %s", offer->device_id,
+		 offer->path, why);
+	offer_destroy(offer);
+	handoff_rearm(h);
 }
 
 const struct handoff_stats *handoff_stats(const struct handoff *h)
 {
-        return &h->stats;
+	return &h->stats;
 }

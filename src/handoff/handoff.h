@@ -10,8 +10,8 @@
 struct loop;
 struct selinux_labeler;
 
-#define HANDOFF_DEFAULT_SOCKET_DIR       "/var/run/kubevirt/fd-sockets"
-#define HANDOFF_DEFAULT_TTL_USEC         (15ULL * 60 * 1000000)
+#define HANDOFF_DEFAULT_SOCKET_DIR	 "/var/run/kubevirt/fd-sockets"
+#define HANDOFF_DEFAULT_TTL_USEC	 (15ULL * 60 * 1000000)
 #define HANDOFF_DEFAULT_ACK_TIMEOUT_USEC (10ULL * 1000000)
 /* The kubelet mounts the socket file itself into the container, so the 0700 socket
  * dir does not shield it there; the consumer runs as qemu (uid 107) or root, so the
@@ -20,33 +20,33 @@ struct selinux_labeler;
 #define HANDOFF_DEFAULT_MAX_PEERS   8
 
 struct handoff_options {
-        const char *socket_dir;              /* created (mkdir -p, 0700) if missing */
-        struct selinux_labeler *labeler;     /* borrowed; NULL: sockets are never labelled */
-        unsigned long long ttl_usec;         /* an unclaimed offer is withdrawn after this */
-        unsigned long long ack_timeout_usec; /* a connected peer must ACK within this */
-        mode_t socket_mode;
-        uid_t socket_uid; /* (uid_t)-1: unchanged */
-        gid_t socket_gid; /* (gid_t)-1: unchanged */
-        /* Connections served at once per offer; further ones wait in the listen
-         * backlog until one ends. */
-        unsigned max_peers;
-        /* Only peers with one of these uids (SO_PEERCRED) get the fd; others are
-         * refused and logged, and the offer stays. Borrowed; count 0: any uid. */
-        const uid_t *allowed_uids;
-        size_t allowed_uid_count;
+	const char *socket_dir;		     /* created (mkdir -p, 0700) if missing */
+	struct selinux_labeler *labeler;     /* borrowed; NULL: sockets are never labelled */
+	unsigned long long ttl_usec;	     /* an unclaimed offer is withdrawn after this */
+	unsigned long long ack_timeout_usec; /* a connected peer must ACK within this */
+	mode_t socket_mode;
+	uid_t socket_uid; /* (uid_t)-1: unchanged */
+	gid_t socket_gid; /* (gid_t)-1: unchanged */
+	/* Connections served at once per offer; further ones wait in the listen
+	 * backlog until one ends. */
+	unsigned max_peers;
+	/* Only peers with one of these uids (SO_PEERCRED) get the fd; others are
+	 * refused and logged, and the offer stays. Borrowed; count 0: any uid. */
+	const uid_t *allowed_uids;
+	size_t allowed_uid_count;
 };
 
 struct handoff_stats {
-        unsigned long long offered;      /* handoff_offer() successes */
-        unsigned long long consumed;     /* fd taken and acknowledged */
-        unsigned long long expired;      /* withdrawn unclaimed after the TTL */
-        unsigned long long replaced;     /* withdrawn by a new offer for the same device */
-        unsigned long long peer_gone;    /* peers that hung up before acknowledging */
-        unsigned long long ack_timeouts; /* peers cut off for not acknowledging in time */
-        unsigned long long refused;      /* connections closed unserved: the offer ended,
-                                          * or the peer answered before taking the fd */
-        unsigned long long unauthorized; /* peers refused for their uid (--allowed-uids) */
-        unsigned long long abandoned;    /* withdrawn unclaimed: no pod holds the device */
+	unsigned long long offered;	 /* handoff_offer() successes */
+	unsigned long long consumed;	 /* fd taken and acknowledged */
+	unsigned long long expired;	 /* withdrawn unclaimed after the TTL */
+	unsigned long long replaced;	 /* withdrawn by a new offer for the same device */
+	unsigned long long peer_gone;	 /* peers that hung up before acknowledging */
+	unsigned long long ack_timeouts; /* peers cut off for not acknowledging in time */
+	unsigned long long refused;	 /* connections closed unserved: the offer ended,
+					  * or the peer answered before taking the fd */
+	unsigned long long unauthorized; /* peers refused for their uid (--allowed-uids) */
+	unsigned long long abandoned;	 /* withdrawn unclaimed: no pod holds the device */
 };
 
 struct handoff;
@@ -74,7 +74,7 @@ void handoff_free(struct handoff *h);
  * ENAMETOOLONG (path longer than a sun_path), or the errno of
  * socket/bind/chmod/chown/lsetxattr/listen/epoll. */
 int handoff_offer(struct handoff *h, const char *device_id, int fd, const char **socket_path,
-                  char *reason, size_t reason_size);
+		  char *reason, size_t reason_size);
 
 /* Withdraws the offer on socket_path (as returned by handoff_offer) before anyone was
  * told about it: an Allocate that fails after some of its offers were made. Not
@@ -92,16 +92,16 @@ typedef void (*handoff_pending_fn)(void *data, size_t pending);
 void handoff_set_pending_listener(struct handoff *h, handoff_pending_fn fn, void *data);
 
 struct handoff_offer_info {
-        const char *device_id;
-        const char *socket_path;
-        unsigned long long offered_usec; /* when, on the now_usec() clock */
+	const char *device_id;
+	const char *socket_path;
+	unsigned long long offered_usec; /* when, on the now_usec() clock */
 };
 
 /* Calls fn for each pending offer, oldest first. info is valid during the call; fn
  * must not offer or withdraw (collect, then act). */
 void handoff_for_each_offer(const struct handoff *h,
-                            void (*fn)(void *data, const struct handoff_offer_info *info),
-                            void *data);
+			    void (*fn)(void *data, const struct handoff_offer_info *info),
+			    void *data);
 
 /* Withdraws the pending offer on socket_path because nobody will come for it (its
  * pod is gone), logging why; counted as abandoned. No-op if there is no such offer. */

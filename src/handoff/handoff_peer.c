@@ -13,20 +13,20 @@
 /* Copies the path of one /proc/PID/cgroup line ("ID:CONTROLLERS:PATH") into out. */
 static void cgroup_line_path(const char *line, size_t len, char *out, size_t size)
 {
-        const char *first = memchr(line, ':', len);
-        const char *second =
-            first ? memchr(first + 1, ':', len - (size_t)(first + 1 - line)) : NULL;
+	const char *first = memchr(line, ':', len);
+	const char *second =
+	    first ? memchr(first + 1, ':', len - (size_t)(first + 1 - line)) : NULL;
 
-        if (!second)
-                return;
-        const char *path = second + 1;
-        size_t n = len - (size_t)(path - line);
-        if (n == 0)
-                return;
-        if (n >= size)
-                n = size - 1;
-        memcpy(out, path, n);
-        out[n] = '\0';
+	if (!second)
+		return;
+	const char *path = second + 1;
+	size_t n = len - (size_t)(path - line);
+	if (n == 0)
+		return;
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, path, n);
+	out[n] = '\0';
 }
 
 /* The cgroup of pid into out ("?" if it cannot be read: gone, or not in our pid
@@ -34,62 +34,62 @@ static void cgroup_line_path(const char *line, size_t len, char *out, size_t siz
  * hierarchy carries it), else the cgroup v2 "0::" path, else the first line's. */
 static void peer_cgroup(pid_t pid, char *out, size_t size)
 {
-        char path[64], buf[4096];
-        ssize_t n = -1;
+	char path[64], buf[4096];
+	ssize_t n = -1;
 
-        snprintf(out, size, "?");
-        if (pid <= 0)
-                return;
-        snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-        cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd >= 0) {
-                do
-                        n = read(fd, buf, sizeof(buf) - 1);
-                while (n < 0 && errno == EINTR);
-        }
-        if (n <= 0) {
-                log_debug(1, "cannot read %s: %s", path, n < 0 ? strerror(errno) : "empty");
-                return;
-        }
-        buf[n] = '\0';
-        bool have_first = false, have_unified = false;
-        for (char *line = buf; *line;) {
-                char *end = strchrnul(line, '\n');
-                size_t len = (size_t)(end - line);
-                bool unified = len >= 3 && memcmp(line, "0::", 3) == 0;
-                if (memmem(line, len, "kubepods", strlen("kubepods"))) {
-                        cgroup_line_path(line, len, out, size);
-                        return;
-                }
-                if ((unified && !have_unified) || !have_first) {
-                        cgroup_line_path(line, len, out, size);
-                        have_unified |= unified;
-                        have_first = true;
-                }
-                line = *end ? end + 1 : end;
-        }
+	snprintf(out, size, "?");
+	if (pid <= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd >= 0) {
+		do
+			n = read(fd, buf, sizeof(buf) - 1);
+		while (n < 0 && errno == EINTR);
+	}
+	if (n <= 0) {
+		log_debug(1, "cannot read %s: %s", path, n < 0 ? strerror(errno) : "empty");
+		return;
+	}
+	buf[n] = '\0';
+	bool have_first = false, have_unified = false;
+	for (char *line = buf; *line;) {
+		char *end = strchrnul(line, '\n');
+		size_t len = (size_t)(end - line);
+		bool unified = len >= 3 && memcmp(line, "0::", 3) == 0;
+		if (memmem(line, len, "kubepods", strlen("kubepods"))) {
+			cgroup_line_path(line, len, out, size);
+			return;
+		}
+		if ((unified && !have_unified) || !have_first) {
+			cgroup_line_path(line, len, out, size);
+			have_unified |= unified;
+			have_first = true;
+		}
+		line = *end ? end + 1 : end;
+	}
 }
 
 void handoff_peer_identify(int fd, const char *socket_path, struct handoff_peer_identity *id)
 {
-        socklen_t len = sizeof(id->cred);
+	socklen_t len = sizeof(id->cred);
 
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &id->cred, &len) < 0) {
-                log_warning("cannot read the credentials of a peer on %s: %s", socket_path,
-                            strerror(errno));
-                id->cred = (struct ucred){.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
-        }
-        peer_cgroup(id->cred.pid, id->cgroup, sizeof(id->cgroup));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &id->cred, &len) < 0) {
+		log_warning("cannot read the credentials of a peer on %s: %s", socket_path,
+			    strerror(errno));
+		id->cred = (struct ucred){.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+	}
+	peer_cgroup(id->cred.pid, id->cgroup, sizeof(id->cgroup));
 }
 
 bool handoff_peer_allowed(const struct handoff_options *o, const struct handoff_peer_identity *id)
 {
-        if (o->allowed_uid_count == 0)
-                return true;
-        if (id->cred.uid == (uid_t)-1)
-                return false;
-        for (size_t i = 0; i < o->allowed_uid_count; i++)
-                if (o->allowed_uids[i] == id->cred.uid)
-                        return true;
-        return false;
+	if (o->allowed_uid_count == 0)
+		return true;
+	if (id->cred.uid == (uid_t)-1)
+		return false;
+	for (size_t i = 0; i < o->allowed_uid_count; i++)
+		if (o->allowed_uids[i] == id->cred.uid)
+			return true;
+	return false;
 }

@@ -14,8 +14,8 @@ struct handoff_options;
 #define HANDOFF_PEER_CGROUP_SIZE 320
 
 struct handoff_peer_identity {
-        struct ucred cred;                     /* pid 0 and uid/gid -1 when unknown */
-        char cgroup[HANDOFF_PEER_CGROUP_SIZE]; /* "?" when unknown */
+	struct ucred cred;		       /* pid 0 and uid/gid -1 when unknown */
+	char cgroup[HANDOFF_PEER_CGROUP_SIZE]; /* "?" when unknown */
 };
 
 /* Fills *id for the peer connected on fd: SO_PEERCRED, then the cgroup path of its

@@ -18,4 +18,4 @@ int handoff_socket_dir_prepare(const char *dir);
  * owns) and *path (caller frees), or -errno (ENAMETOOLONG, or the errno of
  * socket/bind/chmod/lchown/lsetxattr/listen) with a one-line reason in msg. */
 int handoff_socket_listen(const struct handoff_options *o, const char *device_id,
-                          unsigned long long *counter, char **path, char *msg, size_t msg_size);
+			  unsigned long long *counter, char **path, char *msg, size_t msg_size);

@@ -14,124 +14,124 @@
 #include <sys/stat.h>
 
 struct device_presence {
-        struct loop *loop;
-        char *device_path;
-        char *name; /* points into device_path: the last component */
-        int inotify_fd;
-        struct loop_watch watch;
-        bool present;
-        device_presence_fn on_change;
-        void *data;
+	struct loop *loop;
+	char *device_path;
+	char *name; /* points into device_path: the last component */
+	int inotify_fd;
+	struct loop_watch watch;
+	bool present;
+	device_presence_fn on_change;
+	void *data;
 };
 
 static bool device_exists(const char *path)
 {
-        struct stat st;
+	struct stat st;
 
-        return stat(path, &st) == 0 && S_ISCHR(st.st_mode);
+	return stat(path, &st) == 0 && S_ISCHR(st.st_mode);
 }
 
 static void device_presence_recheck(struct device_presence *p)
 {
-        bool present = device_exists(p->device_path);
+	bool present = device_exists(p->device_path);
 
-        if (present == p->present)
-                return;
-        p->present = present;
-        log_info("%s %s", p->device_path, present ? "appeared" : "disappeared");
-        p->on_change(p->data, present);
+	if (present == p->present)
+		return;
+	p->present = present;
+	log_info("%s %s", p->device_path, present ? "appeared" : "disappeared");
+	p->on_change(p->data, present);
 }
 
 static void device_presence_readable(void *data, uint32_t events)
 {
-        struct device_presence *p = data;
-        alignas(struct inotify_event) char buf[4096];
-        bool relevant = false;
+	struct device_presence *p = data;
+	alignas(struct inotify_event) char buf[4096];
+	bool relevant = false;
 
-        (void)events;
-        for (;;) {
-                ssize_t n = read(p->inotify_fd, buf, sizeof(buf));
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno != EAGAIN)
-                                log_error("cannot read inotify events for %s: %s", p->device_path,
-                                          strerror(errno));
-                        break;
-                }
-                for (char *at = buf; at < buf + n;) {
-                        const struct inotify_event *ev = (const struct inotify_event *)at;
-                        if (ev->mask & IN_Q_OVERFLOW)
-                                relevant = true;
-                        else if (ev->mask & IN_IGNORED) {
-                                /* The directory itself is gone: nothing will be reported
-                                 * for it again. */
-                                log_error("stopped watching %s: its directory was removed",
-                                          p->device_path);
-                                relevant = true;
-                        } else if (ev->len && strcmp(ev->name, p->name) == 0)
-                                relevant = true;
-                        at += sizeof(*ev) + ev->len;
-                }
-        }
-        if (relevant)
-                device_presence_recheck(p);
+	(void)events;
+	for (;;) {
+		ssize_t n = read(p->inotify_fd, buf, sizeof(buf));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				log_error("cannot read inotify events for %s: %s", p->device_path,
+					  strerror(errno));
+			break;
+		}
+		for (char *at = buf; at < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)at;
+			if (ev->mask & IN_Q_OVERFLOW)
+				relevant = true;
+			else if (ev->mask & IN_IGNORED) {
+				/* The directory itself is gone: nothing will be reported
+				 * for it again. */
+				log_error("stopped watching %s: its directory was removed",
+					  p->device_path);
+				relevant = true;
+			} else if (ev->len && strcmp(ev->name, p->name) == 0)
+				relevant = true;
+			at += sizeof(*ev) + ev->len;
+		}
+	}
+	if (relevant)
+		device_presence_recheck(p);
 }
 
 int device_presence_new(struct loop *loop, const char *device_path, device_presence_fn on_change,
-                        void *data, struct device_presence **out)
+			void *data, struct device_presence **out)
 {
-        cleanup_free char *dir = xstrdup(device_path);
-        char *slash = strrchr(dir, '/');
-        const char *watched = ".";
+	cleanup_free char *dir = xstrdup(device_path);
+	char *slash = strrchr(dir, '/');
+	const char *watched = ".";
 
-        if (slash) {
-                *slash = '\0';
-                watched = slash == dir ? "/" : dir;
-        }
-        if (!(slash ? slash[1] : dir[0]))
-                return -EINVAL; /* no file name: "/dev/" */
+	if (slash) {
+		*slash = '\0';
+		watched = slash == dir ? "/" : dir;
+	}
+	if (!(slash ? slash[1] : dir[0]))
+		return -EINVAL; /* no file name: "/dev/" */
 
-        cleanup_close int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        /* Creation, removal, renames in and out, and attribute changes (a node
-         * replaced by chmod/chown games) of entries in the directory. */
-        if (inotify_add_watch(fd, watched,
-                              IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB |
-                                  IN_ONLYDIR) < 0)
-                return -errno;
+	cleanup_close int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	/* Creation, removal, renames in and out, and attribute changes (a node
+	 * replaced by chmod/chown games) of entries in the directory. */
+	if (inotify_add_watch(fd, watched,
+			      IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB |
+				  IN_ONLYDIR) < 0)
+		return -errno;
 
-        struct device_presence *p = xcalloc(1, sizeof(*p));
-        p->loop = loop;
-        p->device_path = xstrdup(device_path);
-        p->name = strrchr(p->device_path, '/') ? strrchr(p->device_path, '/') + 1 : p->device_path;
-        p->on_change = on_change;
-        p->data = data;
-        p->inotify_fd = take_fd(&fd);
-        int r =
-            loop_watch_add(loop, &p->watch, p->inotify_fd, EPOLLIN, device_presence_readable, p);
-        if (r < 0) {
-                device_presence_free(p);
-                return r;
-        }
-        /* Checked after the watch exists, so no change can fall between the two. */
-        p->present = device_exists(p->device_path);
-        *out = p;
-        return 0;
+	struct device_presence *p = xcalloc(1, sizeof(*p));
+	p->loop = loop;
+	p->device_path = xstrdup(device_path);
+	p->name = strrchr(p->device_path, '/') ? strrchr(p->device_path, '/') + 1 : p->device_path;
+	p->on_change = on_change;
+	p->data = data;
+	p->inotify_fd = take_fd(&fd);
+	int r =
+	    loop_watch_add(loop, &p->watch, p->inotify_fd, EPOLLIN, device_presence_readable, p);
+	if (r < 0) {
+		device_presence_free(p);
+		return r;
+	}
+	/* Checked after the watch exists, so no change can fall between the two. */
+	p->present = device_exists(p->device_path);
+	*out = p;
+	return 0;
 }
 
 void device_presence_free(struct device_presence *p)
 {
-        if (!p)
-                return;
-        loop_watch_remove(p->loop, &p->watch);
-        close(p->inotify_fd);
-        free(p->device_path);
-        free(p);
+	if (!p)
+		return;
+	loop_watch_remove(p->loop, &p->watch);
+	close(p->inotify_fd);
+	free(p->device_path);
+	free(p);
 }
 
 bool device_presence_present(const struct device_presence *p)
 {
-        return p->present;
+	return p->present;
 }

@@ -17,7 +17,7 @@ typedef void (*device_presence_fn)(void *data, bool present);
  * (free with device_presence_free), or -errno: ENOENT if the parent directory does
  * not exist, EMFILE/ENOSPC (inotify limits), or epoll's errno. */
 int device_presence_new(struct loop *loop, const char *device_path, device_presence_fn on_change,
-                        void *data, struct device_presence **out);
+			void *data, struct device_presence **out);
 
 /* Stops watching and frees. NULL is a no-op. */
 void device_presence_free(struct device_presence *presence);

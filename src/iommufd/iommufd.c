@@ -21,212 +21,212 @@
 #define IOMMUFD_MESSAGE_SIZE 1024
 
 struct iommufd_opener {
-        char *device_path;
-        char *scratch_dir;
-        bool scratch_tmpfs;
-        bool tmpfs_mounted;
-        struct selinux_labeler *labeler;
-        enum iommufd_rlimit_policy policy;
-        unsigned long long node_counter;
-        struct iommufd_stats stats;
-        /* Log once per cause: the errno last logged for each outcome. */
-        bool logged[IOMMUFD_OUTCOME_COUNT];
-        int logged_errno[IOMMUFD_OUTCOME_COUNT];
+	char *device_path;
+	char *scratch_dir;
+	bool scratch_tmpfs;
+	bool tmpfs_mounted;
+	struct selinux_labeler *labeler;
+	enum iommufd_rlimit_policy policy;
+	unsigned long long node_counter;
+	struct iommufd_stats stats;
+	/* Log once per cause: the errno last logged for each outcome. */
+	bool logged[IOMMUFD_OUTCOME_COUNT];
+	int logged_errno[IOMMUFD_OUTCOME_COUNT];
 };
 
 void iommufd_options_init(struct iommufd_options *o)
 {
-        *o = (struct iommufd_options){
-            .device_path = IOMMUFD_DEFAULT_DEVICE_PATH,
-            .scratch_dir = IOMMUFD_DEFAULT_SCRATCH_DIR,
-            .scratch_tmpfs = true,
-            .labeler = NULL,
-            .policy = IOMMUFD_RLIMIT_BEST_EFFORT,
-        };
+	*o = (struct iommufd_options){
+	    .device_path = IOMMUFD_DEFAULT_DEVICE_PATH,
+	    .scratch_dir = IOMMUFD_DEFAULT_SCRATCH_DIR,
+	    .scratch_tmpfs = true,
+	    .labeler = NULL,
+	    .policy = IOMMUFD_RLIMIT_BEST_EFFORT,
+	};
 }
 
 int iommufd_rlimit_policy_from_string(const char *s, enum iommufd_rlimit_policy *policy)
 {
-        if (strcmp(s, "best-effort") == 0)
-                *policy = IOMMUFD_RLIMIT_BEST_EFFORT;
-        else if (strcmp(s, "required") == 0)
-                *policy = IOMMUFD_RLIMIT_REQUIRED;
-        else
-                return -EINVAL;
-        return 0;
+	if (strcmp(s, "best-effort") == 0)
+		*policy = IOMMUFD_RLIMIT_BEST_EFFORT;
+	else if (strcmp(s, "required") == 0)
+		*policy = IOMMUFD_RLIMIT_REQUIRED;
+	else
+		return -EINVAL;
+	return 0;
 }
 
 const char *iommufd_outcome_name(enum iommufd_outcome outcome)
 {
-        static const char *const names[IOMMUFD_OUTCOME_COUNT] = {
-            [IOMMUFD_OUTCOME_SET] = "set",
-            [IOMMUFD_OUTCOME_UNSUPPORTED] = "unsupported",
-            [IOMMUFD_OUTCOME_NO_CAPABILITY] = "no_capability",
-            [IOMMUFD_OUTCOME_FAILED] = "failed",
-            [IOMMUFD_OUTCOME_OPEN_FAILED] = "open_failed",
-        };
+	static const char *const names[IOMMUFD_OUTCOME_COUNT] = {
+	    [IOMMUFD_OUTCOME_SET] = "set",
+	    [IOMMUFD_OUTCOME_UNSUPPORTED] = "unsupported",
+	    [IOMMUFD_OUTCOME_NO_CAPABILITY] = "no_capability",
+	    [IOMMUFD_OUTCOME_FAILED] = "failed",
+	    [IOMMUFD_OUTCOME_OPEN_FAILED] = "open_failed",
+	};
 
-        return (unsigned)outcome < IOMMUFD_OUTCOME_COUNT ? names[outcome] : "unknown";
+	return (unsigned)outcome < IOMMUFD_OUTCOME_COUNT ? names[outcome] : "unknown";
 }
 
 int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int err, enum iommufd_outcome *outcome)
 {
-        if (err == 0) {
-                *outcome = IOMMUFD_OUTCOME_SET;
-                return 0;
-        }
-        /* As virIOMMUFDSetRLimitMode: ENOTTY and EOPNOTSUPP mean a kernel without the
-         * ioctl or the option, EPERM a caller without CAP_SYS_RESOURCE (the kernel's
-         * iommufd_option_rlimit_mode checks capable(CAP_SYS_RESOURCE)). */
-        if (err == ENOTTY || err == EOPNOTSUPP)
-                *outcome = IOMMUFD_OUTCOME_UNSUPPORTED;
-        else if (err == EPERM)
-                *outcome = IOMMUFD_OUTCOME_NO_CAPABILITY;
-        else {
-                *outcome = IOMMUFD_OUTCOME_FAILED;
-                return -err;
-        }
-        return policy == IOMMUFD_RLIMIT_BEST_EFFORT ? 0 : -err;
+	if (err == 0) {
+		*outcome = IOMMUFD_OUTCOME_SET;
+		return 0;
+	}
+	/* As virIOMMUFDSetRLimitMode: ENOTTY and EOPNOTSUPP mean a kernel without the
+	 * ioctl or the option, EPERM a caller without CAP_SYS_RESOURCE (the kernel's
+	 * iommufd_option_rlimit_mode checks capable(CAP_SYS_RESOURCE)). */
+	if (err == ENOTTY || err == EOPNOTSUPP)
+		*outcome = IOMMUFD_OUTCOME_UNSUPPORTED;
+	else if (err == EPERM)
+		*outcome = IOMMUFD_OUTCOME_NO_CAPABILITY;
+	else {
+		*outcome = IOMMUFD_OUTCOME_FAILED;
+		return -err;
+	}
+	return policy == IOMMUFD_RLIMIT_BEST_EFFORT ? 0 : -err;
 }
 
 int iommufd_set_rlimit_mode(int fd, uint64_t mode)
 {
-        return iommufd_rlimit_mode_ioctl(fd, IOMMU_OPTION_OP_SET, &mode);
+	return iommufd_rlimit_mode_ioctl(fd, IOMMU_OPTION_OP_SET, &mode);
 }
 
 int iommufd_get_rlimit_mode(int fd, uint64_t *mode)
 {
-        return iommufd_rlimit_mode_ioctl(fd, IOMMU_OPTION_OP_GET, mode);
+	return iommufd_rlimit_mode_ioctl(fd, IOMMU_OPTION_OP_GET, mode);
 }
 
 /* Mounts the private tmpfs on the scratch dir in a new mount namespace. */
 static int scratch_mount_private_tmpfs(struct iommufd_opener *o)
 {
-        const char *fix = "the plugin needs CAP_SYS_ADMIN for it; or give a scratch dir on a "
-                          "mount without nodev and no private tmpfs";
+	const char *fix = "the plugin needs CAP_SYS_ADMIN for it; or give a scratch dir on a "
+			  "mount without nodev and no private tmpfs";
 
-        if (unshare(CLONE_NEWNS) < 0) {
-                int r = -errno;
-                log_error("cannot make a private mount namespace for the scratch tmpfs on %s: "
-                          "unshare(CLONE_NEWNS): %s (%s)",
-                          o->scratch_dir, strerror(-r), fix);
-                return r;
-        }
-        /* Slave, not private: mounts made on the host (kubelet's) still propagate into
-         * our namespace, while our tmpfs never propagates out. A propagation change
-         * ignores source and type ("none", as mount(8) passes). */
-        if (mount("none", "/", "none", MS_REC | MS_SLAVE, NULL) < 0) {
-                int r = -errno;
-                log_error("cannot make / a recursive slave mount for the scratch tmpfs: %s (%s)",
-                          strerror(-r), fix);
-                return r;
-        }
-        /* No MS_NODEV: the point of this tmpfs is that device nodes open on it. */
-        if (mount("iommufd-scratch", o->scratch_dir, "tmpfs", MS_NOSUID | MS_NOEXEC,
-                  "mode=0700,size=1m") < 0) {
-                int r = -errno;
-                log_error("cannot mount the private scratch tmpfs on %s: %s (%s)", o->scratch_dir,
-                          strerror(-r), fix);
-                return r;
-        }
-        o->tmpfs_mounted = true;
-        log_info("mounted a private tmpfs on %s for the labelled temporary device nodes",
-                 o->scratch_dir);
-        return 0;
+	if (unshare(CLONE_NEWNS) < 0) {
+		int r = -errno;
+		log_error("cannot make a private mount namespace for the scratch tmpfs on %s: "
+			  "unshare(CLONE_NEWNS): %s (%s)",
+			  o->scratch_dir, strerror(-r), fix);
+		return r;
+	}
+	/* Slave, not private: mounts made on the host (kubelet's) still propagate into
+	 * our namespace, while our tmpfs never propagates out. A propagation change
+	 * ignores source and type ("none", as mount(8) passes). */
+	if (mount("none", "/", "none", MS_REC | MS_SLAVE, NULL) < 0) {
+		int r = -errno;
+		log_error("cannot make / a recursive slave mount for the scratch tmpfs: %s (%s)",
+			  strerror(-r), fix);
+		return r;
+	}
+	/* No MS_NODEV: the point of this tmpfs is that device nodes open on it. */
+	if (mount("iommufd-scratch", o->scratch_dir, "tmpfs", MS_NOSUID | MS_NOEXEC,
+		  "mode=0700,size=1m") < 0) {
+		int r = -errno;
+		log_error("cannot mount the private scratch tmpfs on %s: %s (%s)", o->scratch_dir,
+			  strerror(-r), fix);
+		return r;
+	}
+	o->tmpfs_mounted = true;
+	log_info("mounted a private tmpfs on %s for the labelled temporary device nodes",
+		 o->scratch_dir);
+	return 0;
 }
 
 /* Refuses a given scratch dir whose mount is nodev: open() of a device node there
  * fails with EACCES (may_open() checks MNT_NODEV). */
 static int scratch_check_not_nodev(const struct iommufd_opener *o)
 {
-        struct statvfs st;
+	struct statvfs st;
 
-        if (statvfs(o->scratch_dir, &st) < 0) {
-                int r = -errno;
-                log_error("cannot statvfs scratch dir %s: %s", o->scratch_dir, strerror(-r));
-                return r;
-        }
-        if (st.f_flag & ST_NODEV) {
-                log_error("scratch dir %s is on a nodev mount, where the labelled temporary "
-                          "device node cannot be opened; choose a directory on a mount without "
-                          "nodev, or let the plugin mount its private tmpfs there",
-                          o->scratch_dir);
-                return -EACCES;
-        }
-        return 0;
+	if (statvfs(o->scratch_dir, &st) < 0) {
+		int r = -errno;
+		log_error("cannot statvfs scratch dir %s: %s", o->scratch_dir, strerror(-r));
+		return r;
+	}
+	if (st.f_flag & ST_NODEV) {
+		log_error("scratch dir %s is on a nodev mount, where the labelled temporary "
+			  "device node cannot be opened; choose a directory on a mount without "
+			  "nodev, or let the plugin mount its private tmpfs there",
+			  o->scratch_dir);
+		return -EACCES;
+	}
+	return 0;
 }
 
 static int scratch_prepare(struct iommufd_opener *o)
 {
-        int r = mkdir_parents(o->scratch_dir, 0700);
-        if (r < 0) {
-                log_error("cannot create scratch dir %s: %s", o->scratch_dir, strerror(-r));
-                return r;
-        }
-        return o->scratch_tmpfs ? scratch_mount_private_tmpfs(o) : scratch_check_not_nodev(o);
+	int r = mkdir_parents(o->scratch_dir, 0700);
+	if (r < 0) {
+		log_error("cannot create scratch dir %s: %s", o->scratch_dir, strerror(-r));
+		return r;
+	}
+	return o->scratch_tmpfs ? scratch_mount_private_tmpfs(o) : scratch_check_not_nodev(o);
 }
 
 int iommufd_opener_new(const struct iommufd_options *options, struct iommufd_opener **out)
 {
-        struct iommufd_opener *o = xcalloc(1, sizeof(*o));
+	struct iommufd_opener *o = xcalloc(1, sizeof(*o));
 
-        o->device_path = xstrdup(options->device_path);
-        o->scratch_dir = xstrdup(options->scratch_dir);
-        o->scratch_tmpfs = options->scratch_tmpfs;
-        o->labeler = options->labeler;
-        o->policy = options->policy;
-        if (selinux_labels_in_use(o->labeler)) {
-                int r = scratch_prepare(o);
-                if (r < 0) {
-                        iommufd_opener_free(o);
-                        return r;
-                }
-        }
-        *out = o;
-        return 0;
+	o->device_path = xstrdup(options->device_path);
+	o->scratch_dir = xstrdup(options->scratch_dir);
+	o->scratch_tmpfs = options->scratch_tmpfs;
+	o->labeler = options->labeler;
+	o->policy = options->policy;
+	if (selinux_labels_in_use(o->labeler)) {
+		int r = scratch_prepare(o);
+		if (r < 0) {
+			iommufd_opener_free(o);
+			return r;
+		}
+	}
+	*out = o;
+	return 0;
 }
 
 void iommufd_opener_free(struct iommufd_opener *o)
 {
-        if (!o)
-                return;
-        if (o->tmpfs_mounted && umount2(o->scratch_dir, MNT_DETACH) < 0)
-                log_warning("cannot unmount the scratch tmpfs on %s: %s", o->scratch_dir,
-                            strerror(errno));
-        free(o->device_path);
-        free(o->scratch_dir);
-        free(o);
+	if (!o)
+		return;
+	if (o->tmpfs_mounted && umount2(o->scratch_dir, MNT_DETACH) < 0)
+		log_warning("cannot unmount the scratch tmpfs on %s: %s", o->scratch_dir,
+			    strerror(errno));
+	free(o->device_path);
+	free(o->scratch_dir);
+	free(o);
 }
 
 const struct iommufd_stats *iommufd_opener_stats(const struct iommufd_opener *o)
 {
-        return &o->stats;
+	return &o->stats;
 }
 
 /* The remedy to suggest for an open() failure of the device. */
 static const char *open_remedy(int err)
 {
-        switch (err) {
-        case ENOENT:
-        case ENODEV:
-        case ENXIO:
-                return " (is the iommufd module loaded? modprobe iommufd; needs CONFIG_IOMMUFD)";
-        case EACCES:
-                return " (a device node on a nodev mount cannot be opened: check the scratch dir)";
-        default:
-                return "";
-        }
+	switch (err) {
+	case ENOENT:
+	case ENODEV:
+	case ENXIO:
+		return " (is the iommufd module loaded? modprobe iommufd; needs CONFIG_IOMMUFD)";
+	case EACCES:
+		return " (a device node on a nodev mount cannot be opened: check the scratch dir)";
+	default:
+		return "";
+	}
 }
 
 static int open_direct(struct iommufd_opener *o, int *fd, char *msg, size_t msg_size)
 {
-        *fd = open(o->device_path, O_RDWR | O_CLOEXEC | O_NOCTTY);
-        if (*fd >= 0)
-                return 0;
-        int r = -errno;
-        snprintf(msg, msg_size, "cannot open %s: %s%s", o->device_path, strerror(-r),
-                 open_remedy(-r));
-        return r;
+	*fd = open(o->device_path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (*fd >= 0)
+		return 0;
+	int r = -errno;
+	snprintf(msg, msg_size, "cannot open %s: %s%s", o->device_path, strerror(-r),
+		 open_remedy(-r));
+	return r;
 }
 
 /* Opens the device through a temporary node with the device's rdev, labelled so a
@@ -235,154 +235,154 @@ static int open_direct(struct iommufd_opener *o, int *fd, char *msg, size_t msg_
  * labelling learned that labels are unsupported. */
 static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, size_t msg_size)
 {
-        struct stat st;
-        int r;
+	struct stat st;
+	int r;
 
-        if (stat(o->device_path, &st) < 0) {
-                r = -errno;
-                snprintf(msg, msg_size, "cannot stat %s: %s%s", o->device_path, strerror(-r),
-                         open_remedy(-r));
-                return r;
-        }
-        if (!S_ISCHR(st.st_mode)) {
-                snprintf(msg, msg_size, "cannot open %s: not a character device", o->device_path);
-                return -ENODEV;
-        }
+	if (stat(o->device_path, &st) < 0) {
+		r = -errno;
+		snprintf(msg, msg_size, "cannot stat %s: %s%s", o->device_path, strerror(-r),
+			 open_remedy(-r));
+		return r;
+	}
+	if (!S_ISCHR(st.st_mode)) {
+		snprintf(msg, msg_size, "cannot open %s: not a character device", o->device_path);
+		return -ENODEV;
+	}
 
-        cleanup_free char *node =
-            xasprintf("%s/iommu-%d-%llu.node", o->scratch_dir, (int)getpid(), o->node_counter++);
-        if (unlink(node) < 0 && errno != ENOENT) {
-                r = -errno;
-                snprintf(msg, msg_size, "cannot remove stale temporary device node %s: %s", node,
-                         strerror(-r));
-                return r;
-        }
-        if (mknod(node, S_IFCHR | 0600, st.st_rdev) < 0) {
-                r = -errno;
-                snprintf(msg, msg_size, "cannot make temporary device node %s (%u:%u, for %s): %s",
-                         node, major(st.st_rdev), minor(st.st_rdev), o->device_path, strerror(-r));
-                return r;
-        }
+	cleanup_free char *node =
+	    xasprintf("%s/iommu-%d-%llu.node", o->scratch_dir, (int)getpid(), o->node_counter++);
+	if (unlink(node) < 0 && errno != ENOENT) {
+		r = -errno;
+		snprintf(msg, msg_size, "cannot remove stale temporary device node %s: %s", node,
+			 strerror(-r));
+		return r;
+	}
+	if (mknod(node, S_IFCHR | 0600, st.st_rdev) < 0) {
+		r = -errno;
+		snprintf(msg, msg_size, "cannot make temporary device node %s (%u:%u, for %s): %s",
+			 node, major(st.st_rdev), minor(st.st_rdev), o->device_path, strerror(-r));
+		return r;
+	}
 
-        r = selinux_label_path(o->labeler, node);
-        if (r <= 0) {
-                if (unlink(node) < 0)
-                        log_warning("cannot remove temporary device node %s: %s", node,
-                                    strerror(errno));
-                if (r == 0)
-                        return open_direct(o, fd, msg, msg_size);
-                snprintf(msg, msg_size, "cannot label temporary device node %s with %s: %s", node,
-                         selinux_label(o->labeler), strerror(-r));
-                return r;
-        }
+	r = selinux_label_path(o->labeler, node);
+	if (r <= 0) {
+		if (unlink(node) < 0)
+			log_warning("cannot remove temporary device node %s: %s", node,
+				    strerror(errno));
+		if (r == 0)
+			return open_direct(o, fd, msg, msg_size);
+		snprintf(msg, msg_size, "cannot label temporary device node %s with %s: %s", node,
+			 selinux_label(o->labeler), strerror(-r));
+		return r;
+	}
 
-        *fd = open(node, O_RDWR | O_CLOEXEC | O_NOCTTY);
-        r = *fd < 0 ? -errno : 0;
-        if (unlink(node) < 0)
-                log_warning("cannot remove temporary device node %s: %s", node, strerror(errno));
-        if (r < 0)
-                snprintf(msg, msg_size, "cannot open labelled device node %s (for %s): %s%s", node,
-                         o->device_path, strerror(-r), open_remedy(-r));
-        return r;
+	*fd = open(node, O_RDWR | O_CLOEXEC | O_NOCTTY);
+	r = *fd < 0 ? -errno : 0;
+	if (unlink(node) < 0)
+		log_warning("cannot remove temporary device node %s: %s", node, strerror(errno));
+	if (r < 0)
+		snprintf(msg, msg_size, "cannot open labelled device node %s (for %s): %s%s", node,
+			 o->device_path, strerror(-r), open_remedy(-r));
+	return r;
 }
 
 /* Logs msg at level unless this outcome was already logged with the same errno. */
 static void log_cause_once(struct iommufd_opener *o, enum iommufd_outcome outcome, int err,
-                           enum log_level level, const char *msg)
+			   enum log_level level, const char *msg)
 {
-        if (o->logged[outcome] && o->logged_errno[outcome] == err) {
-                log_debug(1, "%s", msg);
-                return;
-        }
-        o->logged[outcome] = true;
-        o->logged_errno[outcome] = err;
-        log_write(level, 0, __FILE__, __LINE__, "%s", msg);
+	if (o->logged[outcome] && o->logged_errno[outcome] == err) {
+		log_debug(1, "%s", msg);
+		return;
+	}
+	o->logged[outcome] = true;
+	o->logged_errno[outcome] = err;
+	log_write(level, 0, __FILE__, __LINE__, "%s", msg);
 }
 
 /* Sets the mode and reads it back. Returns 0 or a positive errno (EIO: read-back not 1). */
 static int rlimit_mode_enable(int fd, char *msg, size_t msg_size, const char *device)
 {
-        uint64_t mode = 0;
-        int r = iommufd_set_rlimit_mode(fd, 1);
-        if (r < 0)
-                return -r;
-        r = iommufd_get_rlimit_mode(fd, &mode);
-        if (r < 0) {
-                snprintf(msg, msg_size, "cannot read back IOMMU_OPTION_RLIMIT_MODE on %s: %s",
-                         device, strerror(-r));
-                return -r;
-        }
-        if (mode != 1) {
-                snprintf(msg, msg_size,
-                         "IOMMU_OPTION_RLIMIT_MODE on %s reads back %llu after setting 1", device,
-                         (unsigned long long)mode);
-                return EIO;
-        }
-        return 0;
+	uint64_t mode = 0;
+	int r = iommufd_set_rlimit_mode(fd, 1);
+	if (r < 0)
+		return -r;
+	r = iommufd_get_rlimit_mode(fd, &mode);
+	if (r < 0) {
+		snprintf(msg, msg_size, "cannot read back IOMMU_OPTION_RLIMIT_MODE on %s: %s",
+			 device, strerror(-r));
+		return -r;
+	}
+	if (mode != 1) {
+		snprintf(msg, msg_size,
+			 "IOMMU_OPTION_RLIMIT_MODE on %s reads back %llu after setting 1", device,
+			 (unsigned long long)mode);
+		return EIO;
+	}
+	return 0;
 }
 
 int iommufd_open(struct iommufd_opener *o, int *fd_out, char *reason, size_t reason_size)
 {
-        char msg[IOMMUFD_MESSAGE_SIZE] = "";
-        cleanup_close int fd = -1;
-        enum iommufd_outcome outcome;
-        int r;
+	char msg[IOMMUFD_MESSAGE_SIZE] = "";
+	cleanup_close int fd = -1;
+	enum iommufd_outcome outcome;
+	int r;
 
-        *fd_out = -1;
-        if (selinux_labels_in_use(o->labeler))
-                r = open_via_labelled_node(o, &fd, msg, sizeof(msg));
-        else
-                r = open_direct(o, &fd, msg, sizeof(msg));
-        if (r < 0) {
-                o->stats.outcomes[IOMMUFD_OUTCOME_OPEN_FAILED]++;
-                log_cause_once(o, IOMMUFD_OUTCOME_OPEN_FAILED, -r, LOG_ERROR, msg);
-                if (reason_size)
-                        snprintf(reason, reason_size, "%s", msg);
-                return r;
-        }
+	*fd_out = -1;
+	if (selinux_labels_in_use(o->labeler))
+		r = open_via_labelled_node(o, &fd, msg, sizeof(msg));
+	else
+		r = open_direct(o, &fd, msg, sizeof(msg));
+	if (r < 0) {
+		o->stats.outcomes[IOMMUFD_OUTCOME_OPEN_FAILED]++;
+		log_cause_once(o, IOMMUFD_OUTCOME_OPEN_FAILED, -r, LOG_ERROR, msg);
+		if (reason_size)
+			snprintf(reason, reason_size, "%s", msg);
+		return r;
+	}
 
-        int err = rlimit_mode_enable(fd, msg, sizeof(msg), o->device_path);
-        r = iommufd_policy_decide(o->policy, err, &outcome);
-        o->stats.outcomes[outcome]++;
-        const char *verdict = r == 0 ? "handing over fds with per-user accounting"
-                                     : "failing allocations (policy required)";
-        switch (outcome) {
-        case IOMMUFD_OUTCOME_SET:
-                snprintf(msg, sizeof(msg),
-                         "per-process memory accounting (IOMMU_OPTION_RLIMIT_MODE=1) set on %s",
-                         o->device_path);
-                log_cause_once(o, outcome, 0, LOG_INFO, msg);
-                break;
-        case IOMMUFD_OUTCOME_UNSUPPORTED:
-                snprintf(msg, sizeof(msg),
-                         "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s (the kernel lacks the "
-                         "option; use Linux 6.2+ with iommufd, or raise RLIMIT_MEMLOCK of the VM "
-                         "user): %s",
-                         o->device_path, strerror(err), verdict);
-                log_cause_once(o, outcome, err, r == 0 ? LOG_WARNING : LOG_ERROR, msg);
-                break;
-        case IOMMUFD_OUTCOME_NO_CAPABILITY:
-                snprintf(msg, sizeof(msg),
-                         "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s (the plugin needs "
-                         "CAP_SYS_RESOURCE: add it to the container's securityContext): %s",
-                         o->device_path, strerror(err), verdict);
-                log_cause_once(o, outcome, err, r == 0 ? LOG_WARNING : LOG_ERROR, msg);
-                break;
-        case IOMMUFD_OUTCOME_FAILED:
-                /* A read-back failure already wrote its message. */
-                if (!msg[0])
-                        snprintf(msg, sizeof(msg), "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s",
-                                 o->device_path, strerror(err));
-                log_cause_once(o, outcome, err, LOG_ERROR, msg);
-                break;
-        default:
-                break;
-        }
-        if (r < 0) {
-                if (reason_size)
-                        snprintf(reason, reason_size, "%s", msg);
-                return r;
-        }
-        *fd_out = take_fd(&fd);
-        return 0;
+	int err = rlimit_mode_enable(fd, msg, sizeof(msg), o->device_path);
+	r = iommufd_policy_decide(o->policy, err, &outcome);
+	o->stats.outcomes[outcome]++;
+	const char *verdict = r == 0 ? "handing over fds with per-user accounting"
+				     : "failing allocations (policy required)";
+	switch (outcome) {
+	case IOMMUFD_OUTCOME_SET:
+		snprintf(msg, sizeof(msg),
+			 "per-process memory accounting (IOMMU_OPTION_RLIMIT_MODE=1) set on %s",
+			 o->device_path);
+		log_cause_once(o, outcome, 0, LOG_INFO, msg);
+		break;
+	case IOMMUFD_OUTCOME_UNSUPPORTED:
+		snprintf(msg, sizeof(msg),
+			 "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s (the kernel lacks the "
+			 "option; use Linux 6.2+ with iommufd, or raise RLIMIT_MEMLOCK of the VM "
+			 "user): %s",
+			 o->device_path, strerror(err), verdict);
+		log_cause_once(o, outcome, err, r == 0 ? LOG_WARNING : LOG_ERROR, msg);
+		break;
+	case IOMMUFD_OUTCOME_NO_CAPABILITY:
+		snprintf(msg, sizeof(msg),
+			 "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s (the plugin needs "
+			 "CAP_SYS_RESOURCE: add it to the container's securityContext): %s",
+			 o->device_path, strerror(err), verdict);
+		log_cause_once(o, outcome, err, r == 0 ? LOG_WARNING : LOG_ERROR, msg);
+		break;
+	case IOMMUFD_OUTCOME_FAILED:
+		/* A read-back failure already wrote its message. */
+		if (!msg[0])
+			snprintf(msg, sizeof(msg), "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s",
+				 o->device_path, strerror(err));
+		log_cause_once(o, outcome, err, LOG_ERROR, msg);
+		break;
+	default:
+		break;
+	}
+	if (r < 0) {
+		if (reason_size)
+			snprintf(reason, reason_size, "%s", msg);
+		return r;
+	}
+	*fd_out = take_fd(&fd);
+	return 0;
 }

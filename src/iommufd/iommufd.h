@@ -15,36 +15,36 @@ struct selinux_labeler;
 /* What to do when the kernel cannot switch the accounting mode (ENOTTY/EOPNOTSUPP:
  * kernel without the option; EPERM: no CAP_SYS_RESOURCE). Any other error fails. */
 enum iommufd_rlimit_policy {
-        IOMMUFD_RLIMIT_BEST_EFFORT, /* warn once, hand over the unconfigured fd */
-        IOMMUFD_RLIMIT_REQUIRED,    /* fail the allocation */
+	IOMMUFD_RLIMIT_BEST_EFFORT, /* warn once, hand over the unconfigured fd */
+	IOMMUFD_RLIMIT_REQUIRED,    /* fail the allocation */
 };
 
 /* How an iommufd_open() ended; each is counted. */
 enum iommufd_outcome {
-        IOMMUFD_OUTCOME_SET,           /* mode set to 1 and read back */
-        IOMMUFD_OUTCOME_UNSUPPORTED,   /* ENOTTY/EOPNOTSUPP: kernel without the option */
-        IOMMUFD_OUTCOME_NO_CAPABILITY, /* EPERM: the plugin lacks CAP_SYS_RESOURCE */
-        IOMMUFD_OUTCOME_FAILED,        /* any other ioctl error, or a wrong read-back */
-        IOMMUFD_OUTCOME_OPEN_FAILED,   /* the device (or its temporary node) did not open */
-        IOMMUFD_OUTCOME_COUNT,
+	IOMMUFD_OUTCOME_SET,	       /* mode set to 1 and read back */
+	IOMMUFD_OUTCOME_UNSUPPORTED,   /* ENOTTY/EOPNOTSUPP: kernel without the option */
+	IOMMUFD_OUTCOME_NO_CAPABILITY, /* EPERM: the plugin lacks CAP_SYS_RESOURCE */
+	IOMMUFD_OUTCOME_FAILED,	       /* any other ioctl error, or a wrong read-back */
+	IOMMUFD_OUTCOME_OPEN_FAILED,   /* the device (or its temporary node) did not open */
+	IOMMUFD_OUTCOME_COUNT,
 };
 
 struct iommufd_options {
-        const char *device_path; /* default IOMMUFD_DEFAULT_DEVICE_PATH */
-        /* Where the SELinux-labelled temporary device node is made; used only while
-         * labels are in use. Created (mkdir -p, 0700) if missing. */
-        const char *scratch_dir; /* default IOMMUFD_DEFAULT_SCRATCH_DIR */
-        /* true (default): mount a private tmpfs (mode 0700, without nodev) on scratch_dir
-         * in the plugin's own mount namespace, because /run is nodev and a device node
-         * on a nodev mount cannot be opened. false: use scratch_dir as it is; it is
-         * refused at start-up if its mount is nodev. */
-        bool scratch_tmpfs;
-        struct selinux_labeler *labeler;   /* borrowed, may be NULL (never label) */
-        enum iommufd_rlimit_policy policy; /* default IOMMUFD_RLIMIT_BEST_EFFORT */
+	const char *device_path; /* default IOMMUFD_DEFAULT_DEVICE_PATH */
+	/* Where the SELinux-labelled temporary device node is made; used only while
+	 * labels are in use. Created (mkdir -p, 0700) if missing. */
+	const char *scratch_dir; /* default IOMMUFD_DEFAULT_SCRATCH_DIR */
+	/* true (default): mount a private tmpfs (mode 0700, without nodev) on scratch_dir
+	 * in the plugin's own mount namespace, because /run is nodev and a device node
+	 * on a nodev mount cannot be opened. false: use scratch_dir as it is; it is
+	 * refused at start-up if its mount is nodev. */
+	bool scratch_tmpfs;
+	struct selinux_labeler *labeler;   /* borrowed, may be NULL (never label) */
+	enum iommufd_rlimit_policy policy; /* default IOMMUFD_RLIMIT_BEST_EFFORT */
 };
 
 struct iommufd_stats {
-        unsigned long long outcomes[IOMMUFD_OUTCOME_COUNT];
+	unsigned long long outcomes[IOMMUFD_OUTCOME_COUNT];
 };
 
 struct iommufd_opener;
@@ -63,7 +63,7 @@ const char *iommufd_outcome_name(enum iommufd_outcome outcome);
  * Stores the outcome in *outcome and returns 0 if the fd is handed over (set, or
  * unsupported/no capability under best-effort), or -err if the allocation fails. */
 int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int err,
-                          enum iommufd_outcome *outcome);
+			  enum iommufd_outcome *outcome);
 
 /* Start-up: copies the options and, if SELinux labels are in use, prepares the
  * scratch dir: creates it, then either mounts the private tmpfs (this unshares the

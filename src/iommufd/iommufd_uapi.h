@@ -18,26 +18,26 @@
 
 #ifndef IOMMU_OPTION
 /* Copied from include/uapi/linux/iommufd.h (Linux 6.2). */
-#define IOMMUFD_TYPE       (';')
+#define IOMMUFD_TYPE	   (';')
 #define IOMMUFD_CMD_OPTION 0x87
 
 enum iommufd_option {
-        IOMMU_OPTION_RLIMIT_MODE = 0,
-        IOMMU_OPTION_HUGE_PAGES = 1,
+	IOMMU_OPTION_RLIMIT_MODE = 0,
+	IOMMU_OPTION_HUGE_PAGES = 1,
 };
 
 enum iommufd_option_ops {
-        IOMMU_OPTION_OP_SET = 0,
-        IOMMU_OPTION_OP_GET = 1,
+	IOMMU_OPTION_OP_SET = 0,
+	IOMMU_OPTION_OP_GET = 1,
 };
 
 struct iommu_option {
-        __u32 size;
-        __u32 option_id;
-        __u16 op;
-        __u16 __reserved;
-        __u32 object_id;
-        __aligned_u64 val64;
+	__u32 size;
+	__u32 option_id;
+	__u16 op;
+	__u16 __reserved;
+	__u32 object_id;
+	__aligned_u64 val64;
 };
 
 #define IOMMU_OPTION _IO(IOMMUFD_TYPE, IOMMUFD_CMD_OPTION)
@@ -56,18 +56,18 @@ static_assert(IOMMU_OPTION == 0x3b87, "IOMMU_OPTION is _IO(';', 0x87)");
  * EBUSY (SET after objects were created on fd), EINVAL (value not 0 or 1). */
 static inline int iommufd_rlimit_mode_ioctl(int fd, uint16_t op, uint64_t *value)
 {
-        struct iommu_option option = {
-            .size = sizeof(option),
-            .option_id = IOMMU_OPTION_RLIMIT_MODE,
-            .op = op,
-            .__reserved = 0,
-            .object_id = 0, /* RLIMIT_MODE is global to the fd: object 0 */
-            .val64 = op == IOMMU_OPTION_OP_SET ? *value : 0,
-        };
+	struct iommu_option option = {
+	    .size = sizeof(option),
+	    .option_id = IOMMU_OPTION_RLIMIT_MODE,
+	    .op = op,
+	    .__reserved = 0,
+	    .object_id = 0, /* RLIMIT_MODE is global to the fd: object 0 */
+	    .val64 = op == IOMMU_OPTION_OP_SET ? *value : 0,
+	};
 
-        if (ioctl(fd, IOMMU_OPTION, &option) < 0)
-                return -errno;
-        if (op == IOMMU_OPTION_OP_GET)
-                *value = option.val64;
-        return 0;
+	if (ioctl(fd, IOMMU_OPTION, &option) < 0)
+		return -errno;
+	if (op == IOMMU_OPTION_OP_GET)
+		*value = option.val64;
+	return 0;
 }

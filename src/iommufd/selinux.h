@@ -9,9 +9,9 @@
 #define SELINUX_DEFAULT_LABEL "system_u:object_r:container_file_t:s0"
 
 enum selinux_mode {
-        SELINUX_MODE_AUTO, /* labels in use iff selinuxfs is mounted at /sys/fs/selinux */
-        SELINUX_MODE_ON,   /* always label (until the filesystem says ENOTSUP) */
-        SELINUX_MODE_OFF,  /* never label */
+	SELINUX_MODE_AUTO, /* labels in use iff selinuxfs is mounted at /sys/fs/selinux */
+	SELINUX_MODE_ON,   /* always label (until the filesystem says ENOTSUP) */
+	SELINUX_MODE_OFF,  /* never label */
 };
 
 struct selinux_labeler;

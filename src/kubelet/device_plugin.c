@@ -45,8 +45,7 @@ static bool device_plugin_healthy(const struct device_plugin *plugin)
 }
 
 /* Sends the device list on one stream: all devices, or none when shutting down. */
-static void stream_send_devices(struct device_plugin *plugin, struct grpc_call *call,
-				bool empty)
+static void stream_send_devices(struct device_plugin *plugin, struct grpc_call *call, bool empty)
 {
 	V1beta1__ListAndWatchResponse response = V1BETA1__LIST_AND_WATCH_RESPONSE__INIT;
 	size_t count = empty ? 0 : (size_t)plugin->config->devices;
@@ -134,7 +133,7 @@ static void handle_pre_start(void *data, struct grpc_call *call, const uint8_t *
 	(void)data;
 
 	V1beta1__PreStartContainerRequest *request =
-		v1beta1__pre_start_container_request__unpack(NULL, len, msg);
+	    v1beta1__pre_start_container_request__unpack(NULL, len, msg);
 	if (!request) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
 				 "cannot decode PreStartContainerRequest");
@@ -172,14 +171,15 @@ static void handle_get_preferred_allocation(void *data, struct grpc_call *call, 
 {
 	(void)data;
 	V1beta1__PreferredAllocationRequest *request =
-		v1beta1__preferred_allocation_request__unpack(NULL, len, msg);
+	    v1beta1__preferred_allocation_request__unpack(NULL, len, msg);
 	if (!request) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
 				 "cannot decode PreferredAllocationRequest");
 		return;
 	}
 	size_t n = request->n_container_requests;
-	V1beta1__PreferredAllocationResponse response = V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
+	V1beta1__PreferredAllocationResponse response =
+	    V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
 	V1beta1__ContainerPreferredAllocationResponse *containers = xcalloc(n, sizeof(*containers));
 	V1beta1__ContainerPreferredAllocationResponse **pointers = xcalloc(n, sizeof(*pointers));
 
@@ -190,8 +190,8 @@ static void handle_get_preferred_allocation(void *data, struct grpc_call *call, 
 
 		v1beta1__container_preferred_allocation_response__init(out);
 		/* Borrow the request's strings: the response is packed before they go. */
-		out->deviceids = xcalloc(c->n_must_include_deviceids + c->n_available_deviceids,
-					 sizeof(char *));
+		out->deviceids =
+		    xcalloc(c->n_must_include_deviceids + c->n_available_deviceids, sizeof(char *));
 		for (size_t j = 0; j < c->n_must_include_deviceids && out->n_deviceids < want; j++)
 			if (!string_in(out->deviceids, out->n_deviceids,
 				       c->must_include_deviceids[j]))
@@ -243,8 +243,8 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 	if (r == -ENOENT && config->missing_device == CONFIG_MISSING_ALLOW &&
 	    access(config->iommu_device, F_OK) < 0 && errno == ENOENT) {
 		/* It vanished before inotify told us: missing, so allowed the same way. */
-		log_info("allocating %s without a socket: %s has just gone", request->devices_ids[0],
-			 config->iommu_device);
+		log_info("allocating %s without a socket: %s has just gone",
+			 request->devices_ids[0], config->iommu_device);
 		return 0;
 	}
 	if (r < 0)
@@ -277,8 +277,9 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 /* Checks every id before anything is opened, so a bad request changes nothing. A
  * device named twice is refused: its second offer would withdraw the first, whose
  * socket path the first container's answer still points to. */
-static int device_plugin_validate(struct device_plugin *plugin, const V1beta1__AllocateRequest *request,
-				  char *reason, size_t reason_size)
+static int device_plugin_validate(struct device_plugin *plugin,
+				  const V1beta1__AllocateRequest *request, char *reason,
+				  size_t reason_size)
 {
 	cleanup_free bool *seen = xcalloc((size_t)plugin->config->devices, sizeof(*seen));
 
@@ -299,7 +300,7 @@ static int device_plugin_validate(struct device_plugin *plugin, const V1beta1__A
 			}
 			/* Valid, so the digits after the prefix are an index below devices. */
 			unsigned long index =
-				strtoul(c->devices_ids[j] + strlen(DEVICE_ID_PREFIX), NULL, 10);
+			    strtoul(c->devices_ids[j] + strlen(DEVICE_ID_PREFIX), NULL, 10);
 			if (seen[index]) {
 				snprintf(reason, reason_size,
 					 "device id \"%s\" is named more than once in the request",
@@ -351,7 +352,8 @@ static void device_plugin_allocate(void *data, struct grpc_call *call, const uin
 	V1beta1__AllocateRequest *request = v1beta1__allocate_request__unpack(NULL, len, msg);
 	if (!request) {
 		plugin->stats.allocation_failures++;
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "cannot decode AllocateRequest");
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+				 "cannot decode AllocateRequest");
 		return;
 	}
 	size_t n = request->n_container_requests;
@@ -387,11 +389,11 @@ static void device_plugin_allocate(void *data, struct grpc_call *call, const uin
 }
 
 static const struct grpc_method device_plugin_methods[] = {
-	{"/v1beta1.DevicePlugin/GetDevicePluginOptions", handle_get_options},
-	{"/v1beta1.DevicePlugin/ListAndWatch", handle_list_and_watch},
-	{"/v1beta1.DevicePlugin/GetPreferredAllocation", handle_get_preferred_allocation},
-	{"/v1beta1.DevicePlugin/Allocate", device_plugin_allocate},
-	{"/v1beta1.DevicePlugin/PreStartContainer", handle_pre_start},
+    {"/v1beta1.DevicePlugin/GetDevicePluginOptions", handle_get_options},
+    {"/v1beta1.DevicePlugin/ListAndWatch", handle_list_and_watch},
+    {"/v1beta1.DevicePlugin/GetPreferredAllocation", handle_get_preferred_allocation},
+    {"/v1beta1.DevicePlugin/Allocate", device_plugin_allocate},
+    {"/v1beta1.DevicePlugin/PreStartContainer", handle_pre_start},
 };
 
 struct device_plugin *device_plugin_new(struct loop *loop, const struct config *config,

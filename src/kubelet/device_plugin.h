@@ -13,7 +13,7 @@ struct iommufd_opener;
 struct handoff;
 
 struct device_plugin_stats {
-	unsigned long long allocations;	       /* container allocations answered */
+	unsigned long long allocations;		/* container allocations answered */
 	unsigned long long allocation_failures; /* Allocate calls answered with an error */
 	unsigned long long streams_opened;
 	unsigned long long streams_open;

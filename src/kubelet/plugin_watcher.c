@@ -44,10 +44,10 @@ static void handle_notify(void *data, struct grpc_call *call, const uint8_t *msg
 {
 	struct plugin_watcher *watcher = data;
 	Pluginregistration__RegistrationStatusResponse response =
-		PLUGINREGISTRATION__REGISTRATION_STATUS_RESPONSE__INIT;
+	    PLUGINREGISTRATION__REGISTRATION_STATUS_RESPONSE__INIT;
 
 	Pluginregistration__RegistrationStatus *status =
-		pluginregistration__registration_status__unpack(NULL, len, msg);
+	    pluginregistration__registration_status__unpack(NULL, len, msg);
 	if (!status) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
 				 "cannot decode RegistrationStatus");
@@ -70,8 +70,8 @@ static void handle_notify(void *data, struct grpc_call *call, const uint8_t *msg
 }
 
 static const struct grpc_method plugin_watcher_methods[] = {
-	{"/pluginregistration.Registration/GetInfo", handle_get_info},
-	{"/pluginregistration.Registration/NotifyRegistrationStatus", handle_notify},
+    {"/pluginregistration.Registration/GetInfo", handle_get_info},
+    {"/pluginregistration.Registration/NotifyRegistrationStatus", handle_notify},
 };
 
 struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct config *config,
@@ -83,7 +83,7 @@ struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct config
 	watcher->plugin = plugin;
 	watcher->endpoint = xasprintf("%s/%s", config->plugin_dir, config->socket_name);
 	watcher->registration_socket =
-		xasprintf("%s/%s", config->plugins_registry_dir, config->socket_name);
+	    xasprintf("%s/%s", config->plugins_registry_dir, config->socket_name);
 	watcher->server = grpc_server_new(loop, plugin_watcher_methods,
 					  ARRAY_SIZE(plugin_watcher_methods), watcher);
 	return watcher;

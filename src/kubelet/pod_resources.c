@@ -16,298 +16,298 @@
 #define LIST_DEADLINE_MAX_USEC (5ULL * 1000000)
 
 struct pod_resources {
-        struct loop *loop;
-        struct handoff *handoff;
-        char *socket_path;
-        char *resource_name;
-        unsigned long long interval_usec, grace_usec, deadline_usec;
-        struct loop_timer poll_timer, deadline_timer;
-        bool poll_armed;
-        struct grpc_client *client;             /* the List in flight, if any */
-        V1__ListPodResourcesResponse *response; /* its answer, once decoded */
-        bool undecodable;                       /* its answer could not be decoded */
-        bool unavailable;                       /* the last List failed (warned once) */
-        char **audited;                         /* offers whose pod was logged */
-        size_t audited_count;
-        struct pod_resources_stats stats;
+	struct loop *loop;
+	struct handoff *handoff;
+	char *socket_path;
+	char *resource_name;
+	unsigned long long interval_usec, grace_usec, deadline_usec;
+	struct loop_timer poll_timer, deadline_timer;
+	bool poll_armed;
+	struct grpc_client *client;		/* the List in flight, if any */
+	V1__ListPodResourcesResponse *response; /* its answer, once decoded */
+	bool undecodable;			/* its answer could not be decoded */
+	bool unavailable;			/* the last List failed (warned once) */
+	char **audited;				/* offers whose pod was logged */
+	size_t audited_count;
+	struct pod_resources_stats stats;
 };
 
 /* One reconcile pass: the offers seen, and what to do about them. */
 struct reconcile {
-        struct pod_resources *pr;
-        unsigned long long now;
-        char **audited; /* the new audited list, pending offers only */
-        size_t audited_count;
-        char **abandon; /* socket paths to withdraw, with why */
-        char **why;
-        size_t abandon_count;
+	struct pod_resources *pr;
+	unsigned long long now;
+	char **audited; /* the new audited list, pending offers only */
+	size_t audited_count;
+	char **abandon; /* socket paths to withdraw, with why */
+	char **why;
+	size_t abandon_count;
 };
 
 bool pod_resources_find_holder(const V1__ListPodResourcesResponse *response,
-                               const char *resource_name, const char *device_id,
-                               struct pod_resources_holder *holder)
+			       const char *resource_name, const char *device_id,
+			       struct pod_resources_holder *holder)
 {
-        for (size_t p = 0; p < response->n_pod_resources; p++) {
-                const V1__PodResources *pod = response->pod_resources[p];
-                for (size_t c = 0; c < pod->n_containers; c++) {
-                        const V1__ContainerResources *container = pod->containers[c];
-                        for (size_t d = 0; d < container->n_devices; d++) {
-                                const V1__ContainerDevices *devices = container->devices[d];
-                                if (strcmp(devices->resource_name, resource_name) != 0)
-                                        continue;
-                                for (size_t i = 0; i < devices->n_device_ids; i++) {
-                                        if (strcmp(devices->device_ids[i], device_id) == 0) {
-                                                *holder = (struct pod_resources_holder){
-                                                    .namespace_ = pod->namespace_,
-                                                    .pod = pod->name,
-                                                    .container = container->name,
-                                                };
-                                                return true;
-                                        }
-                                }
-                        }
-                }
-        }
-        return false;
+	for (size_t p = 0; p < response->n_pod_resources; p++) {
+		const V1__PodResources *pod = response->pod_resources[p];
+		for (size_t c = 0; c < pod->n_containers; c++) {
+			const V1__ContainerResources *container = pod->containers[c];
+			for (size_t d = 0; d < container->n_devices; d++) {
+				const V1__ContainerDevices *devices = container->devices[d];
+				if (strcmp(devices->resource_name, resource_name) != 0)
+					continue;
+				for (size_t i = 0; i < devices->n_device_ids; i++) {
+					if (strcmp(devices->device_ids[i], device_id) == 0) {
+						*holder = (struct pod_resources_holder){
+						    .namespace_ = pod->namespace_,
+						    .pod = pod->name,
+						    .container = container->name,
+						};
+						return true;
+					}
+				}
+			}
+		}
+	}
+	return false;
 }
 
 static void free_strings(char **strings, size_t count)
 {
-        for (size_t i = 0; i < count; i++)
-                free(strings[i]);
-        free(strings);
+	for (size_t i = 0; i < count; i++)
+		free(strings[i]);
+	free(strings);
 }
 
 static bool strings_contain(char *const *strings, size_t count, const char *s)
 {
-        for (size_t i = 0; i < count; i++)
-                if (strcmp(strings[i], s) == 0)
-                        return true;
-        return false;
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(strings[i], s) == 0)
+			return true;
+	return false;
 }
 
 static void reconcile_offer(void *data, const struct handoff_offer_info *info)
 {
-        struct reconcile *rc = data;
-        struct pod_resources *pr = rc->pr;
-        struct pod_resources_holder holder;
+	struct reconcile *rc = data;
+	struct pod_resources *pr = rc->pr;
+	struct pod_resources_holder holder;
 
-        if (pod_resources_find_holder(pr->response, pr->resource_name, info->device_id, &holder)) {
-                if (!strings_contain(pr->audited, pr->audited_count, info->socket_path))
-                        log_info("%s (socket %s) went to pod %s/%s, container %s", info->device_id,
-                                 info->socket_path, holder.namespace_, holder.pod,
-                                 holder.container);
-                rc->audited = xrealloc(rc->audited, (rc->audited_count + 1) * sizeof(char *));
-                rc->audited[rc->audited_count++] = xstrdup(info->socket_path);
-                return;
-        }
-        unsigned long long age = rc->now > info->offered_usec ? rc->now - info->offered_usec : 0;
-        if (age < pr->grace_usec) {
-                log_debug(1, "no pod holds %s yet (offered %.1f s ago): keeping %s",
-                          info->device_id, (double)age / 1e6, info->socket_path);
-                return;
-        }
-        rc->abandon = xrealloc(rc->abandon, (rc->abandon_count + 1) * sizeof(char *));
-        rc->why = xrealloc(rc->why, (rc->abandon_count + 1) * sizeof(char *));
-        rc->abandon[rc->abandon_count] = xstrdup(info->socket_path);
-        rc->why[rc->abandon_count] = xasprintf(
-            "the kubelet's PodResources List shows no pod holding %s %s (offered %.1f s ago, "
-            "grace %.1f s): its pod is gone or never started",
-            pr->resource_name, info->device_id, (double)age / 1e6, (double)pr->grace_usec / 1e6);
-        rc->abandon_count++;
+	if (pod_resources_find_holder(pr->response, pr->resource_name, info->device_id, &holder)) {
+		if (!strings_contain(pr->audited, pr->audited_count, info->socket_path))
+			log_info("%s (socket %s) went to pod %s/%s, container %s", info->device_id,
+				 info->socket_path, holder.namespace_, holder.pod,
+				 holder.container);
+		rc->audited = xrealloc(rc->audited, (rc->audited_count + 1) * sizeof(char *));
+		rc->audited[rc->audited_count++] = xstrdup(info->socket_path);
+		return;
+	}
+	unsigned long long age = rc->now > info->offered_usec ? rc->now - info->offered_usec : 0;
+	if (age < pr->grace_usec) {
+		log_debug(1, "no pod holds %s yet (offered %.1f s ago): keeping %s",
+			  info->device_id, (double)age / 1e6, info->socket_path);
+		return;
+	}
+	rc->abandon = xrealloc(rc->abandon, (rc->abandon_count + 1) * sizeof(char *));
+	rc->why = xrealloc(rc->why, (rc->abandon_count + 1) * sizeof(char *));
+	rc->abandon[rc->abandon_count] = xstrdup(info->socket_path);
+	rc->why[rc->abandon_count] = xasprintf(
+	    "the kubelet's PodResources List shows no pod holding %s %s (offered %.1f s ago, "
+	    "grace %.1f s): its pod is gone or never started",
+	    pr->resource_name, info->device_id, (double)age / 1e6, (double)pr->grace_usec / 1e6);
+	rc->abandon_count++;
 }
 
 /* Audits and withdraws according to the List answer in pr->response. */
 static void reconcile(struct pod_resources *pr)
 {
-        struct reconcile rc = {.pr = pr, .now = now_usec()};
+	struct reconcile rc = {.pr = pr, .now = now_usec()};
 
-        handoff_for_each_offer(pr->handoff, reconcile_offer, &rc);
-        free_strings(pr->audited, pr->audited_count);
-        pr->audited = rc.audited;
-        pr->audited_count = rc.audited_count;
-        for (size_t i = 0; i < rc.abandon_count; i++)
-                handoff_abandon(pr->handoff, rc.abandon[i], rc.why[i]);
-        free_strings(rc.abandon, rc.abandon_count);
-        free_strings(rc.why, rc.abandon_count);
+	handoff_for_each_offer(pr->handoff, reconcile_offer, &rc);
+	free_strings(pr->audited, pr->audited_count);
+	pr->audited = rc.audited;
+	pr->audited_count = rc.audited_count;
+	for (size_t i = 0; i < rc.abandon_count; i++)
+		handoff_abandon(pr->handoff, rc.abandon[i], rc.why[i]);
+	free_strings(rc.abandon, rc.abandon_count);
+	free_strings(rc.why, rc.abandon_count);
 }
 
 static void poll_schedule(struct pod_resources *pr)
 {
-        if (pr->poll_armed || pr->client || handoff_pending(pr->handoff) == 0)
-                return;
-        int r = loop_timer_arm(&pr->poll_timer, pr->interval_usec);
-        if (r < 0) {
-                log_error("cannot arm the PodResources poll timer: %s", strerror(-r));
-                return;
-        }
-        pr->poll_armed = true;
+	if (pr->poll_armed || pr->client || handoff_pending(pr->handoff) == 0)
+		return;
+	int r = loop_timer_arm(&pr->poll_timer, pr->interval_usec);
+	if (r < 0) {
+		log_error("cannot arm the PodResources poll timer: %s", strerror(-r));
+		return;
+	}
+	pr->poll_armed = true;
 }
 
 static void list_end(struct pod_resources *pr)
 {
-        grpc_client_free(pr->client); /* safe inside its own callbacks */
-        pr->client = NULL;
-        loop_timer_arm(&pr->deadline_timer, 0);
-        if (pr->response)
-                v1__list_pod_resources_response__free_unpacked(pr->response, NULL);
-        pr->response = NULL;
-        pr->undecodable = false;
+	grpc_client_free(pr->client); /* safe inside its own callbacks */
+	pr->client = NULL;
+	loop_timer_arm(&pr->deadline_timer, 0);
+	if (pr->response)
+		v1__list_pod_resources_response__free_unpacked(pr->response, NULL);
+	pr->response = NULL;
+	pr->undecodable = false;
 }
 
 static void list_failed(struct pod_resources *pr, const char *why)
 {
-        pr->stats.failures++;
-        if (pr->unavailable) {
-                log_debug(1, "PodResources List on %s failed again: %s", pr->socket_path, why);
-                return;
-        }
-        pr->unavailable = true;
-        log_warning("cannot list pods through the PodResources API on %s: %s; unclaimed handoff "
-                    "sockets are removed only after --handoff-ttl until it answers (retrying "
-                    "every %.1f s while sockets are pending)",
-                    pr->socket_path, why, (double)pr->interval_usec / 1e6);
+	pr->stats.failures++;
+	if (pr->unavailable) {
+		log_debug(1, "PodResources List on %s failed again: %s", pr->socket_path, why);
+		return;
+	}
+	pr->unavailable = true;
+	log_warning("cannot list pods through the PodResources API on %s: %s; unclaimed handoff "
+		    "sockets are removed only after --handoff-ttl until it answers (retrying "
+		    "every %.1f s while sockets are pending)",
+		    pr->socket_path, why, (double)pr->interval_usec / 1e6);
 }
 
 static void list_message(void *data, const uint8_t *msg, size_t len)
 {
-        struct pod_resources *pr = data;
+	struct pod_resources *pr = data;
 
-        if (pr->response)
-                v1__list_pod_resources_response__free_unpacked(pr->response, NULL);
-        pr->response = v1__list_pod_resources_response__unpack(NULL, len, msg);
-        pr->undecodable = pr->response == NULL;
+	if (pr->response)
+		v1__list_pod_resources_response__free_unpacked(pr->response, NULL);
+	pr->response = v1__list_pod_resources_response__unpack(NULL, len, msg);
+	pr->undecodable = pr->response == NULL;
 }
 
 static void list_done(void *data, enum grpc_status status, const char *message)
 {
-        struct pod_resources *pr = data;
-        char why[256];
+	struct pod_resources *pr = data;
+	char why[256];
 
-        if (status != GRPC_STATUS_OK) {
-                snprintf(why, sizeof(why), "status %d: %s", (int)status, message);
-                list_failed(pr, why);
-        } else if (!pr->response) {
-                list_failed(pr, pr->undecodable ? "cannot decode ListPodResourcesResponse"
-                                                : "no ListPodResourcesResponse");
-        } else {
-                if (pr->unavailable)
-                        log_info("the PodResources API on %s answers again", pr->socket_path);
-                pr->unavailable = false;
-                reconcile(pr);
-        }
-        list_end(pr);
-        poll_schedule(pr);
+	if (status != GRPC_STATUS_OK) {
+		snprintf(why, sizeof(why), "status %d: %s", (int)status, message);
+		list_failed(pr, why);
+	} else if (!pr->response) {
+		list_failed(pr, pr->undecodable ? "cannot decode ListPodResourcesResponse"
+						: "no ListPodResourcesResponse");
+	} else {
+		if (pr->unavailable)
+			log_info("the PodResources API on %s answers again", pr->socket_path);
+		pr->unavailable = false;
+		reconcile(pr);
+	}
+	list_end(pr);
+	poll_schedule(pr);
 }
 
 static void list_timed_out(void *data)
 {
-        struct pod_resources *pr = data;
-        char why[64];
+	struct pod_resources *pr = data;
+	char why[64];
 
-        snprintf(why, sizeof(why), "no answer within %.1f s", (double)pr->deadline_usec / 1e6);
-        list_end(pr); /* no callbacks any more */
-        list_failed(pr, why);
-        poll_schedule(pr);
+	snprintf(why, sizeof(why), "no answer within %.1f s", (double)pr->deadline_usec / 1e6);
+	list_end(pr); /* no callbacks any more */
+	list_failed(pr, why);
+	poll_schedule(pr);
 }
 
 static void poll_now(void *data)
 {
-        struct pod_resources *pr = data;
-        V1__ListPodResourcesRequest request = V1__LIST_POD_RESOURCES_REQUEST__INIT;
+	struct pod_resources *pr = data;
+	V1__ListPodResourcesRequest request = V1__LIST_POD_RESOURCES_REQUEST__INIT;
 
-        pr->poll_armed = false;
-        if (handoff_pending(pr->handoff) == 0)
-                return;
-        pr->stats.lists++;
-        int r = grpc_client_connect(pr->loop, pr->socket_path, &pr->client);
-        if (r < 0) {
-                pr->client = NULL;
-                list_failed(pr, strerror(-r));
-                poll_schedule(pr);
-                return;
-        }
-        r = grpc_client_call(pr->client, LIST_METHOD, &request.base, list_message, list_done, pr);
-        if (r == 0)
-                r = loop_timer_arm(&pr->deadline_timer, pr->deadline_usec);
-        if (r < 0) {
-                list_end(pr);
-                list_failed(pr, strerror(-r));
-                poll_schedule(pr);
-        }
+	pr->poll_armed = false;
+	if (handoff_pending(pr->handoff) == 0)
+		return;
+	pr->stats.lists++;
+	int r = grpc_client_connect(pr->loop, pr->socket_path, &pr->client);
+	if (r < 0) {
+		pr->client = NULL;
+		list_failed(pr, strerror(-r));
+		poll_schedule(pr);
+		return;
+	}
+	r = grpc_client_call(pr->client, LIST_METHOD, &request.base, list_message, list_done, pr);
+	if (r == 0)
+		r = loop_timer_arm(&pr->deadline_timer, pr->deadline_usec);
+	if (r < 0) {
+		list_end(pr);
+		list_failed(pr, strerror(-r));
+		poll_schedule(pr);
+	}
 }
 
 static void pending_changed(void *data, size_t pending)
 {
-        struct pod_resources *pr = data;
+	struct pod_resources *pr = data;
 
-        if (pending > 0) {
-                poll_schedule(pr);
-                return;
-        }
-        /* Nothing left to check: stop until the next offer. */
-        if (pr->poll_armed)
-                loop_timer_arm(&pr->poll_timer, 0);
-        pr->poll_armed = false;
-        free_strings(pr->audited, pr->audited_count);
-        pr->audited = NULL;
-        pr->audited_count = 0;
+	if (pending > 0) {
+		poll_schedule(pr);
+		return;
+	}
+	/* Nothing left to check: stop until the next offer. */
+	if (pr->poll_armed)
+		loop_timer_arm(&pr->poll_timer, 0);
+	pr->poll_armed = false;
+	free_strings(pr->audited, pr->audited_count);
+	pr->audited = NULL;
+	pr->audited_count = 0;
 }
 
 int pod_resources_new(struct loop *loop, struct handoff *h, const struct pod_resources_options *o,
-                      struct pod_resources **out)
+		      struct pod_resources **out)
 {
-        if (!o->interval_usec || !o->socket_path || o->socket_path[0] != '/') {
-                log_error("invalid PodResources options: the interval must be positive and the "
-                          "socket an absolute path");
-                return -EINVAL;
-        }
-        struct pod_resources *pr = xcalloc(1, sizeof(*pr));
-        pr->loop = loop;
-        pr->handoff = h;
-        pr->socket_path = xstrdup(o->socket_path);
-        pr->resource_name = xstrdup(o->resource_name);
-        pr->interval_usec = o->interval_usec;
-        pr->grace_usec = o->grace_usec;
-        pr->deadline_usec =
-            o->interval_usec < LIST_DEADLINE_MAX_USEC ? o->interval_usec : LIST_DEADLINE_MAX_USEC;
-        pr->poll_timer.fd = pr->deadline_timer.fd = -1;
-        int r = loop_timer_init(loop, &pr->poll_timer, poll_now, pr);
-        if (r >= 0)
-                r = loop_timer_init(loop, &pr->deadline_timer, list_timed_out, pr);
-        if (r < 0) {
-                log_error("cannot create the PodResources timers: %s", strerror(-r));
-                pod_resources_free(pr);
-                return r;
-        }
-        handoff_set_pending_listener(h, pending_changed, pr);
-        pending_changed(pr, handoff_pending(h));
-        *out = pr;
-        return 0;
+	if (!o->interval_usec || !o->socket_path || o->socket_path[0] != '/') {
+		log_error("invalid PodResources options: the interval must be positive and the "
+			  "socket an absolute path");
+		return -EINVAL;
+	}
+	struct pod_resources *pr = xcalloc(1, sizeof(*pr));
+	pr->loop = loop;
+	pr->handoff = h;
+	pr->socket_path = xstrdup(o->socket_path);
+	pr->resource_name = xstrdup(o->resource_name);
+	pr->interval_usec = o->interval_usec;
+	pr->grace_usec = o->grace_usec;
+	pr->deadline_usec =
+	    o->interval_usec < LIST_DEADLINE_MAX_USEC ? o->interval_usec : LIST_DEADLINE_MAX_USEC;
+	pr->poll_timer.fd = pr->deadline_timer.fd = -1;
+	int r = loop_timer_init(loop, &pr->poll_timer, poll_now, pr);
+	if (r >= 0)
+		r = loop_timer_init(loop, &pr->deadline_timer, list_timed_out, pr);
+	if (r < 0) {
+		log_error("cannot create the PodResources timers: %s", strerror(-r));
+		pod_resources_free(pr);
+		return r;
+	}
+	handoff_set_pending_listener(h, pending_changed, pr);
+	pending_changed(pr, handoff_pending(h));
+	*out = pr;
+	return 0;
 }
 
 void pod_resources_stop(struct pod_resources *pr)
 {
-        handoff_set_pending_listener(pr->handoff, NULL, NULL);
-        list_end(pr);
-        loop_timer_arm(&pr->poll_timer, 0);
-        pr->poll_armed = false;
+	handoff_set_pending_listener(pr->handoff, NULL, NULL);
+	list_end(pr);
+	loop_timer_arm(&pr->poll_timer, 0);
+	pr->poll_armed = false;
 }
 
 void pod_resources_free(struct pod_resources *pr)
 {
-        if (!pr)
-                return;
-        pod_resources_stop(pr);
-        loop_timer_destroy(pr->loop, &pr->poll_timer);
-        loop_timer_destroy(pr->loop, &pr->deadline_timer);
-        free_strings(pr->audited, pr->audited_count);
-        free(pr->socket_path);
-        free(pr->resource_name);
-        free(pr);
+	if (!pr)
+		return;
+	pod_resources_stop(pr);
+	loop_timer_destroy(pr->loop, &pr->poll_timer);
+	loop_timer_destroy(pr->loop, &pr->deadline_timer);
+	free_strings(pr->audited, pr->audited_count);
+	free(pr->socket_path);
+	free(pr->resource_name);
+	free(pr);
 }
 
 const struct pod_resources_stats *pod_resources_stats(const struct pod_resources *pr)
 {
-        return &pr->stats;
+	return &pr->stats;
 }

@@ -11,7 +11,7 @@
 struct loop;
 struct handoff;
 
-#define POD_RESOURCES_DEFAULT_SOCKET        "/var/lib/kubelet/pod-resources/kubelet.sock"
+#define POD_RESOURCES_DEFAULT_SOCKET	    "/var/lib/kubelet/pod-resources/kubelet.sock"
 #define POD_RESOURCES_DEFAULT_INTERVAL_USEC (10ULL * 1000000)
 /* The kubelet records a device in its state (what List reports) only after Allocate
  * has returned and the pod's admission goes on, so a fresh offer that no pod holds
@@ -19,15 +19,15 @@ struct handoff;
 #define POD_RESOURCES_DEFAULT_GRACE_USEC (30ULL * 1000000)
 
 struct pod_resources_options {
-        const char *socket_path;          /* the kubelet's pod-resources socket */
-        const char *resource_name;        /* ours: only these devices are matched */
-        unsigned long long interval_usec; /* between Lists while offers are pending */
-        unsigned long long grace_usec;    /* an unheld offer younger than this stays */
+	const char *socket_path;	  /* the kubelet's pod-resources socket */
+	const char *resource_name;	  /* ours: only these devices are matched */
+	unsigned long long interval_usec; /* between Lists while offers are pending */
+	unsigned long long grace_usec;	  /* an unheld offer younger than this stays */
 };
 
 struct pod_resources_stats {
-        unsigned long long lists;    /* List calls made */
-        unsigned long long failures; /* List calls that failed or timed out */
+	unsigned long long lists;    /* List calls made */
+	unsigned long long failures; /* List calls that failed or timed out */
 };
 
 struct pod_resources;
@@ -36,7 +36,7 @@ struct pod_resources;
  * Nothing is polled until an offer is pending. Returns 0 and *out, or -errno
  * (EINVAL: zero interval, a relative socket path; timerfd's errno), logged. */
 int pod_resources_new(struct loop *loop, struct handoff *h, const struct pod_resources_options *o,
-                      struct pod_resources **out);
+		      struct pod_resources **out);
 
 /* Stops polling and abandons an in-flight List. Call it while the loop still runs
  * (shutting down): the List's connection is closed from the loop. */
@@ -47,16 +47,16 @@ void pod_resources_free(struct pod_resources *pr);
 
 /* The container a List answer gives a device to; strings point into the answer. */
 struct pod_resources_holder {
-        const char *namespace_;
-        const char *pod;
-        const char *container;
+	const char *namespace_;
+	const char *pod;
+	const char *container;
 };
 
 /* Finds the container in response that holds device_id of resource_name (devices of
  * other resources never match). Returns true and fills *holder, or false. */
 bool pod_resources_find_holder(const V1__ListPodResourcesResponse *response,
-                               const char *resource_name, const char *device_id,
-                               struct pod_resources_holder *holder);
+			       const char *resource_name, const char *device_id,
+			       struct pod_resources_holder *holder);
 
 /* Counters, for metrics; valid until pod_resources_free. */
 const struct pod_resources_stats *pod_resources_stats(const struct pod_resources *pr);

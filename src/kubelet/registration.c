@@ -12,12 +12,12 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 
-#define KUBELET_SOCKET "kubelet.sock"
+#define KUBELET_SOCKET	      "kubelet.sock"
 #define REGISTER_TIMEOUT_USEC 5000000ULL
 /* The kubelet's socket file appears at bind(), a moment before listen(): a connect in
  * between is refused, so the first retry comes quickly. */
 #define BACKOFF_FIRST_USEC 5000ULL
-#define BACKOFF_MAX_USEC 10000000ULL
+#define BACKOFF_MAX_USEC   10000000ULL
 
 struct registration {
 	struct loop *loop;
@@ -27,7 +27,7 @@ struct registration {
 	char *plugin_socket;
 	int inotify_fd;
 	struct loop_watch inotify_watch;
-	struct loop_timer retry_timer;   /* backoff after a failed Register */
+	struct loop_timer retry_timer;	 /* backoff after a failed Register */
 	struct loop_timer timeout_timer; /* Register in flight for too long */
 	struct grpc_client *client;	 /* the Register call in flight, if any */
 	unsigned long long backoff_usec;
@@ -100,7 +100,8 @@ static int registration_ensure_socket(struct registration *reg)
 {
 	if (device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return 0;
-	int r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, reg->plugin_socket);
+	int r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR,
+				     reg->plugin_socket);
 	if (r < 0) {
 		log_error("cannot serve %s: %s", reg->plugin_socket, strerror(-r));
 		return r;
@@ -182,7 +183,8 @@ static void registration_dir_changed(void *data, uint32_t events)
 				plugin_socket_gone = true;
 		}
 	}
-	if (plugin_socket_gone && !device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR)) {
+	if (plugin_socket_gone &&
+	    !device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR)) {
 		/* The kubelet is restarting: our registration died with it. */
 		log_info("%s was removed (kubelet restart?): serving it again", reg->plugin_socket);
 		reg->registered = false;
@@ -218,7 +220,8 @@ int registration_start(struct registration *reg)
 		return r;
 	}
 	if ((r = loop_timer_init(reg->loop, &reg->retry_timer, registration_retry, reg)) < 0 ||
-	    (r = loop_timer_init(reg->loop, &reg->timeout_timer, registration_timed_out, reg)) < 0) {
+	    (r = loop_timer_init(reg->loop, &reg->timeout_timer, registration_timed_out, reg)) <
+		0) {
 		log_error("cannot create a timer: %s", strerror(-r));
 		return r;
 	}

@@ -13,7 +13,7 @@ struct registration;
 struct device_plugin;
 
 struct registration_stats {
-	unsigned long long registrations;    /* Register calls the kubelet accepted */
+	unsigned long long registrations; /* Register calls the kubelet accepted */
 	unsigned long long register_failures;
 	unsigned long long socket_recreations; /* our socket was deleted and served again */
 };

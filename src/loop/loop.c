@@ -112,8 +112,8 @@ int loop_timer_init(struct loop *loop, struct loop_timer *timer, loop_timer_fn f
 int loop_timer_arm(struct loop_timer *timer, unsigned long long usec)
 {
 	struct itimerspec its = {
-		.it_value.tv_sec = (time_t)(usec / 1000000ULL),
-		.it_value.tv_nsec = (long)(usec % 1000000ULL) * 1000L,
+	    .it_value.tv_sec = (time_t)(usec / 1000000ULL),
+	    .it_value.tv_nsec = (long)(usec % 1000000ULL) * 1000L,
 	};
 
 	if (!timer->watch.added)

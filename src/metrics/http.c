@@ -20,173 +20,173 @@
 #define HTTP_ACCEPT_RETRY_USEC 1000000ULL
 
 struct http_connection {
-        struct http_server *server;
-        struct http_connection *prev, *next;
-        int fd;
-        struct loop_watch watch;
-        unsigned long long deadline;
-        char request[HTTP_MAX_REQUEST];
-        size_t received;
-        char *answer; /* response head and body; NULL until the request is answered */
-        size_t answer_len, answer_sent;
-        bool lingering; /* answered and shut down for writing: draining until the peer closes */
+	struct http_server *server;
+	struct http_connection *prev, *next;
+	int fd;
+	struct loop_watch watch;
+	unsigned long long deadline;
+	char request[HTTP_MAX_REQUEST];
+	size_t received;
+	char *answer; /* response head and body; NULL until the request is answered */
+	size_t answer_len, answer_sent;
+	bool lingering; /* answered and shut down for writing: draining until the peer closes */
 };
 
 struct http_server {
-        struct loop *loop;
-        char *address;
-        char *unix_path; /* NULL for TCP */
-        dev_t unix_dev;
-        ino_t unix_ino;
-        int listen_fd;
-        struct loop_watch listen_watch;
-        struct loop_timer timer;
-        unsigned long long timer_armed_for;
-        unsigned long long accept_retry_at; /* accept paused for want of fds; 0 = not */
-        http_handler_fn handler;
-        void *data;
-        struct http_connection *head, *tail; /* by accept time, hence by deadline */
-        unsigned connection_count;
+	struct loop *loop;
+	char *address;
+	char *unix_path; /* NULL for TCP */
+	dev_t unix_dev;
+	ino_t unix_ino;
+	int listen_fd;
+	struct loop_watch listen_watch;
+	struct loop_timer timer;
+	unsigned long long timer_armed_for;
+	unsigned long long accept_retry_at; /* accept paused for want of fds; 0 = not */
+	http_handler_fn handler;
+	void *data;
+	struct http_connection *head, *tail; /* by accept time, hence by deadline */
+	unsigned connection_count;
 };
 
 void http_response_append(struct http_response *r, const char *fmt, ...)
 {
-        va_list ap;
+	va_list ap;
 
-        for (;;) {
-                size_t room = r->body_size - r->body_len;
-                va_start(ap, fmt);
-                int n = vsnprintf(r->body ? r->body + r->body_len : NULL, room, fmt, ap);
-                va_end(ap);
-                if (n < 0)
-                        return;
-                if ((size_t)n < room) {
-                        r->body_len += (size_t)n;
-                        return;
-                }
-                r->body_size = (r->body_size + (size_t)n + 1) * 2;
-                r->body = xrealloc(r->body, r->body_size);
-        }
+	for (;;) {
+		size_t room = r->body_size - r->body_len;
+		va_start(ap, fmt);
+		int n = vsnprintf(r->body ? r->body + r->body_len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n < room) {
+			r->body_len += (size_t)n;
+			return;
+		}
+		r->body_size = (r->body_size + (size_t)n + 1) * 2;
+		r->body = xrealloc(r->body, r->body_size);
+	}
 }
 
 static const char *status_reason(int status)
 {
-        switch (status) {
-        case 200:
-                return "OK";
-        case 400:
-                return "Bad Request";
-        case 404:
-                return "Not Found";
-        case 405:
-                return "Method Not Allowed";
-        case 408:
-                return "Request Timeout";
-        case 431:
-                return "Request Header Fields Too Large";
-        case 503:
-                return "Service Unavailable";
-        case 505:
-                return "HTTP Version Not Supported";
-        default:
-                return "Internal Server Error";
-        }
+	switch (status) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 503:
+		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Internal Server Error";
+	}
 }
 
 static void server_rearm(struct http_server *s)
 {
-        unsigned long long due = s->head ? s->head->deadline : 0;
+	unsigned long long due = s->head ? s->head->deadline : 0;
 
-        if (s->accept_retry_at && (!due || s->accept_retry_at < due))
-                due = s->accept_retry_at;
-        if (due == s->timer_armed_for)
-                return;
-        unsigned long long now = now_usec();
-        /* Arming with 0 disarms: a deadline already due fires in 1 us. */
-        int r = loop_timer_arm(&s->timer, !due ? 0 : due > now ? due - now : 1);
-        if (r < 0) {
-                log_error("cannot arm the HTTP deadline timer: %s", strerror(-r));
-                return;
-        }
-        s->timer_armed_for = due;
+	if (s->accept_retry_at && (!due || s->accept_retry_at < due))
+		due = s->accept_retry_at;
+	if (due == s->timer_armed_for)
+		return;
+	unsigned long long now = now_usec();
+	/* Arming with 0 disarms: a deadline already due fires in 1 us. */
+	int r = loop_timer_arm(&s->timer, !due ? 0 : due > now ? due - now : 1);
+	if (r < 0) {
+		log_error("cannot arm the HTTP deadline timer: %s", strerror(-r));
+		return;
+	}
+	s->timer_armed_for = due;
 }
 
 /* Accepts while there is room for another connection and fds are left. */
 static void server_update_listening(struct http_server *s)
 {
-        if (!s->listen_watch.added)
-                return;
-        uint32_t events =
-            s->connection_count < HTTP_MAX_CONNECTIONS && !s->accept_retry_at ? EPOLLIN : 0;
-        int r = loop_watch_modify(s->loop, &s->listen_watch, events);
-        if (r < 0)
-                log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause", s->address,
-                          strerror(-r));
+	if (!s->listen_watch.added)
+		return;
+	uint32_t events =
+	    s->connection_count < HTTP_MAX_CONNECTIONS && !s->accept_retry_at ? EPOLLIN : 0;
+	int r = loop_watch_modify(s->loop, &s->listen_watch, events);
+	if (r < 0)
+		log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause", s->address,
+			  strerror(-r));
 }
 
 static void connection_close(struct http_connection *c)
 {
-        struct http_server *s = c->server;
+	struct http_server *s = c->server;
 
-        loop_watch_remove(s->loop, &c->watch);
-        close(c->fd);
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                s->head = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
-        else
-                s->tail = c->prev;
-        s->connection_count--;
-        free(c->answer);
-        free(c);
-        server_update_listening(s);
-        /* Disarm, or move to the next deadline: no wake-up for a connection now gone. */
-        server_rearm(s);
+	loop_watch_remove(s->loop, &c->watch);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		s->tail = c->prev;
+	s->connection_count--;
+	free(c->answer);
+	free(c);
+	server_update_listening(s);
+	/* Disarm, or move to the next deadline: no wake-up for a connection now gone. */
+	server_rearm(s);
 }
 
 /* Formats the answer: status line, headers, and the body unless the method is HEAD.
  * Takes response->body. */
 static void connection_answer(struct http_connection *c, struct http_response *response,
-                              bool head_only)
+			      bool head_only)
 {
-        char date[64] = "";
-        struct tm tm;
-        time_t now = time(NULL);
+	char date[64] = "";
+	struct tm tm;
+	time_t now = time(NULL);
 
-        /* RFC 9110 §6.6.1: an origin server with a clock sends Date. */
-        if (gmtime_r(&now, &tm))
-                strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-        char *head = xasprintf("HTTP/1.1 %d %s\r\n"
-                               "%s"
-                               "Content-Type: %s\r\n"
-                               "Content-Length: %zu\r\n"
-                               "%s"
-                               "Cache-Control: no-store\r\n"
-                               "Connection: close\r\n\r\n",
-                               response->status, status_reason(response->status), date,
-                               response->content_type, response->body_len,
-                               response->status == 405 ? "Allow: GET, HEAD\r\n" : "");
-        size_t head_len = strlen(head);
-        size_t body_len = head_only ? 0 : response->body_len;
-        c->answer = xrealloc(head, head_len + body_len);
-        if (body_len)
-                memcpy(c->answer + head_len, response->body, body_len);
-        c->answer_len = head_len + body_len;
-        c->answer_sent = 0;
-        free(response->body);
-        response->body = NULL;
+	/* RFC 9110 §6.6.1: an origin server with a clock sends Date. */
+	if (gmtime_r(&now, &tm))
+		strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+	char *head = xasprintf("HTTP/1.1 %d %s\r\n"
+			       "%s"
+			       "Content-Type: %s\r\n"
+			       "Content-Length: %zu\r\n"
+			       "%s"
+			       "Cache-Control: no-store\r\n"
+			       "Connection: close\r\n\r\n",
+			       response->status, status_reason(response->status), date,
+			       response->content_type, response->body_len,
+			       response->status == 405 ? "Allow: GET, HEAD\r\n" : "");
+	size_t head_len = strlen(head);
+	size_t body_len = head_only ? 0 : response->body_len;
+	c->answer = xrealloc(head, head_len + body_len);
+	if (body_len)
+		memcpy(c->answer + head_len, response->body, body_len);
+	c->answer_len = head_len + body_len;
+	c->answer_sent = 0;
+	free(response->body);
+	response->body = NULL;
 }
 
 static void connection_answer_error(struct http_connection *c, int status, const char *why)
 {
-        struct http_response response = {.status = status,
-                                         .content_type = "text/plain; charset=utf-8"};
+	struct http_response response = {.status = status,
+					 .content_type = "text/plain; charset=utf-8"};
 
-        http_response_append(&response, "%d %s: %s\n", status, status_reason(status), why);
-        log_debug(2, "HTTP %d on %s: %s", status, c->server->address, why);
-        connection_answer(c, &response, false);
+	http_response_append(&response, "%d %s: %s\n", status, status_reason(status), why);
+	log_debug(2, "HTTP %d on %s: %s", status, c->server->address, why);
+	connection_answer(c, &response, false);
 }
 
 /* Sends what is left of the answer; once all is out, shuts down writing and lingers
@@ -194,314 +194,314 @@ static void connection_answer_error(struct http_connection *c, int status, const
  * destroy the answer before it reads it. */
 static void connection_write(struct http_connection *c)
 {
-        while (c->answer_sent < c->answer_len) {
-                ssize_t n = send(c->fd, c->answer + c->answer_sent, c->answer_len - c->answer_sent,
-                                 MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && errno == EAGAIN) {
-                        if (loop_watch_modify(c->server->loop, &c->watch, EPOLLOUT) < 0)
-                                connection_close(c);
-                        return;
-                }
-                if (n < 0) {
-                        log_debug(2, "HTTP peer on %s went away: %s", c->server->address,
-                                  strerror(errno));
-                        connection_close(c);
-                        return;
-                }
-                c->answer_sent += (size_t)n;
-        }
-        if (shutdown(c->fd, SHUT_WR) < 0) {
-                connection_close(c);
-                return;
-        }
-        c->lingering = true;
-        if (loop_watch_modify(c->server->loop, &c->watch, EPOLLIN) < 0)
-                connection_close(c);
+	while (c->answer_sent < c->answer_len) {
+		ssize_t n = send(c->fd, c->answer + c->answer_sent, c->answer_len - c->answer_sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			if (loop_watch_modify(c->server->loop, &c->watch, EPOLLOUT) < 0)
+				connection_close(c);
+			return;
+		}
+		if (n < 0) {
+			log_debug(2, "HTTP peer on %s went away: %s", c->server->address,
+				  strerror(errno));
+			connection_close(c);
+			return;
+		}
+		c->answer_sent += (size_t)n;
+	}
+	if (shutdown(c->fd, SHUT_WR) < 0) {
+		connection_close(c);
+		return;
+	}
+	c->lingering = true;
+	if (loop_watch_modify(c->server->loop, &c->watch, EPOLLIN) < 0)
+		connection_close(c);
 }
 
 static void connection_dispatch(struct http_connection *c, const struct http_request *request)
 {
-        struct http_server *s = c->server;
-        bool head = http_method_is(request, "HEAD");
+	struct http_server *s = c->server;
+	bool head = http_method_is(request, "HEAD");
 
-        if (!head && !http_method_is(request, "GET")) {
-                connection_answer_error(c, 405, "only GET and HEAD are served");
-                return;
-        }
-        struct http_response response = {.status = 200,
-                                         .content_type = "text/plain; charset=utf-8"};
-        s->handler(s->data, request, &response);
-        connection_answer(c, &response, head);
+	if (!head && !http_method_is(request, "GET")) {
+		connection_answer_error(c, 405, "only GET and HEAD are served");
+		return;
+	}
+	struct http_response response = {.status = 200,
+					 .content_type = "text/plain; charset=utf-8"};
+	s->handler(s->data, request, &response);
+	connection_answer(c, &response, head);
 }
 
 /* Reads what the peer sent; answers once the head is complete or cannot be. */
 static void connection_read(struct http_connection *c)
 {
-        if (c->lingering) {
-                char drain[512];
-                ssize_t n = read(c->fd, drain, sizeof(drain));
-                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-                        connection_close(c);
-                return;
-        }
-        ssize_t n = read(c->fd, c->request + c->received, sizeof(c->request) - c->received);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (n <= 0) {
-                /* Gone before a full request: nobody to answer. */
-                connection_close(c);
-                return;
-        }
-        c->received += (size_t)n;
+	if (c->lingering) {
+		char drain[512];
+		ssize_t n = read(c->fd, drain, sizeof(drain));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			connection_close(c);
+		return;
+	}
+	ssize_t n = read(c->fd, c->request + c->received, sizeof(c->request) - c->received);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		/* Gone before a full request: nobody to answer. */
+		connection_close(c);
+		return;
+	}
+	c->received += (size_t)n;
 
-        struct http_request request;
-        int r = http_parse_request(c->request, c->received, &request);
-        if (r == -EAGAIN && c->received < sizeof(c->request))
-                return;
-        if (r == -EAGAIN)
-                connection_answer_error(c, 431, "the request head is larger than 4 KiB");
-        else if (r == -EPROTONOSUPPORT)
-                connection_answer_error(c, 505, "only HTTP/1.x is served");
-        else if (r < 0)
-                connection_answer_error(c, 400, "malformed request");
-        else
-                connection_dispatch(c, &request);
-        connection_write(c);
+	struct http_request request;
+	int r = http_parse_request(c->request, c->received, &request);
+	if (r == -EAGAIN && c->received < sizeof(c->request))
+		return;
+	if (r == -EAGAIN)
+		connection_answer_error(c, 431, "the request head is larger than 4 KiB");
+	else if (r == -EPROTONOSUPPORT)
+		connection_answer_error(c, 505, "only HTTP/1.x is served");
+	else if (r < 0)
+		connection_answer_error(c, 400, "malformed request");
+	else
+		connection_dispatch(c, &request);
+	connection_write(c);
 }
 
 static void connection_event(void *data, uint32_t events)
 {
-        struct http_connection *c = data;
+	struct http_connection *c = data;
 
-        if (c->answer && !c->lingering)
-                connection_write(c);
-        else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                connection_read(c);
+	if (c->answer && !c->lingering)
+		connection_write(c);
+	else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		connection_read(c);
 }
 
 static void connection_start(struct http_server *s, int fd)
 {
-        struct http_connection *c = xcalloc(1, sizeof(*c));
+	struct http_connection *c = xcalloc(1, sizeof(*c));
 
-        c->server = s;
-        c->fd = fd;
-        c->deadline = now_usec() + HTTP_DEADLINE_USEC;
-        c->prev = s->tail;
-        if (s->tail)
-                s->tail->next = c;
-        else
-                s->head = c;
-        s->tail = c;
-        s->connection_count++;
-        int r = loop_watch_add(s->loop, &c->watch, fd, EPOLLIN, connection_event, c);
-        if (r < 0) {
-                log_error("cannot watch an HTTP connection on %s: %s", s->address, strerror(-r));
-                connection_close(c);
-        }
+	c->server = s;
+	c->fd = fd;
+	c->deadline = now_usec() + HTTP_DEADLINE_USEC;
+	c->prev = s->tail;
+	if (s->tail)
+		s->tail->next = c;
+	else
+		s->head = c;
+	s->tail = c;
+	s->connection_count++;
+	int r = loop_watch_add(s->loop, &c->watch, fd, EPOLLIN, connection_event, c);
+	if (r < 0) {
+		log_error("cannot watch an HTTP connection on %s: %s", s->address, strerror(-r));
+		connection_close(c);
+	}
 }
 
 static void server_acceptable(void *data, uint32_t events)
 {
-        struct http_server *s = data;
-        (void)events;
+	struct http_server *s = data;
+	(void)events;
 
-        while (s->connection_count < HTTP_MAX_CONNECTIONS) {
-                int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd >= 0) {
-                        connection_start(s, fd);
-                        continue;
-                }
-                if (errno == EINTR || errno == ECONNABORTED)
-                        continue;
-                if (errno != EAGAIN) {
-                        log_error("cannot accept on %s: %s; pausing for 1 s", s->address,
-                                  strerror(errno));
-                        s->accept_retry_at = now_usec() + HTTP_ACCEPT_RETRY_USEC;
-                }
-                break;
-        }
-        server_update_listening(s);
-        server_rearm(s);
+	while (s->connection_count < HTTP_MAX_CONNECTIONS) {
+		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			connection_start(s, fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno != EAGAIN) {
+			log_error("cannot accept on %s: %s; pausing for 1 s", s->address,
+				  strerror(errno));
+			s->accept_retry_at = now_usec() + HTTP_ACCEPT_RETRY_USEC;
+		}
+		break;
+	}
+	server_update_listening(s);
+	server_rearm(s);
 }
 
 /* Deadlines: a connection that has not been answered gets 408; one that has (its
  * peer is not reading, or not closing) is closed. */
 static void server_timer(void *data)
 {
-        struct http_server *s = data;
-        unsigned long long now = now_usec();
+	struct http_server *s = data;
+	unsigned long long now = now_usec();
 
-        s->timer_armed_for = 0;
-        if (s->accept_retry_at && s->accept_retry_at <= now) {
-                s->accept_retry_at = 0;
-                server_update_listening(s);
-        }
-        while (s->head && s->head->deadline <= now) {
-                struct http_connection *c = s->head;
-                if (c->answer || c->received == 0) {
-                        connection_close(c);
-                        continue;
-                }
-                /* Move it off the head: its answer gets one more deadline to go out. */
-                c->deadline = now + HTTP_DEADLINE_USEC;
-                if (c->next) {
-                        s->head = c->next;
-                        s->head->prev = NULL;
-                        c->prev = s->tail;
-                        c->next = NULL;
-                        s->tail->next = c;
-                        s->tail = c;
-                }
-                connection_answer_error(c, 408, "the request did not arrive within 5 s");
-                connection_write(c);
-        }
-        server_rearm(s);
+	s->timer_armed_for = 0;
+	if (s->accept_retry_at && s->accept_retry_at <= now) {
+		s->accept_retry_at = 0;
+		server_update_listening(s);
+	}
+	while (s->head && s->head->deadline <= now) {
+		struct http_connection *c = s->head;
+		if (c->answer || c->received == 0) {
+			connection_close(c);
+			continue;
+		}
+		/* Move it off the head: its answer gets one more deadline to go out. */
+		c->deadline = now + HTTP_DEADLINE_USEC;
+		if (c->next) {
+			s->head = c->next;
+			s->head->prev = NULL;
+			c->prev = s->tail;
+			c->next = NULL;
+			s->tail->next = c;
+			s->tail = c;
+		}
+		connection_answer_error(c, 408, "the request did not arrive within 5 s");
+		connection_write(c);
+	}
+	server_rearm(s);
 }
 
 int http_address_parse(const char *address, struct sockaddr_storage *addr, socklen_t *len)
 {
-        memset(addr, 0, sizeof(*addr));
-        if (address[0] == '/') {
-                struct sockaddr_un *un = (struct sockaddr_un *)addr;
-                if (strlen(address) >= sizeof(un->sun_path))
-                        return -ENAMETOOLONG;
-                un->sun_family = AF_UNIX;
-                strcpy(un->sun_path, address);
-                *len = sizeof(*un);
-                return 0;
-        }
-        const char *colon = strrchr(address, ':');
-        if (!colon || !colon[1])
-                return -EINVAL;
-        char *end;
-        errno = 0;
-        unsigned long port = strtoul(colon + 1, &end, 10);
-        if (errno || *end || port == 0 || port > 65535 || colon[1] < '0' || colon[1] > '9')
-                return -EINVAL;
+	memset(addr, 0, sizeof(*addr));
+	if (address[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)addr;
+		if (strlen(address) >= sizeof(un->sun_path))
+			return -ENAMETOOLONG;
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, address);
+		*len = sizeof(*un);
+		return 0;
+	}
+	const char *colon = strrchr(address, ':');
+	if (!colon || !colon[1])
+		return -EINVAL;
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (errno || *end || port == 0 || port > 65535 || colon[1] < '0' || colon[1] > '9')
+		return -EINVAL;
 
-        char host[64];
-        size_t n = (size_t)(colon - address);
-        if (n >= sizeof(host))
-                return -EINVAL;
-        memcpy(host, address, n);
-        host[n] = '\0';
-        if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
-                host[n - 1] = '\0';
-                if (inet_pton(AF_INET6, host + 1, &in6->sin6_addr) != 1)
-                        return -EINVAL;
-                in6->sin6_family = AF_INET6;
-                in6->sin6_port = htons((uint16_t)port);
-                *len = sizeof(*in6);
-                return 0;
-        }
-        struct sockaddr_in *in = (struct sockaddr_in *)addr;
-        in->sin_family = AF_INET;
-        in->sin_port = htons((uint16_t)port);
-        *len = sizeof(*in);
-        if (n == 0) {
-                in->sin_addr.s_addr = htonl(INADDR_ANY);
-                return 0;
-        }
-        /* Numeric only: resolving names would pull NSS into a static binary. */
-        if (!strcmp(host, "localhost")) {
-                in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-                return 0;
-        }
-        return inet_pton(AF_INET, host, &in->sin_addr) == 1 ? 0 : -EINVAL;
+	char host[64];
+	size_t n = (size_t)(colon - address);
+	if (n >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, address, n);
+	host[n] = '\0';
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
+		host[n - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &in6->sin6_addr) != 1)
+			return -EINVAL;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*in6);
+		return 0;
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)addr;
+	in->sin_family = AF_INET;
+	in->sin_port = htons((uint16_t)port);
+	*len = sizeof(*in);
+	if (n == 0) {
+		in->sin_addr.s_addr = htonl(INADDR_ANY);
+		return 0;
+	}
+	/* Numeric only: resolving names would pull NSS into a static binary. */
+	if (!strcmp(host, "localhost")) {
+		in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return 0;
+	}
+	return inet_pton(AF_INET, host, &in->sin_addr) == 1 ? 0 : -EINVAL;
 }
 
 /* Binds and listens; for a unix socket, replaces a stale socket file (never any other
  * kind of file) and remembers the inode so free removes only our own. */
 static int server_listen(struct http_server *s, const struct sockaddr_storage *addr, socklen_t len)
 {
-        cleanup_close int fd =
-            socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        struct stat st;
-        int one = 1;
+	cleanup_close int fd =
+	    socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct stat st;
+	int one = 1;
 
-        if (fd < 0)
-                return -errno;
-        if (addr->ss_family == AF_UNIX) {
-                if (lstat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-                    unlink(s->unix_path) < 0)
-                        return -errno;
-        } else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
-                /* A restarted daemon must rebind while old connections sit in TIME_WAIT. */
-                return -errno;
-        }
-        if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, HTTP_LISTEN_BACKLOG) < 0)
-                return -errno;
-        if (s->unix_path) {
-                if (stat(s->unix_path, &st) < 0)
-                        return -errno;
-                s->unix_dev = st.st_dev;
-                s->unix_ino = st.st_ino;
-        }
-        s->listen_fd = take_fd(&fd);
-        return 0;
+	if (fd < 0)
+		return -errno;
+	if (addr->ss_family == AF_UNIX) {
+		if (lstat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    unlink(s->unix_path) < 0)
+			return -errno;
+	} else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
+		/* A restarted daemon must rebind while old connections sit in TIME_WAIT. */
+		return -errno;
+	}
+	if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, HTTP_LISTEN_BACKLOG) < 0)
+		return -errno;
+	if (s->unix_path) {
+		if (stat(s->unix_path, &st) < 0)
+			return -errno;
+		s->unix_dev = st.st_dev;
+		s->unix_ino = st.st_ino;
+	}
+	s->listen_fd = take_fd(&fd);
+	return 0;
 }
 
 int http_server_new(struct loop *loop, const char *address, http_handler_fn handler, void *data,
-                    struct http_server **out)
+		    struct http_server **out)
 {
-        struct sockaddr_storage addr;
-        socklen_t len;
-        int r = http_address_parse(address, &addr, &len);
+	struct sockaddr_storage addr;
+	socklen_t len;
+	int r = http_address_parse(address, &addr, &len);
 
-        if (r < 0) {
-                log_error("cannot serve metrics on '%s': %s (want HOST:PORT with a numeric host, "
-                          "[IPv6]:PORT, :PORT, or an absolute unix socket path)",
-                          address, strerror(-r));
-                return r;
-        }
-        struct http_server *s = xcalloc(1, sizeof(*s));
-        s->loop = loop;
-        s->address = xstrdup(address);
-        s->unix_path = addr.ss_family == AF_UNIX ? xstrdup(address) : NULL;
-        s->listen_fd = -1;
-        s->timer.fd = -1;
-        s->handler = handler;
-        s->data = data;
-        r = server_listen(s, &addr, len);
-        if (r < 0) {
-                log_error("cannot listen for HTTP on %s: %s", address, strerror(-r));
-                goto fail;
-        }
-        r = loop_timer_init(loop, &s->timer, server_timer, s);
-        if (r >= 0)
-                r = loop_watch_add(loop, &s->listen_watch, s->listen_fd, EPOLLIN, server_acceptable,
-                                   s);
-        if (r < 0) {
-                log_error("cannot watch the HTTP listener on %s: %s", address, strerror(-r));
-                goto fail;
-        }
-        *out = s;
-        return 0;
+	if (r < 0) {
+		log_error("cannot serve metrics on '%s': %s (want HOST:PORT with a numeric host, "
+			  "[IPv6]:PORT, :PORT, or an absolute unix socket path)",
+			  address, strerror(-r));
+		return r;
+	}
+	struct http_server *s = xcalloc(1, sizeof(*s));
+	s->loop = loop;
+	s->address = xstrdup(address);
+	s->unix_path = addr.ss_family == AF_UNIX ? xstrdup(address) : NULL;
+	s->listen_fd = -1;
+	s->timer.fd = -1;
+	s->handler = handler;
+	s->data = data;
+	r = server_listen(s, &addr, len);
+	if (r < 0) {
+		log_error("cannot listen for HTTP on %s: %s", address, strerror(-r));
+		goto fail;
+	}
+	r = loop_timer_init(loop, &s->timer, server_timer, s);
+	if (r >= 0)
+		r = loop_watch_add(loop, &s->listen_watch, s->listen_fd, EPOLLIN, server_acceptable,
+				   s);
+	if (r < 0) {
+		log_error("cannot watch the HTTP listener on %s: %s", address, strerror(-r));
+		goto fail;
+	}
+	*out = s;
+	return 0;
 fail:
-        http_server_free(s);
-        return r;
+	http_server_free(s);
+	return r;
 }
 
 void http_server_free(struct http_server *s)
 {
-        struct stat st;
+	struct stat st;
 
-        if (!s)
-                return;
-        while (s->head)
-                connection_close(s->head);
-        loop_timer_destroy(s->loop, &s->timer);
-        loop_watch_remove(s->loop, &s->listen_watch);
-        if (s->listen_fd >= 0) {
-                close(s->listen_fd);
-                if (s->unix_path && stat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev &&
-                    st.st_ino == s->unix_ino && unlink(s->unix_path) < 0)
-                        log_warning("cannot remove %s: %s", s->unix_path, strerror(errno));
-        }
-        free(s->unix_path);
-        free(s->address);
-        free(s);
+	if (!s)
+		return;
+	while (s->head)
+		connection_close(s->head);
+	loop_timer_destroy(s->loop, &s->timer);
+	loop_watch_remove(s->loop, &s->listen_watch);
+	if (s->listen_fd >= 0) {
+		close(s->listen_fd);
+		if (s->unix_path && stat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev &&
+		    st.st_ino == s->unix_ino && unlink(s->unix_path) < 0)
+			log_warning("cannot remove %s: %s", s->unix_path, strerror(errno));
+	}
+	free(s->unix_path);
+	free(s->address);
+	free(s);
 }

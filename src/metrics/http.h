@@ -19,12 +19,12 @@
 
 /* The parts of a request head the server acts on; pointers into the parsed buffer. */
 struct http_request {
-        const char *method;
-        size_t method_len;
-        const char *path; /* origin-form path without the query ("/metrics") */
-        size_t path_len;
-        int minor_version; /* HTTP/1.<minor_version> */
-        size_t head_len;   /* bytes up to and including the empty line */
+	const char *method;
+	size_t method_len;
+	const char *path; /* origin-form path without the query ("/metrics") */
+	size_t path_len;
+	int minor_version; /* HTTP/1.<minor_version> */
+	size_t head_len;   /* bytes up to and including the empty line */
 };
 
 /* Parses one request head (request line and header fields, RFC 9112 §2-5) at the
@@ -42,10 +42,10 @@ bool http_path_is(const struct http_request *req, const char *s);
 
 /* What a handler answers: status, content type and a body it appends to. */
 struct http_response {
-        int status;
-        const char *content_type; /* static string */
-        char *body;               /* heap, owned by the server once the handler returns */
-        size_t body_len, body_size;
+	int status;
+	const char *content_type; /* static string */
+	char *body;		  /* heap, owned by the server once the handler returns */
+	size_t body_len, body_size;
 };
 
 /* Appends printf-formatted text to the body (aborts on out of memory). */
@@ -55,7 +55,7 @@ void http_response_append(struct http_response *response, const char *fmt, ...)
 /* Called once per well-formed GET or HEAD request, in the loop; response arrives
  * with status 200, content type text/plain and an empty body. */
 typedef void (*http_handler_fn)(void *data, const struct http_request *request,
-                                struct http_response *response);
+				struct http_response *response);
 
 /* Parses a listen address: "HOST:PORT" with HOST a numeric IPv4 address, "[IPv6]",
  * "localhost" or empty (all IPv4 addresses), or an absolute path for a unix socket.
@@ -70,7 +70,7 @@ struct http_server;
  * are borrowed. Logs the cause of a failure. Returns 0 and *out, or -errno:
  * EINVAL/ENAMETOOLONG (address), or socket/bind/listen/epoll's errno. */
 int http_server_new(struct loop *loop, const char *address, http_handler_fn handler, void *data,
-                    struct http_server **out);
+		    struct http_server **out);
 /* Closes every connection and the listener, and removes the unix socket file if it
  * is still ours. NULL is a no-op. */
 void http_server_free(struct http_server *server);

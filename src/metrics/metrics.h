@@ -17,12 +17,12 @@ struct device_presence;
  * are then left out). /healthz answers 200 while one of the registration paths given
  * (kubelet.sock, plugin watcher) is registered. */
 struct metrics_sources {
-        const struct device_plugin *plugin;
-        const struct registration *registration;
-        const struct plugin_watcher *plugin_watcher;
-        const struct iommufd_opener *opener;
-        const struct handoff *handoff;
-        const struct device_presence *presence;
+	const struct device_plugin *plugin;
+	const struct registration *registration;
+	const struct plugin_watcher *plugin_watcher;
+	const struct iommufd_opener *opener;
+	const struct handoff *handoff;
+	const struct device_presence *presence;
 };
 
 struct metrics;
@@ -32,11 +32,11 @@ struct metrics;
  * failure. Returns 0 and *out (free with metrics_free) or -errno, see
  * http_server_new. */
 int metrics_new(struct loop *loop, const char *address, const struct metrics_sources *sources,
-                struct metrics **out);
+		struct metrics **out);
 /* Stops serving (closing open connections) and frees. NULL is a no-op. */
 void metrics_free(struct metrics *metrics);
 
 /* Appends the exposition text for sources to response->body; start_time is the
  * process start in seconds since the epoch. */
 void metrics_render(const struct metrics_sources *sources, double start_time,
-                    struct http_response *response);
+		    struct http_response *response);

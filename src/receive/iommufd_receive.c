@@ -16,117 +16,117 @@
 
 static void close_received(const struct msghdr *msg)
 {
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < count; i++) {
-                        int fd;
-                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                        close(fd);
-                }
-        }
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < count; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			close(fd);
+		}
+	}
 }
 
 /* Returns the one fd of msg, or -1 if it holds none or more than one. */
 static int single_received_fd(const struct msghdr *msg)
 {
-        int fd = -1;
-        size_t total = 0;
+	int fd = -1;
+	size_t total = 0;
 
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                if (count && total == 0)
-                        memcpy(&fd, CMSG_DATA(c), sizeof(int));
-                total += count;
-        }
-        return total == 1 ? fd : -1;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		if (count && total == 0)
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+		total += count;
+	}
+	return total == 1 ? fd : -1;
 }
 
 static int set_timeouts(int sock, int timeout_ms)
 {
-        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 
-        if (setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-            setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
-                return -errno;
-        return 0;
+	if (setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	return 0;
 }
 
 /* Blocking timeouts report EAGAIN (or EINPROGRESS for connect). */
 static int timeout_errno(int err)
 {
-        return err == EAGAIN || err == EWOULDBLOCK || err == EINPROGRESS ? ETIMEDOUT : err;
+	return err == EAGAIN || err == EWOULDBLOCK || err == EINPROGRESS ? ETIMEDOUT : err;
 }
 
 static int receive_on(int sock, const char *socket_path, int timeout_ms, int *fd_out)
 {
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        unsigned char data[2];
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * RECEIVE_MAX_FDS)];
-        } control;
-        struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
-        struct msghdr msg = {
-            .msg_iov = &iov,
-            .msg_iovlen = 1,
-            .msg_control = control.buf,
-            .msg_controllen = sizeof(control.buf),
-        };
-        ssize_t n;
-        int r;
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	unsigned char data[2];
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * RECEIVE_MAX_FDS)];
+	} control;
+	struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+	struct msghdr msg = {
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = control.buf,
+	    .msg_controllen = sizeof(control.buf),
+	};
+	ssize_t n;
+	int r;
 
-        if (strlen(socket_path) >= sizeof(addr.sun_path))
-                return -ENAMETOOLONG;
-        strcpy(addr.sun_path, socket_path);
-        if (timeout_ms > 0 && (r = set_timeouts(sock, timeout_ms)) < 0)
-                return r;
-        if (connect(sock, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-                return -timeout_errno(errno);
+	if (strlen(socket_path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(addr.sun_path, socket_path);
+	if (timeout_ms > 0 && (r = set_timeouts(sock, timeout_ms)) < 0)
+		return r;
+	if (connect(sock, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return -timeout_errno(errno);
 
-        /* The message is one byte; a 2-byte buffer tells a sender of more apart. */
-        do
-                n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return -timeout_errno(errno);
-        int fd = single_received_fd(&msg);
-        if (n == 0 && fd < 0) {
-                close_received(&msg);
-                return -ECONNRESET;
-        }
-        if (n != 1 || data[0] != 0x00 || fd < 0 || (msg.msg_flags & MSG_CTRUNC)) {
-                close_received(&msg);
-                return -EPROTO;
-        }
+	/* The message is one byte; a 2-byte buffer tells a sender of more apart. */
+	do
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -timeout_errno(errno);
+	int fd = single_received_fd(&msg);
+	if (n == 0 && fd < 0) {
+		close_received(&msg);
+		return -ECONNRESET;
+	}
+	if (n != 1 || data[0] != 0x00 || fd < 0 || (msg.msg_flags & MSG_CTRUNC)) {
+		close_received(&msg);
+		return -EPROTO;
+	}
 
-        unsigned char ack = 0x00;
-        do
-                n = send(sock, &ack, 1, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        if (n != 1) {
-                r = n < 0 ? -timeout_errno(errno) : -EIO;
-                close(fd);
-                return r;
-        }
-        *fd_out = fd;
-        return 0;
+	unsigned char ack = 0x00;
+	do
+		n = send(sock, &ack, 1, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != 1) {
+		r = n < 0 ? -timeout_errno(errno) : -EIO;
+		close(fd);
+		return r;
+	}
+	*fd_out = fd;
+	return 0;
 }
 
 int iommufd_receive_timeout(const char *socket_path, int timeout_ms, int *fd)
 {
-        int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (sock < 0)
-                return -errno;
-        int r = receive_on(sock, socket_path, timeout_ms, fd);
-        close(sock);
-        return r;
+	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		return -errno;
+	int r = receive_on(sock, socket_path, timeout_ms, fd);
+	close(sock);
+	return r;
 }
 
 int iommufd_receive(const char *socket_path, int *fd)
 {
-        return iommufd_receive_timeout(socket_path, IOMMUFD_RECEIVE_DEFAULT_TIMEOUT_MS, fd);
+	return iommufd_receive_timeout(socket_path, IOMMUFD_RECEIVE_DEFAULT_TIMEOUT_MS, fd);
 }

@@ -3,7 +3,7 @@
  * iommufd, acknowledge. libc only, no dependency on the plugin's code. */
 #pragma once
 
-#define IOMMUFD_RECEIVE_DEFAULT_SOCKET     "/var/run/kubevirt/iommufd.sock"
+#define IOMMUFD_RECEIVE_DEFAULT_SOCKET	   "/var/run/kubevirt/iommufd.sock"
 #define IOMMUFD_RECEIVE_DEFAULT_TIMEOUT_MS 30000
 
 /* Receives the fd offered on socket_path, waiting up to

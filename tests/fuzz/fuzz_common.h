@@ -16,10 +16,10 @@
 /* Stops the process with a message when an invariant a target checks is broken:
  * libFuzzer saves the input as a crash. */
 #define fuzz_assert(cond)                                                                          \
-        do {                                                                                       \
-                if (!(cond))                                                                       \
-                        fuzz_fail(__FILE__, __LINE__, #cond);                                      \
-        } while (0)
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			fuzz_fail(__FILE__, __LINE__, #cond);                                      \
+	} while (0)
 
 __attribute__((noreturn)) void fuzz_fail(const char *file, int line, const char *what);
 
@@ -33,12 +33,12 @@ const char *fuzz_path(const char *name);
 int fuzz_fd_count(void);
 
 struct fuzz_daemon {
-        struct config config;
-        struct loop *loop;
-        struct iommufd_opener *opener;
-        struct handoff *handoff;
-        struct device_plugin *plugin;
-        int client_fd; /* connected to the plugin's socket, non-blocking; -1 once closed */
+	struct config config;
+	struct loop *loop;
+	struct iommufd_opener *opener;
+	struct handoff *handoff;
+	struct device_plugin *plugin;
+	int client_fd; /* connected to the plugin's socket, non-blocking; -1 once closed */
 };
 
 /* Builds the daemon core, listens on its socket and connects client_fd to it
@@ -57,7 +57,7 @@ void fuzz_daemon_settle(struct fuzz_daemon *d, fuzz_sink_fn sink, void *data);
 /* Writes len bytes to the client end in chunks of chunk bytes (0: all at once),
  * settling after each chunk. Returns false if the server closed the connection. */
 bool fuzz_daemon_write(struct fuzz_daemon *d, const uint8_t *buf, size_t len, size_t chunk,
-                       fuzz_sink_fn sink, void *data);
+		       fuzz_sink_fn sink, void *data);
 
 /* The client connection preface and an empty SETTINGS frame (RFC 9113 §3.4). */
 extern const uint8_t fuzz_h2_preface[];

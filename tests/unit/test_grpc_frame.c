@@ -196,17 +196,17 @@ static void status_parse_accepts_codes_and_rejects_junk(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(reader_returns_a_message_split_across_chunks),
-		cmocka_unit_test(reader_splits_two_messages_in_one_chunk),
-		cmocka_unit_test(reader_refuses_a_message_over_4_mib_from_its_prefix),
-		cmocka_unit_test(reader_accepts_a_message_of_exactly_4_mib),
-		cmocka_unit_test(reader_reports_the_compressed_flag),
-		cmocka_unit_test(reader_rejects_an_unknown_flags_byte),
-		cmocka_unit_test(frame_pack_round_trips_a_register_request),
-		cmocka_unit_test(register_request_uses_the_kubelets_field_numbers),
-		cmocka_unit_test(percent_encode_escapes_percent_and_non_printable_bytes),
-		cmocka_unit_test(percent_decode_inverts_encode_and_keeps_bad_escapes),
-		cmocka_unit_test(status_parse_accepts_codes_and_rejects_junk),
+	    cmocka_unit_test(reader_returns_a_message_split_across_chunks),
+	    cmocka_unit_test(reader_splits_two_messages_in_one_chunk),
+	    cmocka_unit_test(reader_refuses_a_message_over_4_mib_from_its_prefix),
+	    cmocka_unit_test(reader_accepts_a_message_of_exactly_4_mib),
+	    cmocka_unit_test(reader_reports_the_compressed_flag),
+	    cmocka_unit_test(reader_rejects_an_unknown_flags_byte),
+	    cmocka_unit_test(frame_pack_round_trips_a_register_request),
+	    cmocka_unit_test(register_request_uses_the_kubelets_field_numbers),
+	    cmocka_unit_test(percent_encode_escapes_percent_and_non_printable_bytes),
+	    cmocka_unit_test(percent_decode_inverts_encode_and_keeps_bad_escapes),
+	    cmocka_unit_test(status_parse_accepts_codes_and_rejects_junk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,312 +5,312 @@
 
 static void handoff_kubevirt_like_receiver_consumes_offer_and_socket_is_unlinked(void **state)
 {
-        struct fixture *f = *state;
-        struct stat st;
+	struct fixture *f = *state;
+	struct stat st;
 
-        start(f);
-        const char *path = offer(f, "iommufd0", "/dev/null");
-        assert_int_equal(strncmp(path, f->socket_dir, strlen(f->socket_dir)), 0);
-        assert_non_null(strstr(path, "/iommufd0-"));
-        assert_int_equal(lstat(path, &st), 0);
-        assert_true(S_ISSOCK(st.st_mode));
-        assert_int_equal(handoff_pending(f->handoff), 1);
+	start(f);
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	assert_int_equal(strncmp(path, f->socket_dir, strlen(f->socket_dir)), 0);
+	assert_non_null(strstr(path, "/iommufd0-"));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(handoff_pending(f->handoff), 1);
 
-        struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
-        pid_t pid = test_fork(receive_like_kubevirt, &a);
-        assert_true(run_until_counter(f, &handoff_stats(f->handoff)->consumed, 1, 10000));
-        expect_child(pid);
+	struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
+	pid_t pid = test_fork(receive_like_kubevirt, &a);
+	assert_true(run_until_counter(f, &handoff_stats(f->handoff)->consumed, 1, 10000));
+	expect_child(pid);
 
-        assert_false(path_exists(path));
-        assert_int_equal(handoff_pending(f->handoff), 0);
-        assert_int_equal(handoff_stats(f->handoff)->offered, 1);
-        assert_int_equal(handoff_stats(f->handoff)->peer_gone, 0);
+	assert_false(path_exists(path));
+	assert_int_equal(handoff_pending(f->handoff), 0);
+	assert_int_equal(handoff_stats(f->handoff)->offered, 1);
+	assert_int_equal(handoff_stats(f->handoff)->peer_gone, 0);
 }
 
 static void handoff_any_byte_after_taking_the_fd_acknowledges(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        start(f);
-        const char *path = offer(f, "iommufd0", "/dev/null");
-        struct peer_args a = {.path = path, .expected_rdev = f->null_rdev, .ack = "garbage!"};
-        pid_t pid = test_fork(receive_like_kubevirt, &a);
-        assert_true(run_until_counter(f, &handoff_stats(f->handoff)->consumed, 1, 10000));
-        expect_child(pid);
-        assert_false(path_exists(path));
+	start(f);
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	struct peer_args a = {.path = path, .expected_rdev = f->null_rdev, .ack = "garbage!"};
+	pid_t pid = test_fork(receive_like_kubevirt, &a);
+	assert_true(run_until_counter(f, &handoff_stats(f->handoff)->consumed, 1, 10000));
+	expect_child(pid);
+	assert_false(path_exists(path));
 }
 
 static void handoff_peer_that_disconnects_before_ack_leaves_offer_for_retry(void **state)
 {
-        struct fixture *f = *state;
-        const struct handoff_stats *s;
+	struct fixture *f = *state;
+	const struct handoff_stats *s;
 
-        start(f);
-        s = handoff_stats(f->handoff);
-        const char *path = offer(f, "iommufd0", "/dev/null");
-        struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
+	start(f);
+	s = handoff_stats(f->handoff);
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
 
-        pid_t pid = test_fork(receive_and_hang_up, &a);
-        assert_true(run_until_counter(f, &s->peer_gone, 1, 10000));
-        expect_child(pid);
-        pid = test_fork(connect_and_hang_up, &a);
-        assert_true(run_until_counter(f, &s->peer_gone, 2, 10000));
-        expect_child(pid);
-        assert_int_equal(s->consumed, 0);
-        assert_int_equal(handoff_pending(f->handoff), 1);
-        assert_true(path_exists(path));
+	pid_t pid = test_fork(receive_and_hang_up, &a);
+	assert_true(run_until_counter(f, &s->peer_gone, 1, 10000));
+	expect_child(pid);
+	pid = test_fork(connect_and_hang_up, &a);
+	assert_true(run_until_counter(f, &s->peer_gone, 2, 10000));
+	expect_child(pid);
+	assert_int_equal(s->consumed, 0);
+	assert_int_equal(handoff_pending(f->handoff), 1);
+	assert_true(path_exists(path));
 
-        pid = test_fork(receive_like_kubevirt, &a);
-        assert_true(run_until_counter(f, &s->consumed, 1, 10000));
-        expect_child(pid);
-        assert_false(path_exists(path));
+	pid = test_fork(receive_like_kubevirt, &a);
+	assert_true(run_until_counter(f, &s->consumed, 1, 10000));
+	expect_child(pid);
+	assert_false(path_exists(path));
 }
 
 static void handoff_peer_that_never_acks_times_out(void **state)
 {
-        struct fixture *f = *state;
-        const struct handoff_stats *s;
+	struct fixture *f = *state;
+	const struct handoff_stats *s;
 
-        f->opts.ack_timeout_usec = 200 * 1000;
-        start(f);
-        s = handoff_stats(f->handoff);
-        const char *path = offer(f, "iommufd0", "/dev/null");
-        struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
+	f->opts.ack_timeout_usec = 200 * 1000;
+	start(f);
+	s = handoff_stats(f->handoff);
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
 
-        unsigned long long t0 = now_usec();
-        pid_t pid = test_fork(receive_and_never_ack, &a);
-        assert_true(run_until_counter(f, &s->ack_timeouts, 1, 10000));
-        assert_true(now_usec() - t0 >= 200 * 1000);
-        expect_child(pid);
-        assert_int_equal(s->consumed, 0);
-        assert_int_equal(handoff_pending(f->handoff), 1);
-        assert_true(path_exists(path));
+	unsigned long long t0 = now_usec();
+	pid_t pid = test_fork(receive_and_never_ack, &a);
+	assert_true(run_until_counter(f, &s->ack_timeouts, 1, 10000));
+	assert_true(now_usec() - t0 >= 200 * 1000);
+	expect_child(pid);
+	assert_int_equal(s->consumed, 0);
+	assert_int_equal(handoff_pending(f->handoff), 1);
+	assert_true(path_exists(path));
 
-        pid = test_fork(receive_like_kubevirt, &a);
-        assert_true(run_until_counter(f, &s->consumed, 1, 10000));
-        expect_child(pid);
+	pid = test_fork(receive_like_kubevirt, &a);
+	assert_true(run_until_counter(f, &s->consumed, 1, 10000));
+	expect_child(pid);
 }
 
 static void handoff_peer_answering_without_taking_the_fd_does_not_consume(void **state)
 {
-        struct fixture *f = *state;
-        const struct handoff_stats *s;
+	struct fixture *f = *state;
+	const struct handoff_stats *s;
 
-        start(f);
-        s = handoff_stats(f->handoff);
-        const char *path = offer(f, "iommufd0", "/dev/null");
-        struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
+	start(f);
+	s = handoff_stats(f->handoff);
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
 
-        pid_t pid = test_fork(answer_without_taking_fd, &a);
-        assert_true(run_until_counter(f, &s->refused, 1, 10000));
-        expect_child(pid);
-        assert_int_equal(s->consumed, 0);
-        assert_true(path_exists(path));
+	pid_t pid = test_fork(answer_without_taking_fd, &a);
+	assert_true(run_until_counter(f, &s->refused, 1, 10000));
+	expect_child(pid);
+	assert_int_equal(s->consumed, 0);
+	assert_true(path_exists(path));
 
-        pid = test_fork(receive_like_kubevirt, &a);
-        assert_true(run_until_counter(f, &s->consumed, 1, 10000));
-        expect_child(pid);
+	pid = test_fork(receive_like_kubevirt, &a);
+	assert_true(run_until_counter(f, &s->consumed, 1, 10000));
+	expect_child(pid);
 }
 
 static void handoff_unclaimed_offer_expires_after_ttl(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        f->opts.ttl_usec = 200 * 1000;
-        start(f);
-        unsigned long long t0 = now_usec();
-        const char *path = offer(f, "iommufd0", "/dev/null");
-        assert_true(run_until_counter(f, &handoff_stats(f->handoff)->expired, 1, 10000));
-        assert_true(now_usec() - t0 >= 200 * 1000);
-        assert_false(path_exists(path));
-        assert_int_equal(handoff_pending(f->handoff), 0);
-        /* The offered fd is closed too: teardown counts the fds. */
+	f->opts.ttl_usec = 200 * 1000;
+	start(f);
+	unsigned long long t0 = now_usec();
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	assert_true(run_until_counter(f, &handoff_stats(f->handoff)->expired, 1, 10000));
+	assert_true(now_usec() - t0 >= 200 * 1000);
+	assert_false(path_exists(path));
+	assert_int_equal(handoff_pending(f->handoff), 0);
+	/* The offered fd is closed too: teardown counts the fds. */
 }
 
 static void handoff_reoffer_of_same_device_id_replaces_old_offer(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        start(f);
-        const char *old_path = offer(f, "iommufd3", "/dev/null");
-        const char *new_path = offer(f, "iommufd3", "/dev/zero");
-        assert_string_not_equal(old_path, new_path);
-        assert_false(path_exists(old_path));
-        assert_true(path_exists(new_path));
-        assert_int_equal(handoff_stats(f->handoff)->replaced, 1);
-        assert_int_equal(handoff_pending(f->handoff), 1);
+	start(f);
+	const char *old_path = offer(f, "iommufd3", "/dev/null");
+	const char *new_path = offer(f, "iommufd3", "/dev/zero");
+	assert_string_not_equal(old_path, new_path);
+	assert_false(path_exists(old_path));
+	assert_true(path_exists(new_path));
+	assert_int_equal(handoff_stats(f->handoff)->replaced, 1);
+	assert_int_equal(handoff_pending(f->handoff), 1);
 
-        /* The peer gets the new fd. */
-        struct peer_args a = {.path = new_path, .expected_rdev = f->zero_rdev};
-        pid_t pid = test_fork(receive_like_kubevirt, &a);
-        assert_true(run_until_counter(f, &handoff_stats(f->handoff)->consumed, 1, 10000));
-        expect_child(pid);
+	/* The peer gets the new fd. */
+	struct peer_args a = {.path = new_path, .expected_rdev = f->zero_rdev};
+	pid_t pid = test_fork(receive_like_kubevirt, &a);
+	assert_true(run_until_counter(f, &handoff_stats(f->handoff)->consumed, 1, 10000));
+	expect_child(pid);
 }
 
 static void bind_and_close(const char *path)
 {
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-        assert_true(s >= 0);
-        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
-        assert_int_equal(bind(s, (struct sockaddr *)&addr, sizeof(addr)), 0);
-        close(s);
+	assert_true(s >= 0);
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+	assert_int_equal(bind(s, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	close(s);
 }
 
 static void handoff_removes_stale_sockets_but_nothing_else_at_startup(void **state)
 {
-        struct fixture *f = *state;
-        char *run = xasprintf("%s/run", f->dir);
-        char *stale = xasprintf("%s/iommufd0-7.sock", f->socket_dir);
-        char *regular = xasprintf("%s/notes.sock", f->socket_dir);
-        char *other = xasprintf("%s/other-socket", f->socket_dir);
+	struct fixture *f = *state;
+	char *run = xasprintf("%s/run", f->dir);
+	char *stale = xasprintf("%s/iommufd0-7.sock", f->socket_dir);
+	char *regular = xasprintf("%s/notes.sock", f->socket_dir);
+	char *other = xasprintf("%s/other-socket", f->socket_dir);
 
-        assert_int_equal(mkdir(run, 0700), 0);
-        assert_int_equal(mkdir(f->socket_dir, 0700), 0);
-        bind_and_close(stale);
-        bind_and_close(other);
-        int fd = open(regular, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        assert_true(fd >= 0);
-        close(fd);
+	assert_int_equal(mkdir(run, 0700), 0);
+	assert_int_equal(mkdir(f->socket_dir, 0700), 0);
+	bind_and_close(stale);
+	bind_and_close(other);
+	int fd = open(regular, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
 
-        start(f);
-        assert_false(path_exists(stale));
-        assert_true(path_exists(regular));
-        assert_true(path_exists(other));
-        free(run);
-        free(stale);
-        free(regular);
-        free(other);
+	start(f);
+	assert_false(path_exists(stale));
+	assert_true(path_exists(regular));
+	assert_true(path_exists(other));
+	free(run);
+	free(stale);
+	free(regular);
+	free(other);
 }
 
 static void handoff_creates_socket_dir_0700_and_sockets_with_configured_mode(void **state)
 {
-        struct fixture *f = *state;
-        struct stat st;
+	struct fixture *f = *state;
+	struct stat st;
 
-        start(f);
-        assert_int_equal(stat(f->socket_dir, &st), 0);
-        assert_int_equal(st.st_mode & 07777, 0700);
-        const char *path = offer(f, "iommufd0", "/dev/null");
-        assert_int_equal(lstat(path, &st), 0);
-        assert_int_equal(st.st_mode & 07777, 0666);
+	start(f);
+	assert_int_equal(stat(f->socket_dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0666);
 }
 
 static void handoff_sockets_get_configured_owner_and_mode(void **state)
 {
-        struct fixture *f = *state;
-        struct stat st;
+	struct fixture *f = *state;
+	struct stat st;
 
-        if (geteuid() != 0)
-                skip();
-        f->opts.socket_mode = 0600;
-        f->opts.socket_uid = 107;
-        f->opts.socket_gid = 107;
-        start(f);
-        const char *path = offer(f, "iommufd0", "/dev/null");
-        assert_int_equal(lstat(path, &st), 0);
-        assert_int_equal(st.st_mode & 07777, 0600);
-        assert_int_equal(st.st_uid, 107);
-        assert_int_equal(st.st_gid, 107);
+	if (geteuid() != 0)
+		skip();
+	f->opts.socket_mode = 0600;
+	f->opts.socket_uid = 107;
+	f->opts.socket_gid = 107;
+	start(f);
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_uid, 107);
+	assert_int_equal(st.st_gid, 107);
 }
 
 static void handoff_rejects_device_ids_that_could_escape_the_socket_dir(void **state)
 {
-        struct fixture *f = *state;
-        const char *bad[] = {"../evil",
-                             "a/b",
-                             "",
-                             ".hidden",
-                             "x y",
-                             "iommufd0\n",
-                             "0123456789012345678901234567890123456789012345678901234567890123X"};
+	struct fixture *f = *state;
+	const char *bad[] = {"../evil",
+			     "a/b",
+			     "",
+			     ".hidden",
+			     "x y",
+			     "iommufd0\n",
+			     "0123456789012345678901234567890123456789012345678901234567890123X"};
 
-        start(f);
-        int fds = test_count_open_fds();
-        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-                const char *path = NULL;
-                char reason[256] = "";
-                int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-                assert_int_equal(
-                    handoff_offer(f->handoff, bad[i], fd, &path, reason, sizeof(reason)), -EINVAL);
-                assert_non_null(strstr(reason, "invalid device id"));
-                assert_null(path);
-        }
-        /* The fd is taken even on failure. */
-        assert_int_equal(test_count_open_fds(), fds);
-        assert_int_equal(handoff_pending(f->handoff), 0);
-        assert_int_equal(handoff_stats(f->handoff)->offered, 0);
+	start(f);
+	int fds = test_count_open_fds();
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		const char *path = NULL;
+		char reason[256] = "";
+		int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		assert_int_equal(
+		    handoff_offer(f->handoff, bad[i], fd, &path, reason, sizeof(reason)), -EINVAL);
+		assert_non_null(strstr(reason, "invalid device id"));
+		assert_null(path);
+	}
+	/* The fd is taken even on failure. */
+	assert_int_equal(test_count_open_fds(), fds);
+	assert_int_equal(handoff_pending(f->handoff), 0);
+	assert_int_equal(handoff_stats(f->handoff)->offered, 0);
 }
 
 static void handoff_free_withdraws_every_offer(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        start(f);
-        const char *a = offer(f, "iommufd0", "/dev/null");
-        const char *b = offer(f, "iommufd1", "/dev/null");
-        handoff_free(f->handoff);
-        f->handoff = NULL;
-        assert_false(path_exists(a));
-        assert_false(path_exists(b));
+	start(f);
+	const char *a = offer(f, "iommufd0", "/dev/null");
+	const char *b = offer(f, "iommufd1", "/dev/null");
+	handoff_free(f->handoff);
+	f->handoff = NULL;
+	assert_false(path_exists(a));
+	assert_false(path_exists(b));
 }
 
 static void handoff_withdraw_removes_an_offer_as_if_never_made(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        start(f);
-        const char *kept = offer(f, "iommufd0", "/dev/null");
-        const char *withdrawn = offer(f, "iommufd1", "/dev/null");
-        handoff_withdraw(f->handoff, withdrawn);
-        assert_false(path_exists(withdrawn));
-        assert_true(path_exists(kept));
-        assert_int_equal(handoff_pending(f->handoff), 1);
-        assert_int_equal(handoff_stats(f->handoff)->offered, 1);
-        handoff_withdraw(f->handoff, withdrawn); /* no such offer any more: no-op */
-        assert_int_equal(handoff_pending(f->handoff), 1);
+	start(f);
+	const char *kept = offer(f, "iommufd0", "/dev/null");
+	const char *withdrawn = offer(f, "iommufd1", "/dev/null");
+	handoff_withdraw(f->handoff, withdrawn);
+	assert_false(path_exists(withdrawn));
+	assert_true(path_exists(kept));
+	assert_int_equal(handoff_pending(f->handoff), 1);
+	assert_int_equal(handoff_stats(f->handoff)->offered, 1);
+	handoff_withdraw(f->handoff, withdrawn); /* no such offer any more: no-op */
+	assert_int_equal(handoff_pending(f->handoff), 1);
 }
 
 static void handoff_arms_no_timer_while_nothing_is_pending(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        start(f);
-        assert_int_equal(test_count_armed_timerfds(), 0);
-        const char *path = offer(f, "iommufd0", "/dev/null");
-        assert_int_equal(test_count_armed_timerfds(), 1); /* the TTL */
+	start(f);
+	assert_int_equal(test_count_armed_timerfds(), 0);
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	assert_int_equal(test_count_armed_timerfds(), 1); /* the TTL */
 
-        struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
-        pid_t pid = test_fork(receive_like_kubevirt, &a);
-        assert_true(run_until_counter(f, &handoff_stats(f->handoff)->consumed, 1, 10000));
-        expect_child(pid);
-        assert_int_equal(test_count_armed_timerfds(), 0);
-        unsigned long long wakeups = loop_wakeups(f->loop);
-        assert_int_equal(loop_run_once(f->loop, 300), 0);
-        assert_int_equal(loop_wakeups(f->loop), wakeups + 1); /* only the timeout itself */
+	struct peer_args a = {.path = path, .expected_rdev = f->null_rdev};
+	pid_t pid = test_fork(receive_like_kubevirt, &a);
+	assert_true(run_until_counter(f, &handoff_stats(f->handoff)->consumed, 1, 10000));
+	expect_child(pid);
+	assert_int_equal(test_count_armed_timerfds(), 0);
+	unsigned long long wakeups = loop_wakeups(f->loop);
+	assert_int_equal(loop_run_once(f->loop, 300), 0);
+	assert_int_equal(loop_wakeups(f->loop), wakeups + 1); /* only the timeout itself */
 }
 
 int main(void)
 {
-        const struct CMUnitTest tests[] = {
+	const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
-            T(handoff_kubevirt_like_receiver_consumes_offer_and_socket_is_unlinked),
-            T(handoff_any_byte_after_taking_the_fd_acknowledges),
-            T(handoff_peer_that_disconnects_before_ack_leaves_offer_for_retry),
-            T(handoff_peer_that_never_acks_times_out),
-            T(handoff_peer_answering_without_taking_the_fd_does_not_consume),
-            T(handoff_unclaimed_offer_expires_after_ttl),
-            T(handoff_reoffer_of_same_device_id_replaces_old_offer),
-            T(handoff_removes_stale_sockets_but_nothing_else_at_startup),
-            T(handoff_creates_socket_dir_0700_and_sockets_with_configured_mode),
-            T(handoff_sockets_get_configured_owner_and_mode),
-            T(handoff_rejects_device_ids_that_could_escape_the_socket_dir),
-            T(handoff_free_withdraws_every_offer),
-            T(handoff_withdraw_removes_an_offer_as_if_never_made),
-            T(handoff_arms_no_timer_while_nothing_is_pending),
+	    T(handoff_kubevirt_like_receiver_consumes_offer_and_socket_is_unlinked),
+	    T(handoff_any_byte_after_taking_the_fd_acknowledges),
+	    T(handoff_peer_that_disconnects_before_ack_leaves_offer_for_retry),
+	    T(handoff_peer_that_never_acks_times_out),
+	    T(handoff_peer_answering_without_taking_the_fd_does_not_consume),
+	    T(handoff_unclaimed_offer_expires_after_ttl),
+	    T(handoff_reoffer_of_same_device_id_replaces_old_offer),
+	    T(handoff_removes_stale_sockets_but_nothing_else_at_startup),
+	    T(handoff_creates_socket_dir_0700_and_sockets_with_configured_mode),
+	    T(handoff_sockets_get_configured_owner_and_mode),
+	    T(handoff_rejects_device_ids_that_could_escape_the_socket_dir),
+	    T(handoff_free_withdraws_every_offer),
+	    T(handoff_withdraw_removes_an_offer_as_if_never_made),
+	    T(handoff_arms_no_timer_while_nothing_is_pending),
 #undef T
-        };
+	};
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

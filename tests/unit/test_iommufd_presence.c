@@ -12,187 +12,187 @@
 #include "test_helpers.h"
 
 struct fixture {
-        struct loop *loop;
-        struct device_presence *presence;
-        char *dir;
-        char *device;
-        int fds_before;
-        int calls;
-        bool last;
+	struct loop *loop;
+	struct device_presence *presence;
+	char *dir;
+	char *device;
+	int fds_before;
+	int calls;
+	bool last;
 };
 
 static void on_change(void *data, bool present)
 {
-        struct fixture *f = data;
+	struct fixture *f = data;
 
-        f->calls++;
-        f->last = present;
+	f->calls++;
+	f->last = present;
 }
 
 static int setup(void **state)
 {
-        struct fixture *f = xcalloc(1, sizeof(*f));
+	struct fixture *f = xcalloc(1, sizeof(*f));
 
-        f->fds_before = test_count_open_fds();
-        assert_int_equal(loop_new(&f->loop), 0);
-        f->dir = test_make_temp_dir();
-        assert_non_null(f->dir);
-        f->device = xasprintf("%s/iommu", f->dir);
-        *state = f;
-        return 0;
+	f->fds_before = test_count_open_fds();
+	assert_int_equal(loop_new(&f->loop), 0);
+	f->dir = test_make_temp_dir();
+	assert_non_null(f->dir);
+	f->device = xasprintf("%s/iommu", f->dir);
+	*state = f;
+	return 0;
 }
 
 static int teardown(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        device_presence_free(f->presence);
-        loop_free(f->loop);
-        test_remove_tree(f->dir);
-        free(f->device);
-        free(f->dir);
-        int fds_before = f->fds_before;
-        free(f);
-        assert_int_equal(test_count_open_fds(), fds_before);
-        return 0;
+	device_presence_free(f->presence);
+	loop_free(f->loop);
+	test_remove_tree(f->dir);
+	free(f->device);
+	free(f->dir);
+	int fds_before = f->fds_before;
+	free(f);
+	assert_int_equal(test_count_open_fds(), fds_before);
+	return 0;
 }
 
 static void start(struct fixture *f)
 {
-        assert_int_equal(device_presence_new(f->loop, f->device, on_change, f, &f->presence), 0);
+	assert_int_equal(device_presence_new(f->loop, f->device, on_change, f, &f->presence), 0);
 }
 
 /* A character device node (/dev/null's numbers); skips the test without CAP_MKNOD. */
 static void make_node(const char *path)
 {
-        if (mknod(path, S_IFCHR | 0600, makedev(1, 3)) < 0) {
-                if (errno == EPERM)
-                        skip();
-                fail_msg("mknod %s: %s", path, strerror(errno));
-        }
+	if (mknod(path, S_IFCHR | 0600, makedev(1, 3)) < 0) {
+		if (errno == EPERM)
+			skip();
+		fail_msg("mknod %s: %s", path, strerror(errno));
+	}
 }
 
 static bool called(void *data)
 {
-        struct fixture *f = data;
+	struct fixture *f = data;
 
-        return f->calls > 0;
+	return f->calls > 0;
 }
 
 static bool called_twice(void *data)
 {
-        struct fixture *f = data;
+	struct fixture *f = data;
 
-        return f->calls > 1;
+	return f->calls > 1;
 }
 
 static void device_presence_reports_appearance_and_removal(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        start(f);
-        assert_false(device_presence_present(f->presence));
-        make_node(f->device);
-        assert_true(test_run_until(f->loop, called, f, 5000));
-        assert_int_equal(f->calls, 1);
-        assert_true(f->last);
-        assert_true(device_presence_present(f->presence));
+	start(f);
+	assert_false(device_presence_present(f->presence));
+	make_node(f->device);
+	assert_true(test_run_until(f->loop, called, f, 5000));
+	assert_int_equal(f->calls, 1);
+	assert_true(f->last);
+	assert_true(device_presence_present(f->presence));
 
-        assert_int_equal(unlink(f->device), 0);
-        assert_true(test_run_until(f->loop, called_twice, f, 5000));
-        assert_int_equal(f->calls, 2);
-        assert_false(f->last);
-        assert_false(device_presence_present(f->presence));
+	assert_int_equal(unlink(f->device), 0);
+	assert_true(test_run_until(f->loop, called_twice, f, 5000));
+	assert_int_equal(f->calls, 2);
+	assert_false(f->last);
+	assert_false(device_presence_present(f->presence));
 }
 
 static void device_presence_starts_with_the_current_state_without_calling_back(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        make_node(f->device);
-        start(f);
-        assert_true(device_presence_present(f->presence));
-        test_run_for(f->loop, 100);
-        assert_int_equal(f->calls, 0);
+	make_node(f->device);
+	start(f);
+	assert_true(device_presence_present(f->presence));
+	test_run_for(f->loop, 100);
+	assert_int_equal(f->calls, 0);
 }
 
 static void device_presence_ignores_other_entries_and_unchanged_state(void **state)
 {
-        struct fixture *f = *state;
-        char *other = xasprintf("%s/iommu-other", f->dir);
+	struct fixture *f = *state;
+	char *other = xasprintf("%s/iommu-other", f->dir);
 
-        make_node(f->device);
-        start(f);
-        make_node(other);
-        assert_int_equal(chmod(f->device, 0666), 0); /* IN_ATTRIB, still present */
-        assert_int_equal(unlink(other), 0);
-        test_run_for(f->loop, 200);
-        assert_int_equal(f->calls, 0);
-        free(other);
+	make_node(f->device);
+	start(f);
+	make_node(other);
+	assert_int_equal(chmod(f->device, 0666), 0); /* IN_ATTRIB, still present */
+	assert_int_equal(unlink(other), 0);
+	test_run_for(f->loop, 200);
+	assert_int_equal(f->calls, 0);
+	free(other);
 }
 
 static void device_presence_reports_rename_in_and_out(void **state)
 {
-        struct fixture *f = *state;
-        char *staged = xasprintf("%s/staged", f->dir);
+	struct fixture *f = *state;
+	char *staged = xasprintf("%s/staged", f->dir);
 
-        start(f);
-        make_node(staged);
-        assert_int_equal(rename(staged, f->device), 0);
-        assert_true(test_run_until(f->loop, called, f, 5000));
-        assert_true(f->last);
-        assert_int_equal(rename(f->device, staged), 0);
-        assert_true(test_run_until(f->loop, called_twice, f, 5000));
-        assert_false(f->last);
-        free(staged);
+	start(f);
+	make_node(staged);
+	assert_int_equal(rename(staged, f->device), 0);
+	assert_true(test_run_until(f->loop, called, f, 5000));
+	assert_true(f->last);
+	assert_int_equal(rename(f->device, staged), 0);
+	assert_true(test_run_until(f->loop, called_twice, f, 5000));
+	assert_false(f->last);
+	free(staged);
 }
 
 static void device_presence_treats_a_regular_file_as_absent(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        start(f);
-        int fd = open(f->device, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        assert_true(fd >= 0);
-        close(fd);
-        test_run_for(f->loop, 200);
-        assert_int_equal(f->calls, 0);
-        assert_false(device_presence_present(f->presence));
+	start(f);
+	int fd = open(f->device, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	test_run_for(f->loop, 200);
+	assert_int_equal(f->calls, 0);
+	assert_false(device_presence_present(f->presence));
 }
 
 static void device_presence_fails_for_a_missing_directory(void **state)
 {
-        struct fixture *f = *state;
-        char *path = xasprintf("%s/no-such-dir/iommu", f->dir);
+	struct fixture *f = *state;
+	char *path = xasprintf("%s/no-such-dir/iommu", f->dir);
 
-        assert_int_equal(device_presence_new(f->loop, path, on_change, f, &f->presence), -ENOENT);
-        f->presence = NULL;
-        free(path);
+	assert_int_equal(device_presence_new(f->loop, path, on_change, f, &f->presence), -ENOENT);
+	f->presence = NULL;
+	free(path);
 }
 
 static void device_presence_never_wakes_an_idle_loop(void **state)
 {
-        struct fixture *f = *state;
+	struct fixture *f = *state;
 
-        start(f);
-        unsigned long long before = loop_wakeups(f->loop);
-        assert_int_equal(loop_run_once(f->loop, 300), 0);
-        assert_int_equal(loop_wakeups(f->loop) - before, 1); /* the timeout only */
+	start(f);
+	unsigned long long before = loop_wakeups(f->loop);
+	assert_int_equal(loop_run_once(f->loop, 300), 0);
+	assert_int_equal(loop_wakeups(f->loop) - before, 1); /* the timeout only */
 }
 
 int main(void)
 {
-        const struct CMUnitTest tests[] = {
+	const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
-            T(device_presence_reports_appearance_and_removal),
-            T(device_presence_starts_with_the_current_state_without_calling_back),
-            T(device_presence_ignores_other_entries_and_unchanged_state),
-            T(device_presence_reports_rename_in_and_out),
-            T(device_presence_treats_a_regular_file_as_absent),
-            T(device_presence_fails_for_a_missing_directory),
-            T(device_presence_never_wakes_an_idle_loop),
+	    T(device_presence_reports_appearance_and_removal),
+	    T(device_presence_starts_with_the_current_state_without_calling_back),
+	    T(device_presence_ignores_other_entries_and_unchanged_state),
+	    T(device_presence_reports_rename_in_and_out),
+	    T(device_presence_treats_a_regular_file_as_absent),
+	    T(device_presence_fails_for_a_missing_directory),
+	    T(device_presence_never_wakes_an_idle_loop),
 #undef T
-        };
+	};
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }
