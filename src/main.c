@@ -182,6 +182,7 @@ static int daemon_start(struct daemon *d)
 		    .opener = d->opener,
 		    .handoff = d->handoff,
 		    .presence = d->presence,
+		    .pod_resources = d->pod_resources,
 		};
 		if ((r = metrics_new(d->loop, c->metrics_address, &sources, &d->metrics)) < 0)
 			return r;

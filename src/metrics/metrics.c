@@ -7,6 +7,7 @@
 #include "../iommufd/iommufd.h"
 #include "../kubelet/device_plugin.h"
 #include "../kubelet/plugin_watcher.h"
+#include "../kubelet/pod_resources.h"
 #include "../kubelet/registration.h"
 #include "../log.h"
 #include "../util.h"
@@ -118,16 +119,20 @@ static void render_handoff(struct http_response *r, const struct handoff *h)
 	sample(r, "handoff_offers_total", st->offered);
 	family(r, "handoffs_total", "counter",
 	       "Ended handoff offers by outcome: consumed (fd taken and acknowledged), expired "
-	       "(unclaimed after --handoff-ttl), replaced (the device was allocated again).");
+	       "(unclaimed after --handoff-ttl), replaced (the device was allocated again), "
+	       "abandoned (no pod holds the device any more, per the PodResources API).");
 	labelled(r, "handoffs_total", "outcome", "consumed", st->consumed);
 	labelled(r, "handoffs_total", "outcome", "expired", st->expired);
 	labelled(r, "handoffs_total", "outcome", "replaced", st->replaced);
+	labelled(r, "handoffs_total", "outcome", "abandoned", st->abandoned);
 	family(r, "handoff_connections_failed_total", "counter",
 	       "Consumer connections that did not consume the fd: peer_gone (hung up before "
-	       "acknowledging), ack_timeout (no ACK within --ack-timeout), refused.");
+	       "acknowledging), ack_timeout (no ACK within --ack-timeout), refused, unauthorized "
+	       "(a uid not in --allowed-uids).");
 	labelled(r, "handoff_connections_failed_total", "reason", "peer_gone", st->peer_gone);
 	labelled(r, "handoff_connections_failed_total", "reason", "ack_timeout", st->ack_timeouts);
 	labelled(r, "handoff_connections_failed_total", "reason", "refused", st->refused);
+	labelled(r, "handoff_connections_failed_total", "reason", "unauthorized", st->unauthorized);
 	family(r, "handoff_pending_sockets", "gauge",
 	       "Handoff sockets waiting for their consumer now.");
 	sample(r, "handoff_pending_sockets", handoff_pending(h));
@@ -205,6 +210,15 @@ void metrics_render(const struct metrics_sources *s, double start_time, struct h
 		render_iommufd(r, s->opener);
 	if (s->handoff)
 		render_handoff(r, s->handoff);
+	if (s->pod_resources) {
+		const struct pod_resources_stats *st = pod_resources_stats(s->pod_resources);
+		family(r, "pod_resources_lists_total", "counter",
+		       "PodResources List calls made while handoff sockets were pending.");
+		sample(r, "pod_resources_lists_total", st->lists);
+		family(r, "pod_resources_list_failures_total", "counter",
+		       "PodResources List calls that failed or timed out (the TTL still applies).");
+		sample(r, "pod_resources_list_failures_total", st->failures);
+	}
 	render_process(r, start_time);
 }
 

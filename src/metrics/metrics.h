@@ -23,6 +23,7 @@ struct metrics_sources {
 	const struct iommufd_opener *opener;
 	const struct handoff *handoff;
 	const struct device_presence *presence;
+	const struct pod_resources *pod_resources; /* NULL when the poller is off */
 };
 
 struct metrics;

@@ -158,3 +158,17 @@ def test_a_list_that_does_not_answer_is_abandoned_at_its_deadline(env, pods):
     pods.unstall()
     wait_until(lambda: not os.path.exists(path), 10, what="the socket to go once List answers")
     assert plugin.alive()
+
+
+def test_withdrawn_offers_and_list_calls_are_counted_in_metrics(env, pods):
+    from test_metrics import scrape, value, wait_serving
+
+    address = os.path.join(env.tmp, "metrics.sock")
+    plugin = start(env, pods.socket_path, *FAST, "--metrics-address", address)
+    wait_serving(address, plugin)
+    path = allocate_socket(env.client(), "iommufd0")  # no pod ever holds it
+    wait_until(lambda: not os.path.exists(path), 10, what="the unheld socket to go")
+    samples = scrape(address)
+    assert value(samples, "handoffs_total", outcome="abandoned") == 1
+    assert value(samples, "pod_resources_lists_total") >= 1
+    assert value(samples, "pod_resources_list_failures_total") == 0
