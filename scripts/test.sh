@@ -84,9 +84,16 @@ for variant in "build:normal" "build-asan:asan"; do
 		unit_tests "$dir" "$name"
 		pytest_suite tests/integration/run.sh "$dir" "integration ($name)"
 		unset ASAN_OPTIONS UBSAN_OPTIONS
-		# The image, the manifests (kustomize + typed validation), the release tarball.
 		if [ "$name" = normal ]; then
+			# The image, the manifests (kustomize + typed validation), the release tarball.
 			pytest_suite tests/deploy/run.sh "$dir" "shipping"
+			# The benchmark's short run: every figure must be produced; no time is judged.
+			if "$dir/bench/plugin-bench" --smoke >"$logdir/bench-smoke.log" 2>&1; then
+				count "benchmark smoke run" 1 0
+			else
+				tail -20 "$logdir/bench-smoke.log"
+				count "benchmark smoke run" 0 1
+			fi
 		fi
 	else
 		count "build ($name)" 0 1
