@@ -102,7 +102,7 @@ done
 
 # Fuzzing (regressions replayed, each target FUZZ_SECONDS) and the static checkers +
 # valgrind run: each prints 'N passed, N failed'.
-for suite in "fuzz:tests/fuzz/run.sh ${FUZZ_SECONDS:-40}" "checks:scripts/check.sh"; do
+for suite in "fuzz:tests/fuzz/run.sh ${FUZZ_SECONDS:-60}" "checks:scripts/check.sh"; do
 	name=${suite%%:*}
 	log=$logdir/$name.log
 	${suite#*:} >"$log" 2>&1
