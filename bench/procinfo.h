@@ -6,12 +6,12 @@
 #include <sys/types.h>
 
 struct proc_sample {
-        unsigned long long rss_kb, hwm_kb, rss_anon_kb, rss_file_kb;
-        unsigned long long threads;
-        unsigned long long voluntary, nonvoluntary; /* context switches */
-        unsigned long long fds;
-        unsigned long long cpu_ns;       /* sum_exec_runtime from /proc/PID/schedstat */
-        unsigned long long utime, stime; /* /proc/PID/stat, clock ticks (user, kernel) */
+	unsigned long long rss_kb, hwm_kb, rss_anon_kb, rss_file_kb;
+	unsigned long long threads;
+	unsigned long long voluntary, nonvoluntary; /* context switches */
+	unsigned long long fds;
+	unsigned long long cpu_ns;	 /* sum_exec_runtime from /proc/PID/schedstat */
+	unsigned long long utime, stime; /* /proc/PID/stat, clock ticks (user, kernel) */
 };
 
 /* Fills s for pid. Returns 0 or -errno (the process is gone, or /proc lacks a field:
