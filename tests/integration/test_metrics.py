@@ -380,6 +380,9 @@ def test_a_taken_metrics_port_fails_start(env):
 def test_json_log_lines_are_one_object_each(env):
     plugin = env.start("--devices", "3", "--log-format", "json")
     allocate_socket(env.client(), "iommufd0")
+    # The kubelet has the Register request; the daemon logs once it reads the answer.
+    wait_until(lambda: "registered with the kubelet" in plugin.stderr_text(), 10,
+               what="the registration log line")
     plugin.signal(15)
     assert plugin.wait(10) == 0
     lines = plugin.stderr_text().splitlines()
