@@ -220,7 +220,6 @@ int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client 
 	/* The session copies the callbacks, so the table lives only for this call. */
 	if (nghttp2_session_callbacks_new(&callbacks) != 0)
 		abort(); /* fails only on out-of-memory */
-	nghttp2_session_callbacks_set_send_callback(callbacks, grpc_connection_send_callback);
 	nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);

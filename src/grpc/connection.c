@@ -1,8 +1,9 @@
 /* Drives an nghttp2 session from the event loop; see connection.h. The shape follows
- * nghttp2's examples/libevent-server.c: mem_recv what the socket gave, session_send
- * when writable. */
+ * nghttp2's examples/libevent-server.c: mem_recv what the socket gave; what the session
+ * queues is gathered with mem_send and written with one send() per batch. */
 #include "connection.h"
 #include "../log.h"
+#include "../util.h"
 
 #include <errno.h>
 #include <string.h>
@@ -26,39 +27,81 @@ static void connection_finish(struct grpc_connection *conn)
 	loop_defer(conn->loop, &conn->close_later, connection_report_closed, conn);
 }
 
-ssize_t grpc_connection_send_callback(nghttp2_session *session, const uint8_t *data, size_t length,
-				      int flags, void *user_data)
-{
-	struct grpc_connection *conn = user_data;
-	(void)session;
-	(void)flags;
+/* How much nghttp2 output is gathered for one send(): a unary answer (HEADERS, DATA,
+ * trailers) or a batch of stream updates leaves in one syscall, not one per frame. */
+#define CONNECTION_SEND_BATCH 65536
 
-	ssize_t n = send(conn->fd, data, length, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n >= 0)
-		return n;
-	if (errno == EAGAIN || errno == EINTR)
-		return NGHTTP2_ERR_WOULDBLOCK;
-	log_debug(4, "send on fd %d: %s", conn->fd, strerror(errno));
-	return NGHTTP2_ERR_CALLBACK_FAILURE;
+/* Appends what nghttp2 has queued to the output buffer, up to a batch. Returns 0 or
+ * an nghttp2 error. */
+static int connection_gather(struct grpc_connection *conn)
+{
+	while (conn->out_len < CONNECTION_SEND_BATCH) {
+		const uint8_t *data;
+		ssize_t n = nghttp2_session_mem_send(conn->session, &data);
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			break;
+		if (conn->out_len + (size_t)n > conn->out_cap) {
+			size_t cap = conn->out_cap ? conn->out_cap : 4096;
+			while (cap < conn->out_len + (size_t)n)
+				cap *= 2;
+			conn->out = xrealloc(conn->out, cap);
+			conn->out_cap = cap;
+		}
+		memcpy(conn->out + conn->out_len, data, (size_t)n);
+		conn->out_len += (size_t)n;
+	}
+	return 0;
+}
+
+/* Writes the output buffer. Returns 1 if all of it left, 0 if the socket is full
+ * (wait for EPOLLOUT), -errno on a dead peer. */
+static int connection_write(struct grpc_connection *conn)
+{
+	while (conn->out_pos < conn->out_len) {
+		ssize_t n = send(conn->fd, conn->out + conn->out_pos, conn->out_len - conn->out_pos,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		conn->out_pos += (size_t)n;
+	}
+	conn->out_pos = conn->out_len = 0;
+	return 1;
 }
 
 void grpc_connection_flush(struct grpc_connection *conn)
 {
+	int r;
+
 	if (conn->receiving || conn->dead)
 		return;
-	int rv = nghttp2_session_send(conn->session);
-	if (rv != 0) {
-		log_debug(4, "HTTP/2 send on fd %d: %s", conn->fd, nghttp2_strerror(rv));
+	for (;;) {
+		if ((r = connection_write(conn)) <= 0)
+			break;
+		if ((r = connection_gather(conn)) < 0) {
+			log_debug(4, "HTTP/2 send on fd %d: %s", conn->fd, nghttp2_strerror(r));
+			connection_finish(conn);
+			return;
+		}
+		if (conn->out_len == 0)
+			break;
+	}
+	if (r < 0) {
+		log_debug(4, "send on fd %d: %s", conn->fd, strerror(-r));
 		connection_finish(conn);
 		return;
 	}
-	bool want_write = nghttp2_session_want_write(conn->session);
-	if (!want_write && !nghttp2_session_want_read(conn->session)) {
+	bool blocked = conn->out_len > 0;
+	if (!blocked && !nghttp2_session_want_write(conn->session) &&
+	    !nghttp2_session_want_read(conn->session)) {
 		connection_finish(conn);
 		return;
 	}
 	/* EPOLLOUT only while the kernel's buffer is full: otherwise it fires constantly. */
-	int r = loop_watch_modify(conn->loop, &conn->watch, EPOLLIN | (want_write ? EPOLLOUT : 0));
+	r = loop_watch_modify(conn->loop, &conn->watch, EPOLLIN | (blocked ? EPOLLOUT : 0));
 	if (r < 0) {
 		log_error("cannot watch connection fd %d: %s", conn->fd, strerror(-r));
 		connection_finish(conn);
@@ -91,7 +134,8 @@ static void connection_io(void *data, uint32_t events)
 				log_debug(2, "HTTP/2 error on fd %d: %s", conn->fd,
 					  nghttp2_strerror((int)used));
 				/* Tell the peer why (GOAWAY) if we still can, then close. */
-				(void)nghttp2_session_send(conn->session);
+				if (connection_gather(conn) == 0)
+					(void)connection_write(conn);
 				connection_finish(conn);
 				return;
 			}
@@ -112,6 +156,8 @@ int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd
 	conn->receiving = false;
 	conn->dead = false;
 	conn->close_later = (struct loop_defer){0};
+	conn->out = NULL;
+	conn->out_len = conn->out_pos = conn->out_cap = 0;
 	return loop_watch_add(loop, &conn->watch, fd, EPOLLIN, connection_io, conn);
 }
 
@@ -119,6 +165,9 @@ void grpc_connection_destroy(struct grpc_connection *conn)
 {
 	loop_watch_remove(conn->loop, &conn->watch);
 	loop_defer_cancel(conn->loop, &conn->close_later);
+	free(conn->out);
+	conn->out = NULL;
+	conn->out_len = conn->out_pos = conn->out_cap = 0;
 	nghttp2_session_del(conn->session);
 	conn->session = NULL;
 	if (conn->fd >= 0)

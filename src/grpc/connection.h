@@ -23,6 +23,9 @@ struct grpc_connection {
 	int fd;
 	nghttp2_session *session;
 	grpc_connection_closed_fn closed;
+	/* Frames gathered from nghttp2 and not yet written (the socket was full). */
+	uint8_t *out;
+	size_t out_len, out_pos, out_cap;
 	/* True while nghttp2 runs our callbacks: sending must wait until it returns. */
 	bool receiving;
 	bool dead;
@@ -41,7 +44,3 @@ void grpc_connection_flush(struct grpc_connection *conn);
 
 /* Stops watching, deletes the session and closes the fd. */
 void grpc_connection_destroy(struct grpc_connection *conn);
-
-/* nghttp2's send callback for sessions of this module: user_data is the connection. */
-ssize_t grpc_connection_send_callback(nghttp2_session *session, const uint8_t *data, size_t length,
-				      int flags, void *user_data);

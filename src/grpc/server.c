@@ -517,8 +517,6 @@ struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method 
 	if (nghttp2_session_callbacks_new(&server->callbacks) != 0 ||
 	    nghttp2_option_new(&server->options) != 0)
 		abort(); /* only fails on out-of-memory */
-	nghttp2_session_callbacks_set_send_callback(server->callbacks,
-						    grpc_connection_send_callback);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(server->callbacks,
 								on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(server->callbacks, on_header);
