@@ -12,6 +12,15 @@
 
 static int log_verbosity;
 static enum log_format log_format = LOG_FORMAT_TEXT;
+/* The daemon never forks: its pid is read once, not with a syscall per line. */
+static int log_pid;
+
+static int log_process_id(void)
+{
+	if (!log_pid)
+		log_pid = log_process_id();
+	return log_pid;
+}
 
 void log_set_verbosity(int level)
 {
@@ -98,7 +107,7 @@ static size_t log_format_json(char *buf, size_t size, enum log_level level, int 
 	    (long)tv->tv_usec, names[level], verbosity);
 	json_escape(buf, size, &used, base);
 	used += (size_t)snprintf(buf + used, size - used, ":%d\",\"pid\":%d,\"msg\":\"", line,
-				 (int)getpid());
+				 log_process_id());
 	/* Room is kept for the closing quote, brace and newline. */
 	json_escape(buf, size - 3, &used, msg);
 	buf[used++] = '"';
@@ -140,7 +149,7 @@ void log_write(enum log_level level, int verbosity, const char *file, int line, 
 	}
 	int n = snprintf(buf, sizeof(buf), "%c%02d%02d %02d:%02d:%02d.%06ld %7d %s:%d] ",
 			 letters[level], tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, (long)tv.tv_usec, (int)getpid(), base, line);
+			 tm.tm_sec, (long)tv.tv_usec, log_process_id(), base, line);
 	va_start(ap, fmt);
 	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
