@@ -18,7 +18,7 @@ static int log_pid;
 static int log_process_id(void)
 {
 	if (!log_pid)
-		log_pid = log_process_id();
+		log_pid = (int)getpid();
 	return log_pid;
 }
 
