@@ -2,6 +2,7 @@
  * directory and prints one table of its costs (median and spread over several runs)
  * next to the goals and the Go plugin's figures; docs/performance.md explains them.
  * --smoke is the test suite's short run: it checks the table is complete, never times. */
+#include "figures.h"
 #include "h2client.h"
 #include "procinfo.h"
 
@@ -40,7 +41,6 @@
 #define KUBELET_SOCKET	       "kubelet.sock"
 #define STREAMS_PER_CONNECTION 500
 #define ARRAY_LEN(a)	       (sizeof(a) / sizeof((a)[0]))
-#define DASHES		       "------------------------------------------------"
 
 struct options {
 	const char *plugin;
@@ -60,172 +60,6 @@ struct options {
 	bool strace;
 	bool keep;
 };
-
-/* ---- figures and the table ---- */
-
-enum unit { UNIT_MS, UNIT_US, UNIT_KIB, UNIT_BYTES, UNIT_COUNT, UNIT_PERCENT };
-
-struct figure {
-	char name[96];
-	enum unit unit; /* samples are in ns (MS, US), KiB, bytes or plain counts */
-	double *v;
-	size_t n, cap;
-	bool has_goal;
-	double goal; /* a sample passes if <= goal */
-	const char *goal_text;
-	const char *go_text;
-};
-
-enum {
-	F_EXEC_REGISTER,
-	F_RESTART_REGISTER,
-	F_RSS_REGISTER,
-	F_ANON_REGISTER,
-	F_HWM_REGISTER,
-	F_THREADS_REGISTER,
-	F_FDS_REGISTER,
-	F_RSS_CYCLES,
-	F_ANON_CYCLES,
-	F_HWM_CYCLES,
-	F_THREADS_CYCLES,
-	F_FDS_CYCLES,
-	F_CPU_ALLOCATE,
-	F_CPU_HANDOFF,
-	F_CPU_ALLOCATE_MISSING,
-	F_KERNEL_SHARE,
-	F_LATENCY_P50,
-	F_LATENCY_P99,
-	F_LATENCY_MAX,
-	F_HANDOFF_P50,
-	F_IDLE_SWITCHES,
-	F_IDLE_CPU,
-	F_STREAM_GROWTH,
-	F_CONNECTION_GROWTH,
-	F_BINARY_SIZE,
-	F_COUNT
-};
-
-static struct figure figures[F_COUNT];
-
-static void figure_define(int id, enum unit unit, const char *goal_text, double goal,
-			  const char *go_text, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void figure_define(int id, enum unit unit, const char *goal_text, double goal,
-			  const char *go_text, const char *fmt, ...)
-{
-	struct figure *f = &figures[id];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(f->name, sizeof(f->name), fmt, ap);
-	va_end(ap);
-	f->unit = unit;
-	f->has_goal = goal_text != NULL;
-	f->goal = goal;
-	f->goal_text = goal_text ? goal_text : "-";
-	f->go_text = go_text ? go_text : "-";
-}
-
-static void figure_add(int id, double value)
-{
-	struct figure *f = &figures[id];
-
-	if (f->n == f->cap) {
-		f->cap = f->cap ? f->cap * 2 : 16;
-		f->v = realloc(f->v, f->cap * sizeof(*f->v));
-		if (!f->v)
-			abort();
-	}
-	f->v[f->n++] = value;
-}
-
-/* Orders numbers ascending, NAN (no measurement) last. */
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	if (isnan(x) || isnan(y))
-		return isnan(x) - isnan(y);
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of n sorted values. */
-static double percentile(const double *sorted, size_t n, double p)
-{
-	size_t rank = (size_t)ceil(p / 100.0 * (double)n);
-
-	return sorted[rank > 0 ? rank - 1 : 0];
-}
-
-static void format_value(char *buf, size_t size, enum unit unit, double v)
-{
-	if (isnan(v)) {
-		snprintf(buf, size, "n/a");
-		return;
-	}
-	switch (unit) {
-	case UNIT_MS:
-		snprintf(buf, size, "%.2f ms", v / 1e6);
-		break;
-	case UNIT_US:
-		snprintf(buf, size, "%.1f us", v / 1e3);
-		break;
-	case UNIT_KIB:
-		snprintf(buf, size, "%.0f KiB", v);
-		break;
-	case UNIT_BYTES:
-		snprintf(buf, size, "%.1f B", v);
-		break;
-	case UNIT_COUNT:
-		snprintf(buf, size, "%.0f", v);
-		break;
-	case UNIT_PERCENT:
-		snprintf(buf, size, "%.0f %%", v);
-		break;
-	}
-}
-
-/* The median of n sorted values. */
-static double median_of(const double *sorted, size_t n)
-{
-	return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-}
-
-/* Prints the table (Markdown); returns the number of figures without a sample. */
-static int print_table(void)
-{
-	int missing = 0;
-
-	printf("| %-44s | %12s | %-23s | %4s | %-12s | %-16s | %-4s |\n", "figure", "median",
-	       "spread (min .. max)", "n", "goal", "Go plugin", "");
-	printf("|:%.44s-|-%.12s:|:%.23s-|-%.4s:|:%.12s-|:%.16s-|:%.4s-|\n", DASHES, DASHES, DASHES,
-	       DASHES, DASHES, DASHES, DASHES);
-	for (int i = 0; i < F_COUNT; i++) {
-		struct figure *f = &figures[i];
-		char median[32] = "MISSING", lo[32] = "", hi[32] = "", spread[64] = "-";
-		const char *verdict = "";
-
-		if (f->n > 0) {
-			qsort(f->v, f->n, sizeof(*f->v), compare_double);
-			double m = median_of(f->v, f->n);
-			format_value(median, sizeof(median), f->unit, m);
-			if (f->n > 1) {
-				format_value(lo, sizeof(lo), f->unit, f->v[0]);
-				format_value(hi, sizeof(hi), f->unit, f->v[f->n - 1]);
-				snprintf(spread, sizeof(spread), "%s .. %s", lo, hi);
-			}
-			if (f->has_goal && !isnan(m))
-				verdict = m <= f->goal ? "ok" : "MISS";
-		} else {
-			missing++;
-		}
-		printf("| %-44s | %12s | %-23s | %4zu | %-12s | %-16s | %-4s |\n", f->name, median,
-		       spread, f->n, f->goal_text, f->go_text, verdict);
-	}
-	return missing;
-}
-
-/* ---- small helpers ---- */
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
