@@ -208,7 +208,7 @@ static unsigned long long kubelet_start(struct kubelet *k)
 {
 	k->server = grpc_server_new(k->loop, kubelet_methods, 1, k);
 	unsigned long long t = bench_now_ns();
-	int r = grpc_server_listen(k->server, k->socket_path);
+	int r = grpc_server_listen(k->server, k->socket_path, false, NULL, NULL);
 	if (r < 0)
 		die("fake kubelet cannot listen on %s: %s", k->socket_path, strerror(-r));
 	return t;

@@ -1,6 +1,8 @@
 /* iommufd-device-plugin: parses the configuration, wires the modules to one event
- * loop, and turns SIGTERM/SIGINT into a clean shutdown (empty device list on every
- * stream, socket removed, exit 0). */
+ * loop, and turns SIGTERM/SIGINT into a drain: advertising stops at once (empty
+ * device list on every stream, socket removed), pending handoff sockets are served
+ * until they are consumed or withdrawn or --drain-timeout passes, then exit 0. A
+ * second signal exits at once. */
 #include "config/config.h"
 #include "handoff/handoff.h"
 #include "iommufd/device_presence.h"
@@ -37,24 +39,83 @@ struct daemon {
 	struct metrics *metrics;	       /* NULL without --metrics-address */
 	int signal_fd;
 	struct loop_watch signal_watch;
-	struct loop_timer shutdown_deadline;
+	struct loop_timer shutdown_deadline; /* gRPC connections must close by then */
+	struct loop_timer drain_deadline;    /* --drain-timeout */
+	struct handoff_pending_listener drain_listener;
 	bool shutting_down;
+	bool connections_closed;
+	struct handoff_stats at_signal; /* to count what the drain did */
+	size_t pending_at_signal;
 };
 
-static void daemon_drained(void *data)
+static void daemon_exit(struct daemon *d)
+{
+	const struct handoff_stats *st = handoff_stats(d->handoff);
+	unsigned long long consumed = st->consumed - d->at_signal.consumed;
+	unsigned long long withdrawn = st->expired - d->at_signal.expired + st->abandoned -
+				       d->at_signal.abandoned;
+	size_t left = handoff_pending(d->handoff);
+
+	handoff_remove_pending_listener(&d->drain_listener);
+	if (d->pending_at_signal || left)
+		log_info("shut down: %zu pending handoff socket(s) at the signal; drained %llu (%llu "
+			 "handed over, %llu withdrawn), abandoned %zu",
+			 d->pending_at_signal, consumed + withdrawn, consumed, withdrawn, left);
+	else
+		log_info("shut down cleanly");
+	loop_quit(d->loop, 0);
+}
+
+static void daemon_pending_changed(void *data, size_t pending)
 {
 	struct daemon *d = data;
 
-	log_info("shut down cleanly");
-	loop_quit(d->loop, 0);
+	if (pending == 0 && d->connections_closed)
+		daemon_exit(d);
+}
+
+static void daemon_drain_deadline(void *data)
+{
+	struct daemon *d = data;
+
+	log_warning("--drain-timeout (%.1f s) passed with %zu handoff socket(s) unclaimed; "
+		    "leaving them for the next instance to re-serve",
+		    (double)d->config.drain_timeout_usec / 1e6, handoff_pending(d->handoff));
+	daemon_exit(d);
+}
+
+/* The kubelet's connections are closed (or did not close in time): only pending
+ * handoffs can keep us now. */
+static void daemon_connections_closed(void *data)
+{
+	struct daemon *d = data;
+	size_t pending = handoff_pending(d->handoff);
+
+	if (d->connections_closed)
+		return;
+	d->connections_closed = true;
+	loop_timer_arm(&d->shutdown_deadline, 0);
+	if (pending == 0 || d->config.drain_timeout_usec == 0) {
+		daemon_exit(d);
+		return;
+	}
+	log_info("draining: serving %zu pending handoff socket(s) for up to %.1f s, until "
+		 "their containers take the fd or their pods are gone",
+		 pending, (double)d->config.drain_timeout_usec / 1e6);
+	handoff_add_pending_listener(d->handoff, &d->drain_listener, daemon_pending_changed, d);
+	if (loop_timer_init(d->loop, &d->drain_deadline, daemon_drain_deadline, d) < 0 ||
+	    loop_timer_arm(&d->drain_deadline, d->config.drain_timeout_usec) < 0) {
+		log_error("cannot arm the drain deadline: %s; exiting now", strerror(errno));
+		daemon_exit(d);
+	}
 }
 
 static void daemon_shutdown_deadline(void *data)
 {
 	struct daemon *d = data;
 
-	log_warning("connections did not close in time; exiting anyway");
-	loop_quit(d->loop, 0);
+	log_warning("connections did not close in time; going on without them");
+	daemon_connections_closed(d);
 }
 
 static void daemon_signal(void *data, uint32_t events)
@@ -65,19 +126,33 @@ static void daemon_signal(void *data, uint32_t events)
 
 	if (read(d->signal_fd, &info, sizeof(info)) != sizeof(info))
 		return;
-	if (d->shutting_down)
+	if (d->shutting_down) {
+		log_warning("received %s again: exiting now", strsignal((int)info.ssi_signo));
+		daemon_exit(d);
 		return;
+	}
 	d->shutting_down = true;
+	d->at_signal = *handoff_stats(d->handoff);
+	d->pending_at_signal = handoff_pending(d->handoff);
 	log_info("received %s: shutting down", strsignal((int)info.ssi_signo));
 	if (d->registration)
 		registration_stop(d->registration);
 	if (d->plugin_watcher)
 		plugin_watcher_stop(d->plugin_watcher);
-	if (d->pod_resources)
-		pod_resources_stop(d->pod_resources);
+	/* PodResources stays: it withdraws the offers whose pods are gone while we drain. */
 	if (loop_timer_init(d->loop, &d->shutdown_deadline, daemon_shutdown_deadline, d) == 0)
 		loop_timer_arm(&d->shutdown_deadline, SHUTDOWN_DEADLINE_USEC);
-	device_plugin_shutdown(d->plugin, daemon_drained, d);
+	device_plugin_shutdown(d->plugin, daemon_connections_closed, d);
+}
+
+/* A fresh, configured fd for a dead instance's socket (handoff_rescue). */
+static int daemon_open_fd(void *data, const char *device_id, int *fd, char *reason,
+			  size_t reason_size)
+{
+	struct daemon *d = data;
+	(void)device_id;
+
+	return iommufd_open(d->opener, fd, reason, reason_size);
 }
 
 static void daemon_device_changed(void *data, bool present)
@@ -164,13 +239,16 @@ static int daemon_start(struct daemon *d)
 			return r;
 	}
 
+	/* Before serving: a container created after a crash of our predecessor still
+	 * finds a live socket at the path its Allocate answer named. */
+	handoff_rescue(d->handoff, daemon_open_fd, d);
 	d->plugin = device_plugin_new(d->loop, c, d->opener, d->handoff);
 	if ((r = device_presence_new(d->loop, c->iommu_device, daemon_device_changed, d,
 				     &d->presence)) < 0)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
 	if (config_uses_kubelet_socket(c))
-		d->registration = registration_new(d->loop, c, d->plugin);
+		d->registration = registration_new(d->loop, c, d->plugin, d->handoff);
 	if (config_uses_plugin_watcher(c))
 		d->plugin_watcher = plugin_watcher_new(d->loop, c, d->plugin);
 	/* Before registering, so /healthz answers 503 until the kubelet has us. */
@@ -205,6 +283,7 @@ static void daemon_stop(struct daemon *d)
 	selinux_labeler_free(d->labeler);
 	if (d->loop) {
 		loop_timer_destroy(d->loop, &d->shutdown_deadline);
+		loop_timer_destroy(d->loop, &d->drain_deadline);
 		loop_watch_remove(d->loop, &d->signal_watch);
 	}
 	if (d->signal_fd >= 0)

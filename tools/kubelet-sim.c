@@ -216,7 +216,7 @@ int main(int argc, char **argv)
 	}
 	loop_timer_arm(&sim.deadline, (unsigned long long)timeout * 1000000ULL);
 	sim.server = grpc_server_new(sim.loop, sim_methods, ARRAY_SIZE(sim_methods), &sim);
-	r = grpc_server_listen(sim.server, socket_path);
+	r = grpc_server_listen(sim.server, socket_path, false, NULL, NULL);
 	if (r < 0) {
 		fprintf(stderr, "kubelet-sim: cannot listen on %s: %s\n", socket_path,
 			strerror(-r));

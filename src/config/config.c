@@ -55,9 +55,11 @@ static const struct option_spec specs[] = {
      NULL, 0, 0},
     {"iommu-device", KIND_STRING, FIELD(iommu_device), "PATH", "/dev/iommu",
      "the IOMMUFD character device", NULL, 0, 0},
-    {"rlimit-mode", KIND_CHOICE, FIELD(rlimit_mode), "MODE", "best-effort",
-     "best-effort: hand over the fd if RLIMIT_MODE cannot be set (old kernel, no "
-     "CAP_SYS_RESOURCE); required: fail the Allocate",
+    {"rlimit-mode", KIND_CHOICE, FIELD(rlimit_mode), "MODE", "required",
+     "required: fail the Allocate with the reason if RLIMIT_MODE cannot be set (old "
+     "kernel, no CAP_SYS_RESOURCE); best-effort: hand over the fd anyway, with per-user "
+     "accounting (every process of the uid shares one RLIMIT_MEMLOCK: the ENOMEM this "
+     "plugin exists to prevent)",
      rlimit_choices, 0, 0},
     {"missing-device", KIND_CHOICE, FIELD(missing_device), "POLICY", "allow",
      "allow: Allocate succeeds without a socket while the device is missing; unhealthy: "
@@ -72,6 +74,10 @@ static const struct option_spec specs[] = {
      "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0, 0},
     {"handoff-ttl", KIND_DURATION, FIELD(handoff_ttl_usec), "DURATION", "15m",
      "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0},
+    {"drain-timeout", KIND_DURATION, FIELD(drain_timeout_usec), "DURATION", "25s",
+     "on SIGTERM, keep serving pending handoff sockets this long at most (below the "
+     "DaemonSet's terminationGracePeriodSeconds); 0: exit at once",
+     NULL, 0, 0},
     {"ack-timeout", KIND_DURATION, FIELD(ack_timeout_usec), "DURATION", "10s",
      "how long a connected consumer has to acknowledge the fd", NULL, 0, 0},
     {"selinux", KIND_CHOICE, FIELD(selinux), "MODE", "auto",

@@ -2,6 +2,7 @@
  * content-type application/grpc; responses are split into messages and ended by the
  * grpc-status trailer (PROTOCOL-HTTP2.md). */
 #include "client.h"
+#include "../basic/unix_socket.h"
 #include "connection.h"
 #include "../log.h"
 #include "../util.h"
@@ -203,11 +204,11 @@ static void client_closed(struct grpc_connection *conn)
 
 int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client **out)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct sockaddr_un addr;
+	int r = unix_address(&addr, path);
 
-	if (strlen(path) >= sizeof(addr.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(addr.sun_path, path);
+	if (r < 0)
+		return r;
 	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -228,7 +229,7 @@ int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client 
 	if (rv != 0)
 		abort();
 	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, NULL, 0);
-	int r = grpc_connection_init(&client->conn, loop, fd, session, client_closed);
+	r = grpc_connection_init(&client->conn, loop, fd, session, client_closed);
 	if (r < 0) {
 		nghttp2_session_del(session);
 		free(client);

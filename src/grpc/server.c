@@ -3,6 +3,7 @@
  * trailers (grpc-status, grpc-message); errors before any message use Trailers-Only. */
 #include "server.h"
 #include "connection.h"
+#include "../basic/unix_socket.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -15,8 +16,6 @@
 
 /* More open connections than this are refused: the kubelet needs one or two. */
 #define SERVER_MAX_CONNECTIONS 128
-/* After accept() fails for lack of fds, wait this long before trying again. */
-#define SERVER_ACCEPT_RETRY_USEC 100000ULL
 
 struct server_connection {
 	struct grpc_connection conn; /* first: the closed callback casts back */
@@ -54,12 +53,9 @@ struct grpc_server {
 	nghttp2_session_callbacks *callbacks;
 	nghttp2_option *options;
 	int listen_fd;
-	struct loop_watch listen_watch;
-	struct loop_timer accept_retry;
-	bool accept_failing; /* accept() failed and has not succeeded since: logged once */
+	struct loop_listener listener;
 	char *path;
-	dev_t socket_dev;
-	ino_t socket_ino;
+	struct file_id socket_id;
 	struct server_connection *connections;
 	size_t connection_count;
 	void (*drained)(void *data);
@@ -419,12 +415,12 @@ static bool server_evict_idle(struct grpc_server *server)
 	return true;
 }
 
-static void server_accept_one(struct grpc_server *server, int fd)
+static void server_accept(void *data, int fd)
 {
+	struct grpc_server *server = data;
 	struct ucred cred = {0};
 	socklen_t cred_len = sizeof(cred);
 
-	server->accept_failing = false;
 	if (server->connection_count >= SERVER_MAX_CONNECTIONS && !server_evict_idle(server)) {
 		log_warning("refusing a connection on %s: %d connections are open, all busy",
 			    server->path, SERVER_MAX_CONNECTIONS);
@@ -465,44 +461,6 @@ static void server_accept_one(struct grpc_server *server, int fd)
 	grpc_connection_flush(&sc->conn);
 }
 
-static void server_accept_retry(void *data)
-{
-	struct grpc_server *server = data;
-
-	if (server->listen_fd >= 0 &&
-	    loop_watch_add(server->loop, &server->listen_watch, server->listen_fd, EPOLLIN,
-			   server->listen_watch.fn, server) < 0)
-		log_error("cannot watch %s again", server->path);
-}
-
-static void server_accept(void *data, uint32_t events)
-{
-	struct grpc_server *server = data;
-	(void)events;
-
-	for (;;) {
-		int fd = accept4(server->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0) {
-			server_accept_one(server, fd);
-			continue;
-		}
-		if (errno == EINTR || errno == ECONNABORTED)
-			continue;
-		if (errno == EAGAIN)
-			return;
-		/* EMFILE/ENFILE/ENOBUFS: the connection stays queued; pause instead of spinning. */
-		server->stats.accept_errors++;
-		/* Once per episode: while fds stay exhausted the retries would flood the log. */
-		if (!server->accept_failing)
-			log_error("cannot accept on %s: %s; retrying every %llu ms", server->path,
-				  strerror(errno), SERVER_ACCEPT_RETRY_USEC / 1000);
-		server->accept_failing = true;
-		loop_watch_remove(server->loop, &server->listen_watch);
-		loop_timer_arm(&server->accept_retry, SERVER_ACCEPT_RETRY_USEC);
-		return;
-	}
-}
-
 struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method *methods,
 				    size_t method_count, void *data)
 {
@@ -513,7 +471,6 @@ struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method 
 	server->method_count = method_count;
 	server->data = data;
 	server->listen_fd = -1;
-	server->listen_watch.fn = server_accept;
 	if (nghttp2_session_callbacks_new(&server->callbacks) != 0 ||
 	    nghttp2_option_new(&server->options) != 0)
 		abort(); /* only fails on out-of-memory */
@@ -527,8 +484,6 @@ struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method 
 	/* Closed streams are kept only for RFC 7540 priority, which gRPC does not use:
 	 * without this every cancelled stream would cost memory until the connection ends. */
 	nghttp2_option_set_no_closed_streams(server->options, 1);
-	if (loop_timer_init(loop, &server->accept_retry, server_accept_retry, server) < 0)
-		abort(); /* timerfd_create fails only without memory or fds at start-up */
 	return server;
 }
 
@@ -536,50 +491,68 @@ void grpc_server_stop_listening(struct grpc_server *server, bool unlink_socket)
 {
 	if (server->listen_fd < 0)
 		return;
-	if (unlink_socket && grpc_server_socket_present(server) && unlink(server->path) < 0)
-		log_warning("cannot remove %s: %s", server->path, strerror(errno));
-	loop_watch_remove(server->loop, &server->listen_watch);
-	loop_timer_arm(&server->accept_retry, 0);
+	if (unlink_socket) {
+		int r = unix_socket_unlink_ours(server->path, &server->socket_id);
+		if (r < 0)
+			log_warning("cannot remove %s: %s", server->path, strerror(-r));
+	}
+	loop_listener_stop(&server->listener);
 	close(server->listen_fd);
 	server->listen_fd = -1;
 }
 
-int grpc_server_listen(struct grpc_server *server, const char *path)
+/* Binds path, or with replace_live a temporary name beside it that is renamed over
+ * path once it listens: the socket at path changes from the old server's to ours in
+ * one step, so a kubelet connecting meanwhile reaches one of them, never nothing. */
+static int server_bind_listen(const char *path, bool replace_live, struct file_id *id,
+			      grpc_bound_fn bound, void *data)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	struct stat st;
+	cleanup_free char *tmp = replace_live ? xasprintf("%s.%d.new", path, (int)getpid()) : NULL;
+	const char *bound_path = tmp ? tmp : path;
+	cleanup_close int fd = unix_socket_bind(bound_path, id);
 
-	if (strlen(path) >= sizeof(addr.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(addr.sun_path, path);
-	grpc_server_stop_listening(server, false);
-	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		return -errno;
-	if (listen(fd, SOMAXCONN) < 0 || stat(path, &st) < 0)
-		return -errno;
-	int r =
-	    loop_watch_add(server->loop, &server->listen_watch, fd, EPOLLIN, server_accept, server);
-	if (r < 0)
+		return fd;
+	if (bound)
+		bound(data, id);
+	if (listen(fd, SOMAXCONN) < 0 || (tmp && rename(tmp, path) < 0)) {
+		int r = -errno;
+		(void)unlink(bound_path);
 		return r;
+	}
+	return take_fd(&fd);
+}
+
+int grpc_server_listen(struct grpc_server *server, const char *path, bool replace_live,
+		       grpc_bound_fn bound, void *data)
+{
+	struct file_id id;
+
+	grpc_server_stop_listening(server, false);
+	cleanup_close int fd = server_bind_listen(path, replace_live, &id, bound, data);
+	if (fd < 0)
+		return fd;
 	free(server->path);
 	server->path = xstrdup(path);
-	server->socket_dev = st.st_dev;
-	server->socket_ino = st.st_ino;
+	int r = loop_listener_start(server->loop, &server->listener, fd, server->path,
+				    server_accept, server);
+	if (r < 0) {
+		(void)unlink(path);
+		return r;
+	}
+	server->socket_id = id;
 	server->listen_fd = take_fd(&fd);
 	return 0;
 }
 
 bool grpc_server_socket_present(const struct grpc_server *server)
 {
-	struct stat st;
+	return server->listen_fd >= 0 && unix_socket_is_ours(server->path, &server->socket_id);
+}
 
-	return server->listen_fd >= 0 && stat(server->path, &st) == 0 &&
-	       st.st_dev == server->socket_dev && st.st_ino == server->socket_ino;
+const struct file_id *grpc_server_socket_id(const struct grpc_server *server)
+{
+	return server->listen_fd >= 0 ? &server->socket_id : NULL;
 }
 
 void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), void *data)
@@ -606,7 +579,6 @@ void grpc_server_free(struct grpc_server *server)
 	grpc_server_stop_listening(server, false);
 	while (server->connections)
 		connection_free(server->connections);
-	loop_timer_destroy(server->loop, &server->accept_retry);
 	nghttp2_session_callbacks_del(server->callbacks);
 	nghttp2_option_del(server->options);
 	free(server->path);

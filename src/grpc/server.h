@@ -29,7 +29,6 @@ struct grpc_server_stats {
 	unsigned long long connections_accepted;
 	unsigned long long calls;
 	unsigned long long calls_unimplemented;
-	unsigned long long accept_errors;
 };
 
 /* Creates a server for methods (borrowed, must outlive it); handlers get data.
@@ -40,15 +39,25 @@ struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method 
  * cancelled (its cancel callback runs). Does not unlink the socket. */
 void grpc_server_free(struct grpc_server *server);
 
-/* Listens on the unix socket path, replacing a stale socket file there and any
- * earlier listener of this server (open connections stay). Returns 0 or -errno
- * (socket, bind, listen, epoll_ctl); -ENAMETOOLONG if path does not fit sun_path. */
-int grpc_server_listen(struct grpc_server *server, const char *path);
+struct file_id;
+/* Told the new socket file's identity after bind, before anyone can connect. */
+typedef void (*grpc_bound_fn)(void *data, const struct file_id *id);
+
+/* Listens on the unix socket path instead of any earlier listener of this server
+ * (open connections stay). A dead socket file at path is replaced; a live one only
+ * with replace_live, atomically (bound beside it, then renamed over it). bound (may
+ * be NULL) is called between bind and listen. Returns 0 or -errno: -EADDRINUSE (a
+ * live server holds path), -EEXIST (not a socket), see unix_socket_bind(); listen,
+ * rename, epoll_ctl. */
+int grpc_server_listen(struct grpc_server *server, const char *path, bool replace_live,
+		       grpc_bound_fn bound, void *data);
 /* Stops listening; with unlink_socket also removes the socket file, if it is still
  * the one this server bound (same inode). */
 void grpc_server_stop_listening(struct grpc_server *server, bool unlink_socket);
 /* Whether the socket file this server listens on still exists as ours. */
 bool grpc_server_socket_present(const struct grpc_server *server);
+/* The identity of the socket file it listens on, or NULL when not listening. */
+const struct file_id *grpc_server_socket_id(const struct grpc_server *server);
 
 /* Sends GOAWAY on every connection and calls done(data) once all of them have
  * flushed and closed (at once if there are none). */

@@ -4,6 +4,7 @@
 #include "handoff.h"
 #include "handoff_peer.h"
 #include "handoff_socket.h"
+#include "../basic/list.h"
 #include "../log.h"
 #include "../loop/loop.h"
 #include "../util.h"
@@ -20,50 +21,20 @@
 
 #define HANDOFF_MAX_DEVICE_ID 64
 
-/* A circular doubly linked list with a sentinel head. */
-struct list {
-	struct list *prev, *next;
-};
-
-#define list_entry(node, type, member) ((type *)((char *)(node)-offsetof(type, member)))
-
-static void list_init(struct list *l)
-{
-	l->prev = l->next = l;
-}
-
-static bool list_empty(const struct list *l)
-{
-	return l->next == l;
-}
-
-static void list_append(struct list *head, struct list *node)
-{
-	node->prev = head->prev;
-	node->next = head;
-	head->prev->next = node;
-	head->prev = node;
-}
-
-static void list_unlink(struct list *node)
-{
-	node->prev->next = node->next;
-	node->next->prev = node->prev;
-	list_init(node);
-}
-
 struct handoff {
 	struct loop *loop;
 	struct handoff_options opts; /* socket_dir points to our copy */
 	unsigned long long name_counter;
-	struct list offers;	   /* by creation, hence by expiry */
+	struct handoff_dir *own_dir;	 /* our instance dir: new offers go here */
+	struct handoff_dir **adopted;	 /* dead instances' dirs we re-serve sockets of */
+	size_t adopted_count;
+	struct list offers;	   /* by creation */
 	struct list waiting_peers; /* by accept, hence by ACK deadline */
 	size_t pending;
 	struct loop_timer ttl_timer, ack_timer;
 	unsigned long long ttl_armed_for, ack_armed_for; /* deadline armed, 0 = none */
 	struct handoff_stats stats;
-	handoff_pending_fn pending_fn;
-	void *pending_data;
+	struct list pending_listeners;
 };
 
 struct handoff_offer {
@@ -71,12 +42,13 @@ struct handoff_offer {
 	struct list link;
 	char *device_id;
 	char *path;
-	int fd; /* the fd handed over */
+	struct handoff_dir *dir; /* the instance dir its socket is in; NULL: the socket dir */
+	int fd;			 /* the fd handed over */
 	int listen_fd;
-	struct loop_watch listen_watch;
-	bool starved; /* accept hit EMFILE/ENFILE: paused until a peer ends */
+	struct loop_listener listener;
 	bool closing; /* being destroyed: never resume accepting */
-	unsigned long long expires;
+	unsigned long long offered;
+	unsigned long long expires; /* the TTL, or later while a pod holds its device */
 	struct list peers;
 	unsigned peer_count;
 };
@@ -127,9 +99,12 @@ static void timer_arm_for(struct loop_timer *timer, unsigned long long *armed_fo
 static void handoff_rearm(struct handoff *h)
 {
 	unsigned long long ttl = 0, ack = 0;
+	struct handoff_offer *o;
 
-	if (!list_empty(&h->offers))
-		ttl = list_entry(h->offers.next, struct handoff_offer, link)->expires;
+	/* Expiries move (handoff_keep), so scan: offers are a node's pods, a few hundred. */
+	list_for_each(o, &h->offers, link)
+		if (!ttl || o->expires < ttl)
+			ttl = o->expires;
 	if (!list_empty(&h->waiting_peers))
 		ack =
 		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
@@ -137,36 +112,23 @@ static void handoff_rearm(struct handoff *h)
 	timer_arm_for(&h->ack_timer, &h->ack_armed_for, ack);
 }
 
-/* Listens while the offer has room for another peer and file descriptors are left. */
+/* Accepts while the offer has room for another peer. */
 static void offer_update_listening(struct handoff_offer *offer)
 {
-	struct handoff *h = offer->h;
-
-	if (offer->closing)
-		return;
-	uint32_t events = offer->peer_count < h->opts.max_peers && !offer->starved ? EPOLLIN : 0;
-	int r = loop_watch_modify(h->loop, &offer->listen_watch, events);
-	if (r < 0)
-		log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause", offer->path,
-			  strerror(-r));
+	if (!offer->closing)
+		loop_listener_hold(&offer->listener, offer->peer_count >= offer->h->opts.max_peers);
 }
 
-/* A freed fd may let starved listeners accept again. */
-static void offers_resume_starved(struct handoff *h)
+static void handoff_pending_changed(struct handoff *h)
 {
-	for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
-		struct handoff_offer *o = list_entry(l, struct handoff_offer, link);
-		if (o->starved) {
-			o->starved = false;
-			offer_update_listening(o);
-		}
+	struct handoff_pending_listener *l, *next;
+
+	/* A listener may remove itself. */
+	for (l = list_first(&h->pending_listeners, struct handoff_pending_listener, link);
+	     &l->link != &h->pending_listeners; l = next) {
+		next = list_entry(l->link.next, struct handoff_pending_listener, link);
+		l->fn(l->data, h->pending);
 	}
-}
-
-static void pending_changed(struct handoff *h)
-{
-	if (h->pending_fn)
-		h->pending_fn(h->pending_data, h->pending);
 }
 
 static void peer_close(struct handoff_peer *peer)
@@ -182,13 +144,26 @@ static void peer_close(struct handoff_peer *peer)
 	offer->peer_count--;
 	free(peer);
 	offer_update_listening(offer);
-	offers_resume_starved(h);
+}
+
+/* Drops a dir's count of offers; an adopted dir is removed with its last one. */
+static void dir_offer_gone(struct handoff *h, struct handoff_dir *dir)
+{
+	if (!dir || --dir->offers > 0 || dir->own)
+		return;
+	for (size_t i = 0; i < h->adopted_count; i++) {
+		if (h->adopted[i] == dir) {
+			h->adopted[i] = h->adopted[--h->adopted_count];
+			break;
+		}
+	}
+	handoff_dir_release(dir, true);
 }
 
 /* Withdraws an offer: closes its connections (counted refused), the connections
- * still in its backlog (refused too), the listener, our copy of the fd, and unlinks
- * the socket. */
-static void offer_destroy(struct handoff_offer *offer)
+ * still in its backlog (refused too), the listener, our copy of the fd, and, with
+ * unlink_socket, removes the socket (without: it stays for the next instance). */
+static void offer_close(struct handoff_offer *offer, bool unlink_socket)
 {
 	struct handoff *h = offer->h;
 
@@ -199,26 +174,31 @@ static void offer_destroy(struct handoff_offer *offer)
 		h->stats.refused++;
 		peer_close(peer);
 	}
+	loop_listener_stop(&offer->listener);
 	for (;;) {
-		int fd = accept4(offer->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = unlink_socket ? accept4(offer->listen_fd, NULL, NULL, SOCK_CLOEXEC) : -1;
 		if (fd < 0)
 			break;
 		close(fd);
 		h->stats.refused++;
 	}
-	loop_watch_remove(h->loop, &offer->listen_watch);
 	close(offer->listen_fd);
-	if (unlink(offer->path) < 0 && errno != ENOENT)
+	if (unlink_socket && unlink(offer->path) < 0 && errno != ENOENT)
 		log_warning("cannot remove handoff socket %s: %s", offer->path, strerror(errno));
 	close(offer->fd);
 	list_unlink(&offer->link);
 	h->pending--;
-	pending_changed(h);
+	if (unlink_socket)
+		dir_offer_gone(h, offer->dir);
+	handoff_pending_changed(h);
 	free(offer->device_id);
 	free(offer->path);
 	free(offer);
-	/* Its listener and fd are closed: an expiry or a replacement frees fds too. */
-	offers_resume_starved(h);
+}
+
+static void offer_destroy(struct handoff_offer *offer)
+{
+	offer_close(offer, true);
 }
 
 static void peer_consumed(struct handoff_peer *peer)
@@ -361,28 +341,13 @@ static void peer_start(struct handoff_offer *offer, int fd)
 	peer_send(peer);
 }
 
-static void offer_acceptable(void *data, uint32_t events)
+static void offer_accept(void *data, int fd)
 {
 	struct handoff_offer *offer = data;
-	struct handoff *h = offer->h;
 
-	(void)events;
-	while (offer->peer_count < h->opts.max_peers) {
-		int fd = accept4(offer->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EAGAIN)
-				break;
-			log_error("cannot accept on %s: %s; pausing it until a connection ends",
-				  offer->path, strerror(errno));
-			offer->starved = true;
-			break;
-		}
-		peer_start(offer, fd);
-	}
+	peer_start(offer, fd);
 	offer_update_listening(offer);
-	handoff_rearm(h);
+	handoff_rearm(offer->h);
 }
 
 static void ttl_expired(void *data)
@@ -391,15 +356,20 @@ static void ttl_expired(void *data)
 	unsigned long long now = now_usec();
 
 	h->ttl_armed_for = 0;
-	while (!list_empty(&h->offers)) {
-		struct handoff_offer *offer =
-		    list_entry(h->offers.next, struct handoff_offer, link);
-		if (offer->expires > now)
+	for (bool again = true; again;) {
+		struct handoff_offer *offer;
+		again = false;
+		list_for_each(offer, &h->offers, link) {
+			if (offer->expires > now)
+				continue;
+			h->stats.expired++;
+			log_info("nobody took the fd of %s within %.1f s; removing %s",
+				 offer->device_id, (double)(now - offer->offered) / 1e6,
+				 offer->path);
+			offer_destroy(offer);
+			again = true; /* the list changed under the iteration */
 			break;
-		h->stats.expired++;
-		log_info("nobody took the fd of %s within %.1f s; removing %s", offer->device_id,
-			 (double)h->opts.ttl_usec / 1e6, offer->path);
-		offer_destroy(offer);
+		}
 	}
 	handoff_rearm(h);
 }
@@ -427,23 +397,28 @@ static void ack_timed_out(void *data)
 
 int handoff_new(struct loop *loop, const struct handoff_options *o, struct handoff **out)
 {
+	char msg[1024];
+
 	if (!o->ttl_usec || !o->ack_timeout_usec || !o->max_peers || !o->socket_dir ||
 	    o->socket_dir[0] != '/') {
 		log_error("invalid handoff options: TTL, ACK timeout and peers per offer must "
 			  "be positive and the socket dir an absolute path");
 		return -EINVAL;
 	}
-	int r = handoff_socket_dir_prepare(o->socket_dir);
-	if (r < 0)
-		return r;
-
 	struct handoff *h = xcalloc(1, sizeof(*h));
 	h->loop = loop;
 	h->opts = *o;
 	h->opts.socket_dir = xstrdup(o->socket_dir);
 	list_init(&h->offers);
 	list_init(&h->waiting_peers);
+	list_init(&h->pending_listeners);
 	h->ttl_timer.fd = h->ack_timer.fd = -1;
+	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, msg, sizeof(msg));
+	if (r < 0) {
+		log_error("%s", msg);
+		handoff_free(h);
+		return r;
+	}
 	r = loop_timer_init(loop, &h->ttl_timer, ttl_expired, h);
 	if (r >= 0)
 		r = loop_timer_init(loop, &h->ack_timer, ack_timed_out, h);
@@ -452,6 +427,7 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 		handoff_free(h);
 		return r;
 	}
+	log_debug(1, "instance dir %s", h->own_dir->path);
 	*out = h;
 	return 0;
 }
@@ -460,8 +436,20 @@ void handoff_free(struct handoff *h)
 {
 	if (!h)
 		return;
+	size_t left = h->pending;
+	/* Pending offers keep their socket files and their dir's lock goes with us: the
+	 * next instance finds the lock free and re-serves them (handoff_rescue). */
 	while (!list_empty(&h->offers))
-		offer_destroy(list_entry(h->offers.next, struct handoff_offer, link));
+		offer_close(list_first(&h->offers, struct handoff_offer, link), false);
+	if (left)
+		log_warning("left %zu unclaimed handoff socket(s) for the next instance to "
+			    "re-serve",
+			    left);
+	for (size_t i = 0; i < h->adopted_count; i++)
+		handoff_dir_release(h->adopted[i], h->adopted[i]->offers == 0);
+	free(h->adopted);
+	if (h->own_dir)
+		handoff_dir_release(h->own_dir, h->own_dir->offers == 0);
 	loop_timer_destroy(h->loop, &h->ttl_timer);
 	loop_timer_destroy(h->loop, &h->ack_timer);
 	free((char *)h->opts.socket_dir);
@@ -477,12 +465,44 @@ static bool device_id_valid(const char *id)
 	return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
+/* Makes an offer of fd on the listening socket at path (both taken) in dir. */
+static int offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id,
+		       int fd, int listen_fd, char *path, char *reason, size_t reason_size)
+{
+	struct handoff_offer *offer = xcalloc(1, sizeof(*offer));
+	offer->h = h;
+	offer->device_id = xstrdup(device_id);
+	offer->path = path;
+	offer->dir = dir;
+	if (dir)
+		dir->offers++;
+	offer->listen_fd = listen_fd;
+	offer->fd = fd;
+	offer->offered = now_usec();
+	offer->expires = offer->offered + h->opts.ttl_usec;
+	list_init(&offer->peers);
+	list_append(&h->offers, &offer->link);
+	h->pending++;
+	handoff_pending_changed(h);
+	int r = loop_listener_start(h->loop, &offer->listener, listen_fd, offer->path,
+				    offer_accept, offer);
+	if (r < 0) {
+		snprintf(reason, reason_size, "cannot watch handoff socket %s: %s", offer->path,
+			 strerror(-r));
+		offer_destroy(offer);
+		return r;
+	}
+	handoff_rearm(h);
+	return 0;
+}
+
 int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const char **socket_path,
 		  char *reason, size_t reason_size)
 {
 	cleanup_close int fd = fd_in;
 	char msg[1024];
 	char *path = NULL;
+	struct handoff_offer *old;
 
 	if (!device_id_valid(device_id)) {
 		snprintf(reason, reason_size,
@@ -491,8 +511,7 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 			 HANDOFF_MAX_DEVICE_ID, device_id, HANDOFF_MAX_DEVICE_ID);
 		return -EINVAL;
 	}
-	for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
-		struct handoff_offer *old = list_entry(l, struct handoff_offer, link);
+	list_for_each(old, &h->offers, link) {
 		if (strcmp(old->device_id, device_id) == 0) {
 			h->stats.replaced++;
 			log_info("%s is allocated again; withdrawing its unclaimed socket %s",
@@ -503,45 +522,131 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 		}
 	}
 
-	int listen_fd =
-	    handoff_socket_listen(&h->opts, device_id, &h->name_counter, &path, msg, sizeof(msg));
+	int listen_fd = handoff_socket_listen(&h->opts, h->own_dir->path, device_id,
+					      &h->name_counter, &path, msg, sizeof(msg));
 	if (listen_fd < 0) {
 		snprintf(reason, reason_size, "%s", msg);
 		return listen_fd;
 	}
-	struct handoff_offer *offer = xcalloc(1, sizeof(*offer));
-	offer->h = h;
-	offer->device_id = xstrdup(device_id);
-	offer->path = path;
-	offer->listen_fd = listen_fd;
-	offer->fd = take_fd(&fd);
-	offer->expires = now_usec() + h->opts.ttl_usec;
-	list_init(&offer->peers);
-	list_append(&h->offers, &offer->link);
-	h->pending++;
-	pending_changed(h);
-	int r = loop_watch_add(h->loop, &offer->listen_watch, listen_fd, EPOLLIN, offer_acceptable,
-			       offer);
-	if (r < 0) {
-		snprintf(reason, reason_size, "cannot watch handoff socket %s: %s", path,
-			 strerror(-r));
-		offer_destroy(offer);
+	int r = offer_start(h, h->own_dir, device_id, take_fd(&fd), listen_fd, path, reason,
+			    reason_size);
+	if (r < 0)
 		return r;
-	}
 	h->stats.offered++;
-	log_debug(1, "offering the fd of %s on %s", device_id, offer->path);
-	handoff_rearm(h);
-	*socket_path = offer->path;
+	log_debug(1, "offering the fd of %s on %s", device_id, path);
+	*socket_path = path;
 	return 0;
+}
+
+/* The device id in a socket name "<device_id>-<n>.sock", or NULL. Caller frees. */
+static char *device_id_from_name(const char *name)
+{
+	cleanup_free char *id = xstrdup(name);
+	char *dash = strrchr(id, '-');
+
+	if (!dash || strcmp(dash + 1 + strspn(dash + 1, "0123456789"), ".sock") != 0 ||
+	    dash[1] == '.')
+		return NULL;
+	*dash = '\0';
+	return device_id_valid(id) ? take_ptr(id) : NULL;
+}
+
+struct rescue {
+	struct handoff *h;
+	handoff_open_fn open_fd;
+	void *data;
+	size_t count;
+};
+
+static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
+			  const char *name)
+{
+	struct rescue *rs = data;
+	struct handoff *h = rs->h;
+	cleanup_free char *device_id = device_id_from_name(name);
+	char reason[1024] = "";
+	int fd = -1, r;
+
+	if (!device_id) {
+		log_warning("removing %s: a dead instance's socket whose name carries no device id",
+			    path);
+		r = -EINVAL;
+	} else if ((r = rs->open_fd(rs->data, device_id, &fd, reason, sizeof(reason))) < 0) {
+		log_error("cannot re-serve %s for %s: %s; removing it", path, device_id, reason);
+	} else {
+		int listen_fd = handoff_socket_listen_at(&h->opts, path, reason, sizeof(reason));
+		if (listen_fd < 0) {
+			close(fd);
+			r = listen_fd;
+			log_error("cannot re-serve %s for %s: %s", path, device_id, reason);
+		} else if ((r = offer_start(h, dir, device_id, fd, listen_fd, xstrdup(path), reason,
+					    sizeof(reason))) < 0) {
+			log_error("cannot re-serve %s for %s: %s", path, device_id, reason);
+		} else {
+			h->stats.offered++;
+			h->stats.rescued++;
+			rs->count++;
+			log_info("re-serving %s for %s with a fresh iommufd: a dead instance "
+				 "offered it and no container has taken it",
+				 path, device_id);
+			return;
+		}
+	}
+	h->stats.rescue_failures++;
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warning("cannot remove %s: %s", path, strerror(errno));
+}
+
+size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
+{
+	struct rescue rs = {.h = h, .open_fd = open_fd, .data = data};
+	size_t first = h->adopted_count;
+
+	(void)handoff_dirs_adopt_dead(h->opts.socket_dir, h->own_dir, rescue_socket, &rs,
+				      &h->adopted, &h->adopted_count);
+	/* Dirs that had nothing left to re-serve go at once. */
+	for (size_t i = first; i < h->adopted_count;) {
+		if (h->adopted[i]->offers == 0) {
+			handoff_dir_release(h->adopted[i], true);
+			h->adopted[i] = h->adopted[--h->adopted_count];
+		} else {
+			i++;
+		}
+	}
+	return rs.count;
+}
+
+void handoff_keep(struct handoff *h, const char *socket_path, unsigned long long until_usec)
+{
+	struct handoff_offer *offer;
+
+	list_for_each(offer, &h->offers, link) {
+		if (strcmp(offer->path, socket_path) == 0) {
+			if (until_usec > offer->expires)
+				offer->expires = until_usec;
+			break;
+		}
+	}
+	handoff_rearm(h);
+}
+
+int handoff_record_endpoint(struct handoff *h, const struct file_id *id)
+{
+	return handoff_dir_record_endpoint(h->own_dir, id);
+}
+
+bool handoff_endpoint_is_instance(const struct handoff *h, const struct file_id *id)
+{
+	return handoff_dirs_endpoint_is_instance(h->opts.socket_dir, h->own_dir, id);
 }
 
 static struct handoff_offer *offer_by_path(struct handoff *h, const char *socket_path)
 {
-	for (struct list *l = h->offers.next; l != &h->offers; l = l->next) {
-		struct handoff_offer *offer = list_entry(l, struct handoff_offer, link);
+	struct handoff_offer *offer;
+
+	list_for_each(offer, &h->offers, link)
 		if (strcmp(offer->path, socket_path) == 0)
 			return offer;
-	}
 	return NULL;
 }
 
@@ -562,22 +667,33 @@ size_t handoff_pending(const struct handoff *h)
 	return h->pending;
 }
 
-void handoff_set_pending_listener(struct handoff *h, handoff_pending_fn fn, void *data)
+void handoff_add_pending_listener(struct handoff *h, struct handoff_pending_listener *l,
+				  handoff_pending_fn fn, void *data)
 {
-	h->pending_fn = fn;
-	h->pending_data = data;
+	l->fn = fn;
+	l->data = data;
+	if (l->link.next)
+		list_unlink(&l->link);
+	list_append(&h->pending_listeners, &l->link);
+}
+
+void handoff_remove_pending_listener(struct handoff_pending_listener *l)
+{
+	if (l->link.next)
+		list_unlink(&l->link);
 }
 
 void handoff_for_each_offer(const struct handoff *h,
 			    void (*fn)(void *data, const struct handoff_offer_info *info),
 			    void *data)
 {
-	for (const struct list *l = h->offers.next; l != &h->offers; l = l->next) {
-		const struct handoff_offer *o = list_entry(l, struct handoff_offer, link);
+	const struct handoff_offer *o;
+
+	list_for_each(o, &h->offers, link) {
 		const struct handoff_offer_info info = {
 		    .device_id = o->device_id,
 		    .socket_path = o->path,
-		    .offered_usec = o->expires - h->opts.ttl_usec,
+		    .offered_usec = o->offered,
 		};
 		fn(data, &info);
 	}

@@ -4,9 +4,13 @@
  * loop, non-blocking; see docs/protocol.md for the wire protocol. */
 #pragma once
 
+#include "../basic/list.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
+struct file_id;
 struct loop;
 struct selinux_labeler;
 
@@ -47,6 +51,8 @@ struct handoff_stats {
 					  * or the peer answered before taking the fd */
 	unsigned long long unauthorized; /* peers refused for their uid (--allowed-uids) */
 	unsigned long long abandoned;	 /* withdrawn unclaimed: no pod holds the device */
+	unsigned long long rescued;	 /* a dead instance's sockets served again */
+	unsigned long long rescue_failures; /* ... that could not be, and were removed */
 };
 
 struct handoff;
@@ -54,16 +60,32 @@ struct handoff;
 /* Fills *o with the defaults above, uid/gid unchanged, labeler NULL. */
 void handoff_options_init(struct handoff_options *o);
 
-/* Creates the socket dir if missing and removes the sockets an earlier process left
- * in it (entries named *.sock that are sockets; nothing else is touched). Logs the
- * cause of any failure. Returns 0 and *out (free with handoff_free), or -errno:
- * EINVAL (zero TTL, ack timeout or max_peers, or a relative socket dir), mkdir's or
- * opendir's errno, or timerfd/epoll's. */
+/* Creates the socket dir if missing and our own instance dir in it, locked for our
+ * lifetime (handoff_socket.h); other instances' files are not touched. Logs the cause
+ * of any failure. Returns 0 and *out (free with handoff_free), or -errno: EINVAL
+ * (zero TTL, ack timeout or max_peers, or a relative socket dir), mkdir's, open's or
+ * flock's errno, or timerfd/epoll's. */
 int handoff_new(struct loop *loop, const struct handoff_options *o, struct handoff **out);
 
-/* Withdraws every offer (closing its fd and connections, unlinking its socket) and
- * frees. NULL is a no-op. */
+/* Closes every offer's fd, listener and connections and frees. Pending offers'
+ * socket files stay, and with them the instance dir, whose lock dies with us: the
+ * next instance re-serves them (handoff_rescue), so a container created after our
+ * exit still gets an fd. With nothing pending our instance dir is removed. NULL is a
+ * no-op. */
 void handoff_free(struct handoff *h);
+
+/* Opens a fresh, configured iommufd for device_id: the one the device plugin would
+ * hand over for an Allocate. Returns 0 and *fd (taken), or -errno with a reason. */
+typedef int (*handoff_open_fn)(void *data, const char *device_id, int *fd, char *reason,
+			       size_t reason_size);
+
+/* Re-serves what dead instances left in the socket dir: every socket in an instance
+ * dir whose lock is free, and every dead socket directly in the socket dir (from a
+ * version before instance dirs), at the same path with a fresh fd from open_fd, as
+ * a new offer under the usual rules (TTL from now, PodResources). A socket that
+ * cannot be re-served is removed and logged. Live instances' sockets are never
+ * touched. Returns the number re-served. */
+size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data);
 
 /* Offers fd for device_id: creates, labels and listens on a new socket
  * "<socket_dir>/<device_id>-<n>.sock". Takes fd in every case (closed on failure).
@@ -86,10 +108,19 @@ void handoff_withdraw(struct handoff *h, const char *socket_path);
 size_t handoff_pending(const struct handoff *h);
 
 /* Called with the new handoff_pending() whenever it changes, so a caller can work
- * only while offers are pending without polling the count. It may arm timers but
- * must not offer or withdraw. One listener; fn NULL removes it. */
+ * only while offers are pending without polling the count. It may arm timers, remove
+ * itself or quit the loop, but must not offer or withdraw. */
 typedef void (*handoff_pending_fn)(void *data, size_t pending);
-void handoff_set_pending_listener(struct handoff *h, handoff_pending_fn fn, void *data);
+struct handoff_pending_listener {
+	struct list link;
+	handoff_pending_fn fn;
+	void *data;
+};
+/* Adds l (embedded in its owner, zeroed or removed before). */
+void handoff_add_pending_listener(struct handoff *h, struct handoff_pending_listener *l,
+				  handoff_pending_fn fn, void *data);
+/* Removes l; no-op if it was never added. */
+void handoff_remove_pending_listener(struct handoff_pending_listener *l);
 
 struct handoff_offer_info {
 	const char *device_id;
@@ -106,6 +137,17 @@ void handoff_for_each_offer(const struct handoff *h,
 /* Withdraws the pending offer on socket_path because nobody will come for it (its
  * pod is gone), logging why; counted as abandoned. No-op if there is no such offer. */
 void handoff_abandon(struct handoff *h, const char *socket_path, const char *why);
+
+/* Keeps the offer on socket_path at least until until_usec (now_usec() clock), past
+ * its TTL: a pod holds its device, so its container is still coming. No-op if there
+ * is no such offer. */
+void handoff_keep(struct handoff *h, const char *socket_path, unsigned long long until_usec);
+
+/* Records in our instance dir that we serve the DevicePlugin socket id, so another
+ * instance of ours can tell us from a foreign plugin. Returns 0 or -errno. */
+int handoff_record_endpoint(struct handoff *h, const struct file_id *id);
+/* Whether id is the DevicePlugin socket another live instance of ours recorded. */
+bool handoff_endpoint_is_instance(const struct handoff *h, const struct file_id *id);
 
 /* Counters, for metrics; valid until handoff_free. */
 const struct handoff_stats *handoff_stats(const struct handoff *h);

@@ -1,6 +1,8 @@
 /* Opens /dev/iommu for an allocation, through a SELinux-labelled temporary node in
- * a scratch dir when labels are in use, and sets IOMMU_OPTION_RLIMIT_MODE = 1 with
- * libvirt's virIOMMUFDSetRLimitMode errno policy (src/util/viriommufd.c). */
+ * a scratch dir when labels are in use, and sets IOMMU_OPTION_RLIMIT_MODE = 1. Our
+ * errno policy is our own: libvirt's merged virIOMMUFDSetRLimitMode
+ * (src/util/viriommufd.c) reports every IOMMU_OPTION failure as an error; only the
+ * patch's review on the libvirt list had proposed ENOTTY/EOPNOTSUPP/EPERM as warnings. */
 #include "iommufd.h"
 #include "iommufd_uapi.h"
 #include "selinux.h"
@@ -75,9 +77,9 @@ int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int err, enum iommu
 		*outcome = IOMMUFD_OUTCOME_SET;
 		return 0;
 	}
-	/* As virIOMMUFDSetRLimitMode: ENOTTY and EOPNOTSUPP mean a kernel without the
-	 * ioctl or the option, EPERM a caller without CAP_SYS_RESOURCE (the kernel's
-	 * iommufd_option_rlimit_mode checks capable(CAP_SYS_RESOURCE)). */
+	/* ENOTTY and EOPNOTSUPP mean a kernel without the ioctl or the option, EPERM a
+	 * caller without CAP_SYS_RESOURCE (the kernel's iommufd_option_rlimit_mode checks
+	 * capable(CAP_SYS_RESOURCE)). Only best-effort hands the fd over for these. */
 	if (err == ENOTTY || err == EOPNOTSUPP)
 		*outcome = IOMMUFD_OUTCOME_UNSUPPORTED;
 	else if (err == EPERM)

@@ -1,6 +1,6 @@
 /* Opens the iommufd device (/dev/iommu) for one allocation and switches its pinned
- * memory accounting to per process (IOMMU_OPTION_RLIMIT_MODE = 1), with libvirt's
- * virIOMMUFDSetRLimitMode errno policy, counters per outcome and one log per cause. */
+ * memory accounting to per process (IOMMU_OPTION_RLIMIT_MODE = 1), with an errno
+ * policy (required or best-effort, below), counters per outcome and one log per cause. */
 #pragma once
 
 #include <stdbool.h>
@@ -15,7 +15,7 @@ struct selinux_labeler;
 /* What to do when the kernel cannot switch the accounting mode (ENOTTY/EOPNOTSUPP:
  * kernel without the option; EPERM: no CAP_SYS_RESOURCE). Any other error fails. */
 enum iommufd_rlimit_policy {
-	IOMMUFD_RLIMIT_BEST_EFFORT, /* warn once, hand over the unconfigured fd */
+	IOMMUFD_RLIMIT_BEST_EFFORT, /* warn once, hand over the fd with per-user accounting */
 	IOMMUFD_RLIMIT_REQUIRED,    /* fail the allocation */
 };
 

@@ -423,9 +423,21 @@ void device_plugin_free(struct device_plugin *plugin)
 }
 
 int device_plugin_listen(struct device_plugin *plugin, enum device_plugin_endpoint endpoint,
-			 const char *path)
+			 const char *path, bool replace_live, grpc_bound_fn bound, void *data)
 {
-	return grpc_server_listen(plugin->servers[endpoint], path);
+	return grpc_server_listen(plugin->servers[endpoint], path, replace_live, bound, data);
+}
+
+void device_plugin_stop_listening(struct device_plugin *plugin,
+				  enum device_plugin_endpoint endpoint)
+{
+	grpc_server_stop_listening(plugin->servers[endpoint], false);
+}
+
+const struct file_id *device_plugin_socket_id(const struct device_plugin *plugin,
+					      enum device_plugin_endpoint endpoint)
+{
+	return grpc_server_socket_id(plugin->servers[endpoint]);
 }
 
 bool device_plugin_socket_present(const struct device_plugin *plugin,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "../config/config.h"
+#include "../grpc/server.h"
 #include "../loop/loop.h"
 
 #include "deviceplugin.pb-c.h"
@@ -34,10 +35,18 @@ enum device_plugin_endpoint {
 	DEVICE_PLUGIN_ENDPOINT_COUNT,
 };
 
-/* Serves endpoint on path (replacing a stale socket). Returns 0 or -errno, see
+/* Serves endpoint on path (replacing a dead socket; a live one only with
+ * replace_live; bound as for grpc_server_listen). Returns 0 or -errno, see
  * grpc_server_listen. */
 int device_plugin_listen(struct device_plugin *plugin, enum device_plugin_endpoint endpoint,
-			 const char *path);
+			 const char *path, bool replace_live, grpc_bound_fn bound, void *data);
+/* Stops serving endpoint without removing the socket file (another server has it). */
+void device_plugin_stop_listening(struct device_plugin *plugin,
+				  enum device_plugin_endpoint endpoint);
+struct file_id;
+/* The identity of the endpoint's socket file, or NULL when it is not served. */
+const struct file_id *device_plugin_socket_id(const struct device_plugin *plugin,
+					      enum device_plugin_endpoint endpoint);
 /* Whether the endpoint's socket file is still there (a starting kubelet deletes the
  * one in its directory). */
 bool device_plugin_socket_present(const struct device_plugin *plugin,

@@ -103,13 +103,13 @@ int plugin_watcher_start(struct plugin_watcher *watcher)
 		return r;
 	}
 	r = device_plugin_listen(watcher->plugin, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
-				 watcher->endpoint);
+				 watcher->endpoint, false, NULL, NULL);
 	if (r < 0) {
 		log_error("cannot serve %s: %s", watcher->endpoint, strerror(-r));
 		return r;
 	}
 	/* Last: the kubelet may call GetInfo the moment this socket appears. */
-	r = grpc_server_listen(watcher->server, watcher->registration_socket);
+	r = grpc_server_listen(watcher->server, watcher->registration_socket, false, NULL, NULL);
 	if (r < 0) {
 		log_error("cannot serve %s: %s", watcher->registration_socket, strerror(-r));
 		return r;

@@ -27,6 +27,7 @@ struct pod_resources {
 	V1__ListPodResourcesResponse *response; /* its answer, once decoded */
 	bool undecodable;			/* its answer could not be decoded */
 	bool unavailable;			/* the last List failed (warned once) */
+	struct handoff_pending_listener pending_listener;
 	char **audited;				/* offers whose pod was logged */
 	size_t audited_count;
 	struct pod_resources_stats stats;
@@ -93,6 +94,11 @@ static void reconcile_offer(void *data, const struct handoff_offer_info *info)
 	struct pod_resources_holder holder;
 
 	if (pod_resources_find_holder(pr->response, pr->resource_name, info->device_id, &holder)) {
+		/* Its container is still coming: the TTL must not withdraw it while this API
+		 * answers. Kept until the next answer is overdue, so the TTL takes over
+		 * again once the API stops answering. */
+		handoff_keep(pr->handoff, info->socket_path,
+			     rc->now + 2 * pr->interval_usec + pr->deadline_usec);
 		if (!strings_contain(pr->audited, pr->audited_count, info->socket_path))
 			log_info("%s (socket %s) went to pod %s/%s, container %s", info->device_id,
 				 info->socket_path, holder.namespace_, holder.pod,
@@ -237,7 +243,7 @@ static void poll_now(void *data)
 	}
 }
 
-static void pending_changed(void *data, size_t pending)
+static void pod_resources_pending_changed(void *data, size_t pending)
 {
 	struct pod_resources *pr = data;
 
@@ -280,15 +286,15 @@ int pod_resources_new(struct loop *loop, struct handoff *h, const struct pod_res
 		pod_resources_free(pr);
 		return r;
 	}
-	handoff_set_pending_listener(h, pending_changed, pr);
-	pending_changed(pr, handoff_pending(h));
+	handoff_add_pending_listener(h, &pr->pending_listener, pod_resources_pending_changed, pr);
+	pod_resources_pending_changed(pr, handoff_pending(h));
 	*out = pr;
 	return 0;
 }
 
 void pod_resources_stop(struct pod_resources *pr)
 {
-	handoff_set_pending_listener(pr->handoff, NULL, NULL);
+	handoff_remove_pending_listener(&pr->pending_listener);
 	list_end(pr);
 	loop_timer_arm(&pr->poll_timer, 0);
 	pr->poll_armed = false;

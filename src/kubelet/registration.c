@@ -1,9 +1,20 @@
 /* Keeps the plugin registered with the kubelet across kubelet restarts. A starting
  * kubelet removes every socket in its directory, then creates kubelet.sock: inotify
- * tells us both, so we serve our socket again and register within milliseconds. */
+ * tells us both, so we serve our socket again and register within milliseconds.
+ *
+ * The socket path is shared with whoever else serves it, and we never fight over it:
+ * - a newer instance of ours (a rolling update) takes it over atomically (rename) and
+ *   the older one steps aside for good, serving only its pending offers;
+ * - a live foreign server there (KubeVirt's in-tree plugin, the Go plugin) is never
+ *   removed: we report the conflict (log, metric, /healthz) and serve again only
+ *   once the path is free;
+ * - our socket deleted without a kubelet restart gets a grace before we serve it
+ *   again, so a plugin that unlinks and rebinds it wins without a race. */
 #include "registration.h"
 #include "device_plugin.h"
+#include "../basic/unix_socket.h"
 #include "../grpc/client.h"
+#include "../handoff/handoff.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -11,6 +22,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <string.h>
 
 #define KUBELET_SOCKET	      "kubelet.sock"
 #define REGISTER_TIMEOUT_USEC 5000000ULL
@@ -18,11 +30,19 @@
  * between is refused, so the first retry comes quickly. */
 #define BACKOFF_FIRST_USEC 5000ULL
 #define BACKOFF_MAX_USEC   10000000ULL
+/* Our socket vanished without a kubelet restart: wait this long for whoever removed
+ * it to bind there before we serve it again. */
+#define SOCKET_GONE_GRACE_USEC 1000000ULL
+/* While a foreign server holds our path: how often to look whether it died. */
+#define FOREIGN_PROBE_USEC 10000000ULL
 
 struct registration {
 	struct loop *loop;
 	const struct config *config;
 	struct device_plugin *plugin;
+	struct handoff *handoff; /* knows our other instances */
+	enum registration_endpoint endpoint;
+	struct loop_timer endpoint_timer; /* grace after a deletion, foreign probes */
 	char *kubelet_socket;
 	char *plugin_socket;
 	int inotify_fd;
@@ -37,6 +57,7 @@ struct registration {
 };
 
 static void registration_register(struct registration *reg);
+static int registration_claim(struct registration *reg);
 
 static void registration_cancel_call(struct registration *reg)
 {
@@ -95,21 +116,132 @@ static void registration_timed_out(void *data)
 	registration_done(reg, GRPC_STATUS_DEADLINE_EXCEEDED, "no answer within 5 s");
 }
 
-/* Serves our socket again if the kubelet removed it. Returns 0 or -errno. */
-static int registration_ensure_socket(struct registration *reg)
+static void endpoint_bound(void *data, const struct file_id *id)
 {
-	if (device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
+	struct registration *reg = data;
+	int r = handoff_record_endpoint(reg->handoff, id);
+
+	if (r < 0)
+		log_warning("cannot record our DevicePlugin socket for other instances: %s",
+			    strerror(-r));
+}
+
+/* Someone else's live socket is at our path: step aside. */
+static void registration_step_aside(struct registration *reg, bool ours)
+{
+	enum registration_endpoint was = reg->endpoint;
+
+	registration_cancel_call(reg);
+	loop_timer_arm(&reg->retry_timer, 0);
+	device_plugin_stop_listening(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR);
+	if (ours) {
+		reg->endpoint = REGISTRATION_ENDPOINT_SUPERSEDED;
+		reg->registered = false;
+		loop_timer_arm(&reg->endpoint_timer, 0);
+		log_info("a newer instance of this plugin took over %s: no longer serving "
+			 "Allocate; pending handoff sockets are still served until we are stopped",
+			 reg->plugin_socket);
+		return;
+	}
+	reg->endpoint = REGISTRATION_ENDPOINT_FOREIGN;
+	reg->registered = false;
+	loop_timer_arm(&reg->endpoint_timer, FOREIGN_PROBE_USEC);
+	if (was != REGISTRATION_ENDPOINT_FOREIGN)
+		reg->stats.foreign_conflicts++;
+	if (was != REGISTRATION_ENDPOINT_FOREIGN)
+		log_error("another device plugin serves %s (for example KubeVirt's own iommufd "
+			  "plugin in virt-handler with the IOMMUFD feature gate on): not "
+			  "registering %s while it does. Turn the IOMMUFD feature gate off, or "
+			  "run this plugin with another --socket-name and --resource-name; we "
+			  "serve the path once it is free",
+			  reg->plugin_socket, reg->config->resource_name);
+}
+
+/* Serves our socket unless someone else's live one is there. Returns 0 or -errno
+ * (-EADDRINUSE: a live server holds the path; we stepped aside). */
+static int registration_claim(struct registration *reg)
+{
+	struct stat st;
+	bool was_foreign = reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN;
+
+	if (reg->endpoint == REGISTRATION_ENDPOINT_SUPERSEDED)
+		return -EADDRINUSE;
+	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING &&
+	    device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return 0;
 	int r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR,
-				     reg->plugin_socket);
+				     reg->plugin_socket, false, endpoint_bound, reg);
+	bool took_over = false;
+	if (r == -EADDRINUSE && stat(reg->plugin_socket, &st) == 0 &&
+	    handoff_endpoint_is_instance(reg->handoff,
+					 &(struct file_id){.dev = st.st_dev, .ino = st.st_ino})) {
+		/* An older instance of ours (a rolling update): take over in one step. */
+		r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR,
+					 reg->plugin_socket, true, endpoint_bound, reg);
+		took_over = r == 0;
+	}
+	if (r == -EADDRINUSE) {
+		registration_step_aside(reg, false);
+		return r;
+	}
 	if (r < 0) {
 		log_error("cannot serve %s: %s", reg->plugin_socket, strerror(-r));
 		return r;
 	}
 	if (reg->ever_registered)
 		reg->stats.socket_recreations++;
+	reg->endpoint = REGISTRATION_ENDPOINT_SERVING;
+	loop_timer_arm(&reg->endpoint_timer, 0);
+	if (took_over)
+		log_info("took over %s from the running instance of this plugin; it keeps "
+			 "serving its pending handoff sockets",
+			 reg->plugin_socket);
+	else if (was_foreign)
+		log_info("%s is free again: serving it", reg->plugin_socket);
 	log_info("serving DevicePlugin on %s", reg->plugin_socket);
 	return 0;
+}
+
+/* Our socket file changed under us: deleted (a kubelet restart, or a plugin about to
+ * bind there) or replaced (another server bound or renamed onto the path). */
+static void registration_socket_changed(struct registration *reg)
+{
+	struct stat st;
+
+	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING ||
+	    device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
+		return;
+	reg->registered = false;
+	if (unix_socket_probe(reg->plugin_socket) == 0 && stat(reg->plugin_socket, &st) == 0) {
+		bool ours = handoff_endpoint_is_instance(
+		    reg->handoff, &(struct file_id){.dev = st.st_dev, .ino = st.st_ino});
+		registration_step_aside(reg, ours);
+		return;
+	}
+	log_info("%s was removed (kubelet restart?): serving it again when the kubelet starts "
+		 "or within %llu ms",
+		 reg->plugin_socket, SOCKET_GONE_GRACE_USEC / 1000);
+	reg->endpoint = REGISTRATION_ENDPOINT_GONE;
+	loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
+}
+
+/* The grace after a deletion ran out, or it is time to look at a foreign server. */
+static void registration_endpoint_timer(void *data)
+{
+	struct registration *reg = data;
+
+	if (reg->endpoint != REGISTRATION_ENDPOINT_GONE &&
+	    reg->endpoint != REGISTRATION_ENDPOINT_FOREIGN)
+		return;
+	if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN &&
+	    unix_socket_probe(reg->plugin_socket) == 0) {
+		loop_timer_arm(&reg->endpoint_timer, FOREIGN_PROBE_USEC);
+		return;
+	}
+	if (registration_claim(reg) == 0 && access(reg->kubelet_socket, F_OK) == 0) {
+		reg->backoff_usec = 0;
+		registration_register(reg);
+	}
 }
 
 static void registration_register(struct registration *reg)
@@ -120,7 +252,10 @@ static void registration_register(struct registration *reg)
 	registration_cancel_call(reg);
 	loop_timer_arm(&reg->retry_timer, 0);
 	reg->registered = false;
-	if (registration_ensure_socket(reg) < 0) {
+	int claimed = registration_claim(reg);
+	if (claimed == -EADDRINUSE)
+		return; /* someone else serves the path: nothing to register */
+	if (claimed < 0) {
 		registration_schedule_retry(reg);
 		return;
 	}
@@ -156,7 +291,7 @@ static void registration_dir_changed(void *data, uint32_t events)
 {
 	struct registration *reg = data;
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool kubelet_started = false, plugin_socket_gone = false;
+	bool kubelet_started = false, plugin_socket_changed = false;
 	(void)events;
 
 	for (;;) {
@@ -170,7 +305,7 @@ static void registration_dir_changed(void *data, uint32_t events)
 			p += sizeof(*ev) + ev->len;
 			if (ev->mask & IN_Q_OVERFLOW) {
 				/* Events were lost: assume the worst and check everything. */
-				kubelet_started = plugin_socket_gone = true;
+				kubelet_started = plugin_socket_changed = true;
 				continue;
 			}
 			if (!ev->len)
@@ -178,19 +313,23 @@ static void registration_dir_changed(void *data, uint32_t events)
 			if (!strcmp(ev->name, KUBELET_SOCKET) &&
 			    (ev->mask & (IN_CREATE | IN_MOVED_TO)))
 				kubelet_started = true;
-			else if (!strcmp(ev->name, reg->config->socket_name) &&
-				 (ev->mask & (IN_DELETE | IN_MOVED_FROM)))
-				plugin_socket_gone = true;
+			else if (!strcmp(ev->name, reg->config->socket_name))
+				plugin_socket_changed = true;
 		}
 	}
-	if (plugin_socket_gone &&
-	    !device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR)) {
-		/* The kubelet is restarting: our registration died with it. */
-		log_info("%s was removed (kubelet restart?): serving it again", reg->plugin_socket);
-		reg->registered = false;
-		registration_ensure_socket(reg);
-	}
+	if (plugin_socket_changed)
+		registration_socket_changed(reg);
 	if (kubelet_started && access(reg->kubelet_socket, F_OK) == 0) {
+		if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN ||
+		    reg->endpoint == REGISTRATION_ENDPOINT_SUPERSEDED) {
+			/* The other plugin re-registers too: it keeps the path if it wants. */
+			log_info("%s appeared; another server had %s, looking again in %llu ms",
+				 reg->kubelet_socket, reg->plugin_socket,
+				 SOCKET_GONE_GRACE_USEC / 1000);
+			if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN)
+				loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
+			return;
+		}
 		log_info("%s appeared: registering", reg->kubelet_socket);
 		reg->backoff_usec = 0;
 		registration_register(reg);
@@ -198,13 +337,15 @@ static void registration_dir_changed(void *data, uint32_t events)
 }
 
 struct registration *registration_new(struct loop *loop, const struct config *config,
-				      struct device_plugin *plugin)
+				      struct device_plugin *plugin, struct handoff *handoff)
 {
 	struct registration *reg = xcalloc(1, sizeof(*reg));
 
 	reg->loop = loop;
 	reg->config = config;
 	reg->plugin = plugin;
+	reg->handoff = handoff;
+	reg->endpoint = REGISTRATION_ENDPOINT_NONE;
 	reg->inotify_fd = -1;
 	reg->kubelet_socket = xasprintf("%s/%s", config->kubelet_dir, KUBELET_SOCKET);
 	reg->plugin_socket = xasprintf("%s/%s", config->kubelet_dir, config->socket_name);
@@ -221,7 +362,9 @@ int registration_start(struct registration *reg)
 	}
 	if ((r = loop_timer_init(reg->loop, &reg->retry_timer, registration_retry, reg)) < 0 ||
 	    (r = loop_timer_init(reg->loop, &reg->timeout_timer, registration_timed_out, reg)) <
-		0) {
+		0 ||
+	    (r = loop_timer_init(reg->loop, &reg->endpoint_timer, registration_endpoint_timer,
+				 reg)) < 0) {
 		log_error("cannot create a timer: %s", strerror(-r));
 		return r;
 	}
@@ -232,7 +375,7 @@ int registration_start(struct registration *reg)
 		return r;
 	}
 	if (inotify_add_watch(reg->inotify_fd, reg->config->kubelet_dir,
-			      IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM) < 0) {
+			      IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) < 0) {
 		r = -errno;
 		log_error("cannot watch %s: %s", reg->config->kubelet_dir, strerror(-r));
 		return r;
@@ -243,7 +386,9 @@ int registration_start(struct registration *reg)
 		log_error("cannot watch the inotify fd: %s", strerror(-r));
 		return r;
 	}
-	r = registration_ensure_socket(reg);
+	r = registration_claim(reg);
+	if (r == -EADDRINUSE)
+		return 0; /* stepped aside: reported, and watched until the path is free */
 	if (r < 0)
 		return r;
 	if (access(reg->kubelet_socket, F_OK) == 0)
@@ -258,6 +403,7 @@ void registration_stop(struct registration *reg)
 	registration_cancel_call(reg);
 	loop_timer_destroy(reg->loop, &reg->retry_timer);
 	loop_timer_destroy(reg->loop, &reg->timeout_timer);
+	loop_timer_destroy(reg->loop, &reg->endpoint_timer);
 	loop_watch_remove(reg->loop, &reg->inotify_watch);
 	if (reg->inotify_fd >= 0)
 		close(reg->inotify_fd);
@@ -277,6 +423,11 @@ void registration_free(struct registration *reg)
 bool registration_registered(const struct registration *reg)
 {
 	return reg->registered;
+}
+
+enum registration_endpoint registration_endpoint_state(const struct registration *reg)
+{
+	return reg->endpoint;
 }
 
 const struct registration_stats *registration_stats(const struct registration *reg)

@@ -11,24 +11,38 @@
 
 struct registration;
 struct device_plugin;
+struct handoff;
+
+/* Who has our DevicePlugin socket path. */
+enum registration_endpoint {
+	REGISTRATION_ENDPOINT_NONE,	  /* not started yet */
+	REGISTRATION_ENDPOINT_SERVING,	  /* we serve it */
+	REGISTRATION_ENDPOINT_GONE,	  /* deleted: served again at kubelet start or after a grace */
+	REGISTRATION_ENDPOINT_FOREIGN,	  /* a live server that is not one of our instances */
+	REGISTRATION_ENDPOINT_SUPERSEDED, /* a newer instance of ours took it: for good */
+};
 
 struct registration_stats {
 	unsigned long long registrations; /* Register calls the kubelet accepted */
 	unsigned long long register_failures;
 	unsigned long long socket_recreations; /* our socket was deleted and served again */
+	unsigned long long foreign_conflicts;  /* times a foreign server held our path */
 };
 
-/* Borrowed config and plugin must outlive it. */
+/* Borrowed config, plugin and handoff (which knows our other instances) must
+ * outlive it. */
 struct registration *registration_new(struct loop *loop, const struct config *config,
-				      struct device_plugin *plugin);
+				      struct device_plugin *plugin, struct handoff *handoff);
 void registration_free(struct registration *registration);
 
 /* Serves the plugin socket and registers now if kubelet.sock exists, else when it
- * appears. Returns 0, or -errno if the directory cannot be watched or the socket
- * cannot be served (logged). */
+ * appears. A live foreign server on the path is reported and waited out (returns 0);
+ * an older instance of ours is taken over. Returns 0, or -errno if the directory
+ * cannot be watched or the socket cannot be served (logged). */
 int registration_start(struct registration *registration);
 /* Stops watching and cancels any Register in flight (shutdown). */
 void registration_stop(struct registration *registration);
 
 bool registration_registered(const struct registration *registration);
+enum registration_endpoint registration_endpoint_state(const struct registration *registration);
 const struct registration_stats *registration_stats(const struct registration *registration);

@@ -2,8 +2,12 @@
 #include "loop.h"
 #include "../util.h"
 
+#include "../log.h"
+
 #include <errno.h>
 #include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 
@@ -18,7 +22,12 @@ struct loop {
 	struct epoll_event batch[LOOP_BATCH];
 	int batch_count;
 	struct loop_defer *deferred;
+	struct list starved;	   /* listeners waiting for an fd */
+	struct loop_defer resume;  /* retry them after this batch */
+	struct loop_timer starved_retry;
 };
+
+static void loop_listeners_resume(void *data);
 
 int loop_new(struct loop **out)
 {
@@ -27,6 +36,8 @@ int loop_new(struct loop **out)
 		return -errno;
 	struct loop *loop = xcalloc(1, sizeof(*loop));
 	loop->epoll_fd = fd;
+	list_init(&loop->starved);
+	loop->starved_retry.fd = -1;
 	*out = loop;
 	return 0;
 }
@@ -39,6 +50,7 @@ void loop_free(struct loop *loop)
 		return;
 	/* Owners freed after the last run may have deferred their final release. */
 	loop_run_deferred(loop);
+	loop_timer_destroy(loop, &loop->starved_retry);
 	close(loop->epoll_fd);
 	free(loop);
 }
@@ -80,6 +92,9 @@ void loop_watch_remove(struct loop *loop, struct loop_watch *watch)
 	for (int i = 0; i < loop->batch_count; i++)
 		if (loop->batch[i].data.ptr == watch)
 			loop->batch[i].data.ptr = NULL;
+	/* Its fd is about to be closed: a starved listener may accept again. */
+	if (!list_empty(&loop->starved))
+		loop_defer(loop, &loop->resume, loop_listeners_resume, loop);
 }
 
 static void loop_timer_fired(void *data, uint32_t events)
@@ -208,6 +223,104 @@ void loop_quit(struct loop *loop, int code)
 {
 	loop->quit = true;
 	loop->exit_code = code;
+}
+
+static void listener_update(struct loop_listener *l)
+{
+	uint32_t events = l->held || l->starved ? 0 : EPOLLIN;
+	int r = loop_watch_modify(l->loop, &l->watch, events);
+
+	if (r < 0)
+		log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause", l->name,
+			  strerror(-r));
+}
+
+static void listener_starve(struct loop_listener *l, int error)
+{
+	struct loop *loop = l->loop;
+
+	l->accept_errors++;
+	if (!l->failing)
+		log_error("cannot accept on %s: %s; the waiting connections stay queued until "
+			  "an fd is free",
+			  l->name, strerror(error));
+	l->failing = true;
+	l->starved = true;
+	list_unlink(&l->starved_link);
+	list_append(&loop->starved, &l->starved_link);
+	listener_update(l);
+	/* Created on first need (never on an idle daemon); if even that fails for want of
+	 * fds, the next released fd still resumes it. */
+	if (!loop->starved_retry.watch.added &&
+	    loop_timer_init(loop, &loop->starved_retry, loop_listeners_resume, loop) < 0)
+		return;
+	(void)loop_timer_arm(&loop->starved_retry, LOOP_LISTENER_RETRY_USEC);
+}
+
+static void listener_acceptable(void *data, uint32_t events)
+{
+	struct loop_listener *l = data;
+	(void)events;
+
+	while (!l->held && !l->starved) {
+		int fd = accept4(l->watch.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			l->fn(l->data, fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno == EAGAIN) {
+			if (l->failing)
+				log_info("accepting on %s again", l->name);
+			l->failing = false;
+			break;
+		}
+		listener_starve(l, errno);
+	}
+}
+
+static void loop_listeners_resume(void *data)
+{
+	struct loop *loop = data;
+
+	while (!list_empty(&loop->starved)) {
+		struct loop_listener *l = list_first(&loop->starved, struct loop_listener, starved_link);
+		list_unlink(&l->starved_link);
+		l->starved = false;
+		listener_update(l);
+	}
+	if (loop->starved_retry.watch.added)
+		(void)loop_timer_arm(&loop->starved_retry, 0);
+}
+
+int loop_listener_start(struct loop *loop, struct loop_listener *l, int fd, const char *name,
+			loop_accept_fn fn, void *data)
+{
+	l->loop = loop;
+	l->fn = fn;
+	l->data = data;
+	l->name = name;
+	l->held = l->starved = l->failing = false;
+	list_init(&l->starved_link);
+	return loop_watch_add(loop, &l->watch, fd, EPOLLIN, listener_acceptable, l);
+}
+
+void loop_listener_hold(struct loop_listener *l, bool held)
+{
+	if (l->held == held || !l->watch.added)
+		return;
+	l->held = held;
+	listener_update(l);
+}
+
+void loop_listener_stop(struct loop_listener *l)
+{
+	if (!l->watch.added)
+		return;
+	list_unlink(&l->starved_link);
+	l->starved = false;
+	loop_watch_remove(l->loop, &l->watch);
 }
 
 unsigned long long loop_wakeups(const struct loop *loop)

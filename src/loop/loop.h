@@ -4,6 +4,9 @@
  * never wakes up. Single-threaded: callbacks run one at a time and must not block. */
 #pragma once
 
+#include "../basic/list.h"
+
+#include <stdbool.h>
 #include <stdint.h>
 
 struct loop;
@@ -63,6 +66,42 @@ void loop_timer_destroy(struct loop *loop, struct loop_timer *timer);
 void loop_defer(struct loop *loop, struct loop_defer *defer, void (*fn)(void *data), void *data);
 /* Unqueues a deferral (its owner is going away); no-op if not queued. */
 void loop_defer_cancel(struct loop *loop, struct loop_defer *defer);
+
+/* A listening socket accepted from the loop, with the one policy every listener
+ * follows when accept() fails for want of file descriptors or memory (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM): the waiting connections stay queued in the backlog, the listener
+ * stops watching (no busy loop), the failure is logged once per episode, and every
+ * starved listener tries again as soon as the process releases an fd (any watch
+ * removed, which precedes every close of a watched fd) or, failing that, after
+ * LOOP_LISTENER_RETRY_USEC. The episode ends once the backlog is drained. */
+#define LOOP_LISTENER_RETRY_USEC 200000ULL
+
+/* Takes ownership of the accepted fd (non-blocking, close-on-exec). It may hold or
+ * stop other listeners and hold its own, but must not stop its own listener. */
+typedef void (*loop_accept_fn)(void *data, int fd);
+
+struct loop_listener {
+	struct loop_watch watch;
+	struct loop *loop;
+	loop_accept_fn fn;
+	void *data;
+	const char *name; /* borrowed, for logs */
+	bool held;	  /* its owner wants no more connections for now */
+	bool starved;	  /* accept failed for want of fds: waiting for one */
+	bool failing;	  /* this starvation episode was logged */
+	struct list starved_link;
+	unsigned long long accept_errors; /* accept() failures, for metrics */
+};
+
+/* Accepts on the listening socket fd (borrowed: the caller closes it after
+ * loop_listener_stop) and passes each connection to fn(data, fd). Returns 0 or
+ * -errno (epoll_ctl). */
+int loop_listener_start(struct loop *loop, struct loop_listener *l, int fd, const char *name,
+			loop_accept_fn fn, void *data);
+/* Stops or resumes accepting for the owner's own reasons (a connection cap). */
+void loop_listener_hold(struct loop_listener *l, bool held);
+/* Stops accepting; no-op if not started. */
+void loop_listener_stop(struct loop_listener *l);
 
 /* Runs callbacks until loop_quit(). Returns the code given to loop_quit(), or -errno
  * if epoll_wait fails. */

@@ -2,6 +2,7 @@
  * request head, answer once, close. Connections sit in a list in accept order, which
  * is deadline order, so one timer covers every deadline (as in handoff.c). */
 #include "http.h"
+#include "../basic/unix_socket.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -16,8 +17,6 @@
 #include <time.h>
 
 #define HTTP_LISTEN_BACKLOG 16
-/* After accept4() fails for want of file descriptors, try again after this. */
-#define HTTP_ACCEPT_RETRY_USEC 1000000ULL
 
 struct http_connection {
 	struct http_server *server;
@@ -36,13 +35,11 @@ struct http_server {
 	struct loop *loop;
 	char *address;
 	char *unix_path; /* NULL for TCP */
-	dev_t unix_dev;
-	ino_t unix_ino;
+	struct file_id unix_id;
 	int listen_fd;
-	struct loop_watch listen_watch;
+	struct loop_listener listener;
 	struct loop_timer timer;
 	unsigned long long timer_armed_for;
-	unsigned long long accept_retry_at; /* accept paused for want of fds; 0 = not */
 	http_handler_fn handler;
 	void *data;
 	struct http_connection *head, *tail; /* by accept time, hence by deadline */
@@ -97,8 +94,6 @@ static void server_rearm(struct http_server *s)
 {
 	unsigned long long due = s->head ? s->head->deadline : 0;
 
-	if (s->accept_retry_at && (!due || s->accept_retry_at < due))
-		due = s->accept_retry_at;
 	if (due == s->timer_armed_for)
 		return;
 	unsigned long long now = now_usec();
@@ -111,17 +106,10 @@ static void server_rearm(struct http_server *s)
 	s->timer_armed_for = due;
 }
 
-/* Accepts while there is room for another connection and fds are left. */
+/* Accepts while there is room for another connection. */
 static void server_update_listening(struct http_server *s)
 {
-	if (!s->listen_watch.added)
-		return;
-	uint32_t events =
-	    s->connection_count < HTTP_MAX_CONNECTIONS && !s->accept_retry_at ? EPOLLIN : 0;
-	int r = loop_watch_modify(s->loop, &s->listen_watch, events);
-	if (r < 0)
-		log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause", s->address,
-			  strerror(-r));
+	loop_listener_hold(&s->listener, s->connection_count >= HTTP_MAX_CONNECTIONS);
 }
 
 static void connection_close(struct http_connection *c)
@@ -302,26 +290,11 @@ static void connection_start(struct http_server *s, int fd)
 	}
 }
 
-static void server_acceptable(void *data, uint32_t events)
+static void server_accept(void *data, int fd)
 {
 	struct http_server *s = data;
-	(void)events;
 
-	while (s->connection_count < HTTP_MAX_CONNECTIONS) {
-		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0) {
-			connection_start(s, fd);
-			continue;
-		}
-		if (errno == EINTR || errno == ECONNABORTED)
-			continue;
-		if (errno != EAGAIN) {
-			log_error("cannot accept on %s: %s; pausing for 1 s", s->address,
-				  strerror(errno));
-			s->accept_retry_at = now_usec() + HTTP_ACCEPT_RETRY_USEC;
-		}
-		break;
-	}
+	connection_start(s, fd);
 	server_update_listening(s);
 	server_rearm(s);
 }
@@ -334,10 +307,6 @@ static void server_timer(void *data)
 	unsigned long long now = now_usec();
 
 	s->timer_armed_for = 0;
-	if (s->accept_retry_at && s->accept_retry_at <= now) {
-		s->accept_retry_at = 0;
-		server_update_listening(s);
-	}
 	while (s->head && s->head->deadline <= now) {
 		struct http_connection *c = s->head;
 		if (c->answer || c->received == 0) {
@@ -364,13 +333,8 @@ int http_address_parse(const char *address, struct sockaddr_storage *addr, sockl
 {
 	memset(addr, 0, sizeof(*addr));
 	if (address[0] == '/') {
-		struct sockaddr_un *un = (struct sockaddr_un *)addr;
-		if (strlen(address) >= sizeof(un->sun_path))
-			return -ENAMETOOLONG;
-		un->sun_family = AF_UNIX;
-		strcpy(un->sun_path, address);
-		*len = sizeof(*un);
-		return 0;
+		*len = sizeof(struct sockaddr_un);
+		return unix_address((struct sockaddr_un *)addr, address);
 	}
 	const char *colon = strrchr(address, ':');
 	if (!colon || !colon[1])
@@ -413,32 +377,33 @@ int http_address_parse(const char *address, struct sockaddr_storage *addr, sockl
 	return inet_pton(AF_INET, host, &in->sin_addr) == 1 ? 0 : -EINVAL;
 }
 
-/* Binds and listens; for a unix socket, replaces a stale socket file (never any other
- * kind of file) and remembers the inode so free removes only our own. */
+/* Binds and listens; a unix socket replaces a dead socket file (never a live one, nor
+ * any other kind of file) and remembers the inode so free removes only our own. */
 static int server_listen(struct http_server *s, const struct sockaddr_storage *addr, socklen_t len)
 {
-	cleanup_close int fd =
-	    socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	struct stat st;
+	cleanup_close int fd = -1;
 	int one = 1;
 
-	if (fd < 0)
-		return -errno;
 	if (addr->ss_family == AF_UNIX) {
-		if (lstat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-		    unlink(s->unix_path) < 0)
+		fd = unix_socket_bind(s->unix_path, &s->unix_id);
+		if (fd < 0)
+			return fd;
+	} else {
+		fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
 			return -errno;
-	} else if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
-		/* A restarted daemon must rebind while old connections sit in TIME_WAIT. */
-		return -errno;
+		/* A restarted daemon must rebind while old connections sit in TIME_WAIT, and
+		 * a second instance beside a live one (a rolling update) must bind too. */
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+		    bind(fd, (const struct sockaddr *)addr, len) < 0)
+			return -errno;
 	}
-	if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, HTTP_LISTEN_BACKLOG) < 0)
-		return -errno;
-	if (s->unix_path) {
-		if (stat(s->unix_path, &st) < 0)
-			return -errno;
-		s->unix_dev = st.st_dev;
-		s->unix_ino = st.st_ino;
+	if (listen(fd, HTTP_LISTEN_BACKLOG) < 0) {
+		int r = -errno;
+		if (s->unix_path)
+			(void)unlink(s->unix_path);
+		return r;
 	}
 	s->listen_fd = take_fd(&fd);
 	return 0;
@@ -472,8 +437,8 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 	}
 	r = loop_timer_init(loop, &s->timer, server_timer, s);
 	if (r >= 0)
-		r = loop_watch_add(loop, &s->listen_watch, s->listen_fd, EPOLLIN, server_acceptable,
-				   s);
+		r = loop_listener_start(loop, &s->listener, s->listen_fd, s->address,
+					server_accept, s);
 	if (r < 0) {
 		log_error("cannot watch the HTTP listener on %s: %s", address, strerror(-r));
 		goto fail;
@@ -487,19 +452,17 @@ fail:
 
 void http_server_free(struct http_server *s)
 {
-	struct stat st;
-
 	if (!s)
 		return;
 	while (s->head)
 		connection_close(s->head);
 	loop_timer_destroy(s->loop, &s->timer);
-	loop_watch_remove(s->loop, &s->listen_watch);
+	loop_listener_stop(&s->listener);
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);
-		if (s->unix_path && stat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev &&
-		    st.st_ino == s->unix_ino && unlink(s->unix_path) < 0)
-			log_warning("cannot remove %s: %s", s->unix_path, strerror(errno));
+		int r = s->unix_path ? unix_socket_unlink_ours(s->unix_path, &s->unix_id) : 0;
+		if (r < 0)
+			log_warning("cannot remove %s: %s", s->unix_path, strerror(-r));
 	}
 	free(s->unix_path);
 	free(s->address);

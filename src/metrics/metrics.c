@@ -67,6 +67,18 @@ static void render_registration(struct http_response *r, const struct registrati
 	family(r, "socket_recreations_total", "counter",
 	       "Times our socket was deleted (kubelet restart) and served again.");
 	sample(r, "socket_recreations_total", st->socket_recreations);
+	family(r, "socket_conflict", "gauge",
+	       "1 while another, foreign device plugin serves our DevicePlugin socket path (we "
+	       "stand aside; see docs/operations.md).");
+	sample(r, "socket_conflict",
+	       registration_endpoint_state(reg) == REGISTRATION_ENDPOINT_FOREIGN);
+	family(r, "socket_conflicts_total", "counter",
+	       "Times a foreign device plugin was found serving our DevicePlugin socket path.");
+	sample(r, "socket_conflicts_total", st->foreign_conflicts);
+	family(r, "superseded", "gauge",
+	       "1 once a newer instance of this plugin took over our DevicePlugin socket.");
+	sample(r, "superseded",
+	       registration_endpoint_state(reg) == REGISTRATION_ENDPOINT_SUPERSEDED);
 }
 
 static void render_plugin_watcher(struct http_response *r, const struct plugin_watcher *w)
@@ -125,6 +137,11 @@ static void render_handoff(struct http_response *r, const struct handoff *h)
 	labelled(r, "handoffs_total", "outcome", "expired", st->expired);
 	labelled(r, "handoffs_total", "outcome", "replaced", st->replaced);
 	labelled(r, "handoffs_total", "outcome", "abandoned", st->abandoned);
+	family(r, "handoff_rescues_total", "counter",
+	       "Sockets a dead instance left that were served again with a fresh iommufd "
+	       "(outcome ok), or removed because that failed (outcome failed).");
+	labelled(r, "handoff_rescues_total", "outcome", "ok", st->rescued);
+	labelled(r, "handoff_rescues_total", "outcome", "failed", st->rescue_failures);
 	family(r, "handoff_connections_failed_total", "counter",
 	       "Consumer connections that did not consume the fd: peer_gone (hung up before "
 	       "acknowledging), ack_timeout (no ACK within --ack-timeout), refused, unauthorized "
@@ -233,9 +250,22 @@ static void metrics_handle(void *data, const struct http_request *request,
 	} else if (http_path_is(request, "/healthz")) {
 		/* Answered from the loop, so an answer also proves the loop is turning. */
 		bool registered = metrics_registered(&m->sources);
+		enum registration_endpoint endpoint =
+		    m->sources.registration ? registration_endpoint_state(m->sources.registration)
+					    : REGISTRATION_ENDPOINT_SERVING;
 		response->status = registered ? 200 : 503;
-		http_response_append(response,
-				     registered ? "ok\n" : "not registered with the kubelet\n");
+		if (registered)
+			http_response_append(response, "ok\n");
+		else if (endpoint == REGISTRATION_ENDPOINT_FOREIGN)
+			http_response_append(response,
+					     "another device plugin serves our socket path (KubeVirt's "
+					     "IOMMUFD feature gate?): not registered\n");
+		else if (endpoint == REGISTRATION_ENDPOINT_SUPERSEDED)
+			http_response_append(response,
+					     "a newer instance took over: serving pending handoffs "
+					     "only\n");
+		else
+			http_response_append(response, "not registered with the kubelet\n");
 	} else {
 		response->status = 404;
 		http_response_append(response, "not found; try /metrics or /healthz\n");

@@ -144,7 +144,10 @@ class Plugin:
         if self.proc.poll() is not None and not self.expected_exit:
             problems.append("daemon died during the test with exit code %s" % self.proc.returncode)
         if self.proc.poll() is None:
+            # A first signal drains pending handoff sockets (up to --drain-timeout); the
+            # second exits at once. Two different signals, so they cannot merge.
             self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -178,16 +181,21 @@ class Env:
     def plugin_socket(self):
         return os.path.join(self.kubelet_dir, self.socket_name)
 
-    def base_args(self, iommu_device="/dev/null"):
-        return ["--kubelet-dir", self.kubelet_dir, "--socket-dir", self.socket_dir, "--iommu-device", iommu_device]
+    def base_args(self, iommu_device="/dev/null", rlimit_mode="best-effort"):
+        # On /dev/null IOMMU_OPTION fails with ENOTTY: the default --rlimit-mode required
+        # would fail every Allocate, so tests that want the handoff ask for best-effort. A
+        # test's own --rlimit-mode comes later on the command line and wins; None: the default.
+        args = ["--kubelet-dir", self.kubelet_dir, "--socket-dir", self.socket_dir, "--iommu-device", iommu_device]
+        return args + (["--rlimit-mode", rlimit_mode] if rlimit_mode else [])
 
-    def start(self, *extra, iommu_device="/dev/null", start_kubelet=True, wait_register=True):
+    def start(self, *extra, iommu_device="/dev/null", rlimit_mode="best-effort", start_kubelet=True,
+              wait_register=True):
         """Starts the daemon (and the fake kubelet first); by default waits for its Register."""
         if not os.path.exists(PLUGIN_BIN):
             pytest.skip("daemon binary not built: %s (set PLUGIN_BIN)" % PLUGIN_BIN)
         if start_kubelet and not self.kubelet.running:
             self.kubelet.start()
-        plugin = Plugin(self.base_args(iommu_device) + list(extra), self.tmp)
+        plugin = Plugin(self.base_args(iommu_device, rlimit_mode) + list(extra), self.tmp)
         self.plugins.append(plugin)
         if wait_register:
             try:
@@ -207,8 +215,29 @@ class Env:
         return c
 
     def socket_files(self):
+        """The files in the socket dir: the top level, and the sockets in the daemons'
+        instance dirs (their lock and endpoint record are bookkeeping, not listed)."""
+        out = []
         try:
-            return sorted(os.listdir(self.socket_dir))
+            entries = os.listdir(self.socket_dir)
+        except FileNotFoundError:
+            return []
+        for name in entries:
+            path = os.path.join(self.socket_dir, name)
+            if not os.path.isdir(path):
+                out.append(name)
+                continue
+            try:
+                out += [f for f in os.listdir(path) if f not in (".lock", "endpoint", ".endpoint")]
+            except FileNotFoundError:
+                pass
+        return sorted(out)
+
+    def instance_dirs(self):
+        """The daemons' instance dirs in the socket dir."""
+        try:
+            return sorted(os.path.join(self.socket_dir, n) for n in os.listdir(self.socket_dir)
+                          if os.path.isdir(os.path.join(self.socket_dir, n)) and not n.startswith("."))
         except FileNotFoundError:
             return []
 

@@ -80,7 +80,7 @@ def test_allocate_returns_one_socket_mount_per_container(env):
         m = cresp.mounts[0]
         assert m.container_path == CONTAINER_SOCKET
         assert m.read_only is False
-        assert os.path.dirname(m.host_path) == env.socket_dir
+        assert os.path.dirname(os.path.dirname(m.host_path)) == env.socket_dir
         assert dev in os.path.basename(m.host_path)
         assert stat.S_ISSOCK(os.stat(m.host_path).st_mode)
         assert len(cresp.devices) == 0

@@ -88,6 +88,17 @@ def test_required_rlimit_mode_fails_allocate_with_the_ioctl_reason(env):
     assert [f for f in env.socket_files() if f.endswith(".sock")] == []
 
 
+def test_rlimit_mode_defaults_to_required(env):
+    plugin = env.start("--devices", "3", rlimit_mode=None)
+    assert "--rlimit-mode" not in plugin.args
+    with pytest.raises(grpc.RpcError) as err:
+        env.client().allocate(["iommufd0"])
+    details = err.value.details()
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, (err.value.code(), details)
+    assert "IOMMU_OPTION" in details and ENOTTY_CAUSE.search(details), details
+    assert [f for f in env.socket_files() if f.endswith(".sock")] == []
+
+
 def test_unclaimed_socket_disappears_after_handoff_ttl(env):
     plugin = env.start("--devices", "3", "--handoff-ttl", "1s")
     client = env.client()

@@ -158,28 +158,60 @@ static void bind_and_close(const char *path)
 	close(s);
 }
 
-static void handoff_removes_stale_sockets_but_nothing_else_at_startup(void **state)
+/* The rescue's fd source: /dev/null, as the device plugin would open the iommufd. */
+static int open_null(void *data, const char *device_id, int *fd, char *reason, size_t size)
+{
+	(void)device_id;
+	(void)reason;
+	(void)size;
+	(*(int *)data)++;
+	*fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	return *fd < 0 ? -errno : 0;
+}
+
+static bool socket_is_live(const char *path)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	assert_true(s >= 0);
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+	bool live = connect(s, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+	close(s);
+	return live;
+}
+
+static void handoff_rescue_reserves_dead_sockets_and_touches_nothing_else(void **state)
 {
 	struct fixture *f = *state;
 	char *run = xasprintf("%s/run", f->dir);
-	char *stale = xasprintf("%s/iommufd0-7.sock", f->socket_dir);
+	char *dead = xasprintf("%s/iommufd0-7.sock", f->socket_dir);
+	char *nameless = xasprintf("%s/stale.sock", f->socket_dir);
 	char *regular = xasprintf("%s/notes.sock", f->socket_dir);
 	char *other = xasprintf("%s/other-socket", f->socket_dir);
+	int opened = 0;
 
 	assert_int_equal(mkdir(run, 0700), 0);
 	assert_int_equal(mkdir(f->socket_dir, 0700), 0);
-	bind_and_close(stale);
+	bind_and_close(dead);
+	bind_and_close(nameless);
 	bind_and_close(other);
 	int fd = open(regular, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);
 	close(fd);
 
 	start(f);
-	assert_false(path_exists(stale));
+	assert_int_equal(handoff_rescue(f->handoff, open_null, &opened), 1);
+	assert_int_equal(opened, 1);
+	assert_true(socket_is_live(dead)); /* the same path, served again */
+	assert_false(path_exists(nameless)); /* no device id in its name: removed */
 	assert_true(path_exists(regular));
 	assert_true(path_exists(other));
+	assert_int_equal(handoff_pending(f->handoff), 1);
+	assert_int_equal(handoff_stats(f->handoff)->rescued, 1);
 	free(run);
-	free(stale);
+	free(dead);
+	free(nameless);
 	free(regular);
 	free(other);
 }
@@ -243,17 +275,57 @@ static void handoff_rejects_device_ids_that_could_escape_the_socket_dir(void **s
 	assert_int_equal(handoff_stats(f->handoff)->offered, 0);
 }
 
-static void handoff_free_withdraws_every_offer(void **state)
+static void handoff_free_leaves_pending_sockets_for_the_next_instance(void **state)
 {
 	struct fixture *f = *state;
+	int opened = 0;
 
 	start(f);
 	const char *a = offer(f, "iommufd0", "/dev/null");
 	const char *b = offer(f, "iommufd1", "/dev/null");
 	handoff_free(f->handoff);
 	f->handoff = NULL;
-	assert_false(path_exists(a));
-	assert_false(path_exists(b));
+	/* Still there, but nobody answers: the container would get ECONNREFUSED... */
+	assert_true(path_exists(a));
+	assert_false(socket_is_live(a));
+	/* ...until the next instance re-serves both at the same paths. */
+	start(f);
+	assert_int_equal(handoff_rescue(f->handoff, open_null, &opened), 2);
+	assert_true(socket_is_live(a));
+	assert_true(socket_is_live(b));
+	assert_int_equal(handoff_pending(f->handoff), 2);
+}
+
+static void handoff_rescue_leaves_a_live_instance_alone(void **state)
+{
+	struct fixture *f = *state;
+	struct handoff *second = NULL;
+	int opened = 0;
+
+	start(f);
+	const char *a = offer(f, "iommufd0", "/dev/null");
+	assert_int_equal(handoff_new(f->loop, &f->opts, &second), 0);
+	assert_int_equal(handoff_rescue(second, open_null, &opened), 0);
+	assert_int_equal(opened, 0);
+	assert_true(socket_is_live(a));
+	assert_int_equal(handoff_pending(f->handoff), 1);
+	/* A consumed offer's dir goes with its instance; nothing is left for the next. */
+	handoff_free(second);
+}
+
+static void handoff_keep_holds_an_offer_past_its_ttl(void **state)
+{
+	struct fixture *f = *state;
+
+	f->opts.ttl_usec = 100000;
+	start(f);
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	handoff_keep(f->handoff, path, now_usec() + 60ULL * 1000000);
+	/* Run the loop for well past the TTL: the kept offer stays. */
+	loop_run_once(f->loop, 400);
+	loop_run_once(f->loop, 100);
+	assert_int_equal(handoff_stats(f->handoff)->expired, 0);
+	assert_true(socket_is_live(path));
 }
 
 static void handoff_withdraw_removes_an_offer_as_if_never_made(void **state)
@@ -302,11 +374,13 @@ int main(void)
 	    T(handoff_peer_answering_without_taking_the_fd_does_not_consume),
 	    T(handoff_unclaimed_offer_expires_after_ttl),
 	    T(handoff_reoffer_of_same_device_id_replaces_old_offer),
-	    T(handoff_removes_stale_sockets_but_nothing_else_at_startup),
+	    T(handoff_rescue_reserves_dead_sockets_and_touches_nothing_else),
 	    T(handoff_creates_socket_dir_0700_and_sockets_with_configured_mode),
 	    T(handoff_sockets_get_configured_owner_and_mode),
 	    T(handoff_rejects_device_ids_that_could_escape_the_socket_dir),
-	    T(handoff_free_withdraws_every_offer),
+	    T(handoff_free_leaves_pending_sockets_for_the_next_instance),
+	    T(handoff_rescue_leaves_a_live_instance_alone),
+	    T(handoff_keep_holds_an_offer_past_its_ttl),
 	    T(handoff_withdraw_removes_an_offer_as_if_never_made),
 	    T(handoff_arms_no_timer_while_nothing_is_pending),
 #undef T

@@ -1,0 +1,64 @@
+/* The one intrusive list every module uses: a circular doubly linked list with a
+ * sentinel head, the node embedded in its owner (found again with container_of), as
+ * the kernel's list.h and dbus-broker's c-list do. No allocation per node. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+struct list {
+	struct list *prev, *next;
+};
+
+/**
+ * list_init() - make @l an empty list (or an unlinked node)
+ * @l: the head or node
+ */
+static inline void list_init(struct list *l)
+{
+	l->prev = l->next = l;
+}
+
+/**
+ * list_empty() - whether the list headed by @l has no node
+ * @l: an initialised head
+ * Return: true if empty (for a node: if it is not on any list)
+ */
+static inline bool list_empty(const struct list *l)
+{
+	return l->next == l;
+}
+
+/**
+ * list_append() - link @node at the tail of @head
+ * @head: an initialised head
+ * @node: a node not on any list
+ */
+static inline void list_append(struct list *head, struct list *node)
+{
+	node->prev = head->prev;
+	node->next = head;
+	head->prev->next = node;
+	head->prev = node;
+}
+
+/**
+ * list_unlink() - take @node off its list; a no-op for an unlinked node
+ * @node: an initialised node
+ */
+static inline void list_unlink(struct list *node)
+{
+	node->prev->next = node->next;
+	node->next->prev = node->prev;
+	list_init(node);
+}
+
+#define list_entry(node, type, member) container_of(node, type, member)
+#define list_first(head, type, member) list_entry((head)->next, type, member)
+
+/* Iterates over every entry of head; the loop body must not unlink pos. */
+#define list_for_each(pos, head, member)                                                           \
+	for (pos = list_entry((head)->next, __typeof__(*pos), member); &pos->member != (head);      \
+	     pos = list_entry(pos->member.next, __typeof__(*pos), member))

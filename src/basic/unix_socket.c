@@ -1,0 +1,90 @@
+/* Unix socket files: address, probe, listen without stealing, unlink only our own. */
+#include "unix_socket.h"
+#include "../util.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+int unix_address(struct sockaddr_un *addr, const char *path)
+{
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(addr->sun_path))
+		return -ENAMETOOLONG;
+	strcpy(addr->sun_path, path);
+	return 0;
+}
+
+int unix_socket_probe(const char *path)
+{
+	struct sockaddr_un addr;
+	struct stat st;
+	int r = unix_address(&addr, path);
+
+	if (r < 0)
+		return r;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
+	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+		return 0;
+	/* EAGAIN: the server's backlog is full, so it is alive. */
+	return errno == EAGAIN ? 0 : -errno;
+}
+
+int unix_socket_bind(const char *path, struct file_id *id)
+{
+	struct sockaddr_un addr;
+	struct stat st;
+	int r = unix_address(&addr, path);
+
+	if (r < 0)
+		return r;
+	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		if (errno != EADDRINUSE)
+			return -errno;
+		r = unix_socket_probe(path);
+		if (r == 0)
+			return -EADDRINUSE;
+		if (r == -ENOTSOCK)
+			return -EEXIST;
+		if (r != -ECONNREFUSED && r != -ENOENT)
+			return r;
+		/* A dead socket (its server is gone), or one that just went: replace it. */
+		if (unlink(path) < 0 && errno != ENOENT)
+			return -errno;
+		if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+			return -errno;
+	}
+	if (stat(path, &st) < 0) {
+		r = -errno;
+		(void)unlink(path);
+		return r;
+	}
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	return take_fd(&fd);
+}
+
+bool unix_socket_is_ours(const char *path, const struct file_id *id)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && st.st_dev == id->dev && st.st_ino == id->ino;
+}
+
+int unix_socket_unlink_ours(const char *path, const struct file_id *id)
+{
+	if (!unix_socket_is_ours(path, id))
+		return 0;
+	return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}

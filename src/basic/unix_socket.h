@@ -1,0 +1,67 @@
+/* Unix stream socket files, once for every module: the address, binding a path
+ * without ever taking it from a live server, telling a live socket from a dead one,
+ * and removing a socket file only while it is still the one we bound. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+/* Which file a path named when we bound it: a socket file replaced by someone else's
+ * has another inode. */
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+};
+
+/**
+ * unix_address() - fill @addr for @path
+ * @addr: the address to fill
+ * @path: the socket file's path
+ * Return: 0, or -ENAMETOOLONG if @path does not fit sun_path.
+ */
+int unix_address(struct sockaddr_un *addr, const char *path);
+
+/**
+ * unix_socket_probe() - whether a live server listens on @path
+ * @path: a socket file's path
+ *
+ * Connects without blocking and hangs up at once: the server sees a connection that
+ * closes before saying anything.
+ *
+ * Return: 0 if a server listens there (also when its backlog is full), -ENOENT if
+ * there is no file, -ECONNREFUSED if it is a socket nobody listens on (its server is
+ * gone), -ENOTSOCK if the file is not a socket, or another -errno (socket, connect).
+ */
+int unix_socket_probe(const char *path);
+
+/**
+ * unix_socket_bind() - bind a new socket to @path, never taking it from a live server
+ * @path: where to bind
+ * @id: set to the socket file's identity (for unix_socket_is_ours())
+ *
+ * A socket file already at @path whose server is gone is replaced; a live one is not.
+ * The caller sets the file's mode, owner and label and then calls listen(), so no
+ * peer can connect before the file is right.
+ *
+ * Return: the bound, non-blocking, close-on-exec socket (the caller owns it), or
+ * -errno: -EADDRINUSE if a live server holds @path, -EEXIST if a file that is not a
+ * socket is there, -ENAMETOOLONG, or socket/bind/stat's errno.
+ */
+int unix_socket_bind(const char *path, struct file_id *id);
+
+/**
+ * unix_socket_is_ours() - whether @path still names the socket file @id
+ * @path: the path we bound
+ * @id: what unix_socket_bind() returned for it
+ * Return: true if @path exists and is the same file.
+ */
+bool unix_socket_is_ours(const char *path, const struct file_id *id);
+
+/**
+ * unix_socket_unlink_ours() - remove @path if it is still the socket file @id
+ * @path: the path we bound
+ * @id: what unix_socket_bind() returned for it
+ * Return: 0 (also when it is gone or no longer ours) or -errno of unlink().
+ */
+int unix_socket_unlink_ours(const char *path, const struct file_id *id);
