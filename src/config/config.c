@@ -299,7 +299,7 @@ static void config_usage(FILE *out)
 	      "  --version                        show the version and exit\n\n"
 	      "Every flag can also be set as an environment variable IOMMUFD_DP_<FLAG>,\n"
 	      "upper case with '_' for '-' (IOMMUFD_DP_DEVICES=4, "
-	      "IOMMUFD_DP_RLIMIT_MODE=required); flags win.\n",
+	      "IOMMUFD_DP_RLIMIT_MODE=best-effort); flags win.\n",
 	      out);
 }
 

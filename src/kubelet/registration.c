@@ -208,6 +208,11 @@ static void registration_socket_changed(struct registration *reg)
 {
 	struct stat st;
 
+	if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN) {
+		/* The foreign server may be leaving: look once the dust has settled. */
+		loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
+		return;
+	}
 	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING ||
 	    device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return;

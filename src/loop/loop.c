@@ -22,8 +22,8 @@ struct loop {
 	struct epoll_event batch[LOOP_BATCH];
 	int batch_count;
 	struct loop_defer *deferred;
-	struct list starved;	   /* listeners waiting for an fd */
-	struct loop_defer resume;  /* retry them after this batch */
+	struct list starved;	/* listeners waiting for an fd */
+	bool released;		/* a watch was removed (its fd is being closed) */
 	struct loop_timer starved_retry;
 };
 
@@ -92,9 +92,9 @@ void loop_watch_remove(struct loop *loop, struct loop_watch *watch)
 	for (int i = 0; i < loop->batch_count; i++)
 		if (loop->batch[i].data.ptr == watch)
 			loop->batch[i].data.ptr = NULL;
-	/* Its fd is about to be closed: a starved listener may accept again. */
-	if (!list_empty(&loop->starved))
-		loop_defer(loop, &loop->resume, loop_listeners_resume, loop);
+	/* Its fd is about to be closed: starved listeners may accept again once the
+	 * batch and its deferred closes are done (loop_dispatch). */
+	loop->released = true;
 }
 
 static void loop_timer_fired(void *data, uint32_t events)
@@ -200,6 +200,9 @@ static int loop_dispatch(struct loop *loop, int timeout_ms)
 	}
 	loop->batch_count = 0;
 	loop_run_deferred(loop);
+	if (loop->released && !list_empty(&loop->starved))
+		loop_listeners_resume(loop);
+	loop->released = false;
 	return n;
 }
 
@@ -249,12 +252,10 @@ static void listener_starve(struct loop_listener *l, int error)
 	list_unlink(&l->starved_link);
 	list_append(&loop->starved, &l->starved_link);
 	listener_update(l);
-	/* Created on first need (never on an idle daemon); if even that fails for want of
-	 * fds, the next released fd still resumes it. */
-	if (!loop->starved_retry.watch.added &&
-	    loop_timer_init(loop, &loop->starved_retry, loop_listeners_resume, loop) < 0)
-		return;
-	(void)loop_timer_arm(&loop->starved_retry, LOOP_LISTENER_RETRY_USEC);
+	/* The fallback for fds released without a watch; created with the first
+	 * listener, since no fd may be left to create it now. */
+	if (loop->starved_retry.watch.added)
+		(void)loop_timer_arm(&loop->starved_retry, LOOP_LISTENER_RETRY_USEC);
 }
 
 static void listener_acceptable(void *data, uint32_t events)
@@ -297,6 +298,10 @@ static void loop_listeners_resume(void *data)
 int loop_listener_start(struct loop *loop, struct loop_listener *l, int fd, const char *name,
 			loop_accept_fn fn, void *data)
 {
+	if (!loop->starved_retry.watch.added &&
+	    loop_timer_init(loop, &loop->starved_retry, loop_listeners_resume, loop) < 0)
+		log_warning("cannot create the accept retry timer: a listener short of fds "
+			    "resumes only when another fd is closed");
 	l->loop = loop;
 	l->fn = fn;
 	l->data = data;

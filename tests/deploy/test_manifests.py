@@ -194,7 +194,9 @@ def test_placed_like_a_node_component(rendered, variant):
     assert not spec.get("hostNetwork") and not spec.get("hostPID")
     strategy = ds["spec"]["updateStrategy"]
     assert strategy["type"] == "RollingUpdate"
-    assert strategy["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    assert strategy["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    # The drain (--drain-timeout, 25 s by default) fits in the grace period.
+    assert spec["terminationGracePeriodSeconds"] >= 30
 
 
 def test_selinux_variant_forces_labels_and_runs_as_spc_t(rendered):

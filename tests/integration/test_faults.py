@@ -263,8 +263,9 @@ def test_read_only_socket_dir_fails_allocate_clearly_and_recovers_when_writable(
 
 
 def test_full_socket_dir_fails_allocate_with_resource_exhausted_and_recovers_when_space_is_back(env):
-    # nr_inodes: the root directory takes one, every socket another.
-    with tmpfs_at(env.socket_dir, "mode=0700,size=1m,nr_inodes=4"):
+    # nr_inodes: the root directory takes one, the daemon's instance dir and its lock
+    # two more, every socket another.
+    with tmpfs_at(env.socket_dir, "mode=0700,size=1m,nr_inodes=6"):
         plugin = env.start("--devices", "20")
         client = env.client()
         paths, err = allocate_until_refused(client, 0, 20)
@@ -363,7 +364,7 @@ def test_100_kubelet_restarts_each_reregister_without_fd_or_memory_growth(env, s
     assert growth < (16384 if sanitized else 512), "RSS grew by %d KiB over 100 kubelet restarts" % growth
 
 
-def test_plugin_killed_with_sigkill_cleans_its_stale_sockets_and_registers_again(env):
+def test_plugin_killed_with_sigkill_has_its_sockets_served_again_and_registers_again(env):
     first = env.start("--devices", "4")
     client = env.client()
     stale = [allocate_socket(client, "iommufd%d" % i) for i in range(3)]
@@ -375,7 +376,11 @@ def test_plugin_killed_with_sigkill_cleans_its_stale_sockets_and_registers_again
     env.kubelet.drain()
     second = env.start("--devices", "4")  # waits for its Register
     assert env.registration.endpoint == env.socket_name
-    assert handoff_sockets(env) == []
+    # The dead instance's offers are served again at the same paths, with fresh fds.
+    assert handoff_sockets(env) == sorted(os.path.basename(p) for p in stale)
+    for path in stale:
+        assert_is_dev_null(kubevirt_receive(path))
+    wait_until(lambda: handoff_sockets(env) == [], 10, what="the consumed sockets to go")
     assert env.client().get_device_plugin_options() is not None
     assert_is_dev_null(kubevirt_receive(allocate_socket(env.client(), "iommufd0")))
     assert second.alive()

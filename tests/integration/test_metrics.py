@@ -378,7 +378,8 @@ def test_a_taken_metrics_port_fails_start(env):
 
 
 def test_json_log_lines_are_one_object_each(env):
-    plugin = env.start("--devices", "3", "--log-format", "json")
+    # No drain: the pending socket would keep it for --drain-timeout.
+    plugin = env.start("--devices", "3", "--log-format", "json", "--drain-timeout", "0")
     allocate_socket(env.client(), "iommufd0")
     # The kubelet has the Register request; the daemon logs once it reads the answer.
     wait_until(lambda: "registered with the kubelet" in plugin.stderr_text(), 10,
