@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/inotify.h>
 
 #define HANDOFF_MAX_DEVICE_ID 64
 
@@ -35,6 +36,12 @@ struct handoff {
 	unsigned long long ttl_armed_for, ack_armed_for; /* deadline armed, 0 = none */
 	struct handoff_stats stats;
 	struct list pending_listeners;
+	/* After handoff_rescue: watching the socket dir for an instance that exits with
+	 * sockets left (it drops a ".left-<id>" file once its lock is free). */
+	handoff_open_fn open_fd;
+	void *open_data;
+	int dir_watch_fd;
+	struct loop_watch dir_watch;
 };
 
 struct handoff_offer {
@@ -413,6 +420,7 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 	list_init(&h->waiting_peers);
 	list_init(&h->pending_listeners);
 	h->ttl_timer.fd = h->ack_timer.fd = -1;
+	h->dir_watch_fd = -1;
 	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, msg, sizeof(msg));
 	if (r < 0) {
 		log_error("%s", msg);
@@ -441,15 +449,21 @@ void handoff_free(struct handoff *h)
 	 * next instance finds the lock free and re-serves them (handoff_rescue). */
 	while (!list_empty(&h->offers))
 		offer_close(list_first(&h->offers, struct handoff_offer, link), false);
-	if (left)
-		log_warning("left %zu unclaimed handoff socket(s) for the next instance to "
-			    "re-serve",
-			    left);
 	for (size_t i = 0; i < h->adopted_count; i++)
 		handoff_dir_release(h->adopted[i], h->adopted[i]->offers == 0);
 	free(h->adopted);
 	if (h->own_dir)
 		handoff_dir_release(h->own_dir, h->own_dir->offers == 0);
+	if (left) {
+		/* Our locks are free now: tell a live instance beside us to re-serve them. */
+		int r = handoff_dirs_announce_left(h->opts.socket_dir);
+		log_warning("left %zu unclaimed handoff socket(s) for the next instance to "
+			    "re-serve%s",
+			    left, r < 0 ? "" : " (announced to a running one)");
+	}
+	loop_watch_remove(h->loop, &h->dir_watch);
+	if (h->dir_watch_fd >= 0)
+		close(h->dir_watch_fd);
 	loop_timer_destroy(h->loop, &h->ttl_timer);
 	loop_timer_destroy(h->loop, &h->ack_timer);
 	free((char *)h->opts.socket_dir);
@@ -597,9 +611,9 @@ static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
 		log_warning("cannot remove %s: %s", path, strerror(errno));
 }
 
-size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
+static size_t handoff_rescue_now(struct handoff *h)
 {
-	struct rescue rs = {.h = h, .open_fd = open_fd, .data = data};
+	struct rescue rs = {.h = h, .open_fd = h->open_fd, .data = h->open_data};
 	size_t first = h->adopted_count;
 
 	(void)handoff_dirs_adopt_dead(h->opts.socket_dir, h->own_dir, rescue_socket, &rs,
@@ -614,6 +628,54 @@ size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 		}
 	}
 	return rs.count;
+}
+
+/* Another instance exited with sockets left: re-serve them now. */
+static void handoff_dir_changed(void *data, uint32_t events)
+{
+	struct handoff *h = data;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool announced = false;
+	(void)events;
+
+	for (;;) {
+		ssize_t n = read(h->dir_watch_fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			p += sizeof(*ev) + ev->len;
+			if ((ev->mask & IN_Q_OVERFLOW) || (ev->len && handoff_dirs_is_announcement(ev->name)))
+				announced = true;
+		}
+	}
+	if (announced) {
+		handoff_dirs_clear_announcements(h->opts.socket_dir);
+		size_t n = handoff_rescue_now(h);
+		log_info("an instance beside us exited with unclaimed handoff sockets: re-served %zu",
+			 n);
+	}
+}
+
+size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
+{
+	h->open_fd = open_fd;
+	h->open_data = data;
+	if (h->dir_watch_fd < 0) {
+		h->dir_watch_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+		if (h->dir_watch_fd < 0 ||
+		    inotify_add_watch(h->dir_watch_fd, h->opts.socket_dir,
+				      IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0 ||
+		    loop_watch_add(h->loop, &h->dir_watch, h->dir_watch_fd, EPOLLIN,
+				   handoff_dir_changed, h) < 0)
+			log_warning("cannot watch %s for instances exiting with sockets left: %s; "
+				    "they are re-served at our next start",
+				    h->opts.socket_dir, strerror(errno));
+	}
+	handoff_dirs_clear_announcements(h->opts.socket_dir);
+	return handoff_rescue_now(h);
 }
 
 void handoff_keep(struct handoff *h, const char *socket_path, unsigned long long until_usec)

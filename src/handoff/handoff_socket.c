@@ -205,6 +205,41 @@ int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *ow
 	return 0;
 }
 
+#define ANNOUNCE_PREFIX ".left-"
+
+int handoff_dirs_announce_left(const char *socket_dir)
+{
+	char name[INSTANCE_NAME_LEN + 1];
+
+	instance_name(name);
+	cleanup_free char *path = xasprintf("%s/" ANNOUNCE_PREFIX "%s", socket_dir, name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
+bool handoff_dirs_is_announcement(const char *name)
+{
+	return strncmp(name, ANNOUNCE_PREFIX, strlen(ANNOUNCE_PREFIX)) == 0;
+}
+
+void handoff_dirs_clear_announcements(const char *socket_dir)
+{
+	DIR *d = opendir(socket_dir);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d)))
+		if (handoff_dirs_is_announcement(de->d_name) &&
+		    unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
+			log_warning("cannot remove %s/%s: %s", socket_dir, de->d_name,
+				    strerror(errno));
+	closedir(d);
+}
+
 int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file_id *id)
 {
 	cleanup_free char *path = xasprintf("%s/" ENDPOINT_NAME, own->path);

@@ -49,6 +49,15 @@ int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *ow
 			    handoff_orphan_fn fn, void *data, struct handoff_dir ***dirs,
 			    size_t *count);
 
+/* Drops ".left-<random>" in socket_dir: an instance that exits with sockets left
+ * (after its locks are released) tells a live instance to re-serve them. Returns 0
+ * or -errno. */
+int handoff_dirs_announce_left(const char *socket_dir);
+/* Whether a file name in socket_dir is such an announcement. */
+bool handoff_dirs_is_announcement(const char *name);
+/* Removes every announcement in socket_dir. */
+void handoff_dirs_clear_announcements(const char *socket_dir);
+
 /* Records in our dir that we serve the DevicePlugin socket id (replacing any earlier
  * record). Returns 0 or -errno. */
 int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file_id *id);

@@ -43,7 +43,7 @@ void iommufd_options_init(struct iommufd_options *o)
 	    .scratch_dir = IOMMUFD_DEFAULT_SCRATCH_DIR,
 	    .scratch_tmpfs = true,
 	    .labeler = NULL,
-	    .policy = IOMMUFD_RLIMIT_REQUIRED,
+	    .policy = IOMMUFD_RLIMIT_BEST_EFFORT,
 	};
 }
 

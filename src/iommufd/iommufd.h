@@ -40,7 +40,7 @@ struct iommufd_options {
 	 * refused at start-up if its mount is nodev. */
 	bool scratch_tmpfs;
 	struct selinux_labeler *labeler;   /* borrowed, may be NULL (never label) */
-	enum iommufd_rlimit_policy policy; /* default IOMMUFD_RLIMIT_REQUIRED */
+	enum iommufd_rlimit_policy policy; /* default IOMMUFD_RLIMIT_BEST_EFFORT */
 };
 
 struct iommufd_stats {

@@ -266,9 +266,14 @@ static void metrics_handle(void *data, const struct http_request *request,
 					     "only\n");
 		else
 			http_response_append(response, "not registered with the kubelet\n");
+	} else if (http_path_is(request, "/livez")) {
+		/* Alive while the loop turns, whoever has the socket path: a restart would not
+		 * end a conflict with another plugin, and would cut a superseded instance's
+		 * drain short. */
+		http_response_append(response, "ok\n");
 	} else {
 		response->status = 404;
-		http_response_append(response, "not found; try /metrics or /healthz\n");
+		http_response_append(response, "not found; try /metrics, /healthz or /livez\n");
 	}
 }
 

@@ -172,13 +172,13 @@ def test_paths_the_kubelet_sees_are_the_paths_the_daemon_uses(rendered, variant)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_probes_hit_healthz_on_the_metrics_port(rendered, variant):
+def test_probes_hit_healthz_and_livez_on_the_metrics_port(rendered, variant):
     container = plugin_container(rendered(variant))
     port = int(env_of(container)["IOMMUFD_DP_METRICS_ADDRESS"].rsplit(":", 1)[1])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["metrics"] == port
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

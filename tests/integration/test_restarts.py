@@ -193,6 +193,18 @@ def test_new_instance_beside_a_live_one_takes_over_and_the_old_one_keeps_its_off
     assert env.kubelet.register_count - before <= 2
 
 
+def test_an_old_instance_that_exits_with_offers_left_hands_them_to_the_new_one(env):
+    old = env.start("--devices", "4", "--drain-timeout", "1s")
+    path = allocate_socket(env.client(), "iommufd1")
+    new = env.start("--devices", "4")
+    old.signal(signal.SIGTERM)
+    assert old.wait(timeout=20) == 0  # the drain timed out: nobody came in 1 s
+    # The VM's container connects later: the running new instance serves the path now.
+    wait_until(lambda: lines(new, r"an instance beside us exited with unclaimed handoff sockets: "
+                                  r"re-served 1"), 10, what="the new instance to re-serve the socket")
+    assert_is_dev_null(kubevirt_receive(path))
+
+
 # -- 3. a crash between Allocate and container creation ---------------------------------
 
 def test_sigkill_before_the_container_exists_then_restart_the_container_still_gets_its_fd(env, receive_bin):
@@ -217,7 +229,7 @@ def test_a_live_instances_sockets_are_not_touched_by_a_new_one(env):
     assert os.stat(path).st_ino == ino
     assert not lines(second, r"re-serving")
     assert_is_dev_null(kubevirt_receive(path))
-    assert lines(first, r"handed the fd of iommufd0")
+    wait_until(lambda: lines(first, r"handed the fd of iommufd0"), 10, what="the first instance's hand-over")
 
 
 # -- 4. coexistence with KubeVirt's own plugin -------------------------------------------
@@ -295,11 +307,11 @@ def metrics_text(address):
         return r.read().decode()
 
 
-def healthz(address):
+def healthz(address, path="/healthz"):
     import urllib.error
     import urllib.request
     try:
-        with urllib.request.urlopen("http://%s/healthz" % address, timeout=5) as r:
+        with urllib.request.urlopen("http://%s%s" % (address, path), timeout=5) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -334,6 +346,7 @@ def test_foreign_plugin_started_after_us_wins_the_path_and_we_do_not_fight(env):
         assert re.search(r"^iommufd_device_plugin_socket_conflict 1$", metrics_text(address), re.M)
         status, body = healthz(address)
         assert status == 503 and "another device plugin" in body, (status, body)
+        assert healthz(address, "/livez") == (200, "ok\n")  # no restart would help
     finally:
         foreign.stop()
     # The path is free again: we serve it and register.
