@@ -52,15 +52,16 @@ static void daemon_exit(struct daemon *d)
 {
 	const struct handoff_stats *st = handoff_stats(d->handoff);
 	unsigned long long consumed = st->consumed - d->at_signal.consumed;
-	unsigned long long withdrawn = st->expired - d->at_signal.expired + st->abandoned -
-				       d->at_signal.abandoned;
+	unsigned long long withdrawn =
+	    st->expired - d->at_signal.expired + st->abandoned - d->at_signal.abandoned;
 	size_t left = handoff_pending(d->handoff);
 
 	handoff_remove_pending_listener(&d->drain_listener);
 	if (d->pending_at_signal || left)
-		log_info("shut down: %zu pending handoff socket(s) at the signal; drained %llu (%llu "
-			 "handed over, %llu withdrawn), abandoned %zu",
-			 d->pending_at_signal, consumed + withdrawn, consumed, withdrawn, left);
+		log_info(
+		    "shut down: %zu pending handoff socket(s) at the signal; drained %llu (%llu "
+		    "handed over, %llu withdrawn), abandoned %zu",
+		    d->pending_at_signal, consumed + withdrawn, consumed, withdrawn, left);
 	else
 		log_info("shut down cleanly");
 	loop_quit(d->loop, 0);

@@ -60,5 +60,5 @@ static inline void list_unlink(struct list *node)
 
 /* Iterates over every entry of head; the loop body must not unlink pos. */
 #define list_for_each(pos, head, member)                                                           \
-	for (pos = list_entry((head)->next, __typeof__(*pos), member); &pos->member != (head);      \
+	for (pos = list_entry((head)->next, __typeof__(*pos), member); &pos->member != (head);     \
 	     pos = list_entry(pos->member.next, __typeof__(*pos), member))

@@ -17,25 +17,37 @@ int unix_address(struct sockaddr_un *addr, const char *path)
 	return 0;
 }
 
-int unix_socket_probe(const char *path)
+int unix_socket_connect(const char *path)
 {
 	struct sockaddr_un addr;
-	struct stat st;
 	int r = unix_address(&addr, path);
 
 	if (r < 0)
 		return r;
+	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* A unix connect completes at once, or fails with EAGAIN when the backlog is full. */
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return -errno;
+	return take_fd(&fd);
+}
+
+int unix_socket_probe(const char *path)
+{
+	struct stat st;
+
 	if (lstat(path, &st) < 0)
 		return -errno;
 	if (!S_ISSOCK(st.st_mode))
 		return -ENOTSOCK;
-	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+	int fd = unix_socket_connect(path);
+	if (fd >= 0) {
+		close(fd);
 		return 0;
+	}
 	/* EAGAIN: the server's backlog is full, so it is alive. */
-	return errno == EAGAIN ? 0 : -errno;
+	return fd == -EAGAIN ? 0 : fd;
 }
 
 int unix_socket_bind(const char *path, struct file_id *id)

@@ -23,6 +23,15 @@ struct file_id {
 int unix_address(struct sockaddr_un *addr, const char *path);
 
 /**
+ * unix_socket_connect() - connect to @path without blocking
+ * @path: a socket file's path
+ * Return: the connected, non-blocking, close-on-exec socket (the caller owns it), or
+ * -errno: -EAGAIN if the server's backlog is full, -ECONNREFUSED, -ENOENT,
+ * -ENAMETOOLONG, or socket/connect's errno.
+ */
+int unix_socket_connect(const char *path);
+
+/**
  * unix_socket_probe() - whether a live server listens on @path
  * @path: a socket file's path
  *

@@ -35,7 +35,7 @@ struct config {
 	unsigned long long handoff_ttl_usec;
 	unsigned long long ack_timeout_usec;
 	unsigned long long drain_timeout_usec; /* 0: no drain on SIGTERM */
-	int selinux; /* enum config_selinux */
+	int selinux;			       /* enum config_selinux */
 	char *selinux_label;
 	char *scratch_dir;     /* NULL: a private tmpfs when the mknod path needs one */
 	char *metrics_address; /* NULL: no /metrics and /healthz */

@@ -204,17 +204,10 @@ static void client_closed(struct grpc_connection *conn)
 
 int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client **out)
 {
-	struct sockaddr_un addr;
-	int r = unix_address(&addr, path);
+	cleanup_close int fd = unix_socket_connect(path);
 
-	if (r < 0)
-		return r;
-	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
-	/* A unix connect completes at once, or fails with EAGAIN when the backlog is full. */
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		return -errno;
+		return fd;
 	struct grpc_client *client = xcalloc(1, sizeof(*client));
 	nghttp2_session_callbacks *callbacks;
 	nghttp2_session *session;
@@ -229,7 +222,7 @@ int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client 
 	if (rv != 0)
 		abort();
 	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, NULL, 0);
-	r = grpc_connection_init(&client->conn, loop, fd, session, client_closed);
+	int r = grpc_connection_init(&client->conn, loop, fd, session, client_closed);
 	if (r < 0) {
 		nghttp2_session_del(session);
 		free(client);

@@ -4,6 +4,7 @@
 #include "handoff.h"
 #include "handoff_peer.h"
 #include "handoff_socket.h"
+#include "../basic/inotify_read.h"
 #include "../basic/list.h"
 #include "../log.h"
 #include "../loop/loop.h"
@@ -18,7 +19,6 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/inotify.h>
 
 #define HANDOFF_MAX_DEVICE_ID 64
 
@@ -26,8 +26,8 @@ struct handoff {
 	struct loop *loop;
 	struct handoff_options opts; /* socket_dir points to our copy */
 	unsigned long long name_counter;
-	struct handoff_dir *own_dir;	 /* our instance dir: new offers go here */
-	struct handoff_dir **adopted;	 /* dead instances' dirs we re-serve sockets of */
+	struct handoff_dir *own_dir;  /* our instance dir: new offers go here */
+	struct handoff_dir **adopted; /* dead instances' dirs we re-serve sockets of */
 	size_t adopted_count;
 	struct list offers;	   /* by creation */
 	struct list waiting_peers; /* by accept, hence by ACK deadline */
@@ -109,9 +109,7 @@ static void handoff_rearm(struct handoff *h)
 	struct handoff_offer *o;
 
 	/* Expiries move (handoff_keep), so scan: offers are a node's pods, a few hundred. */
-	list_for_each(o, &h->offers, link)
-		if (!ttl || o->expires < ttl)
-			ttl = o->expires;
+	list_for_each(o, &h->offers, link) if (!ttl || o->expires < ttl) ttl = o->expires;
 	if (!list_empty(&h->waiting_peers))
 		ack =
 		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
@@ -366,7 +364,8 @@ static void ttl_expired(void *data)
 	for (bool again = true; again;) {
 		struct handoff_offer *offer;
 		again = false;
-		list_for_each(offer, &h->offers, link) {
+		list_for_each(offer, &h->offers, link)
+		{
 			if (offer->expires > now)
 				continue;
 			h->stats.expired++;
@@ -480,8 +479,8 @@ static bool device_id_valid(const char *id)
 }
 
 /* Makes an offer of fd on the listening socket at path (both taken) in dir. */
-static int offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id,
-		       int fd, int listen_fd, char *path, char *reason, size_t reason_size)
+static int offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id, int fd,
+		       int listen_fd, char *path, char *reason, size_t reason_size)
 {
 	struct handoff_offer *offer = xcalloc(1, sizeof(*offer));
 	offer->h = h;
@@ -498,8 +497,8 @@ static int offer_start(struct handoff *h, struct handoff_dir *dir, const char *d
 	list_append(&h->offers, &offer->link);
 	h->pending++;
 	handoff_pending_changed(h);
-	int r = loop_listener_start(h->loop, &offer->listener, listen_fd, offer->path,
-				    offer_accept, offer);
+	int r = loop_listener_start(h->loop, &offer->listener, listen_fd, offer->path, offer_accept,
+				    offer);
 	if (r < 0) {
 		snprintf(reason, reason_size, "cannot watch handoff socket %s: %s", offer->path,
 			 strerror(-r));
@@ -525,7 +524,8 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 			 HANDOFF_MAX_DEVICE_ID, device_id, HANDOFF_MAX_DEVICE_ID);
 		return -EINVAL;
 	}
-	list_for_each(old, &h->offers, link) {
+	list_for_each(old, &h->offers, link)
+	{
 		if (strcmp(old->device_id, device_id) == 0) {
 			h->stats.replaced++;
 			log_info("%s is allocated again; withdrawing its unclaimed socket %s",
@@ -572,8 +572,7 @@ struct rescue {
 	size_t count;
 };
 
-static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
-			  const char *name)
+static void rescue_socket(void *data, struct handoff_dir *dir, const char *path, const char *name)
 {
 	struct rescue *rs = data;
 	struct handoff *h = rs->h;
@@ -630,32 +629,28 @@ static size_t handoff_rescue_now(struct handoff *h)
 	return rs.count;
 }
 
+static void handoff_dir_event(void *data, const struct inotify_event *ev)
+{
+	bool *announced = data;
+
+	if ((ev->mask & IN_Q_OVERFLOW) || (ev->len && handoff_dirs_is_announcement(ev->name)))
+		*announced = true;
+}
+
 /* Another instance exited with sockets left: re-serve them now. */
 static void handoff_dir_changed(void *data, uint32_t events)
 {
 	struct handoff *h = data;
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 	bool announced = false;
 	(void)events;
 
-	for (;;) {
-		ssize_t n = read(h->dir_watch_fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		for (char *p = buf; p < buf + n;) {
-			const struct inotify_event *ev = (const struct inotify_event *)p;
-			p += sizeof(*ev) + ev->len;
-			if ((ev->mask & IN_Q_OVERFLOW) || (ev->len && handoff_dirs_is_announcement(ev->name)))
-				announced = true;
-		}
-	}
+	inotify_read_events(h->dir_watch_fd, handoff_dir_event, &announced);
 	if (announced) {
 		handoff_dirs_clear_announcements(h->opts.socket_dir);
 		size_t n = handoff_rescue_now(h);
-		log_info("an instance beside us exited with unclaimed handoff sockets: re-served %zu",
-			 n);
+		log_info(
+		    "an instance beside us exited with unclaimed handoff sockets: re-served %zu",
+		    n);
 	}
 }
 
@@ -682,7 +677,8 @@ void handoff_keep(struct handoff *h, const char *socket_path, unsigned long long
 {
 	struct handoff_offer *offer;
 
-	list_for_each(offer, &h->offers, link) {
+	list_for_each(offer, &h->offers, link)
+	{
 		if (strcmp(offer->path, socket_path) == 0) {
 			if (until_usec > offer->expires)
 				offer->expires = until_usec;
@@ -706,9 +702,8 @@ static struct handoff_offer *offer_by_path(struct handoff *h, const char *socket
 {
 	struct handoff_offer *offer;
 
-	list_for_each(offer, &h->offers, link)
-		if (strcmp(offer->path, socket_path) == 0)
-			return offer;
+	list_for_each(offer, &h->offers,
+		      link) if (strcmp(offer->path, socket_path) == 0) return offer;
 	return NULL;
 }
 
@@ -751,7 +746,8 @@ void handoff_for_each_offer(const struct handoff *h,
 {
 	const struct handoff_offer *o;
 
-	list_for_each(o, &h->offers, link) {
+	list_for_each(o, &h->offers, link)
+	{
 		const struct handoff_offer_info info = {
 		    .device_id = o->device_id,
 		    .socket_path = o->path,

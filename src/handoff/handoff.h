@@ -41,17 +41,17 @@ struct handoff_options {
 };
 
 struct handoff_stats {
-	unsigned long long offered;	 /* handoff_offer() successes */
-	unsigned long long consumed;	 /* fd taken and acknowledged */
-	unsigned long long expired;	 /* withdrawn unclaimed after the TTL */
-	unsigned long long replaced;	 /* withdrawn by a new offer for the same device */
-	unsigned long long peer_gone;	 /* peers that hung up before acknowledging */
-	unsigned long long ack_timeouts; /* peers cut off for not acknowledging in time */
-	unsigned long long refused;	 /* connections closed unserved: the offer ended,
-					  * or the peer answered before taking the fd */
-	unsigned long long unauthorized; /* peers refused for their uid (--allowed-uids) */
-	unsigned long long abandoned;	 /* withdrawn unclaimed: no pod holds the device */
-	unsigned long long rescued;	 /* a dead instance's sockets served again */
+	unsigned long long offered;	    /* handoff_offer() successes */
+	unsigned long long consumed;	    /* fd taken and acknowledged */
+	unsigned long long expired;	    /* withdrawn unclaimed after the TTL */
+	unsigned long long replaced;	    /* withdrawn by a new offer for the same device */
+	unsigned long long peer_gone;	    /* peers that hung up before acknowledging */
+	unsigned long long ack_timeouts;    /* peers cut off for not acknowledging in time */
+	unsigned long long refused;	    /* connections closed unserved: the offer ended,
+					     * or the peer answered before taking the fd */
+	unsigned long long unauthorized;    /* peers refused for their uid (--allowed-uids) */
+	unsigned long long abandoned;	    /* withdrawn unclaimed: no pod holds the device */
+	unsigned long long rescued;	    /* a dead instance's sockets served again */
 	unsigned long long rescue_failures; /* ... that could not be, and were removed */
 };
 

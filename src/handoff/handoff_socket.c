@@ -189,7 +189,8 @@ int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *ow
 		}
 		if (fd < 0) {
 			if (fd != -ENOENT && fd != -ENOTDIR)
-				log_warning("cannot lock %s/" LOCK_NAME ": %s", path, strerror(-fd));
+				log_warning("cannot lock %s/" LOCK_NAME ": %s", path,
+					    strerror(-fd));
 			continue;
 		}
 		struct handoff_dir *adopted = xcalloc(1, sizeof(*adopted));
@@ -247,7 +248,8 @@ int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file
 	char text[64];
 	int n = snprintf(text, sizeof(text), "%llu %llu\n", (unsigned long long)id->dev,
 			 (unsigned long long)id->ino);
-	cleanup_close int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	cleanup_close int fd =
+	    open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	if (fd < 0)
 		return -errno;
@@ -266,8 +268,8 @@ static bool endpoint_matches(const char *dir, const struct file_id *id)
 
 	if (!f)
 		return false;
-	bool match = fscanf(f, "%llu %llu", &dev, &ino) == 2 && dev == (unsigned long long)id->dev &&
-		     ino == (unsigned long long)id->ino;
+	bool match = fscanf(f, "%llu %llu", &dev, &ino) == 2 &&
+		     dev == (unsigned long long)id->dev && ino == (unsigned long long)id->ino;
 	fclose(f);
 	return match;
 }
@@ -332,8 +334,8 @@ static int socket_prepare(const struct handoff_options *o, int fd, const char *p
 }
 
 /* Prepares the socket bound at path; on failure removes it. Returns fd or -errno. */
-static int socket_finish(const struct handoff_options *o, int bound_fd, const char *path,
-			 char *msg, size_t msg_size)
+static int socket_finish(const struct handoff_options *o, int bound_fd, const char *path, char *msg,
+			 size_t msg_size)
 {
 	cleanup_close int fd = bound_fd;
 	int r = socket_prepare(o, fd, path, msg, msg_size);

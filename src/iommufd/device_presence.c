@@ -1,13 +1,13 @@
 /* inotify watch on the device's parent directory: on any event naming the device
  * (or a queue overflow) re-check with stat() and report a change of presence. */
 #include "device_presence.h"
+#include "../basic/inotify_read.h"
 #include "../log.h"
 #include "../loop/loop.h"
 #include "../util.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <stdalign.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
@@ -42,39 +42,36 @@ static void device_presence_recheck(struct device_presence *p)
 	p->on_change(p->data, present);
 }
 
+struct presence_events {
+	struct device_presence *p;
+	bool relevant;
+};
+
+static void device_presence_event(void *data, const struct inotify_event *ev)
+{
+	struct presence_events *pe = data;
+
+	if (ev->mask & IN_Q_OVERFLOW) {
+		pe->relevant = true;
+	} else if (ev->mask & IN_IGNORED) {
+		/* The directory itself is gone: nothing will be reported for it again. */
+		log_error("stopped watching %s: its directory was removed", pe->p->device_path);
+		pe->relevant = true;
+	} else if (ev->len && strcmp(ev->name, pe->p->name) == 0) {
+		pe->relevant = true;
+	}
+}
+
 static void device_presence_readable(void *data, uint32_t events)
 {
 	struct device_presence *p = data;
-	alignas(struct inotify_event) char buf[4096];
-	bool relevant = false;
+	struct presence_events pe = {.p = p};
 
 	(void)events;
-	for (;;) {
-		ssize_t n = read(p->inotify_fd, buf, sizeof(buf));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				log_error("cannot read inotify events for %s: %s", p->device_path,
-					  strerror(errno));
-			break;
-		}
-		for (char *at = buf; at < buf + n;) {
-			const struct inotify_event *ev = (const struct inotify_event *)at;
-			if (ev->mask & IN_Q_OVERFLOW)
-				relevant = true;
-			else if (ev->mask & IN_IGNORED) {
-				/* The directory itself is gone: nothing will be reported
-				 * for it again. */
-				log_error("stopped watching %s: its directory was removed",
-					  p->device_path);
-				relevant = true;
-			} else if (ev->len && strcmp(ev->name, p->name) == 0)
-				relevant = true;
-			at += sizeof(*ev) + ev->len;
-		}
-	}
-	if (relevant)
+	int r = inotify_read_events(p->inotify_fd, device_presence_event, &pe);
+	if (r < 0)
+		log_error("cannot read inotify events for %s: %s", p->device_path, strerror(-r));
+	if (pe.relevant)
 		device_presence_recheck(p);
 }
 

@@ -28,7 +28,7 @@ struct pod_resources {
 	bool undecodable;			/* its answer could not be decoded */
 	bool unavailable;			/* the last List failed (warned once) */
 	struct handoff_pending_listener pending_listener;
-	char **audited;				/* offers whose pod was logged */
+	char **audited; /* offers whose pod was logged */
 	size_t audited_count;
 	struct pod_resources_stats stats;
 };

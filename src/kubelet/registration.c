@@ -12,6 +12,7 @@
  *   again, so a plugin that unlinks and rebinds it wins without a race. */
 #include "registration.h"
 #include "device_plugin.h"
+#include "../basic/inotify_read.h"
 #include "../basic/unix_socket.h"
 #include "../grpc/client.h"
 #include "../handoff/handoff.h"
@@ -292,36 +293,36 @@ static void registration_retry(void *data)
 	registration_register(data);
 }
 
+struct dir_events {
+	const struct registration *reg;
+	bool kubelet_started, plugin_socket_changed;
+};
+
+static void registration_dir_event(void *data, const struct inotify_event *ev)
+{
+	struct dir_events *de = data;
+
+	if (ev->mask & IN_Q_OVERFLOW) {
+		/* Events were lost: assume the worst and check everything. */
+		de->kubelet_started = de->plugin_socket_changed = true;
+		return;
+	}
+	if (!ev->len)
+		return;
+	if (!strcmp(ev->name, KUBELET_SOCKET) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
+		de->kubelet_started = true;
+	else if (!strcmp(ev->name, de->reg->config->socket_name))
+		de->plugin_socket_changed = true;
+}
+
 static void registration_dir_changed(void *data, uint32_t events)
 {
 	struct registration *reg = data;
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool kubelet_started = false, plugin_socket_changed = false;
+	struct dir_events de = {.reg = reg};
 	(void)events;
 
-	for (;;) {
-		ssize_t n = read(reg->inotify_fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		for (char *p = buf; p < buf + n;) {
-			const struct inotify_event *ev = (const struct inotify_event *)p;
-			p += sizeof(*ev) + ev->len;
-			if (ev->mask & IN_Q_OVERFLOW) {
-				/* Events were lost: assume the worst and check everything. */
-				kubelet_started = plugin_socket_changed = true;
-				continue;
-			}
-			if (!ev->len)
-				continue;
-			if (!strcmp(ev->name, KUBELET_SOCKET) &&
-			    (ev->mask & (IN_CREATE | IN_MOVED_TO)))
-				kubelet_started = true;
-			else if (!strcmp(ev->name, reg->config->socket_name))
-				plugin_socket_changed = true;
-		}
-	}
+	inotify_read_events(reg->inotify_fd, registration_dir_event, &de);
+	bool kubelet_started = de.kubelet_started, plugin_socket_changed = de.plugin_socket_changed;
 	if (plugin_socket_changed)
 		registration_socket_changed(reg);
 	if (kubelet_started && access(reg->kubelet_socket, F_OK) == 0) {
@@ -380,7 +381,8 @@ int registration_start(struct registration *reg)
 		return r;
 	}
 	if (inotify_add_watch(reg->inotify_fd, reg->config->kubelet_dir,
-			      IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) < 0) {
+			      IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) <
+	    0) {
 		r = -errno;
 		log_error("cannot watch %s: %s", reg->config->kubelet_dir, strerror(-r));
 		return r;

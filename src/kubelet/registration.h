@@ -15,10 +15,10 @@ struct handoff;
 
 /* Who has our DevicePlugin socket path. */
 enum registration_endpoint {
-	REGISTRATION_ENDPOINT_NONE,	  /* not started yet */
-	REGISTRATION_ENDPOINT_SERVING,	  /* we serve it */
-	REGISTRATION_ENDPOINT_GONE,	  /* deleted: served again at kubelet start or after a grace */
-	REGISTRATION_ENDPOINT_FOREIGN,	  /* a live server that is not one of our instances */
+	REGISTRATION_ENDPOINT_NONE,    /* not started yet */
+	REGISTRATION_ENDPOINT_SERVING, /* we serve it */
+	REGISTRATION_ENDPOINT_GONE,    /* deleted: served again at kubelet start or after a grace */
+	REGISTRATION_ENDPOINT_FOREIGN, /* a live server that is not one of our instances */
 	REGISTRATION_ENDPOINT_SUPERSEDED, /* a newer instance of ours took it: for good */
 };
 

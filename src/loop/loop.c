@@ -22,8 +22,8 @@ struct loop {
 	struct epoll_event batch[LOOP_BATCH];
 	int batch_count;
 	struct loop_defer *deferred;
-	struct list starved;	/* listeners waiting for an fd */
-	bool released;		/* a watch was removed (its fd is being closed) */
+	struct list starved; /* listeners waiting for an fd */
+	bool released;	     /* a watch was removed (its fd is being closed) */
 	struct loop_timer starved_retry;
 };
 
@@ -286,7 +286,8 @@ static void loop_listeners_resume(void *data)
 	struct loop *loop = data;
 
 	while (!list_empty(&loop->starved)) {
-		struct loop_listener *l = list_first(&loop->starved, struct loop_listener, starved_link);
+		struct loop_listener *l =
+		    list_first(&loop->starved, struct loop_listener, starved_link);
 		list_unlink(&l->starved_link);
 		l->starved = false;
 		listener_update(l);

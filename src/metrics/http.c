@@ -437,8 +437,8 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 	}
 	r = loop_timer_init(loop, &s->timer, server_timer, s);
 	if (r >= 0)
-		r = loop_listener_start(loop, &s->listener, s->listen_fd, s->address,
-					server_accept, s);
+		r = loop_listener_start(loop, &s->listener, s->listen_fd, s->address, server_accept,
+					s);
 	if (r < 0) {
 		log_error("cannot watch the HTTP listener on %s: %s", address, strerror(-r));
 		goto fail;

@@ -257,9 +257,9 @@ static void metrics_handle(void *data, const struct http_request *request,
 		if (registered)
 			http_response_append(response, "ok\n");
 		else if (endpoint == REGISTRATION_ENDPOINT_FOREIGN)
-			http_response_append(response,
-					     "another device plugin serves our socket path (KubeVirt's "
-					     "IOMMUFD feature gate?): not registered\n");
+			http_response_append(
+			    response, "another device plugin serves our socket path (KubeVirt's "
+				      "IOMMUFD feature gate?): not registered\n");
 		else if (endpoint == REGISTRATION_ENDPOINT_SUPERSEDED)
 			http_response_append(response,
 					     "a newer instance took over: serving pending handoffs "

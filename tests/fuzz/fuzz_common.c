@@ -113,7 +113,8 @@ void fuzz_daemon_start(struct fuzz_daemon *d)
 
 	d->plugin = device_plugin_new(d->loop, &d->config, d->opener, d->handoff);
 	const char *path = fuzz_path("dp.sock");
-	fuzz_assert(device_plugin_listen(d->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, path, false, NULL, NULL) == 0);
+	fuzz_assert(device_plugin_listen(d->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, path, false,
+					 NULL, NULL) == 0);
 
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);

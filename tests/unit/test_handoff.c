@@ -203,7 +203,7 @@ static void handoff_rescue_reserves_dead_sockets_and_touches_nothing_else(void *
 	start(f);
 	assert_int_equal(handoff_rescue(f->handoff, open_null, &opened), 1);
 	assert_int_equal(opened, 1);
-	assert_true(socket_is_live(dead)); /* the same path, served again */
+	assert_true(socket_is_live(dead));   /* the same path, served again */
 	assert_false(path_exists(nameless)); /* no device id in its name: removed */
 	assert_true(path_exists(regular));
 	assert_true(path_exists(other));

@@ -71,7 +71,8 @@ static void start(struct fixture *f, bool serve)
 	assert_int_equal(handoff_new(f->loop, &ho, &f->handoff), 0);
 	f->server = grpc_server_new(f->loop, methods, 1, f);
 	if (serve)
-		assert_int_equal(grpc_server_listen(f->server, f->api_socket, false, NULL, NULL), 0);
+		assert_int_equal(grpc_server_listen(f->server, f->api_socket, false, NULL, NULL),
+				 0);
 	const struct pod_resources_options o = {
 	    .socket_path = f->api_socket,
 	    .resource_name = RESOURCE,

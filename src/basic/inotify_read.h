@@ -1,0 +1,14 @@
+/* The one inotify reader: drains a non-blocking inotify fd and hands each event to a
+ * callback, so no module parses the kernel's variable-length records itself. */
+#pragma once
+
+#include <sys/inotify.h>
+
+/**
+ * inotify_read_events() - read every queued event of @fd
+ * @fd: a non-blocking inotify fd
+ * @fn: called for each event (IN_Q_OVERFLOW included: events were lost)
+ * @data: passed to @fn
+ * Return: 0 once the queue is empty, or -errno of read() (other than EAGAIN/EINTR).
+ */
+int inotify_read_events(int fd, void (*fn)(void *data, const struct inotify_event *ev), void *data);
