@@ -2,6 +2,7 @@
  * serialized with nghttp2_session_mem_send into one buffer and written with one
  * send(), input is read with poll()+recv() and fed to nghttp2_session_mem_recv. */
 #include "h2client.h"
+#include "basic/unix_socket.h"
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
@@ -294,11 +295,10 @@ void h2c_stream_reset(struct h2c_stream *s)
 
 int h2c_connect(const char *path, int timeout_ms, struct h2c **out)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct sockaddr_un addr;
 
-	if (strlen(path) >= sizeof(addr.sun_path))
+	if (unix_address(&addr, path) < 0)
 		return -ENAMETOOLONG;
-	strcpy(addr.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

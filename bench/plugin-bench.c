@@ -6,6 +6,7 @@
 #include "h2client.h"
 #include "procinfo.h"
 
+#include "basic/unix_socket.h"
 #include "grpc/server.h"
 #include "loop/loop.h"
 
@@ -453,9 +454,8 @@ static unsigned long long handoff(const char *path)
 			     .msg_control = control.buf,
 			     .msg_controllen = sizeof(control.buf)};
 
-	if (strlen(path) >= sizeof(addr.sun_path))
+	if (unix_address(&addr, path) < 0)
 		die("handoff socket path too long: %s", path);
-	strcpy(addr.sun_path, path);
 	unsigned long long t0 = bench_now_ns();
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
