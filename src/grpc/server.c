@@ -509,6 +509,11 @@ static int server_bind_listen(const char *path, bool replace_live, struct file_i
 {
 	cleanup_free char *tmp = replace_live ? xasprintf("%s.%d.new", path, (int)getpid()) : NULL;
 	const char *bound_path = tmp ? tmp : path;
+	struct stat st;
+
+	/* A rename replaces any file: only ever a socket. */
+	if (tmp && lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return -EEXIST;
 	cleanup_close int fd = unix_socket_bind(bound_path, id);
 
 	if (fd < 0)

@@ -102,14 +102,18 @@ int plugin_watcher_start(struct plugin_watcher *watcher)
 		log_error("cannot create %s: %s", c->plugins_registry_dir, strerror(-r));
 		return r;
 	}
+	/* Both paths are this plugin's own (named after it, outside the kubelet's
+	 * directory): a live server there is an older instance of ours during a rolling
+	 * update, replaced atomically; the kubelet's watcher sees the new registration
+	 * socket and asks it. */
 	r = device_plugin_listen(watcher->plugin, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
-				 watcher->endpoint, false, NULL, NULL);
+				 watcher->endpoint, true, NULL, NULL);
 	if (r < 0) {
 		log_error("cannot serve %s: %s", watcher->endpoint, strerror(-r));
 		return r;
 	}
 	/* Last: the kubelet may call GetInfo the moment this socket appears. */
-	r = grpc_server_listen(watcher->server, watcher->registration_socket, false, NULL, NULL);
+	r = grpc_server_listen(watcher->server, watcher->registration_socket, true, NULL, NULL);
 	if (r < 0) {
 		log_error("cannot serve %s: %s", watcher->registration_socket, strerror(-r));
 		return r;

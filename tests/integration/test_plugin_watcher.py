@@ -119,6 +119,23 @@ def test_sigterm_removes_the_registration_socket_so_the_kubelet_deregisters(env)
     assert not os.path.exists(endpoint)
 
 
+def test_a_second_instance_takes_over_both_sockets_and_the_first_keeps_running(env):
+    first, registration_socket, endpoint = start_with_plugin_watcher(env)
+    inodes = (os.stat(registration_socket).st_ino, os.stat(endpoint).st_ino)
+    second, _, _ = start_with_plugin_watcher(env)
+    wait_until(lambda: (os.stat(registration_socket).st_ino, os.stat(endpoint).st_ino) != inodes, 10,
+               what="the second instance's sockets")
+    assert os.stat(registration_socket).st_ino != inodes[0] and os.stat(endpoint).st_ino != inodes[1]
+    watcher = PluginWatcherClient(registration_socket)
+    try:
+        assert watcher.get_info(pr.InfoRequest(), timeout=5).endpoint == endpoint
+    finally:
+        watcher.close()
+    with DevicePluginClient(endpoint) as client:
+        assert client.get_device_plugin_options() is not None
+    assert first.alive() and second.alive()
+
+
 def test_relative_plugin_dir_is_refused_with_exit_2(plugin_bin):
     r = subprocess.run([plugin_bin, "--registration", "plugin-watcher", "--plugin-dir", "rel/dir"],
                        capture_output=True, text=True, timeout=10)
