@@ -58,7 +58,9 @@ static inline void list_unlink(struct list *node)
 #define list_entry(node, type, member) container_of(node, type, member)
 #define list_first(head, type, member) list_entry((head)->next, type, member)
 
-/* Iterates over every entry of head; the loop body must not unlink pos. */
+/* Iterates over every entry of head; the loop body must not unlink pos. member is a
+ * field name, which cannot be parenthesized. */
 #define list_for_each(pos, head, member)                                                           \
-	for (pos = list_entry((head)->next, __typeof__(*pos), member); &pos->member != (head);     \
-	     pos = list_entry(pos->member.next, __typeof__(*pos), member))
+	for ((pos) = list_entry((head)->next, __typeof__(*(pos)), member);                         \
+	     &(pos)->member != (head);                                                             \
+	     (pos) = list_entry((pos)->member.next, __typeof__(*(pos)), member))

@@ -572,38 +572,44 @@ struct rescue {
 	size_t count;
 };
 
+/* Serves path again for device_id with a fresh fd. Returns 0 or -errno with reason. */
+static int rescue_one(struct rescue *rs, struct handoff_dir *dir, const char *path,
+		      const char *device_id, char *reason, size_t reason_size)
+{
+	int fd = -1;
+	int r = rs->open_fd(rs->data, device_id, &fd, reason, reason_size);
+
+	if (r < 0)
+		return r;
+	int listen_fd = handoff_socket_listen_at(&rs->h->opts, path, reason, reason_size);
+	if (listen_fd < 0) {
+		close(fd);
+		return listen_fd;
+	}
+	return offer_start(rs->h, dir, device_id, fd, listen_fd, xstrdup(path), reason,
+			   reason_size);
+}
+
 static void rescue_socket(void *data, struct handoff_dir *dir, const char *path, const char *name)
 {
 	struct rescue *rs = data;
 	struct handoff *h = rs->h;
 	cleanup_free char *device_id = device_id_from_name(name);
 	char reason[1024] = "";
-	int fd = -1, r;
 
 	if (!device_id) {
 		log_warning("removing %s: a dead instance's socket whose name carries no device id",
 			    path);
-		r = -EINVAL;
-	} else if ((r = rs->open_fd(rs->data, device_id, &fd, reason, sizeof(reason))) < 0) {
+	} else if (rescue_one(rs, dir, path, device_id, reason, sizeof(reason)) < 0) {
 		log_error("cannot re-serve %s for %s: %s; removing it", path, device_id, reason);
 	} else {
-		int listen_fd = handoff_socket_listen_at(&h->opts, path, reason, sizeof(reason));
-		if (listen_fd < 0) {
-			close(fd);
-			r = listen_fd;
-			log_error("cannot re-serve %s for %s: %s", path, device_id, reason);
-		} else if ((r = offer_start(h, dir, device_id, fd, listen_fd, xstrdup(path), reason,
-					    sizeof(reason))) < 0) {
-			log_error("cannot re-serve %s for %s: %s", path, device_id, reason);
-		} else {
-			h->stats.offered++;
-			h->stats.rescued++;
-			rs->count++;
-			log_info("re-serving %s for %s with a fresh iommufd: a dead instance "
-				 "offered it and no container has taken it",
-				 path, device_id);
-			return;
-		}
+		h->stats.offered++;
+		h->stats.rescued++;
+		rs->count++;
+		log_info("re-serving %s for %s with a fresh iommufd: a dead instance offered it "
+			 "and no container has taken it",
+			 path, device_id);
+		return;
 	}
 	h->stats.rescue_failures++;
 	if (unlink(path) < 0 && errno != ENOENT)

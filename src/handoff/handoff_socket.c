@@ -196,7 +196,7 @@ int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *ow
 		struct handoff_dir *adopted = xcalloc(1, sizeof(*adopted));
 		adopted->path = take_ptr(path);
 		adopted->lock_fd = fd;
-		*dirs = xrealloc(*dirs, (*count + 1) * sizeof(**dirs));
+		*dirs = xrealloc(*dirs, (*count + 1) * sizeof(struct handoff_dir *));
 		(*dirs)[(*count)++] = adopted;
 		log_info("instance dir %s was left by a dead instance: re-serving its sockets",
 			 adopted->path);
@@ -263,15 +263,20 @@ int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file
 static bool endpoint_matches(const char *dir, const struct file_id *id)
 {
 	cleanup_free char *path = xasprintf("%s/" ENDPOINT_NAME, dir);
-	unsigned long long dev, ino;
-	FILE *f = fopen(path, "re");
+	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	char text[64], *end;
 
-	if (!f)
+	if (fd < 0)
 		return false;
-	bool match = fscanf(f, "%llu %llu", &dev, &ino) == 2 &&
-		     dev == (unsigned long long)id->dev && ino == (unsigned long long)id->ino;
-	fclose(f);
-	return match;
+	ssize_t n = read(fd, text, sizeof(text) - 1);
+	if (n <= 0)
+		return false;
+	text[n] = '\0';
+	errno = 0;
+	unsigned long long dev = strtoull(text, &end, 10);
+	unsigned long long ino = strtoull(end, &end, 10);
+	return errno == 0 && *end == '\n' && dev == (unsigned long long)id->dev &&
+	       ino == (unsigned long long)id->ino;
 }
 
 bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct handoff_dir *own,
