@@ -2,6 +2,7 @@
  * content-type application/grpc; responses are split into messages and ended by the
  * grpc-status trailer (PROTOCOL-HTTP2.md). */
 #include "client.h"
+#include "../basic/list.h"
 #include "../basic/unix_socket.h"
 #include "connection.h"
 #include "../log.h"
@@ -13,7 +14,7 @@
 
 struct client_call {
 	struct grpc_client *client;
-	struct client_call *prev, *next;
+	struct list link; /* in grpc_client.calls */
 	int32_t stream_id;
 	uint8_t *request;
 	size_t request_len, request_pos;
@@ -28,24 +29,17 @@ struct client_call {
 
 struct grpc_client {
 	struct grpc_connection conn; /* first: the closed callback casts back */
-	struct client_call *calls;
+	struct list calls;	     /* struct client_call.link */
 	struct loop_defer free_later;
 	bool freeing;
 };
 
 static void call_unlink(struct client_call *call)
 {
-	struct grpc_client *client = call->client;
-
-	if (call->prev)
-		call->prev->next = call->next;
-	else
-		client->calls = call->next;
-	if (call->next)
-		call->next->prev = call->prev;
+	list_unlink(&call->link);
 }
 
-static void call_free(struct client_call *call)
+static void client_call_free(struct client_call *call)
 {
 	grpc_reader_free(&call->reader);
 	free(call->request);
@@ -59,7 +53,7 @@ static void call_complete(struct client_call *call, enum grpc_status status, con
 	call_unlink(call);
 	if (!call->client->freeing)
 		call->on_done(call->data, status, message);
-	call_free(call);
+	client_call_free(call);
 }
 
 static ssize_t call_read_request(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
@@ -93,6 +87,7 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
 	if (client->conn.dead || client->freeing)
 		return -EIO;
 	struct client_call *call = xcalloc(1, sizeof(*call));
+	list_init(&call->link);
 	call->client = client;
 	call->status = -1;
 	call->on_message = on_message;
@@ -113,21 +108,18 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
 					    ARRAY_SIZE(headers), &provider, call);
 	if (id < 0) {
 		log_error("cannot start call %s: %s", path, nghttp2_strerror(id));
-		call_free(call);
+		client_call_free(call);
 		return -EIO;
 	}
 	call->stream_id = id;
-	call->next = client->calls;
-	if (client->calls)
-		client->calls->prev = call;
-	client->calls = call;
+	list_append(&client->calls, &call->link);
 	grpc_connection_flush(&client->conn);
 	return 0;
 }
 
-static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
-		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-		     void *user_data)
+static int client_on_header(nghttp2_session *session, const nghttp2_frame *frame,
+			    const uint8_t *name, size_t namelen, const uint8_t *value,
+			    size_t valuelen, uint8_t flags, void *user_data)
 {
 	(void)flags;
 	(void)user_data;
@@ -148,8 +140,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	return 0;
 }
 
-static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
-			      const uint8_t *data, size_t len, void *user_data)
+static int client_on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+				     const uint8_t *data, size_t len, void *user_data)
 {
 	(void)flags;
 	(void)user_data;
@@ -171,8 +163,8 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 	return 0;
 }
 
-static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
-			   void *user_data)
+static int client_on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+				  void *user_data)
 {
 	(void)user_data;
 	struct client_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
@@ -198,8 +190,9 @@ static void client_closed(struct grpc_connection *conn)
 {
 	struct grpc_client *client = (struct grpc_client *)conn;
 
-	while (client->calls)
-		call_complete(client->calls, GRPC_STATUS_UNAVAILABLE, "connection closed");
+	while (!list_empty(&client->calls))
+		call_complete(list_first(&client->calls, struct client_call, link),
+			      GRPC_STATUS_UNAVAILABLE, "connection closed");
 }
 
 int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client **out)
@@ -209,14 +202,16 @@ int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client 
 	if (fd < 0)
 		return fd;
 	struct grpc_client *client = xcalloc(1, sizeof(*client));
+	list_init(&client->calls);
 	nghttp2_session_callbacks *callbacks;
 	nghttp2_session *session;
 	/* The session copies the callbacks, so the table lives only for this call. */
 	if (nghttp2_session_callbacks_new(&callbacks) != 0)
 		abort(); /* fails only on out-of-memory */
-	nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk_recv);
-	nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+	nghttp2_session_callbacks_set_on_header_callback(callbacks, client_on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks,
+								  client_on_data_chunk_recv);
+	nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, client_on_stream_close);
 	int rv = nghttp2_session_client_new(&session, callbacks, client);
 	nghttp2_session_callbacks_del(callbacks);
 	if (rv != 0)
@@ -237,10 +232,10 @@ static void client_destroy(void *data)
 {
 	struct grpc_client *client = data;
 
-	while (client->calls) {
-		struct client_call *call = client->calls;
+	while (!list_empty(&client->calls)) {
+		struct client_call *call = list_first(&client->calls, struct client_call, link);
 		call_unlink(call);
-		call_free(call);
+		client_call_free(call);
 	}
 	grpc_connection_destroy(&client->conn);
 	free(client);

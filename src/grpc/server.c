@@ -3,6 +3,7 @@
  * trailers (grpc-status, grpc-message); errors before any message use Trailers-Only. */
 #include "server.h"
 #include "connection.h"
+#include "../basic/list.h"
 #include "../basic/unix_socket.h"
 #include "../log.h"
 #include "../util.h"
@@ -20,15 +21,15 @@
 struct server_connection {
 	struct grpc_connection conn; /* first: the closed callback casts back */
 	struct grpc_server *server;
-	struct server_connection *prev, *next;
-	struct grpc_call *calls;
-	bool spoke; /* has sent at least one request */
+	struct list link;  /* in grpc_server.connections, oldest first */
+	struct list calls; /* struct grpc_call.link */
+	bool spoke;	   /* has sent at least one request */
 	int peer_pid;
 };
 
 struct grpc_call {
 	struct server_connection *owner;
-	struct grpc_call *prev, *next;
+	struct list link; /* in server_connection.calls */
 	int32_t stream_id;
 	const struct grpc_method *method;
 	char *path;
@@ -56,7 +57,7 @@ struct grpc_server {
 	struct loop_listener listener;
 	char *path;
 	struct file_id socket_id;
-	struct server_connection *connections;
+	struct list connections; /* struct server_connection.link, oldest first */
 	size_t connection_count;
 	void (*drained)(void *data);
 	void *drained_data;
@@ -71,14 +72,7 @@ struct grpc_server {
 
 static void call_free(struct grpc_call *call)
 {
-	struct server_connection *sc = call->owner;
-
-	if (call->prev)
-		call->prev->next = call->next;
-	else
-		sc->calls = call->next;
-	if (call->next)
-		call->next->prev = call->prev;
+	list_unlink(&call->link);
 	grpc_reader_free(&call->reader);
 	free(call->path);
 	free(call->message);
@@ -268,10 +262,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	sc->spoke = true;
 	call->owner = sc;
 	call->stream_id = frame->hd.stream_id;
-	call->next = sc->calls;
-	if (sc->calls)
-		sc->calls->prev = call;
-	sc->calls = call;
+	list_append(&sc->calls, &call->link);
 	nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
 	return 0;
 }
@@ -366,15 +357,10 @@ static void connection_free(struct server_connection *sc)
 	struct grpc_server *server = sc->server;
 
 	/* Detach the session's pointers first: the cancel callbacks must not re-enter it. */
-	while (sc->calls)
-		call_cancel_and_free(sc->calls);
+	while (!list_empty(&sc->calls))
+		call_cancel_and_free(list_first(&sc->calls, struct grpc_call, link));
 	grpc_connection_destroy(&sc->conn);
-	if (sc->prev)
-		sc->prev->next = sc->next;
-	else
-		server->connections = sc->next;
-	if (sc->next)
-		sc->next->prev = sc->prev;
+	list_unlink(&sc->link);
 	server->connection_count--;
 	free(sc);
 	if (server->drained && server->connection_count == 0) {
@@ -397,12 +383,16 @@ static bool server_evict_idle(struct grpc_server *server)
 {
 	struct server_connection *silent = NULL, *idle = NULL;
 
-	/* New connections go to the head: the last match is the oldest. */
-	for (struct server_connection *sc = server->connections; sc; sc = sc->next) {
-		if (sc->calls || sc->conn.dead)
+	struct server_connection *sc;
+
+	/* Oldest first: the first match is the one to close. */
+	list_for_each(sc, &server->connections, link)
+	{
+		if (!list_empty(&sc->calls) || sc->conn.dead)
 			continue;
-		idle = sc;
-		if (!sc->spoke)
+		if (!idle)
+			idle = sc;
+		if (!sc->spoke && !silent)
 			silent = sc;
 	}
 	struct server_connection *victim = silent ? silent : idle;
@@ -430,6 +420,7 @@ static void server_accept(void *data, int fd)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0)
 		cred.pid = 0;
 	struct server_connection *sc = xcalloc(1, sizeof(*sc));
+	list_init(&sc->calls);
 	sc->server = server;
 	sc->peer_pid = (int)cred.pid;
 	nghttp2_session *session;
@@ -451,10 +442,7 @@ static void server_accept(void *data, int fd)
 		free(sc);
 		return;
 	}
-	sc->next = server->connections;
-	if (server->connections)
-		server->connections->prev = sc;
-	server->connections = sc;
+	list_append(&server->connections, &sc->link);
 	server->connection_count++;
 	server->stats.connections_accepted++;
 	log_debug(4, "connection from pid %d on %s", sc->peer_pid, server->path);
@@ -465,6 +453,7 @@ struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method 
 				    size_t method_count, void *data)
 {
 	struct grpc_server *server = xcalloc(1, sizeof(*server));
+	list_init(&server->connections);
 
 	server->loop = loop;
 	server->methods = methods;
@@ -568,7 +557,10 @@ void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), voi
 	}
 	server->drained = done;
 	server->drained_data = data;
-	for (struct server_connection *sc = server->connections; sc; sc = sc->next) {
+	struct server_connection *sc;
+
+	list_for_each(sc, &server->connections, link)
+	{
 		nghttp2_submit_goaway(sc->conn.session, NGHTTP2_FLAG_NONE,
 				      nghttp2_session_get_last_proc_stream_id(sc->conn.session),
 				      NGHTTP2_NO_ERROR, NULL, 0);
@@ -582,8 +574,8 @@ void grpc_server_free(struct grpc_server *server)
 		return;
 	server->drained = NULL;
 	grpc_server_stop_listening(server, false);
-	while (server->connections)
-		connection_free(server->connections);
+	while (!list_empty(&server->connections))
+		connection_free(list_first(&server->connections, struct server_connection, link));
 	nghttp2_session_callbacks_del(server->callbacks);
 	nghttp2_option_del(server->options);
 	free(server->path);

@@ -469,7 +469,7 @@ void handoff_free(struct handoff *h)
 	free(h);
 }
 
-static bool device_id_valid(const char *id)
+static bool handoff_device_id_valid(const char *id)
 {
 	size_t n = strlen(id);
 
@@ -517,7 +517,7 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 	char *path = NULL;
 	struct handoff_offer *old;
 
-	if (!device_id_valid(device_id)) {
+	if (!handoff_device_id_valid(device_id)) {
 		snprintf(reason, reason_size,
 			 "invalid device id \"%.*s\": want 1-%d characters of [A-Za-z0-9._-], "
 			 "not starting with '.'",
@@ -562,7 +562,7 @@ static char *device_id_from_name(const char *name)
 	    dash[1] == '.')
 		return NULL;
 	*dash = '\0';
-	return device_id_valid(id) ? take_ptr(id) : NULL;
+	return handoff_device_id_valid(id) ? take_ptr(id) : NULL;
 }
 
 struct rescue {

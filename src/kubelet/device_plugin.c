@@ -2,6 +2,7 @@
  * answers Allocate with a per-allocation handoff socket mounted into the container.
  * Allocate is device_plugin_allocate() below. */
 #include "device_plugin.h"
+#include "../basic/list.h"
 #include "../grpc/server.h"
 #include "../handoff/handoff.h"
 #include "../iommufd/iommufd.h"
@@ -15,7 +16,7 @@
 
 struct list_and_watch_stream {
 	struct grpc_call *call;
-	struct list_and_watch_stream *prev, *next;
+	struct list link; /* in device_plugin.streams */
 };
 
 struct device_plugin {
@@ -24,7 +25,7 @@ struct device_plugin {
 	struct iommufd_opener *opener;
 	struct handoff *handoff;
 	struct grpc_server *servers[DEVICE_PLUGIN_ENDPOINT_COUNT];
-	struct list_and_watch_stream *streams;
+	struct list streams; /* struct list_and_watch_stream.link */
 	void (*drained)(void *data);
 	void *drained_data;
 	int draining; /* servers still closing their connections */
@@ -71,12 +72,7 @@ static void stream_send_devices(struct device_plugin *plugin, struct grpc_call *
 
 static void stream_remove(struct device_plugin *plugin, struct list_and_watch_stream *stream)
 {
-	if (stream->prev)
-		stream->prev->next = stream->next;
-	else
-		plugin->streams = stream->next;
-	if (stream->next)
-		stream->next->prev = stream->prev;
+	list_unlink(&stream->link);
 	plugin->stats.streams_open--;
 	free(stream);
 }
@@ -85,7 +81,10 @@ static void stream_cancelled(void *data, struct grpc_call *call)
 {
 	struct device_plugin *plugin = data;
 
-	for (struct list_and_watch_stream *s = plugin->streams; s; s = s->next) {
+	struct list_and_watch_stream *s;
+
+	list_for_each(s, &plugin->streams, link)
+	{
 		if (s->call == call) {
 			log_debug(2, "ListAndWatch stream cancelled");
 			stream_remove(plugin, s);
@@ -103,10 +102,7 @@ static void handle_list_and_watch(void *data, struct grpc_call *call, const uint
 
 	struct list_and_watch_stream *stream = xcalloc(1, sizeof(*stream));
 	stream->call = call;
-	stream->next = plugin->streams;
-	if (plugin->streams)
-		plugin->streams->prev = stream;
-	plugin->streams = stream;
+	list_append(&plugin->streams, &stream->link);
 	plugin->stats.streams_opened++;
 	plugin->stats.streams_open++;
 	grpc_call_on_cancel(call, stream_cancelled, plugin);
@@ -145,7 +141,7 @@ static void handle_pre_start(void *data, struct grpc_call *call, const uint8_t *
 }
 
 /* Whether id is one we advertise: "iommufd" followed by 0..devices-1, no leading zeros. */
-static bool device_id_valid(const struct device_plugin *plugin, const char *id)
+static bool device_plugin_advertises(const struct device_plugin *plugin, const char *id)
 {
 	const char *digits = id + strlen(DEVICE_ID_PREFIX);
 	char *end;
@@ -290,7 +286,7 @@ static int device_plugin_validate(struct device_plugin *plugin,
 			return -EINVAL;
 		}
 		for (size_t j = 0; j < c->n_devices_ids; j++) {
-			if (!device_id_valid(plugin, c->devices_ids[j])) {
+			if (!device_plugin_advertises(plugin, c->devices_ids[j])) {
 				snprintf(reason, reason_size,
 					 "unknown device id \"%s\": this plugin advertises "
 					 "%s0..%s%d",
@@ -400,6 +396,7 @@ struct device_plugin *device_plugin_new(struct loop *loop, const struct config *
 					struct iommufd_opener *opener, struct handoff *handoff)
 {
 	struct device_plugin *plugin = xcalloc(1, sizeof(*plugin));
+	list_init(&plugin->streams);
 
 	plugin->loop = loop;
 	plugin->config = config;
@@ -456,8 +453,9 @@ void device_plugin_set_device_present(struct device_plugin *plugin, bool present
 	log_info("%s %s", plugin->config->iommu_device, present ? "appeared" : "disappeared");
 	if (device_plugin_healthy(plugin) == was_healthy)
 		return;
-	for (struct list_and_watch_stream *s = plugin->streams; s; s = s->next)
-		stream_send_devices(plugin, s->call, false);
+	struct list_and_watch_stream *s;
+
+	list_for_each(s, &plugin->streams, link) stream_send_devices(plugin, s->call, false);
 }
 
 static void device_plugin_server_drained(void *data)
@@ -470,10 +468,12 @@ static void device_plugin_server_drained(void *data)
 
 void device_plugin_shutdown(struct device_plugin *plugin, void (*done)(void *data), void *data)
 {
-	while (plugin->streams) {
-		struct grpc_call *call = plugin->streams->call;
+	while (!list_empty(&plugin->streams)) {
+		struct list_and_watch_stream *stream =
+		    list_first(&plugin->streams, struct list_and_watch_stream, link);
+		struct grpc_call *call = stream->call;
 		stream_send_devices(plugin, call, true);
-		stream_remove(plugin, plugin->streams);
+		stream_remove(plugin, stream);
 		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 	}
 	plugin->drained = done;

@@ -2,6 +2,7 @@
  * request head, answer once, close. Connections sit in a list in accept order, which
  * is deadline order, so one timer covers every deadline (as in handoff.c). */
 #include "http.h"
+#include "../basic/list.h"
 #include "../basic/unix_socket.h"
 #include "../log.h"
 #include "../util.h"
@@ -20,7 +21,7 @@
 
 struct http_connection {
 	struct http_server *server;
-	struct http_connection *prev, *next;
+	struct list link; /* in http_server.connections */
 	int fd;
 	struct loop_watch watch;
 	unsigned long long deadline;
@@ -42,7 +43,7 @@ struct http_server {
 	unsigned long long timer_armed_for;
 	http_handler_fn handler;
 	void *data;
-	struct http_connection *head, *tail; /* by accept time, hence by deadline */
+	struct list connections; /* struct http_connection.link, by deadline */
 	unsigned connection_count;
 };
 
@@ -92,7 +93,10 @@ static const char *status_reason(int status)
 
 static void server_rearm(struct http_server *s)
 {
-	unsigned long long due = s->head ? s->head->deadline : 0;
+	unsigned long long due =
+	    list_empty(&s->connections)
+		? 0
+		: list_first(&s->connections, struct http_connection, link)->deadline;
 
 	if (due == s->timer_armed_for)
 		return;
@@ -118,14 +122,7 @@ static void connection_close(struct http_connection *c)
 
 	loop_watch_remove(s->loop, &c->watch);
 	close(c->fd);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		s->tail = c->prev;
+	list_unlink(&c->link);
 	s->connection_count--;
 	free(c->answer);
 	free(c);
@@ -180,7 +177,7 @@ static void connection_answer_error(struct http_connection *c, int status, const
 /* Sends what is left of the answer; once all is out, shuts down writing and lingers
  * until the peer closes, so a peer still sending does not get a reset that could
  * destroy the answer before it reads it. */
-static void connection_write(struct http_connection *c)
+static void http_connection_write(struct http_connection *c)
 {
 	while (c->answer_sent < c->answer_len) {
 		ssize_t n = send(c->fd, c->answer + c->answer_sent, c->answer_len - c->answer_sent,
@@ -256,7 +253,7 @@ static void connection_read(struct http_connection *c)
 		connection_answer_error(c, 400, "malformed request");
 	else
 		connection_dispatch(c, &request);
-	connection_write(c);
+	http_connection_write(c);
 }
 
 static void connection_event(void *data, uint32_t events)
@@ -264,7 +261,7 @@ static void connection_event(void *data, uint32_t events)
 	struct http_connection *c = data;
 
 	if (c->answer && !c->lingering)
-		connection_write(c);
+		http_connection_write(c);
 	else if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		connection_read(c);
 }
@@ -276,12 +273,7 @@ static void connection_start(struct http_server *s, int fd)
 	c->server = s;
 	c->fd = fd;
 	c->deadline = now_usec() + HTTP_DEADLINE_USEC;
-	c->prev = s->tail;
-	if (s->tail)
-		s->tail->next = c;
-	else
-		s->head = c;
-	s->tail = c;
+	list_append(&s->connections, &c->link);
 	s->connection_count++;
 	int r = loop_watch_add(s->loop, &c->watch, fd, EPOLLIN, connection_event, c);
 	if (r < 0) {
@@ -290,7 +282,7 @@ static void connection_start(struct http_server *s, int fd)
 	}
 }
 
-static void server_accept(void *data, int fd)
+static void http_server_accept(void *data, int fd)
 {
 	struct http_server *s = data;
 
@@ -307,24 +299,21 @@ static void server_timer(void *data)
 	unsigned long long now = now_usec();
 
 	s->timer_armed_for = 0;
-	while (s->head && s->head->deadline <= now) {
-		struct http_connection *c = s->head;
+	while (!list_empty(&s->connections)) {
+		struct http_connection *c =
+		    list_first(&s->connections, struct http_connection, link);
+		if (c->deadline > now)
+			break;
 		if (c->answer || c->received == 0) {
 			connection_close(c);
 			continue;
 		}
 		/* Move it off the head: its answer gets one more deadline to go out. */
 		c->deadline = now + HTTP_DEADLINE_USEC;
-		if (c->next) {
-			s->head = c->next;
-			s->head->prev = NULL;
-			c->prev = s->tail;
-			c->next = NULL;
-			s->tail->next = c;
-			s->tail = c;
-		}
+		list_unlink(&c->link);
+		list_append(&s->connections, &c->link);
 		connection_answer_error(c, 408, "the request did not arrive within 5 s");
-		connection_write(c);
+		http_connection_write(c);
 	}
 	server_rearm(s);
 }
@@ -423,6 +412,7 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 		return r;
 	}
 	struct http_server *s = xcalloc(1, sizeof(*s));
+	list_init(&s->connections);
 	s->loop = loop;
 	s->address = xstrdup(address);
 	s->unix_path = addr.ss_family == AF_UNIX ? xstrdup(address) : NULL;
@@ -437,8 +427,8 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 	}
 	r = loop_timer_init(loop, &s->timer, server_timer, s);
 	if (r >= 0)
-		r = loop_listener_start(loop, &s->listener, s->listen_fd, s->address, server_accept,
-					s);
+		r = loop_listener_start(loop, &s->listener, s->listen_fd, s->address,
+					http_server_accept, s);
 	if (r < 0) {
 		log_error("cannot watch the HTTP listener on %s: %s", address, strerror(-r));
 		goto fail;
@@ -454,8 +444,8 @@ void http_server_free(struct http_server *s)
 {
 	if (!s)
 		return;
-	while (s->head)
-		connection_close(s->head);
+	while (!list_empty(&s->connections))
+		connection_close(list_first(&s->connections, struct http_connection, link));
 	loop_timer_destroy(s->loop, &s->timer);
 	loop_listener_stop(&s->listener);
 	if (s->listen_fd >= 0) {
