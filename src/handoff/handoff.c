@@ -33,7 +33,6 @@ struct handoff {
 	struct list waiting_peers; /* by accept, hence by ACK deadline */
 	size_t pending;
 	struct loop_timer ttl_timer, ack_timer;
-	unsigned long long ttl_armed_for, ack_armed_for; /* deadline armed, 0 = none */
 	struct handoff_stats stats;
 	struct list pending_listeners;
 	/* After handoff_rescue: watching the socket dir for an instance that exits with
@@ -85,24 +84,6 @@ void handoff_options_init(struct handoff_options *o)
 	};
 }
 
-/* Arms timer for the earliest deadline (0: nothing due, disarm), skipping the
- * syscall when it is already armed for that deadline. */
-static void timer_arm_for(struct loop_timer *timer, unsigned long long *armed_for,
-			  unsigned long long deadline)
-{
-	if (*armed_for == deadline)
-		return;
-	unsigned long long now = now_usec();
-	/* Arming with 0 would disarm: a due deadline fires in 1 us. */
-	unsigned long long delay = deadline == 0 ? 0 : deadline > now ? deadline - now : 1;
-	int r = loop_timer_arm(timer, delay);
-	if (r < 0) {
-		log_error("cannot arm handoff timer: %s", strerror(-r));
-		return;
-	}
-	*armed_for = deadline;
-}
-
 static void handoff_rearm(struct handoff *h)
 {
 	unsigned long long ttl = 0, ack = 0;
@@ -113,8 +94,11 @@ static void handoff_rearm(struct handoff *h)
 	if (!list_empty(&h->waiting_peers))
 		ack =
 		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
-	timer_arm_for(&h->ttl_timer, &h->ttl_armed_for, ttl);
-	timer_arm_for(&h->ack_timer, &h->ack_armed_for, ack);
+	int r = loop_timer_arm_at(&h->ttl_timer, ttl);
+	if (r == 0)
+		r = loop_timer_arm_at(&h->ack_timer, ack);
+	if (r < 0)
+		log_error("cannot arm handoff timer: %s", strerror(-r));
 }
 
 /* Accepts while the offer has room for another peer. */
@@ -360,7 +344,6 @@ static void ttl_expired(void *data)
 	struct handoff *h = data;
 	unsigned long long now = now_usec();
 
-	h->ttl_armed_for = 0;
 	for (bool again = true; again;) {
 		struct handoff_offer *offer;
 		again = false;
@@ -385,7 +368,6 @@ static void ack_timed_out(void *data)
 	struct handoff *h = data;
 	unsigned long long now = now_usec();
 
-	h->ack_armed_for = 0;
 	while (!list_empty(&h->waiting_peers)) {
 		struct handoff_peer *peer =
 		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link);

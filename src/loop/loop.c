@@ -106,6 +106,7 @@ static void loop_timer_fired(void *data, uint32_t events)
 	/* Drain the expiration count; EAGAIN means it was re-armed meanwhile. */
 	if (read(timer->fd, &expirations, sizeof(expirations)) != sizeof(expirations))
 		return;
+	timer->armed_for = 0;
 	timer->fn(timer->data);
 }
 
@@ -116,6 +117,7 @@ int loop_timer_init(struct loop *loop, struct loop_timer *timer, loop_timer_fn f
 		return -errno;
 	timer->fn = fn;
 	timer->data = data;
+	timer->armed_for = 0;
 	int r = loop_watch_add(loop, &timer->watch, timer->fd, EPOLLIN, loop_timer_fired, timer);
 	if (r < 0) {
 		close(timer->fd);
@@ -135,7 +137,20 @@ int loop_timer_arm(struct loop_timer *timer, unsigned long long usec)
 		return -EBADF;
 	if (timerfd_settime(timer->fd, 0, &its, NULL) < 0)
 		return -errno;
+	timer->armed_for = usec ? ~0ULL : 0; /* relative: not a deadline arm_at knows */
 	return 0;
+}
+
+int loop_timer_arm_at(struct loop_timer *timer, unsigned long long deadline)
+{
+	if (timer->armed_for == deadline)
+		return 0;
+	unsigned long long now = now_usec();
+	/* Arming with 0 would disarm: a due deadline fires in 1 us. */
+	int r = loop_timer_arm(timer, deadline == 0 ? 0 : deadline > now ? deadline - now : 1);
+	if (r == 0)
+		timer->armed_for = deadline;
+	return r;
 }
 
 void loop_timer_destroy(struct loop *loop, struct loop_timer *timer)

@@ -38,6 +38,7 @@ struct loop_timer {
 	loop_timer_fn fn;
 	void *data;
 	int fd;
+	unsigned long long armed_for; /* loop_timer_arm_at's deadline; 0: none */
 };
 
 /* Creates a loop. Returns 0 or -errno (epoll_create1). */
@@ -59,6 +60,11 @@ void loop_watch_remove(struct loop *loop, struct loop_watch *watch);
 int loop_timer_init(struct loop *loop, struct loop_timer *timer, loop_timer_fn fn, void *data);
 /* Arms the timer to fire once after usec microseconds (0 disarms it). */
 int loop_timer_arm(struct loop_timer *timer, unsigned long long usec);
+/* The earliest-deadline timer: arms it for deadline on the now_usec() clock (one
+ * already due fires at once; 0 disarms), skipping the syscall when it is armed for
+ * that deadline already, so owners can call it after every change of their deadlines.
+ * Returns 0 or -errno. */
+int loop_timer_arm_at(struct loop_timer *timer, unsigned long long deadline);
 /* Removes and closes the timer; safe on a zeroed or already destroyed timer. */
 void loop_timer_destroy(struct loop *loop, struct loop_timer *timer);
 

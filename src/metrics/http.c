@@ -40,7 +40,6 @@ struct http_server {
 	int listen_fd;
 	struct loop_listener listener;
 	struct loop_timer timer;
-	unsigned long long timer_armed_for;
 	http_handler_fn handler;
 	void *data;
 	struct list connections; /* struct http_connection.link, by deadline */
@@ -97,17 +96,10 @@ static void server_rearm(struct http_server *s)
 	    list_empty(&s->connections)
 		? 0
 		: list_first(&s->connections, struct http_connection, link)->deadline;
+	int r = loop_timer_arm_at(&s->timer, due);
 
-	if (due == s->timer_armed_for)
-		return;
-	unsigned long long now = now_usec();
-	/* Arming with 0 disarms: a deadline already due fires in 1 us. */
-	int r = loop_timer_arm(&s->timer, !due ? 0 : due > now ? due - now : 1);
-	if (r < 0) {
+	if (r < 0)
 		log_error("cannot arm the HTTP deadline timer: %s", strerror(-r));
-		return;
-	}
-	s->timer_armed_for = due;
 }
 
 /* Accepts while there is room for another connection. */
@@ -298,7 +290,6 @@ static void server_timer(void *data)
 	struct http_server *s = data;
 	unsigned long long now = now_usec();
 
-	s->timer_armed_for = 0;
 	while (!list_empty(&s->connections)) {
 		struct http_connection *c =
 		    list_first(&s->connections, struct http_connection, link);
