@@ -15,7 +15,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import PLUGIN_BIN, wait_until
+from harness import PLUGIN_BIN, settle_fds, stable_fd_count, wait_until
 from receiver import allocate_socket, assert_is_dev_null, kubevirt_receive
 
 PREFIX = "iommufd_device_plugin_"
@@ -337,19 +337,42 @@ def test_slow_and_idle_connections_are_cut_and_the_cap_holds(env):
     assert plugin.alive()
 
 
+def armed_timerfds(pid):
+    """The daemon's timerfds that are armed now, read from its own fdinfo."""
+    armed = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) != "anon_inode:[timerfd]":
+                continue
+            with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                info = f.read()
+        except FileNotFoundError:
+            continue
+        if "it_value: (0, 0)" not in info:
+            armed.append(int(fd))
+    return armed
+
+
 def test_no_wakeups_while_idle_with_metrics_on(env):
     address = ("127.0.0.1", free_port())
     plugin = start_with_metrics(env, address)
+    before = stable_fd_count(plugin)
     scrape(address)
 
     def switches():
         with open("/proc/%d/status" % plugin.pid) as f:
             return sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
 
-    time.sleep(0.3)
+    # Idle means: the scrape's connection is closed (the daemon has read its EOF and
+    # closed it, however late a loaded machine lets it) and no timer is armed. Only
+    # then is any further wake-up the daemon's own doing.
+    settle_fds(plugin, before, timeout=30)
+    # Disarmed in the same callback that closed the connection: no waiting for it.
+    assert armed_timerfds(plugin.pid) == [], "a timer outlived the connection it was for"
     first = switches()
     # Past the scrape connection's 5 s deadline: a timer left armed for it would fire.
     time.sleep(5.5)
+    assert armed_timerfds(plugin.pid) == []
     assert switches() == first, "the daemon woke up while nothing happened"
 
 
