@@ -3,6 +3,7 @@
  * send(), input is read with poll()+recv() and fed to nghttp2_session_mem_recv. */
 #include "h2client.h"
 #include "basic/unix_socket.h"
+#include "grpc/connection.h"
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
@@ -207,12 +208,6 @@ static ssize_t read_request(nghttp2_session *session, int32_t stream_id, uint8_t
 	return (ssize_t)n;
 }
 
-#define NV(name, value)                                                                            \
-	{                                                                                          \
-		(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),            \
-		    NGHTTP2_NV_FLAG_NONE                                                           \
-	}
-
 int h2c_start(struct h2c *c, struct h2c_stream *s, const char *path,
 	      const ProtobufCMessage *request)
 {
@@ -231,13 +226,13 @@ int h2c_start(struct h2c *c, struct h2c_stream *s, const char *path,
 	protobuf_c_message_pack(request, req.data + 5);
 
 	nghttp2_nv headers[] = {
-	    NV(":method", "POST"),
-	    NV(":scheme", "http"),
-	    NV(":path", path),
-	    NV(":authority", "localhost"),
-	    NV("te", "trailers"),
-	    NV("content-type", "application/grpc"),
-	    NV("user-agent", "plugin-bench"),
+	    GRPC_NV(":method", "POST"),
+	    GRPC_NV(":scheme", "http"),
+	    GRPC_NV(":path", path),
+	    GRPC_NV(":authority", "localhost"),
+	    GRPC_NV("te", "trailers"),
+	    GRPC_NV("content-type", "application/grpc"),
+	    GRPC_NV("user-agent", "plugin-bench"),
 	};
 	nghttp2_data_provider provider = {.source.ptr = &req, .read_callback = read_request};
 	s->status = -1;

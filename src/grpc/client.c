@@ -75,12 +75,6 @@ static ssize_t call_read_request(nghttp2_session *session, int32_t stream_id, ui
 	return (ssize_t)n;
 }
 
-#define NV(name, value)                                                                            \
-	{                                                                                          \
-		(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),            \
-		    NGHTTP2_NV_FLAG_NONE                                                           \
-	}
-
 int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
 		     grpc_client_message_fn on_message, grpc_client_done_fn on_done, void *data)
 {
@@ -95,13 +89,13 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
 	call->data = data;
 	call->request = grpc_frame_pack(request, &call->request_len);
 	nghttp2_nv headers[] = {
-	    NV(":method", "POST"),
-	    NV(":scheme", "http"),
-	    NV(":path", path),
-	    NV(":authority", "localhost"),
-	    NV("te", "trailers"),
-	    NV("content-type", "application/grpc"),
-	    NV("user-agent", "iommufd-device-plugin/" PLUGIN_VERSION),
+	    GRPC_NV(":method", "POST"),
+	    GRPC_NV(":scheme", "http"),
+	    GRPC_NV(":path", path),
+	    GRPC_NV(":authority", "localhost"),
+	    GRPC_NV("te", "trailers"),
+	    GRPC_NV("content-type", "application/grpc"),
+	    GRPC_NV("user-agent", "iommufd-device-plugin/" PLUGIN_VERSION),
 	};
 	nghttp2_data_provider provider = {.source.ptr = call, .read_callback = call_read_request};
 	int32_t id = nghttp2_submit_request(client->conn.session, NULL, headers,

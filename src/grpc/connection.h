@@ -8,8 +8,16 @@
 
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
+#include <string.h>
 
 struct grpc_connection;
+
+/* An nghttp2 header pair from a literal name and a string value (copied by nghttp2). */
+#define GRPC_NV(name, value)                                                                       \
+	{                                                                                          \
+		(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),            \
+		    NGHTTP2_NV_FLAG_NONE                                                           \
+	}
 
 /* Called, from the loop and never from inside a call into this module, when the
  * connection is finished (peer hung up, protocol error, nothing left to read or

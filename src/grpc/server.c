@@ -64,12 +64,6 @@ struct grpc_server {
 	struct grpc_server_stats stats;
 };
 
-#define NV(name, value)                                                                            \
-	{                                                                                          \
-		(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),            \
-		    NGHTTP2_NV_FLAG_NONE                                                           \
-	}
-
 static void call_free(struct grpc_call *call)
 {
 	list_unlink(&call->link);
@@ -110,7 +104,7 @@ static ssize_t call_read_data(nghttp2_session *session, int32_t stream_id, uint8
 	char status[4];
 	snprintf(status, sizeof(status), "%d", (int)call->status);
 	cleanup_free char *message = grpc_percent_encode(call->message ? call->message : "");
-	nghttp2_nv trailers[] = {NV("grpc-status", status), NV("grpc-message", message)};
+	nghttp2_nv trailers[] = {GRPC_NV("grpc-status", status), GRPC_NV("grpc-message", message)};
 	int rv = nghttp2_submit_trailer(session, stream_id, trailers, call->message ? 2 : 1);
 	if (rv != 0) {
 		log_error("cannot queue trailers on stream %d: %s", stream_id,
@@ -123,7 +117,8 @@ static ssize_t call_read_data(nghttp2_session *session, int32_t stream_id, uint8
 
 static int call_submit_headers(struct grpc_call *call)
 {
-	nghttp2_nv headers[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+	nghttp2_nv headers[] = {GRPC_NV(":status", "200"),
+				GRPC_NV("content-type", "application/grpc")};
 	nghttp2_data_provider provider = {.source.ptr = call, .read_callback = call_read_data};
 
 	call->headers_sent = true;
@@ -137,8 +132,9 @@ static int call_submit_trailers_only(struct grpc_call *call)
 	char status[4];
 	snprintf(status, sizeof(status), "%d", (int)call->status);
 	cleanup_free char *message = grpc_percent_encode(call->message ? call->message : "");
-	nghttp2_nv headers[] = {NV(":status", "200"), NV("content-type", "application/grpc"),
-				NV("grpc-status", status), NV("grpc-message", message)};
+	nghttp2_nv headers[] = {GRPC_NV(":status", "200"),
+				GRPC_NV("content-type", "application/grpc"),
+				GRPC_NV("grpc-status", status), GRPC_NV("grpc-message", message)};
 
 	call->headers_sent = true;
 	return nghttp2_submit_response(call->owner->conn.session, call->stream_id, headers,
