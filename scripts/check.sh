@@ -42,7 +42,10 @@ fi
 # generated protobuf-c headers exist.
 tidy_build=$root/build-tidy
 if [ ! -f "$tidy_build/build.ninja" ]; then
-	CC=clang meson setup "$tidy_build" >"$logdir/tidy-setup.log" 2>&1 ||
+	CC=clang meson setup "$tidy_build" -Dfuzzing=true >"$logdir/tidy-setup.log" 2>&1 ||
+		{ cat "$logdir/tidy-setup.log"; echo "0 passed, 1 failed"; exit 1; }
+else
+	meson configure "$tidy_build" -Dfuzzing=true >"$logdir/tidy-setup.log" 2>&1 ||
 		{ cat "$logdir/tidy-setup.log"; echo "0 passed, 1 failed"; exit 1; }
 fi
 ninja -C "$tidy_build" >"$logdir/tidy-build.log" 2>&1 ||
@@ -55,12 +58,12 @@ sources=$(find src tools -name '*.c' | sort)
 log=$logdir/clang-tidy.log
 # shellcheck disable=SC2086
 echo $sources | xargs -n 1 -P "$(nproc)" clang-tidy -p "$tidy_build" --quiet >"$log" 2>&1
-# The fuzz targets are built by tests/fuzz/run.sh, outside meson: their flags by hand.
-fuzz_flags=(-std=gnu11 -D_GNU_SOURCE -Isrc -I"$tidy_build" -Itests/fuzz)
+# The fuzz targets are in the same compile_commands.json (-Dfuzzing=true).
 for f in tests/fuzz/*.c; do
-	clang-tidy --quiet "$f" -- "${fuzz_flags[@]}" >>"$log" 2>&1
+	clang-tidy -p "$tidy_build" --quiet "$f" >>"$log" 2>&1
 done
 sources="$sources $(ls tests/fuzz/*.c)"
+fuzz_flags=(-std=gnu11 -D_GNU_SOURCE -Isrc -I"$tidy_build" -Itests/fuzz) # cppcheck's
 findings=$(grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error): .*\[[^]]+\]$' "$log" |
 	sed -E 's|^.*/(src\|tools\|tests)/|\1/|' | sort -u |
 	while IFS= read -r line; do

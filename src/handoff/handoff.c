@@ -702,7 +702,7 @@ void handoff_withdraw(struct handoff *h, const char *socket_path)
 	if (!offer)
 		return;
 	log_debug(1, "withdrawing %s: its Allocate failed", offer->path);
-	h->stats.offered--; /* never answered: as if never offered */
+	h->stats.withdrawn++; /* never answered: counted apart (counters only go up) */
 	offer_destroy(offer);
 	handoff_rearm(h);
 }

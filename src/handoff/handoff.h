@@ -41,17 +41,18 @@ struct handoff_options {
 };
 
 struct handoff_stats {
-	unsigned long long offered;	    /* handoff_offer() successes */
-	unsigned long long consumed;	    /* fd taken and acknowledged */
-	unsigned long long expired;	    /* withdrawn unclaimed after the TTL */
-	unsigned long long replaced;	    /* withdrawn by a new offer for the same device */
-	unsigned long long peer_gone;	    /* peers that hung up before acknowledging */
-	unsigned long long ack_timeouts;    /* peers cut off for not acknowledging in time */
-	unsigned long long refused;	    /* connections closed unserved: the offer ended,
-					     * or the peer answered before taking the fd */
-	unsigned long long unauthorized;    /* peers refused for their uid (--allowed-uids) */
-	unsigned long long abandoned;	    /* withdrawn unclaimed: no pod holds the device */
-	unsigned long long rescued;	    /* a dead instance's sockets served again */
+	unsigned long long offered;	 /* handoff_offer() successes */
+	unsigned long long consumed;	 /* fd taken and acknowledged */
+	unsigned long long expired;	 /* withdrawn unclaimed after the TTL */
+	unsigned long long replaced;	 /* withdrawn by a new offer for the same device */
+	unsigned long long peer_gone;	 /* peers that hung up before acknowledging */
+	unsigned long long ack_timeouts; /* peers cut off for not acknowledging in time */
+	unsigned long long refused;	 /* connections closed unserved: the offer ended,
+					  * or the peer answered before taking the fd */
+	unsigned long long unauthorized; /* peers refused for their uid (--allowed-uids) */
+	unsigned long long abandoned;	 /* withdrawn unclaimed: no pod holds the device */
+	unsigned long long withdrawn; /* withdrawn before the kubelet was told: Allocate failed */
+	unsigned long long rescued;   /* a dead instance's sockets served again */
 	unsigned long long rescue_failures; /* ... that could not be, and were removed */
 };
 
@@ -99,9 +100,9 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd, const char *
 		  char *reason, size_t reason_size);
 
 /* Withdraws the offer on socket_path (as returned by handoff_offer) before anyone was
- * told about it: an Allocate that fails after some of its offers were made. Not
- * counted as offered. No-op if there is no such offer. socket_path may point to the
- * offer's own copy. */
+ * told about it: an Allocate that fails after some of its offers were made. Counted
+ * as withdrawn (offered stays: counters only go up). No-op if there is no such offer.
+ * socket_path may point to the offer's own copy. */
 void handoff_withdraw(struct handoff *h, const char *socket_path);
 
 /* Number of offers not yet consumed, expired or replaced. */

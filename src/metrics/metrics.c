@@ -132,11 +132,13 @@ static void render_handoff(struct http_response *r, const struct handoff *h)
 	family(r, "handoffs_total", "counter",
 	       "Ended handoff offers by outcome: consumed (fd taken and acknowledged), expired "
 	       "(unclaimed after --handoff-ttl), replaced (the device was allocated again), "
-	       "abandoned (no pod holds the device any more, per the PodResources API).");
+	       "abandoned (no pod holds the device any more, per the PodResources API), "
+	       "withdrawn (its Allocate failed before the kubelet was told).");
 	labelled(r, "handoffs_total", "outcome", "consumed", st->consumed);
 	labelled(r, "handoffs_total", "outcome", "expired", st->expired);
 	labelled(r, "handoffs_total", "outcome", "replaced", st->replaced);
 	labelled(r, "handoffs_total", "outcome", "abandoned", st->abandoned);
+	labelled(r, "handoffs_total", "outcome", "withdrawn", st->withdrawn);
 	family(r, "handoff_rescues_total", "counter",
 	       "Sockets a dead instance left that were served again with a fresh iommufd "
 	       "(outcome ok), or removed because that failed (outcome failed).");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan+UBSan, coverage on the daemon's core) in
-# build-fuzz/, replays every committed regression input, then fuzzes each target for a
+# Builds the libFuzzer targets with meson (-Dfuzzing=true: clang, ASan+UBSan, coverage
+# on the daemon's core; tests/fuzz/meson.build) in build-fuzz/, replays every committed regression input, then fuzzes each target for a
 # bounded time from its seed corpus. Any crash, leak, sanitizer report or broken
 # invariant fails that target. Ends with 'N passed, N failed' (one per target).
 # Usage: tests/fuzz/run.sh [seconds-per-target]   (default 40; FUZZ_JOBS targets at once)
@@ -17,21 +17,18 @@ targets=(grpc_server device_plugin_requests handoff_peer http_parse http_server 
 mkdir -p "$out"
 log=$out/build.log
 if [ ! -f "$build/build.ninja" ]; then
-	CC=clang meson setup "$build" -Db_sanitize=address,undefined -Db_lundef=false \
-		-Dc_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all' >"$log" 2>&1 ||
+	CC=clang meson setup "$build" --werror -Dfuzzing=true -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dc_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all' \
+		>"$log" 2>&1 || { cat "$log"; echo "0 passed, ${#targets[@]} failed"; exit 1; }
+else
+	meson configure "$build" -Dfuzzing=true >"$log" 2>&1 ||
 		{ cat "$log"; echo "0 passed, ${#targets[@]} failed"; exit 1; }
 fi
-ninja -C "$build" libplugin_core.a >>"$log" 2>&1 ||
+# shellcheck disable=SC2046
+ninja -C "$build" $(printf 'tests/fuzz/fuzz_%s ' "${targets[@]}") >>"$log" 2>&1 ||
 	{ tail -40 "$log"; echo "0 passed, ${#targets[@]} failed"; exit 1; }
-cflags=(-std=gnu11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-	-I"$root/src" -I"$build" -I"$here")
-# shellcheck disable=SC2207
-libs=($(pkg-config --libs libnghttp2 libprotobuf-c))
 for t in "${targets[@]}"; do
-	clang "${cflags[@]}" -o "$out/fuzz_$t" "$here/fuzz_$t.c" "$here/fuzz_common.c" \
-		"$build/libplugin_core.a" "${libs[@]}" >>"$log" 2>&1 ||
-		{ tail -40 "$log"; echo "0 passed, ${#targets[@]} failed"; exit 1; }
+	ln -sf "$build/tests/fuzz/fuzz_$t" "$out/fuzz_$t"
 done
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1}

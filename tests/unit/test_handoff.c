@@ -328,7 +328,7 @@ static void handoff_keep_holds_an_offer_past_its_ttl(void **state)
 	assert_true(socket_is_live(path));
 }
 
-static void handoff_withdraw_removes_an_offer_as_if_never_made(void **state)
+static void handoff_withdraw_removes_an_offer_and_counts_it_withdrawn(void **state)
 {
 	struct fixture *f = *state;
 
@@ -339,9 +339,12 @@ static void handoff_withdraw_removes_an_offer_as_if_never_made(void **state)
 	assert_false(path_exists(withdrawn));
 	assert_true(path_exists(kept));
 	assert_int_equal(handoff_pending(f->handoff), 1);
-	assert_int_equal(handoff_stats(f->handoff)->offered, 1);
+	/* Counters only go up: the withdrawn offer is counted apart, not subtracted. */
+	assert_int_equal(handoff_stats(f->handoff)->offered, 2);
+	assert_int_equal(handoff_stats(f->handoff)->withdrawn, 1);
 	handoff_withdraw(f->handoff, withdrawn); /* no such offer any more: no-op */
 	assert_int_equal(handoff_pending(f->handoff), 1);
+	assert_int_equal(handoff_stats(f->handoff)->withdrawn, 1);
 }
 
 static void handoff_arms_no_timer_while_nothing_is_pending(void **state)
@@ -381,7 +384,7 @@ int main(void)
 	    T(handoff_free_leaves_pending_sockets_for_the_next_instance),
 	    T(handoff_rescue_leaves_a_live_instance_alone),
 	    T(handoff_keep_holds_an_offer_past_its_ttl),
-	    T(handoff_withdraw_removes_an_offer_as_if_never_made),
+	    T(handoff_withdraw_removes_an_offer_and_counts_it_withdrawn),
 	    T(handoff_arms_no_timer_while_nothing_is_pending),
 #undef T
 	};
