@@ -97,8 +97,18 @@ void grpc_connection_flush(struct grpc_connection *conn)
 	bool blocked = conn->out_len > 0;
 	if (!blocked && !nghttp2_session_want_write(conn->session) &&
 	    !nghttp2_session_want_read(conn->session)) {
-		connection_finish(conn);
-		return;
+		/* Closing now could reset what the peer has not read yet (a unix socket
+		 * closed with unread input): with linger, half-close and wait for its EOF. */
+		if (!conn->linger || conn->lingering) {
+			if (!conn->linger)
+				connection_finish(conn);
+			return;
+		}
+		conn->lingering = true;
+		if (shutdown(conn->fd, SHUT_WR) < 0) {
+			connection_finish(conn);
+			return;
+		}
 	}
 	/* EPOLLOUT only while the kernel's buffer is full: otherwise it fires constantly. */
 	r = loop_watch_modify(conn->loop, &conn->watch, EPOLLIN | (blocked ? EPOLLOUT : 0));
@@ -113,6 +123,20 @@ static void connection_io(void *data, uint32_t events)
 	struct grpc_connection *conn = data;
 	uint8_t buf[16384];
 
+	if (conn->lingering) {
+		/* Only the peer's EOF is awaited: its input is of no use any more. */
+		for (;;) {
+			ssize_t n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN)
+				return;
+			if (n > 0)
+				continue;
+			connection_finish(conn); /* EOF or an error: done either way */
+			return;
+		}
+	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		for (;;) {
 			ssize_t n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
@@ -155,6 +179,7 @@ int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd
 	conn->closed = closed;
 	conn->receiving = false;
 	conn->dead = false;
+	conn->linger = conn->lingering = false;
 	conn->close_later = (struct loop_defer){0};
 	conn->out = NULL;
 	conn->out_len = conn->out_pos = conn->out_cap = 0;

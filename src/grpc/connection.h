@@ -37,6 +37,11 @@ struct grpc_connection {
 	/* True while nghttp2 runs our callbacks: sending must wait until it returns. */
 	bool receiving;
 	bool dead;
+	/* Graceful end (set before a GOAWAY of ours): once nothing is left to send, shut
+	 * down writing and wait for the peer to close, so it reads our last frames
+	 * before it can see a broken pipe. */
+	bool linger;
+	bool lingering; /* writing is shut down; discarding input until EOF */
 };
 
 /* Takes ownership of fd (non-blocking, CLOEXEC) and session; watches fd for input.

@@ -557,6 +557,7 @@ void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), voi
 
 	list_for_each(sc, &server->connections, link)
 	{
+		sc->conn.linger = true;
 		nghttp2_submit_goaway(sc->conn.session, NGHTTP2_FLAG_NONE,
 				      nghttp2_session_get_last_proc_stream_id(sc->conn.session),
 				      NGHTTP2_NO_ERROR, NULL, 0);
