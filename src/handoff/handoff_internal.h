@@ -1,0 +1,57 @@
+/* The handoff module's shared state, for its own files only (handoff.c: offers and
+ * peers; handoff_rescue.c: re-serving what dead instances left). */
+#pragma once
+
+#include "handoff.h"
+#include "handoff_socket.h"
+#include "../basic/list.h"
+#include "../loop/loop.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct handoff {
+	struct loop *loop;
+	struct handoff_options opts; /* socket_dir points to our copy */
+	unsigned long long name_counter;
+	struct handoff_dir *own_dir;  /* our instance dir: new offers go here */
+	struct handoff_dir **adopted; /* dead instances' dirs we re-serve sockets of */
+	size_t adopted_count;
+	struct list offers;	   /* by creation */
+	struct list waiting_peers; /* by accept, hence by ACK deadline */
+	size_t pending;
+	struct loop_timer ttl_timer, ack_timer;
+	struct handoff_stats stats;
+	struct list pending_listeners;
+	/* After handoff_rescue: watching the socket dir for an instance that exits with
+	 * sockets left (it drops a ".left-<id>" file once its lock is free). */
+	handoff_open_fn open_fd;
+	void *open_data;
+	int dir_watch_fd;
+	struct loop_watch dir_watch;
+};
+
+struct handoff_offer {
+	struct handoff *h;
+	struct list link;
+	char *device_id;
+	char *path;
+	struct handoff_dir *dir; /* the instance dir its socket is in; NULL: the socket dir */
+	int fd;			 /* the fd handed over */
+	int listen_fd;
+	struct loop_listener listener;
+	bool closing; /* being destroyed: never resume accepting */
+	unsigned long long offered;
+	unsigned long long expires; /* the TTL, or later while a pod holds its device */
+	struct list peers;
+	unsigned peer_count;
+};
+
+/* Makes an offer of fd on the listening socket at path (fd, listen_fd and path are
+ * taken) in dir (NULL: the socket dir itself). Returns 0 or -errno with a reason; on
+ * failure everything taken is released. */
+int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id, int fd,
+			int listen_fd, char *path, char *reason, size_t reason_size);
+
+/* Whether id is safe as a socket file name part: 1-64 of [A-Za-z0-9._-], no leading '.'. */
+bool handoff_device_id_valid(const char *id);
