@@ -45,7 +45,8 @@ if [ ! -f "$tidy_build/build.ninja" ]; then
 	CC=clang meson setup "$tidy_build" -Dfuzzing=true >"$logdir/tidy-setup.log" 2>&1 ||
 		{ cat "$logdir/tidy-setup.log"; echo "0 passed, 1 failed"; exit 1; }
 else
-	meson configure "$tidy_build" -Dfuzzing=true >"$logdir/tidy-setup.log" 2>&1 ||
+	# --reconfigure: a build dir from before the option existed must learn it first.
+	meson setup --reconfigure "$tidy_build" -Dfuzzing=true >"$logdir/tidy-setup.log" 2>&1 ||
 		{ cat "$logdir/tidy-setup.log"; echo "0 passed, 1 failed"; exit 1; }
 fi
 ninja -C "$tidy_build" >"$logdir/tidy-build.log" 2>&1 ||

@@ -21,7 +21,8 @@ if [ ! -f "$build/build.ninja" ]; then
 		-Db_lundef=false -Dc_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=all' \
 		>"$log" 2>&1 || { cat "$log"; echo "0 passed, ${#targets[@]} failed"; exit 1; }
 else
-	meson configure "$build" -Dfuzzing=true >"$log" 2>&1 ||
+	# --reconfigure: a build dir from before the option existed must learn it first.
+	meson setup --reconfigure "$build" -Dfuzzing=true >"$log" 2>&1 ||
 		{ cat "$log"; echo "0 passed, ${#targets[@]} failed"; exit 1; }
 fi
 # shellcheck disable=SC2046
