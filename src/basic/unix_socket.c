@@ -17,16 +17,25 @@ int unix_address(struct sockaddr_un *addr, const char *path)
 	return 0;
 }
 
-int unix_socket_connect(const char *path)
+/* A non-blocking, close-on-exec stream socket and the address of path. Returns the
+ * fd (the caller owns it) or -errno. */
+static int unix_socket_for(const char *path, struct sockaddr_un *addr)
 {
-	struct sockaddr_un addr;
-	int r = unix_address(&addr, path);
+	int r = unix_address(addr, path);
 
 	if (r < 0)
 		return r;
-	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+int unix_socket_connect(const char *path)
+{
+	struct sockaddr_un addr;
+	cleanup_close int fd = unix_socket_for(path, &addr);
+
 	if (fd < 0)
-		return -errno;
+		return fd;
 	/* A unix connect completes at once, or fails with EAGAIN when the backlog is full. */
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
 		return -errno;
@@ -54,13 +63,11 @@ int unix_socket_bind(const char *path, struct file_id *id)
 {
 	struct sockaddr_un addr;
 	struct stat st;
-	int r = unix_address(&addr, path);
+	int r;
+	cleanup_close int fd = unix_socket_for(path, &addr);
 
-	if (r < 0)
-		return r;
-	cleanup_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		if (errno != EADDRINUSE)
 			return -errno;
