@@ -382,8 +382,7 @@ static bool server_evict_idle(struct grpc_server *server)
 	struct server_connection *sc;
 
 	/* Oldest first: the first match is the one to close. */
-	list_for_each(sc, &server->connections, link)
-	{
+	list_for_each (sc, &server->connections, link) {
 		if (!list_empty(&sc->calls) || sc->conn.dead)
 			continue;
 		if (!idle)
@@ -555,8 +554,7 @@ void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), voi
 	server->drained_data = data;
 	struct server_connection *sc;
 
-	list_for_each(sc, &server->connections, link)
-	{
+	list_for_each (sc, &server->connections, link) {
 		sc->conn.linger = true;
 		nghttp2_submit_goaway(sc->conn.session, NGHTTP2_FLAG_NONE,
 				      nghttp2_session_get_last_proc_stream_id(sc->conn.session),

@@ -55,7 +55,9 @@ static void handoff_rearm(struct handoff *h)
 	struct handoff_offer *o;
 
 	/* Expiries move (handoff_keep), so scan: offers are a node's pods, a few hundred. */
-	list_for_each(o, &h->offers, link) if (!ttl || o->expires < ttl) ttl = o->expires;
+	list_for_each (o, &h->offers, link)
+		if (!ttl || o->expires < ttl)
+			ttl = o->expires;
 	if (!list_empty(&h->waiting_peers))
 		ack =
 		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
@@ -312,8 +314,7 @@ static void ttl_expired(void *data)
 	for (bool again = true; again;) {
 		struct handoff_offer *offer;
 		again = false;
-		list_for_each(offer, &h->offers, link)
-		{
+		list_for_each (offer, &h->offers, link) {
 			if (offer->expires > now)
 				continue;
 			h->stats.expired++;
@@ -470,8 +471,7 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 			 HANDOFF_MAX_DEVICE_ID, device_id, HANDOFF_MAX_DEVICE_ID);
 		return -EINVAL;
 	}
-	list_for_each(old, &h->offers, link)
-	{
+	list_for_each (old, &h->offers, link) {
 		if (strcmp(old->device_id, device_id) == 0) {
 			h->stats.replaced++;
 			log_info("%s is allocated again; withdrawing its unclaimed socket %s",
@@ -502,8 +502,7 @@ void handoff_keep(struct handoff *h, const char *socket_path, unsigned long long
 {
 	struct handoff_offer *offer;
 
-	list_for_each(offer, &h->offers, link)
-	{
+	list_for_each (offer, &h->offers, link) {
 		if (strcmp(offer->path, socket_path) == 0) {
 			if (until_usec > offer->expires)
 				offer->expires = until_usec;
@@ -517,8 +516,9 @@ static struct handoff_offer *offer_by_path(struct handoff *h, const char *socket
 {
 	struct handoff_offer *offer;
 
-	list_for_each(offer, &h->offers,
-		      link) if (strcmp(offer->path, socket_path) == 0) return offer;
+	list_for_each (offer, &h->offers, link)
+		if (strcmp(offer->path, socket_path) == 0)
+			return offer;
 	return NULL;
 }
 
@@ -561,8 +561,7 @@ void handoff_for_each_offer(const struct handoff *h,
 {
 	const struct handoff_offer *o;
 
-	list_for_each(o, &h->offers, link)
-	{
+	list_for_each (o, &h->offers, link) {
 		const struct handoff_offer_info info = {
 		    .device_id = o->device_id,
 		    .socket_path = o->path,

@@ -83,8 +83,7 @@ static void stream_cancelled(void *data, struct grpc_call *call)
 
 	struct list_and_watch_stream *s;
 
-	list_for_each(s, &plugin->streams, link)
-	{
+	list_for_each (s, &plugin->streams, link) {
 		if (s->call == call) {
 			log_debug(2, "ListAndWatch stream cancelled");
 			stream_remove(plugin, s);
@@ -455,7 +454,8 @@ void device_plugin_set_device_present(struct device_plugin *plugin, bool present
 		return;
 	struct list_and_watch_stream *s;
 
-	list_for_each(s, &plugin->streams, link) stream_send_devices(plugin, s->call, false);
+	list_for_each (s, &plugin->streams, link)
+		stream_send_devices(plugin, s->call, false);
 }
 
 static void device_plugin_server_drained(void *data)

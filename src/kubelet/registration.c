@@ -322,10 +322,9 @@ static void registration_dir_changed(void *data, uint32_t events)
 	(void)events;
 
 	inotify_read_events(reg->inotify_fd, registration_dir_event, &de);
-	bool kubelet_started = de.kubelet_started, plugin_socket_changed = de.plugin_socket_changed;
-	if (plugin_socket_changed)
+	if (de.plugin_socket_changed)
 		registration_socket_changed(reg);
-	if (kubelet_started && access(reg->kubelet_socket, F_OK) == 0) {
+	if (de.kubelet_started && access(reg->kubelet_socket, F_OK) == 0) {
 		if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN ||
 		    reg->endpoint == REGISTRATION_ENDPOINT_SUPERSEDED) {
 			/* The other plugin re-registers too: it keeps the path if it wants. */
