@@ -182,9 +182,7 @@ static int daemon_setup_signals(struct daemon *d)
 /* Builds every module from the configuration. Returns 0 or -errno (already logged). */
 static int daemon_start(struct daemon *d)
 {
-	const struct config *c = &d->config;
-	struct iommufd_options iommufd_options;
-	struct handoff_options handoff_options;
+	struct config *c = &d->config;
 	int r;
 
 	if ((r = loop_new(&d->loop)) < 0) {
@@ -195,63 +193,30 @@ static int daemon_start(struct daemon *d)
 		log_error("cannot set up signal handling: %s", strerror(-r));
 		return r;
 	}
-	static const enum selinux_mode selinux_modes[] = {
-	    [CONFIG_SELINUX_AUTO] = SELINUX_MODE_AUTO,
-	    [CONFIG_SELINUX_ON] = SELINUX_MODE_ON,
-	    [CONFIG_SELINUX_OFF] = SELINUX_MODE_OFF,
-	};
-	if ((r = selinux_labeler_new(selinux_modes[c->selinux], c->selinux_label, &d->labeler)) < 0)
+	if ((r = selinux_labeler_new(c->selinux, c->selinux_label, &d->labeler)) < 0)
 		return r;
-
-	iommufd_options_init(&iommufd_options);
-	iommufd_options.device_path = c->iommu_device;
-	if (c->scratch_dir) {
-		iommufd_options.scratch_dir = c->scratch_dir;
-		iommufd_options.scratch_tmpfs = false;
-	}
-	iommufd_options.labeler = d->labeler;
-	iommufd_options.policy = c->rlimit_mode == CONFIG_RLIMIT_REQUIRED
-				     ? IOMMUFD_RLIMIT_REQUIRED
-				     : IOMMUFD_RLIMIT_BEST_EFFORT;
-	if ((r = iommufd_opener_new(&iommufd_options, &d->opener)) < 0)
+	c->iommufd.labeler = d->labeler;
+	if ((r = iommufd_opener_new(&c->iommufd, &d->opener)) < 0)
 		return r;
-
-	handoff_options_init(&handoff_options);
-	handoff_options.socket_dir = c->socket_dir;
-	handoff_options.labeler = d->labeler;
-	handoff_options.ttl_usec = c->handoff_ttl_usec;
-	handoff_options.ack_timeout_usec = c->ack_timeout_usec;
-	handoff_options.socket_mode = c->socket_mode_bits;
-	handoff_options.socket_uid = c->socket_uid;
-	handoff_options.socket_gid = c->socket_gid;
-	handoff_options.allowed_uids = c->allowed_uid_list;
-	handoff_options.allowed_uid_count = c->allowed_uid_count;
-	if ((r = handoff_new(d->loop, &handoff_options, &d->handoff)) < 0)
+	c->handoff.labeler = d->labeler;
+	if ((r = handoff_new(d->loop, &c->handoff, &d->handoff)) < 0)
 		return r;
-	if (c->pod_resources_interval_usec) {
-		const struct pod_resources_options pod_resources_options = {
-		    .socket_path = c->pod_resources_socket,
-		    .resource_name = c->resource_name,
-		    .interval_usec = c->pod_resources_interval_usec,
-		    .grace_usec = c->pod_resources_grace_usec,
-		};
-		if ((r = pod_resources_new(d->loop, d->handoff, &pod_resources_options,
-					   &d->pod_resources)) < 0)
-			return r;
-	}
+	if (c->pod_resources.interval_usec &&
+	    (r = pod_resources_new(d->loop, d->handoff, &c->pod_resources, &d->pod_resources)) < 0)
+		return r;
 
 	/* Before serving: a container created after a crash of our predecessor still
 	 * finds a live socket at the path its Allocate answer named. */
 	handoff_rescue(d->handoff, daemon_open_fd, d);
-	d->plugin = device_plugin_new(d->loop, c, d->opener, d->handoff);
-	if ((r = device_presence_new(d->loop, c->iommu_device, daemon_device_changed, d,
+	d->plugin = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff);
+	if ((r = device_presence_new(d->loop, c->iommufd.device_path, daemon_device_changed, d,
 				     &d->presence)) < 0)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
-	if (config_uses_kubelet_socket(c))
-		d->registration = registration_new(d->loop, c, d->plugin, d->handoff);
-	if (config_uses_plugin_watcher(c))
-		d->plugin_watcher = plugin_watcher_new(d->loop, c, d->plugin);
+	if (kubelet_uses_kubelet_socket(&c->kubelet))
+		d->registration = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff);
+	if (kubelet_uses_plugin_watcher(&c->kubelet))
+		d->plugin_watcher = plugin_watcher_new(d->loop, &c->kubelet, d->plugin);
 	/* Before registering, so /healthz answers 503 until the kubelet has us. */
 	if (c->metrics_address) {
 		const struct metrics_sources sources = {
@@ -308,7 +273,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	log_set_verbosity(d.config.verbosity);
-	log_set_format(d.config.log_format == CONFIG_LOG_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
+	log_set_format(d.config.log_format);
 	log_info("iommufd-device-plugin %s starting", PLUGIN_VERSION);
 	config_log(&d.config);
 

@@ -1,5 +1,7 @@
 /* Flags and environment into struct config. One table drives getopt_long, the
- * IOMMUFD_DP_* environment variables and --help, so they cannot drift apart. */
+ * IOMMUFD_DP_* environment variables, --help and the configuration log line, so they
+ * cannot drift apart. The table names the fields of the modules' option structs; the
+ * defaults are the modules' own, printed from the values. */
 #include "config.h"
 #include "../log.h"
 #include "../util.h"
@@ -11,113 +13,127 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum option_kind { KIND_STRING, KIND_INT, KIND_DURATION, KIND_BOOL, KIND_CHOICE };
+enum option_kind { KIND_STRING, KIND_INT, KIND_DURATION, KIND_BOOL, KIND_CHOICE, KIND_MODE };
+
+struct choice {
+	const char *name;
+	int value;
+};
 
 struct option_spec {
 	const char *name;
 	enum option_kind kind;
 	size_t offset;
 	const char *metavar;
-	const char *defaults;
 	const char *help;
-	const char *const *choices; /* KIND_CHOICE: index stored as int */
-	int min, max;		    /* KIND_INT */
+	const struct choice *choices; /* KIND_CHOICE: ends with a NULL name */
+	int min, max;		      /* KIND_INT */
 };
 
-static const char *const rlimit_choices[] = {"best-effort", "required", NULL};
-static const char *const missing_choices[] = {"allow", "unhealthy", NULL};
-static const char *const selinux_choices[] = {"auto", "on", "off", NULL};
-static const char *const registration_choices[] = {"kubelet-socket", "plugin-watcher", "both",
-						   NULL};
-static const char *const log_format_choices[] = {"text", "json", NULL};
+/* KIND_CHOICE fields are the modules' enums, stored as the int they are. */
+_Static_assert(sizeof(enum iommufd_rlimit_policy) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum kubelet_missing_device) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum kubelet_registration) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum selinux_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum log_format) == sizeof(int), "enum size");
+
+static const struct choice rlimit_choices[] = {
+    {"best-effort", IOMMUFD_RLIMIT_BEST_EFFORT}, {"required", IOMMUFD_RLIMIT_REQUIRED}, {0}};
+static const struct choice missing_choices[] = {
+    {"allow", KUBELET_MISSING_ALLOW}, {"unhealthy", KUBELET_MISSING_UNHEALTHY}, {0}};
+static const struct choice selinux_choices[] = {
+    {"auto", SELINUX_MODE_AUTO}, {"on", SELINUX_MODE_ON}, {"off", SELINUX_MODE_OFF}, {0}};
+static const struct choice registration_choices[] = {
+    {"kubelet-socket", KUBELET_REGISTRATION_KUBELET_SOCKET},
+    {"plugin-watcher", KUBELET_REGISTRATION_PLUGIN_WATCHER},
+    {"both", KUBELET_REGISTRATION_BOTH},
+    {0}};
+static const struct choice log_format_choices[] = {
+    {"text", LOG_FORMAT_TEXT}, {"json", LOG_FORMAT_JSON}, {0}};
 
 #define FIELD(f) offsetof(struct config, f)
 
 static const struct option_spec specs[] = {
-    {"kubelet-dir", KIND_STRING, FIELD(kubelet_dir), "DIR", "/var/lib/kubelet/device-plugins",
+    {"kubelet-dir", KIND_STRING, FIELD(kubelet.kubelet_dir), "DIR",
      "the kubelet's device plugin directory (kubelet.sock and our socket)", NULL, 0, 0},
-    {"socket-name", KIND_STRING, FIELD(socket_name), "NAME", "kubevirt-iommufd.sock",
+    {"socket-name", KIND_STRING, FIELD(kubelet.socket_name), "NAME",
      "our DevicePlugin socket's name in --kubelet-dir", NULL, 0, 0},
-    {"resource-name", KIND_STRING, FIELD(resource_name), "NAME", "devices.kubevirt.io/iommufd",
+    {"resource-name", KIND_STRING, FIELD(kubelet.resource_name), "NAME",
      "the extended resource registered with the kubelet", NULL, 0, 0},
-    {"devices", KIND_INT, FIELD(devices), "N", "110",
+    {"devices", KIND_INT, FIELD(kubelet.devices), "N",
      "virtual devices advertised (the kubelet's default max pods)", NULL, 1, 100000},
-    {"registration", KIND_CHOICE, FIELD(registration), "MODE", "kubelet-socket",
+    {"registration", KIND_CHOICE, FIELD(kubelet.registration), "MODE",
      "kubelet-socket: Register on kubelet.sock; plugin-watcher: a socket in "
      "--plugins-registry-dir the kubelet finds itself; both",
      registration_choices, 0, 0},
-    {"plugins-registry-dir", KIND_STRING, FIELD(plugins_registry_dir), "DIR",
-     "/var/lib/kubelet/plugins_registry", "the kubelet's plugin watcher directory", NULL, 0, 0},
-    {"plugin-dir", KIND_STRING, FIELD(plugin_dir), "DIR",
-     "/var/lib/kubelet/plugins/kubevirt-iommufd",
+    {"plugins-registry-dir", KIND_STRING, FIELD(kubelet.plugins_registry_dir), "DIR",
+     "the kubelet's plugin watcher directory", NULL, 0, 0},
+    {"plugin-dir", KIND_STRING, FIELD(kubelet.plugin_dir), "DIR",
      "with the plugin watcher: where our DevicePlugin socket lives (the kubelet keeps it "
      "across restarts)",
      NULL, 0, 0},
-    {"iommu-device", KIND_STRING, FIELD(iommu_device), "PATH", "/dev/iommu",
+    {"iommu-device", KIND_STRING, FIELD(iommufd.device_path), "PATH",
      "the IOMMUFD character device", NULL, 0, 0},
-    {"rlimit-mode", KIND_CHOICE, FIELD(rlimit_mode), "MODE", "required",
+    {"rlimit-mode", KIND_CHOICE, FIELD(iommufd.policy), "MODE",
      "required: fail the Allocate with the reason if RLIMIT_MODE cannot be set (old "
      "kernel, no CAP_SYS_RESOURCE); best-effort: hand over the fd anyway, with per-user "
      "accounting (every process of the uid shares one RLIMIT_MEMLOCK: the ENOMEM this "
      "plugin exists to prevent)",
      rlimit_choices, 0, 0},
-    {"missing-device", KIND_CHOICE, FIELD(missing_device), "POLICY", "allow",
+    {"missing-device", KIND_CHOICE, FIELD(kubelet.missing_device), "POLICY",
      "allow: Allocate succeeds without a socket while the device is missing; unhealthy: "
      "devices are Unhealthy and Allocate fails",
      missing_choices, 0, 0},
-    {"socket-dir", KIND_STRING, FIELD(socket_dir), "DIR", "/var/run/kubevirt/fd-sockets",
+    {"socket-dir", KIND_STRING, FIELD(handoff.socket_dir), "DIR",
      "where per-allocation handoff sockets are created (0700)", NULL, 0, 0},
-    {"container-socket-path", KIND_STRING, FIELD(container_socket_path), "PATH",
-     "/var/run/kubevirt/iommufd.sock", "where the handoff socket appears in the container", NULL, 0,
-     0},
-    {"expose-device-node", KIND_BOOL, FIELD(expose_device_node), NULL, "false",
+    {"container-socket-path", KIND_STRING, FIELD(kubelet.container_socket_path), "PATH",
+     "where the handoff socket appears in the container", NULL, 0, 0},
+    {"expose-device-node", KIND_BOOL, FIELD(kubelet.expose_device_node), NULL,
      "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0, 0},
-    {"handoff-ttl", KIND_DURATION, FIELD(handoff_ttl_usec), "DURATION", "15m",
+    {"handoff-ttl", KIND_DURATION, FIELD(handoff.ttl_usec), "DURATION",
      "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0},
-    {"drain-timeout", KIND_DURATION, FIELD(drain_timeout_usec), "DURATION", "25s",
+    {"drain-timeout", KIND_DURATION, FIELD(drain_timeout_usec), "DURATION",
      "on SIGTERM, keep serving pending handoff sockets this long at most (below the "
      "DaemonSet's terminationGracePeriodSeconds); 0: exit at once",
      NULL, 0, 0},
-    {"ack-timeout", KIND_DURATION, FIELD(ack_timeout_usec), "DURATION", "10s",
+    {"ack-timeout", KIND_DURATION, FIELD(handoff.ack_timeout_usec), "DURATION",
      "how long a connected consumer has to acknowledge the fd", NULL, 0, 0},
-    {"selinux", KIND_CHOICE, FIELD(selinux), "MODE", "auto",
+    {"selinux", KIND_CHOICE, FIELD(selinux), "MODE",
      "auto: relabel where SELinux is enabled; on: always try; off: never", selinux_choices, 0, 0},
     {"selinux-label", KIND_STRING, FIELD(selinux_label), "LABEL",
-     "system_u:object_r:container_file_t:s0",
      "SELinux label for the temporary device node and the handoff socket", NULL, 0, 0},
-    {"scratch-dir", KIND_STRING, FIELD(scratch_dir), "DIR", NULL,
+    {"scratch-dir", KIND_STRING, FIELD(scratch_dir), "DIR",
      "where temporary device nodes are made (must not be nodev); default: a private tmpfs", NULL, 0,
      0},
-    {"metrics-address", KIND_STRING, FIELD(metrics_address), "ADDRESS", NULL,
+    {"metrics-address", KIND_STRING, FIELD(metrics_address), "ADDRESS",
      "serve GET /metrics (Prometheus) and /healthz on HOST:PORT (numeric host, [IPv6] or "
      "empty for all) or an absolute unix socket path; default: off",
      NULL, 0, 0},
-    {"log-format", KIND_CHOICE, FIELD(log_format), "FORMAT", "text",
+    {"log-format", KIND_CHOICE, FIELD(log_format), "FORMAT",
      "text: klog lines, as the kubelet's; json: one object per line (ts, level, caller, msg)",
      log_format_choices, 0, 0},
-    {"pod-resources-socket", KIND_STRING, FIELD(pod_resources_socket), "PATH",
-     "/var/lib/kubelet/pod-resources/kubelet.sock",
+    {"pod-resources-socket", KIND_STRING, FIELD(pod_resources.socket_path), "PATH",
      "the kubelet's PodResources API, asked which pod holds a pending handoff's device", NULL, 0,
      0},
-    {"pod-resources-interval", KIND_DURATION, FIELD(pod_resources_interval_usec), "DURATION", "10s",
+    {"pod-resources-interval", KIND_DURATION, FIELD(pod_resources.interval_usec), "DURATION",
      "how often the PodResources API is asked while handoff sockets are pending (never "
      "while none are); 0: never, only --handoff-ttl removes them",
      NULL, 0, 0},
-    {"pod-resources-grace", KIND_DURATION, FIELD(pod_resources_grace_usec), "DURATION", "30s",
+    {"pod-resources-grace", KIND_DURATION, FIELD(pod_resources.grace_usec), "DURATION",
      "an unclaimed handoff socket that no pod holds is removed once it is this old (the "
      "kubelet records an allocation only after Allocate returns)",
      NULL, 0, 0},
-    {"allowed-uids", KIND_STRING, FIELD(allowed_uids), "UID,...", NULL,
+    {"allowed-uids", KIND_STRING, FIELD(allowed_uids), "UID,...",
      "only handoff peers with one of these uids get the fd (KubeVirt's qemu is 107); "
      "default: any uid",
      NULL, 0, 0},
-    {"socket-mode", KIND_STRING, FIELD(socket_mode), "OCTAL", "0666",
+    {"socket-mode", KIND_MODE, FIELD(handoff.socket_mode), "OCTAL",
      "mode of the handoff sockets (the kubelet mounts the file itself into the container, "
      "where qemu connects as uid 107; their directory is 0700)",
      NULL, 0, 0},
-    {"socket-owner", KIND_STRING, FIELD(socket_owner), "UID[:GID]", NULL,
+    {"socket-owner", KIND_STRING, FIELD(socket_owner), "UID[:GID]",
      "owner of the handoff sockets, numeric; default: ours", NULL, 0, 0},
-    {"v", KIND_INT, FIELD(verbosity), "N", "0", "log verbosity, as the kubelet's -v", NULL, 0, 10},
+    {"v", KIND_INT, FIELD(verbosity), "N", "log verbosity, as the kubelet's -v", NULL, 0, 10},
 };
 
 /* A uid or gid: decimal, below the (id_t)-1 that means "unchanged". */
@@ -136,14 +152,29 @@ static int parse_id(const char *text, const char **end, unsigned *id)
 	return 0;
 }
 
-/* Turns --allowed-uids, --socket-mode and --socket-owner into their fields. */
-static int config_parse_recipients(struct config *config, FILE *err)
+/* The defaults: the modules' own, and the daemon's for what only main uses. */
+static void config_defaults(struct config *config)
+{
+	*config = (struct config){
+	    .selinux = SELINUX_MODE_AUTO,
+	    .selinux_label = SELINUX_DEFAULT_LABEL,
+	    /* Below the DaemonSet's terminationGracePeriodSeconds (30). */
+	    .drain_timeout_usec = 25ULL * 1000000,
+	    .log_format = LOG_FORMAT_TEXT,
+	};
+	kubelet_options_init(&config->kubelet);
+	iommufd_options_init(&config->iommufd);
+	handoff_options_init(&config->handoff);
+	pod_resources_options_init(&config->pod_resources);
+}
+
+/* Turns --allowed-uids and --socket-owner into handoff's fields, and wires what one
+ * flag gives two modules. */
+static int config_finish(struct config *config, FILE *err)
 {
 	const char *p, *end;
 	unsigned id, gid = 0;
 
-	config->socket_uid = (uid_t)-1;
-	config->socket_gid = (gid_t)-1;
 	for (p = config->allowed_uids; p; p = *end ? end + 1 : NULL) {
 		if (parse_id(p, &end, &id) < 0 || (*end && *end != ',')) {
 			fprintf(err,
@@ -152,34 +183,32 @@ static int config_parse_recipients(struct config *config, FILE *err)
 				config->allowed_uids);
 			return -EINVAL;
 		}
-		config->allowed_uid_list = xrealloc(
-		    config->allowed_uid_list, (config->allowed_uid_count + 1) * sizeof(uid_t));
-		config->allowed_uid_list[config->allowed_uid_count++] = (uid_t)id;
+		config->allowed_uid_list =
+		    xrealloc(config->allowed_uid_list,
+			     (config->handoff.allowed_uid_count + 1) * sizeof(uid_t));
+		config->allowed_uid_list[config->handoff.allowed_uid_count++] = (uid_t)id;
 	}
-	char *stop;
-	errno = 0;
-	unsigned long mode = strtoul(config->socket_mode, &stop, 8);
-	if (errno || *stop || !isdigit((unsigned char)config->socket_mode[0]) || mode > 0777) {
-		fprintf(err,
-			"iommufd-device-plugin: --socket-mode wants octal permission bits "
-			"like 0666 or 0600, not '%s'\n",
-			config->socket_mode);
-		return -EINVAL;
+	config->handoff.allowed_uids = config->allowed_uid_list;
+	if (config->socket_owner) {
+		if (parse_id(config->socket_owner, &end, &id) < 0 ||
+		    (*end == ':' && (parse_id(end + 1, &end, &gid) < 0 || *end)) ||
+		    (*end && *end != ':')) {
+			fprintf(err,
+				"iommufd-device-plugin: --socket-owner wants UID or UID:GID, "
+				"numeric, not '%s'\n",
+				config->socket_owner);
+			return -EINVAL;
+		}
+		config->handoff.socket_uid = (uid_t)id;
+		if (strchr(config->socket_owner, ':'))
+			config->handoff.socket_gid = (gid_t)gid;
 	}
-	config->socket_mode_bits = (unsigned)mode;
-	if (!config->socket_owner)
-		return 0;
-	if (parse_id(config->socket_owner, &end, &id) < 0 ||
-	    (*end == ':' && (parse_id(end + 1, &end, &gid) < 0 || *end)) || (*end && *end != ':')) {
-		fprintf(err,
-			"iommufd-device-plugin: --socket-owner wants UID or UID:GID, numeric, "
-			"not '%s'\n",
-			config->socket_owner);
-		return -EINVAL;
+	if (config->scratch_dir) {
+		config->iommufd.scratch_dir = config->scratch_dir;
+		config->iommufd.scratch_tmpfs = false;
 	}
-	config->socket_uid = (uid_t)id;
-	if (strchr(config->socket_owner, ':'))
-		config->socket_gid = (gid_t)gid;
+	config->kubelet.iommu_device = config->iommufd.device_path;
+	config->pod_resources.resource_name = config->kubelet.resource_name;
 	return 0;
 }
 
@@ -188,16 +217,20 @@ static void *field(struct config *config, const struct option_spec *spec)
 	return (char *)config + spec->offset;
 }
 
-int config_parse_duration(const char *text, unsigned long long *usec)
+static const void *field_const(const struct config *config, const struct option_spec *spec)
 {
-	static const struct {
-		const char *suffix;
-		unsigned long long scale;
-	} units[] = {{"ms", 1000ULL},
-		     {"s", 1000000ULL},
-		     {"m", 60000000ULL},
-		     {"h", 3600000000ULL},
-		     {"", 1000000ULL}};
+	return (const char *)config + spec->offset;
+}
+
+static const struct {
+	const char *suffix;
+	unsigned long long scale;
+} duration_units[] = {
+    {"h", 3600000000ULL}, {"m", 60000000ULL}, {"s", 1000000ULL}, {"ms", 1000ULL}, {"", 1000000ULL}};
+
+/* "500ms", "10s", "15m", "1h" or plain seconds. Returns 0 or -EINVAL. */
+static int parse_duration(const char *text, unsigned long long *usec)
+{
 	char *end;
 
 	if (!isdigit((unsigned char)text[0]))
@@ -206,11 +239,11 @@ int config_parse_duration(const char *text, unsigned long long *usec)
 	unsigned long long value = strtoull(text, &end, 10);
 	if (errno)
 		return -EINVAL;
-	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
-		if (strcmp(end, units[i].suffix) == 0) {
-			if (value > ULLONG_MAX / units[i].scale)
+	for (size_t i = 0; i < ARRAY_SIZE(duration_units); i++) {
+		if (strcmp(end, duration_units[i].suffix) == 0) {
+			if (value > ULLONG_MAX / duration_units[i].scale)
 				return -EINVAL;
-			*usec = value * units[i].scale;
+			*usec = value * duration_units[i].scale;
 			return 0;
 		}
 	}
@@ -245,7 +278,7 @@ static int config_set(struct config *config, const struct option_spec *spec, con
 		return 0;
 	}
 	case KIND_DURATION:
-		if (config_parse_duration(value, p) < 0) {
+		if (parse_duration(value, p) < 0) {
 			fprintf(err,
 				"%s: --%s wants a duration like 500ms, 10s, 15m or 1h, not '%s'\n",
 				origin, spec->name, value);
@@ -264,23 +297,82 @@ static int config_set(struct config *config, const struct option_spec *spec, con
 		fprintf(err, "%s: --%s wants true or false, not '%s'\n", origin, spec->name, value);
 		return -EINVAL;
 	case KIND_CHOICE:
-		for (int i = 0; spec->choices[i]; i++) {
-			if (!strcmp(value, spec->choices[i])) {
-				*(int *)p = i;
+		for (const struct choice *c = spec->choices; c->name; c++) {
+			if (!strcmp(value, c->name)) {
+				*(int *)p = c->value;
 				return 0;
 			}
 		}
 		fprintf(err, "%s: --%s wants one of", origin, spec->name);
-		for (int i = 0; spec->choices[i]; i++)
-			fprintf(err, " %s", spec->choices[i]);
+		for (const struct choice *c = spec->choices; c->name; c++)
+			fprintf(err, " %s", c->name);
 		fprintf(err, ", not '%s'\n", value);
 		return -EINVAL;
+	case KIND_MODE: {
+		errno = 0;
+		unsigned long mode = strtoul(value, &end, 8);
+		if (errno || *end || !isdigit((unsigned char)value[0]) || mode > 0777) {
+			fprintf(err,
+				"%s: --%s wants octal permission bits like 0666 or 0600, not "
+				"'%s'\n",
+				origin, spec->name, value);
+			return -EINVAL;
+		}
+		*(mode_t *)p = (mode_t)mode;
+		return 0;
+	}
 	}
 	return -EINVAL;
 }
 
-static void config_usage(FILE *out)
+/* The field's value as a flag would give it; false for an unset string. */
+static bool config_format(const struct config *config, const struct option_spec *spec, char *buf,
+			  size_t size)
 {
+	const void *p = field_const(config, spec);
+
+	switch (spec->kind) {
+	case KIND_STRING:
+		if (!*(char *const *)p)
+			return false;
+		snprintf(buf, size, "%s", *(char *const *)p);
+		return true;
+	case KIND_INT:
+		snprintf(buf, size, "%d", *(const int *)p);
+		return true;
+	case KIND_DURATION: {
+		unsigned long long usec = *(const unsigned long long *)p;
+		size_t i = 0;
+		/* The largest unit that divides it; zero is "0s". */
+		while (usec && i < 3 && usec % duration_units[i].scale)
+			i++;
+		if (!usec)
+			i = 2;
+		snprintf(buf, size, "%llu%s", usec / duration_units[i].scale,
+			 duration_units[i].suffix);
+		return true;
+	}
+	case KIND_BOOL:
+		snprintf(buf, size, "%s", *(const bool *)p ? "true" : "false");
+		return true;
+	case KIND_CHOICE:
+		for (const struct choice *c = spec->choices; c->name; c++)
+			if (c->value == *(const int *)p) {
+				snprintf(buf, size, "%s", c->name);
+				return true;
+			}
+		return false;
+	case KIND_MODE:
+		snprintf(buf, size, "%04o", (unsigned)*(const mode_t *)p);
+		return true;
+	}
+	return false;
+}
+
+static void config_usage(const struct config *defaults, FILE *out)
+{
+	char value[512];
+
 	fputs("Usage: iommufd-device-plugin [FLAG]...\n"
 	      "Kubernetes device plugin that hands pods an IOMMUFD file descriptor with\n"
 	      "IOMMU_OPTION_RLIMIT_MODE set to per-process accounting.\n\n",
@@ -291,8 +383,8 @@ static void config_usage(FILE *out)
 		snprintf(left, sizeof(left), "%s%s%s%s", strlen(s->name) > 1 ? "--" : "-", s->name,
 			 s->metavar ? " " : "", s->metavar ? s->metavar : "");
 		fprintf(out, "  %-32s %s", left, s->help);
-		if (s->defaults)
-			fprintf(out, " (default %s)", s->defaults);
+		if (config_format(defaults, s, value, sizeof(value)))
+			fprintf(out, " (default %s)", value);
 		fputc('\n', out);
 	}
 	fputs("  --help                           show this and exit\n"
@@ -317,11 +409,13 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 	enum { OPT_HELP = 1000, OPT_VERSION };
 	char name[96];
 
-	*config = (struct config){0};
-	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
-		if (specs[i].defaults &&
-		    config_set(config, &specs[i], specs[i].defaults, err, "default") < 0)
-			abort(); /* the table's own defaults are valid */
+	config_defaults(config);
+	/* Every string is ours to free, the defaults' too. */
+	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
+		char **p = field(config, &specs[i]);
+		if (specs[i].kind == KIND_STRING && *p)
+			*p = xstrdup(*p);
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
 		env_name(&specs[i], name, sizeof(name));
 		const char *value = getenv(name);
@@ -347,7 +441,9 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 		if (c == -1)
 			break;
 		if (c == OPT_HELP) {
-			config_usage(out);
+			struct config defaults;
+			config_defaults(&defaults);
+			config_usage(&defaults, out);
 			return CONFIG_EXIT_OK;
 		}
 		if (c == OPT_VERSION) {
@@ -369,22 +465,23 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 			argv[optind]);
 		return CONFIG_EXIT_USAGE;
 	}
-	if (config_uses_plugin_watcher(config) &&
-	    (config->plugin_dir[0] != '/' || config->plugins_registry_dir[0] != '/')) {
+	const struct kubelet_options *k = &config->kubelet;
+	if (kubelet_uses_plugin_watcher(k) &&
+	    (k->plugin_dir[0] != '/' || k->plugins_registry_dir[0] != '/')) {
 		fprintf(err,
 			"iommufd-device-plugin: --plugin-dir and --plugins-registry-dir must be "
 			"absolute: the kubelet dials the endpoint exactly as given\n");
 		return CONFIG_EXIT_USAGE;
 	}
-	if (strchr(config->socket_name, '/')) {
+	if (strchr(k->socket_name, '/')) {
 		fprintf(err, "iommufd-device-plugin: --socket-name must be a plain file name\n");
 		return CONFIG_EXIT_USAGE;
 	}
-	if (!strchr(config->resource_name, '/')) {
+	if (!strchr(k->resource_name, '/')) {
 		fprintf(err, "iommufd-device-plugin: --resource-name must be domain/name\n");
 		return CONFIG_EXIT_USAGE;
 	}
-	if (config_parse_recipients(config, err) < 0)
+	if (config_finish(config, err) < 0)
 		return CONFIG_EXIT_USAGE;
 	return CONFIG_RUN;
 }
@@ -404,30 +501,11 @@ void config_log(const struct config *config)
 	size_t used = 0;
 
 	for (size_t i = 0; i < ARRAY_SIZE(specs) && used < sizeof(line); i++) {
-		const struct option_spec *s = &specs[i];
-		const void *p = (const char *)config + s->offset;
 		char value[512];
-		switch (s->kind) {
-		case KIND_STRING:
-			snprintf(value, sizeof(value), "%s",
-				 *(char *const *)p ? *(char *const *)p : "(unset)");
-			break;
-		case KIND_INT:
-			snprintf(value, sizeof(value), "%d", *(const int *)p);
-			break;
-		case KIND_DURATION:
-			snprintf(value, sizeof(value), "%llums",
-				 *(const unsigned long long *)p / 1000ULL);
-			break;
-		case KIND_BOOL:
-			snprintf(value, sizeof(value), "%s", *(const bool *)p ? "true" : "false");
-			break;
-		case KIND_CHOICE:
-			snprintf(value, sizeof(value), "%s", s->choices[*(const int *)p]);
-			break;
-		}
+		if (!config_format(config, &specs[i], value, sizeof(value)))
+			snprintf(value, sizeof(value), "(unset)");
 		used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%s=%s",
-					 used ? " " : "", s->name, value);
+					 used ? " " : "", specs[i].name, value);
 	}
 	log_info("configuration: %s", line);
 }

@@ -43,19 +43,8 @@ void iommufd_options_init(struct iommufd_options *o)
 	    .scratch_dir = IOMMUFD_DEFAULT_SCRATCH_DIR,
 	    .scratch_tmpfs = true,
 	    .labeler = NULL,
-	    .policy = IOMMUFD_RLIMIT_BEST_EFFORT,
+	    .policy = IOMMUFD_RLIMIT_REQUIRED,
 	};
-}
-
-int iommufd_rlimit_policy_from_string(const char *s, enum iommufd_rlimit_policy *policy)
-{
-	if (strcmp(s, "best-effort") == 0)
-		*policy = IOMMUFD_RLIMIT_BEST_EFFORT;
-	else if (strcmp(s, "required") == 0)
-		*policy = IOMMUFD_RLIMIT_REQUIRED;
-	else
-		return -EINVAL;
-	return 0;
 }
 
 const char *iommufd_outcome_name(enum iommufd_outcome outcome)

@@ -40,7 +40,7 @@ struct iommufd_options {
 	 * refused at start-up if its mount is nodev. */
 	bool scratch_tmpfs;
 	struct selinux_labeler *labeler;   /* borrowed, may be NULL (never label) */
-	enum iommufd_rlimit_policy policy; /* default IOMMUFD_RLIMIT_BEST_EFFORT */
+	enum iommufd_rlimit_policy policy; /* default IOMMUFD_RLIMIT_REQUIRED */
 };
 
 struct iommufd_stats {
@@ -51,9 +51,6 @@ struct iommufd_opener;
 
 /* Fills *o with the defaults above (labeler NULL). */
 void iommufd_options_init(struct iommufd_options *o);
-
-/* Parses "best-effort" or "required". Returns 0 or -EINVAL. */
-int iommufd_rlimit_policy_from_string(const char *s, enum iommufd_rlimit_policy *policy);
 
 /* Metric label of an outcome: "set", "unsupported", "no_capability", "failed",
  * "open_failed". */

@@ -20,19 +20,6 @@ struct selinux_labeler {
 	bool in_use;
 };
 
-int selinux_mode_from_string(const char *s, enum selinux_mode *mode)
-{
-	if (strcmp(s, "auto") == 0)
-		*mode = SELINUX_MODE_AUTO;
-	else if (strcmp(s, "on") == 0)
-		*mode = SELINUX_MODE_ON;
-	else if (strcmp(s, "off") == 0)
-		*mode = SELINUX_MODE_OFF;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 /* selinuxfs is mounted exactly when the kernel runs SELinux (enforcing or
  * permissive); its magic is SELINUX_MAGIC, include/uapi/linux/magic.h. */
 static bool selinuxfs_mounted(void)

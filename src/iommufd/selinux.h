@@ -16,9 +16,6 @@ enum selinux_mode {
 
 struct selinux_labeler;
 
-/* Parses "auto", "on" or "off" into *mode. Returns 0 or -EINVAL. */
-int selinux_mode_from_string(const char *s, enum selinux_mode *mode);
-
 /* Creates a labeler for mode with label (NULL = SELINUX_DEFAULT_LABEL; copied) and
  * logs once what it decided. Returns 0 and *out (caller frees with
  * selinux_labeler_free), or -EINVAL for an empty label. */

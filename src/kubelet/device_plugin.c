@@ -21,7 +21,7 @@ struct list_and_watch_stream {
 
 struct device_plugin {
 	struct loop *loop;
-	const struct config *config;
+	const struct kubelet_options *config;
 	struct iommufd_opener *opener;
 	struct handoff *handoff;
 	struct grpc_server *servers[DEVICE_PLUGIN_ENDPOINT_COUNT];
@@ -42,7 +42,7 @@ void device_plugin_options(V1beta1__DevicePluginOptions *options)
 
 static bool device_plugin_healthy(const struct device_plugin *plugin)
 {
-	return plugin->device_present || plugin->config->missing_device == CONFIG_MISSING_ALLOW;
+	return plugin->device_present || plugin->config->missing_device == KUBELET_MISSING_ALLOW;
 }
 
 /* Sends the device list on one stream: all devices, or none when shutting down. */
@@ -223,7 +223,7 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 					    struct container_answer *answer, char *reason,
 					    size_t reason_size)
 {
-	const struct config *config = plugin->config;
+	const struct kubelet_options *config = plugin->config;
 	const char *socket_path;
 	int fd;
 
@@ -235,7 +235,7 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 		return 0;
 	}
 	int r = iommufd_open(plugin->opener, &fd, reason, reason_size);
-	if (r == -ENOENT && config->missing_device == CONFIG_MISSING_ALLOW &&
+	if (r == -ENOENT && config->missing_device == KUBELET_MISSING_ALLOW &&
 	    access(config->iommu_device, F_OK) < 0 && errno == ENOENT) {
 		/* It vanished before inotify told us: missing, so allowed the same way. */
 		log_info("allocating %s without a socket: %s has just gone",
@@ -250,7 +250,7 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 	if (r < 0)
 		return r;
 	v1beta1__mount__init(&answer->mount);
-	answer->mount.container_path = config->container_socket_path;
+	answer->mount.container_path = (char *)config->container_socket_path;
 	answer->mount.host_path = (char *)socket_path;
 	answer->mount.read_only = false;
 	answer->mounts[0] = &answer->mount;
@@ -258,8 +258,8 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 	answer->response.mounts = answer->mounts;
 	if (config->expose_device_node) {
 		v1beta1__device_spec__init(&answer->device);
-		answer->device.container_path = config->iommu_device;
-		answer->device.host_path = config->iommu_device;
+		answer->device.container_path = (char *)config->iommu_device;
+		answer->device.host_path = (char *)config->iommu_device;
 		answer->device.permissions = "rw";
 		answer->devices[0] = &answer->device;
 		answer->response.n_devices = 1;
@@ -391,7 +391,7 @@ static const struct grpc_method device_plugin_methods[] = {
     {"/v1beta1.DevicePlugin/PreStartContainer", handle_pre_start},
 };
 
-struct device_plugin *device_plugin_new(struct loop *loop, const struct config *config,
+struct device_plugin *device_plugin_new(struct loop *loop, const struct kubelet_options *config,
 					struct iommufd_opener *opener, struct handoff *handoff)
 {
 	struct device_plugin *plugin = xcalloc(1, sizeof(*plugin));

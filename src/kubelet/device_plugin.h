@@ -3,7 +3,7 @@
  * iommufd handoff starts here) and PreStartContainer. */
 #pragma once
 
-#include "../config/config.h"
+#include "kubelet_options.h"
 #include "../grpc/server.h"
 #include "../loop/loop.h"
 
@@ -22,7 +22,7 @@ struct device_plugin_stats {
 
 /* Creates the service. config, opener and handoff are borrowed and must outlive it;
  * opener and handoff may be NULL only while no Allocate can arrive (tests). */
-struct device_plugin *device_plugin_new(struct loop *loop, const struct config *config,
+struct device_plugin *device_plugin_new(struct loop *loop, const struct kubelet_options *config,
 					struct iommufd_opener *opener, struct handoff *handoff);
 void device_plugin_free(struct device_plugin *plugin);
 

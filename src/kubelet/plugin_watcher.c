@@ -12,7 +12,7 @@
 #include <errno.h>
 
 struct plugin_watcher {
-	const struct config *config;
+	const struct kubelet_options *config;
 	struct device_plugin *plugin;
 	struct grpc_server *server;
 	char *registration_socket;
@@ -31,7 +31,7 @@ static void handle_get_info(void *data, struct grpc_call *call, const uint8_t *m
 
 	watcher->stats.info_requests++;
 	info.type = "DevicePlugin";
-	info.name = watcher->config->resource_name;
+	info.name = (char *)watcher->config->resource_name; /* protobuf-c: not written */
 	info.endpoint = watcher->endpoint;
 	info.n_supported_versions = ARRAY_SIZE(versions);
 	info.supported_versions = versions;
@@ -74,7 +74,7 @@ static const struct grpc_method plugin_watcher_methods[] = {
     {"/pluginregistration.Registration/NotifyRegistrationStatus", handle_notify},
 };
 
-struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct config *config,
+struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
 					  struct device_plugin *plugin)
 {
 	struct plugin_watcher *watcher = xcalloc(1, sizeof(*watcher));
@@ -91,7 +91,7 @@ struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct config
 
 int plugin_watcher_start(struct plugin_watcher *watcher)
 {
-	const struct config *c = watcher->config;
+	const struct kubelet_options *c = watcher->config;
 	int r;
 
 	if ((r = mkdir_parents(c->plugin_dir, 0750)) < 0) {

@@ -5,7 +5,7 @@
  * own restarts, so this path cannot race a restarting kubelet. */
 #pragma once
 
-#include "../config/config.h"
+#include "kubelet_options.h"
 #include "../loop/loop.h"
 
 #include <stdbool.h>
@@ -20,7 +20,7 @@ struct plugin_watcher_stats {
 };
 
 /* Borrowed config and plugin must outlive it. */
-struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct config *config,
+struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
 					  struct device_plugin *plugin);
 void plugin_watcher_free(struct plugin_watcher *watcher);
 

@@ -260,6 +260,15 @@ static void pod_resources_pending_changed(void *data, size_t pending)
 	pr->audited_count = 0;
 }
 
+void pod_resources_options_init(struct pod_resources_options *o)
+{
+	*o = (struct pod_resources_options){
+	    .socket_path = POD_RESOURCES_DEFAULT_SOCKET,
+	    .interval_usec = POD_RESOURCES_DEFAULT_INTERVAL_USEC,
+	    .grace_usec = POD_RESOURCES_DEFAULT_GRACE_USEC,
+	};
+}
+
 int pod_resources_new(struct loop *loop, struct handoff *h, const struct pod_resources_options *o,
 		      struct pod_resources **out)
 {

@@ -25,6 +25,9 @@ struct pod_resources_options {
 	unsigned long long grace_usec;	  /* an unheld offer younger than this stays */
 };
 
+/* Fills *o with the defaults above (socket, interval, grace; no resource name). */
+void pod_resources_options_init(struct pod_resources_options *o);
+
 struct pod_resources_stats {
 	unsigned long long lists;    /* List calls made */
 	unsigned long long failures; /* List calls that failed or timed out */

@@ -39,7 +39,7 @@
 
 struct registration {
 	struct loop *loop;
-	const struct config *config;
+	const struct kubelet_options *config;
 	struct device_plugin *plugin;
 	struct handoff *handoff; /* knows our other instances */
 	enum registration_endpoint endpoint;
@@ -276,8 +276,8 @@ static void registration_register(struct registration *reg)
 	}
 	device_plugin_options(&options);
 	request.version = "v1beta1";
-	request.endpoint = reg->config->socket_name;
-	request.resource_name = reg->config->resource_name;
+	request.endpoint = (char *)reg->config->socket_name; /* protobuf-c: not written */
+	request.resource_name = (char *)reg->config->resource_name;
 	request.options = &options;
 	r = grpc_client_call(reg->client, "/v1beta1.Registration/Register", &request.base,
 			     registration_response, registration_done, reg);
@@ -341,7 +341,7 @@ static void registration_dir_changed(void *data, uint32_t events)
 	}
 }
 
-struct registration *registration_new(struct loop *loop, const struct config *config,
+struct registration *registration_new(struct loop *loop, const struct kubelet_options *config,
 				      struct device_plugin *plugin, struct handoff *handoff)
 {
 	struct registration *reg = xcalloc(1, sizeof(*reg));

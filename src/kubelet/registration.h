@@ -4,7 +4,7 @@
  * Watches the directory with inotify: no polling, no wake-ups while nothing changes. */
 #pragma once
 
-#include "../config/config.h"
+#include "kubelet_options.h"
 #include "../loop/loop.h"
 
 #include <stdbool.h>
@@ -31,7 +31,7 @@ struct registration_stats {
 
 /* Borrowed config, plugin and handoff (which knows our other instances) must
  * outlive it. */
-struct registration *registration_new(struct loop *loop, const struct config *config,
+struct registration *registration_new(struct loop *loop, const struct kubelet_options *config,
 				      struct device_plugin *plugin, struct handoff *handoff);
 void registration_free(struct registration *registration);
 

@@ -82,6 +82,7 @@ void fuzz_daemon_start(struct fuzz_daemon *d)
 	char *argv[] = {
 	    "fuzz",
 	    "--iommu-device=/dev/null",
+	    "--rlimit-mode=best-effort", /* /dev/null has no RLIMIT_MODE */
 	    "--devices=4",
 	    "--kubelet-dir=/nonexistent",
 	    (char *)"--socket-dir",
@@ -89,8 +90,6 @@ void fuzz_daemon_start(struct fuzz_daemon *d)
 	    NULL,
 	};
 	FILE *null = fopen("/dev/null", "we");
-	struct iommufd_options io;
-	struct handoff_options ho;
 
 	fuzz_init();
 	memset(d, 0, sizeof(*d));
@@ -102,16 +101,11 @@ void fuzz_daemon_start(struct fuzz_daemon *d)
 	fuzz_assert(cr == CONFIG_RUN);
 	fuzz_assert(loop_new(&d->loop) == 0);
 
-	iommufd_options_init(&io);
-	io.device_path = d->config.iommu_device;
-	io.scratch_tmpfs = false;
-	fuzz_assert(iommufd_opener_new(&io, &d->opener) == 0);
+	d->config.iommufd.scratch_tmpfs = false;
+	fuzz_assert(iommufd_opener_new(&d->config.iommufd, &d->opener) == 0);
+	fuzz_assert(handoff_new(d->loop, &d->config.handoff, &d->handoff) == 0);
 
-	handoff_options_init(&ho);
-	ho.socket_dir = d->config.socket_dir;
-	fuzz_assert(handoff_new(d->loop, &ho, &d->handoff) == 0);
-
-	d->plugin = device_plugin_new(d->loop, &d->config, d->opener, d->handoff);
+	d->plugin = device_plugin_new(d->loop, &d->config.kubelet, d->opener, d->handoff);
 	const char *path = fuzz_path("dp.sock");
 	fuzz_assert(device_plugin_listen(d->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, path, false,
 					 NULL, NULL) == 0);
