@@ -176,24 +176,21 @@ struct kubelet {
 	bool bad_request;
 };
 
-static void kubelet_register(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+static void kubelet_register(void *data, struct grpc_call *call, const ProtobufCMessage *message)
 {
+	const V1beta1__RegisterRequest *request = (const V1beta1__RegisterRequest *)message;
 	struct kubelet *k = data;
 	V1beta1__Empty empty = V1BETA1__EMPTY__INIT;
 	unsigned long long now = bench_now_ns();
 
-	V1beta1__RegisterRequest *request = v1beta1__register_request__unpack(NULL, len, msg);
-	if (!request || strcmp(request->version, "v1beta1") != 0 ||
+	if (strcmp(request->version, "v1beta1") != 0 ||
 	    strcmp(request->resource_name, RESOURCE_NAME) != 0 ||
 	    strlen(request->endpoint) >= sizeof(k->endpoint)) {
 		k->bad_request = true;
-		if (request)
-			v1beta1__register_request__free_unpacked(request, NULL);
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "unexpected RegisterRequest");
 		return;
 	}
 	strcpy(k->endpoint, request->endpoint);
-	v1beta1__register_request__free_unpacked(request, NULL);
 	k->last_register_ns = now;
 	k->registrations++;
 	grpc_call_send(call, &empty.base);
@@ -201,7 +198,8 @@ static void kubelet_register(void *data, struct grpc_call *call, const uint8_t *
 }
 
 static const struct grpc_method kubelet_methods[] = {
-    {"/v1beta1.Registration/Register", kubelet_register},
+    {"/v1beta1.Registration/Register", &v1beta1__register_request__descriptor, kubelet_register,
+     NULL},
 };
 
 /* Starts serving kubelet.sock; returns the time the socket was about to be bound. */

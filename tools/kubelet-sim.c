@@ -114,23 +114,18 @@ static void sim_stream_done(void *data, enum grpc_status status, const char *mes
 	printf("ListAndWatch ended: status %d %s\n", (int)status, message);
 }
 
-static void sim_register(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+static void sim_register(void *data, struct grpc_call *call, const ProtobufCMessage *message)
 {
+	const V1beta1__RegisterRequest *request = (const V1beta1__RegisterRequest *)message;
 	struct simulator *sim = data;
 	V1beta1__Empty empty = V1BETA1__EMPTY__INIT;
-	V1beta1__RegisterRequest *request = v1beta1__register_request__unpack(NULL, len, msg);
 
-	if (!request) {
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "undecodable RegisterRequest");
-		return;
-	}
 	printf("Register: version=%s endpoint=%s resource=%s preferred_allocation=%s\n",
 	       request->version, request->endpoint, request->resource_name,
 	       request->options && request->options->get_preferred_allocation_available ? "yes"
 											: "no");
 	fflush(stdout);
 	cleanup_free char *endpoint = xasprintf("%s/%s", sim->dir, request->endpoint);
-	v1beta1__register_request__free_unpacked(request, NULL);
 	grpc_call_send(call, &empty.base);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 
@@ -157,7 +152,7 @@ static void sim_timeout(void *data)
 }
 
 static const struct grpc_method sim_methods[] = {
-    {"/v1beta1.Registration/Register", sim_register},
+    {"/v1beta1.Registration/Register", &v1beta1__register_request__descriptor, sim_register, NULL},
 };
 
 static void usage(FILE *out)

@@ -170,6 +170,17 @@ static void connection_io(void *data, uint32_t events)
 	grpc_connection_flush(conn);
 }
 
+static void connection_flush_later(void *data)
+{
+	grpc_connection_flush(data);
+}
+
+void grpc_connection_flush_soon(struct grpc_connection *conn)
+{
+	if (!conn->receiving && !conn->dead)
+		loop_defer(conn->loop, &conn->flush_later, connection_flush_later, conn);
+}
+
 int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd,
 			 nghttp2_session *session, grpc_connection_closed_fn closed)
 {
@@ -181,6 +192,7 @@ int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd
 	conn->dead = false;
 	conn->linger = conn->lingering = false;
 	conn->close_later = (struct loop_defer){0};
+	conn->flush_later = (struct loop_defer){0};
 	conn->out = NULL;
 	conn->out_len = conn->out_pos = conn->out_cap = 0;
 	return loop_watch_add(loop, &conn->watch, fd, EPOLLIN, connection_io, conn);
@@ -190,6 +202,7 @@ void grpc_connection_destroy(struct grpc_connection *conn)
 {
 	loop_watch_remove(conn->loop, &conn->watch);
 	loop_defer_cancel(conn->loop, &conn->close_later);
+	loop_defer_cancel(conn->loop, &conn->flush_later);
 	free(conn->out);
 	conn->out = NULL;
 	conn->out_len = conn->out_pos = conn->out_cap = 0;

@@ -28,6 +28,7 @@ struct grpc_connection {
 	struct loop *loop;
 	struct loop_watch watch;
 	struct loop_defer close_later;
+	struct loop_defer flush_later;
 	int fd;
 	nghttp2_session *session;
 	grpc_connection_closed_fn closed;
@@ -54,6 +55,9 @@ int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd
  * flushes afterwards. Never frees the connection: a failure schedules the closed
  * callback, so callers may go on using it. */
 void grpc_connection_flush(struct grpc_connection *conn);
+/* The same once the current callback batch is done, so that everything queued in it
+ * leaves together; a no-op inside nghttp2 callbacks (the receive path flushes). */
+void grpc_connection_flush_soon(struct grpc_connection *conn);
 
 /* Stops watching, deletes the session and closes the fd. */
 void grpc_connection_destroy(struct grpc_connection *conn);

@@ -71,18 +71,28 @@ void grpc_reader_free(struct grpc_reader *reader)
 	*reader = (struct grpc_reader){0};
 }
 
-uint8_t *grpc_frame_pack(const ProtobufCMessage *msg, size_t *len)
+void grpc_frame_append(uint8_t **buf, size_t *len, const ProtobufCMessage *msg)
 {
 	size_t size = protobuf_c_message_get_packed_size(msg);
-	uint8_t *buf = xmalloc(GRPC_PREFIX_SIZE + size);
+	uint8_t *p;
 
-	buf[0] = 0;
-	buf[1] = (uint8_t)(size >> 24);
-	buf[2] = (uint8_t)(size >> 16);
-	buf[3] = (uint8_t)(size >> 8);
-	buf[4] = (uint8_t)size;
-	protobuf_c_message_pack(msg, buf + GRPC_PREFIX_SIZE);
-	*len = GRPC_PREFIX_SIZE + size;
+	*buf = xrealloc(*buf, *len + GRPC_PREFIX_SIZE + size);
+	p = *buf + *len;
+	p[0] = 0;
+	p[1] = (uint8_t)(size >> 24);
+	p[2] = (uint8_t)(size >> 16);
+	p[3] = (uint8_t)(size >> 8);
+	p[4] = (uint8_t)size;
+	protobuf_c_message_pack(msg, p + GRPC_PREFIX_SIZE);
+	*len += GRPC_PREFIX_SIZE + size;
+}
+
+uint8_t *grpc_frame_pack(const ProtobufCMessage *msg, size_t *len)
+{
+	uint8_t *buf = NULL;
+
+	*len = 0;
+	grpc_frame_append(&buf, len, msg);
 	return buf;
 }
 

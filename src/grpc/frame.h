@@ -48,7 +48,10 @@ int grpc_reader_next(struct grpc_reader *reader, const uint8_t **msg, size_t *le
 size_t grpc_reader_pending(const struct grpc_reader *reader);
 void grpc_reader_free(struct grpc_reader *reader);
 
-/* Packs msg behind an uncompressed 5-byte prefix into a new buffer (caller frees). */
+/* Packs msg behind an uncompressed 5-byte prefix at the end of *buf (*len bytes
+ * long; grown with realloc, NULL for a new buffer), straight into its place. */
+void grpc_frame_append(uint8_t **buf, size_t *len, const ProtobufCMessage *msg);
+/* The same into a new buffer (caller frees). */
 uint8_t *grpc_frame_pack(const ProtobufCMessage *msg, size_t *len);
 
 /* Percent-encodes a grpc-message value: bytes outside 0x20..0x7e and '%' become %XX.

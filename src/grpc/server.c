@@ -143,21 +143,16 @@ static int call_submit_trailers_only(struct grpc_call *call)
 
 int grpc_call_send(struct grpc_call *call, const ProtobufCMessage *msg)
 {
-	size_t len;
-
 	if (call->finished)
 		return -ECANCELED;
-	cleanup_free uint8_t *frame = grpc_frame_pack(msg, &len);
-	call->out = xrealloc(call->out, call->out_len + len);
-	memcpy(call->out + call->out_len, frame, len);
-	call->out_len += len;
+	grpc_frame_append(&call->out, &call->out_len, msg);
 	nghttp2_session *session = call->owner->conn.session;
 	int rv = call->headers_sent ? nghttp2_session_resume_data(session, call->stream_id)
 				    : call_submit_headers(call);
 	/* resume_data fails harmlessly when the provider is not deferred right now. */
 	if (rv != 0 && rv != NGHTTP2_ERR_INVALID_ARGUMENT)
 		log_debug(3, "stream %d: %s", call->stream_id, nghttp2_strerror(rv));
-	grpc_connection_flush(&call->owner->conn);
+	grpc_connection_flush_soon(&call->owner->conn);
 	return 0;
 }
 
@@ -177,7 +172,7 @@ void grpc_call_finish(struct grpc_call *call, enum grpc_status status, const cha
 		rv = nghttp2_session_resume_data(session, call->stream_id);
 	if (rv != 0 && rv != NGHTTP2_ERR_INVALID_ARGUMENT)
 		log_debug(3, "stream %d: %s", call->stream_id, nghttp2_strerror(rv));
-	grpc_connection_flush(&call->owner->conn);
+	grpc_connection_flush_soon(&call->owner->conn);
 }
 
 void grpc_call_on_cancel(struct grpc_call *call, grpc_cancel_fn fn, void *data)
@@ -245,7 +240,18 @@ static void call_dispatch(struct grpc_call *call)
 		return;
 	}
 	call->dispatched = true;
-	call->method->handler(server->data, call, msg, len);
+	const struct grpc_method *method = call->method;
+	ProtobufCMessage *request = protobuf_c_message_unpack(method->request, NULL, len, msg);
+	if (!request) {
+		cleanup_free char *text =
+		    xasprintf("cannot decode %s", method->request->short_name);
+		call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, text);
+		if (method->rejected)
+			method->rejected(server->data);
+		return;
+	}
+	method->handler(server->data, call, request);
+	protobuf_c_message_free_unpacked(request, NULL);
 }
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)

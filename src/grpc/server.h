@@ -12,17 +12,23 @@
 struct grpc_server;
 struct grpc_call;
 
-/* A request arrived on call: msg/len is the one request message (valid during the
- * call only). The handler answers with grpc_call_send() and grpc_call_finish(), now
- * or later (server streaming); until it finishes, the call lives on unless cancelled. */
-typedef void (*grpc_handler_fn)(void *data, struct grpc_call *call, const uint8_t *msg, size_t len);
+/* A request arrived on call: request is the one request message, unpacked as the
+ * method's descriptor says (the server frees it when the handler returns; copy what
+ * must outlive that). The handler answers with grpc_call_send() and
+ * grpc_call_finish(), now or later (server streaming); until it finishes, the call
+ * lives on unless cancelled. */
+typedef void (*grpc_handler_fn)(void *data, struct grpc_call *call,
+				const ProtobufCMessage *request);
 /* The peer went away (RST_STREAM, connection closed, server freed) before the call was
  * finished. The call is freed right after this returns. */
 typedef void (*grpc_cancel_fn)(void *data, struct grpc_call *call);
 
 struct grpc_method {
-	const char *path; /* "/package.Service/Method" */
+	const char *path;			   /* "/package.Service/Method" */
+	const ProtobufCMessageDescriptor *request; /* what the handler is given */
 	grpc_handler_fn handler;
+	/* Optional: a request that did not decode was answered INVALID_ARGUMENT. */
+	void (*rejected)(void *data);
 };
 
 struct grpc_server_stats {
@@ -66,8 +72,8 @@ void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), voi
 size_t grpc_server_connection_count(const struct grpc_server *server);
 const struct grpc_server_stats *grpc_server_stats(const struct grpc_server *server);
 
-/* Queues one response message. Returns 0, or -ECANCELED if the call was already
- * finished. */
+/* Queues one response message, packed straight into the call's output. Returns 0,
+ * or -ECANCELED if the call was already finished. */
 int grpc_call_send(struct grpc_call *call, const ProtobufCMessage *msg);
 /* Ends the call with status and an optional message (NULL for none): trailers after
  * the messages sent, or Trailers-Only if none was. The call must not be used after. */

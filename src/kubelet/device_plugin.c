@@ -92,12 +92,11 @@ static void stream_cancelled(void *data, struct grpc_call *call)
 	}
 }
 
-static void handle_list_and_watch(void *data, struct grpc_call *call, const uint8_t *msg,
-				  size_t len)
+static void handle_list_and_watch(void *data, struct grpc_call *call,
+				  const ProtobufCMessage *request)
 {
 	struct device_plugin *plugin = data;
-	(void)msg;
-	(void)len;
+	(void)request; /* Empty */
 
 	struct list_and_watch_stream *stream = xcalloc(1, sizeof(*stream));
 	stream->call = call;
@@ -110,31 +109,23 @@ static void handle_list_and_watch(void *data, struct grpc_call *call, const uint
 	stream_send_devices(plugin, call, false);
 }
 
-static void handle_get_options(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+static void handle_get_options(void *data, struct grpc_call *call, const ProtobufCMessage *request)
 {
 	V1beta1__DevicePluginOptions options;
 	(void)data;
-	(void)msg;
-	(void)len;
+	(void)request; /* Empty */
 
 	device_plugin_options(&options);
 	grpc_call_send(call, &options.base);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
-static void handle_pre_start(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+static void handle_pre_start(void *data, struct grpc_call *call, const ProtobufCMessage *request)
 {
 	V1beta1__PreStartContainerResponse response = V1BETA1__PRE_START_CONTAINER_RESPONSE__INIT;
 	(void)data;
+	(void)request; /* pre_start_required is false: nothing to prepare */
 
-	V1beta1__PreStartContainerRequest *request =
-	    v1beta1__pre_start_container_request__unpack(NULL, len, msg);
-	if (!request) {
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-				 "cannot decode PreStartContainerRequest");
-		return;
-	}
-	v1beta1__pre_start_container_request__free_unpacked(request, NULL);
 	grpc_call_send(call, &response.base);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
@@ -161,17 +152,13 @@ static bool string_in(char *const *list, size_t count, const char *s)
 	return false;
 }
 
-static void handle_get_preferred_allocation(void *data, struct grpc_call *call, const uint8_t *msg,
-					    size_t len)
+static void handle_get_preferred_allocation(void *data, struct grpc_call *call,
+					    const ProtobufCMessage *message)
 {
+	const V1beta1__PreferredAllocationRequest *request =
+	    (const V1beta1__PreferredAllocationRequest *)message;
 	(void)data;
-	V1beta1__PreferredAllocationRequest *request =
-	    v1beta1__preferred_allocation_request__unpack(NULL, len, msg);
-	if (!request) {
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-				 "cannot decode PreferredAllocationRequest");
-		return;
-	}
+
 	size_t n = request->n_container_requests;
 	V1beta1__PreferredAllocationResponse response =
 	    V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
@@ -204,7 +191,6 @@ static void handle_get_preferred_allocation(void *data, struct grpc_call *call, 
 		free(containers[i].deviceids);
 	free(pointers);
 	free(containers);
-	v1beta1__preferred_allocation_request__free_unpacked(request, NULL);
 }
 
 /* The parts of one ContainerAllocateResponse we own. */
@@ -338,19 +324,13 @@ static enum grpc_status allocate_status(int r)
 	}
 }
 
-static void device_plugin_allocate(void *data, struct grpc_call *call, const uint8_t *msg,
-				   size_t len)
+static void device_plugin_allocate(void *data, struct grpc_call *call,
+				   const ProtobufCMessage *message)
 {
+	const V1beta1__AllocateRequest *request = (const V1beta1__AllocateRequest *)message;
 	struct device_plugin *plugin = data;
 	char reason[512] = "";
 
-	V1beta1__AllocateRequest *request = v1beta1__allocate_request__unpack(NULL, len, msg);
-	if (!request) {
-		plugin->stats.allocation_failures++;
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-				 "cannot decode AllocateRequest");
-		return;
-	}
 	size_t n = request->n_container_requests;
 	struct container_answer *answers = xcalloc(n, sizeof(*answers));
 	V1beta1__ContainerAllocateResponse **pointers = xcalloc(n, sizeof(*pointers));
@@ -380,15 +360,27 @@ static void device_plugin_allocate(void *data, struct grpc_call *call, const uin
 	}
 	free(pointers);
 	free(answers);
-	v1beta1__allocate_request__free_unpacked(request, NULL);
+}
+
+/* An Allocate that did not decode is a failed Allocate too. */
+static void device_plugin_allocate_rejected(void *data)
+{
+	struct device_plugin *plugin = data;
+
+	plugin->stats.allocation_failures++;
 }
 
 static const struct grpc_method device_plugin_methods[] = {
-    {"/v1beta1.DevicePlugin/GetDevicePluginOptions", handle_get_options},
-    {"/v1beta1.DevicePlugin/ListAndWatch", handle_list_and_watch},
-    {"/v1beta1.DevicePlugin/GetPreferredAllocation", handle_get_preferred_allocation},
-    {"/v1beta1.DevicePlugin/Allocate", device_plugin_allocate},
-    {"/v1beta1.DevicePlugin/PreStartContainer", handle_pre_start},
+    {"/v1beta1.DevicePlugin/GetDevicePluginOptions", &v1beta1__empty__descriptor,
+     handle_get_options, NULL},
+    {"/v1beta1.DevicePlugin/ListAndWatch", &v1beta1__empty__descriptor, handle_list_and_watch,
+     NULL},
+    {"/v1beta1.DevicePlugin/GetPreferredAllocation",
+     &v1beta1__preferred_allocation_request__descriptor, handle_get_preferred_allocation, NULL},
+    {"/v1beta1.DevicePlugin/Allocate", &v1beta1__allocate_request__descriptor,
+     device_plugin_allocate, device_plugin_allocate_rejected},
+    {"/v1beta1.DevicePlugin/PreStartContainer", &v1beta1__pre_start_container_request__descriptor,
+     handle_pre_start, NULL},
 };
 
 struct device_plugin *device_plugin_new(struct loop *loop, const struct kubelet_options *config,

@@ -21,13 +21,12 @@ struct plugin_watcher {
 	struct plugin_watcher_stats stats;
 };
 
-static void handle_get_info(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+static void handle_get_info(void *data, struct grpc_call *call, const ProtobufCMessage *request)
 {
 	struct plugin_watcher *watcher = data;
 	Pluginregistration__PluginInfo info = PLUGINREGISTRATION__PLUGIN_INFO__INIT;
 	char *versions[] = {"v1beta1"};
-	(void)msg;
-	(void)len;
+	(void)request; /* InfoRequest: empty */
 
 	watcher->stats.info_requests++;
 	info.type = "DevicePlugin";
@@ -40,19 +39,14 @@ static void handle_get_info(void *data, struct grpc_call *call, const uint8_t *m
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
-static void handle_notify(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+static void handle_notify(void *data, struct grpc_call *call, const ProtobufCMessage *request)
 {
+	const Pluginregistration__RegistrationStatus *status =
+	    (const Pluginregistration__RegistrationStatus *)request;
 	struct plugin_watcher *watcher = data;
 	Pluginregistration__RegistrationStatusResponse response =
 	    PLUGINREGISTRATION__REGISTRATION_STATUS_RESPONSE__INIT;
 
-	Pluginregistration__RegistrationStatus *status =
-	    pluginregistration__registration_status__unpack(NULL, len, msg);
-	if (!status) {
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-				 "cannot decode RegistrationStatus");
-		return;
-	}
 	watcher->registered = status->plugin_registered;
 	if (status->plugin_registered) {
 		watcher->stats.registrations++;
@@ -64,14 +58,15 @@ static void handle_notify(void *data, struct grpc_call *call, const uint8_t *msg
 			  watcher->config->resource_name,
 			  status->error && status->error[0] ? status->error : "(no reason given)");
 	}
-	pluginregistration__registration_status__free_unpacked(status, NULL);
 	grpc_call_send(call, &response.base);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
 static const struct grpc_method plugin_watcher_methods[] = {
-    {"/pluginregistration.Registration/GetInfo", handle_get_info},
-    {"/pluginregistration.Registration/NotifyRegistrationStatus", handle_notify},
+    {"/pluginregistration.Registration/GetInfo", &pluginregistration__info_request__descriptor,
+     handle_get_info, NULL},
+    {"/pluginregistration.Registration/NotifyRegistrationStatus",
+     &pluginregistration__registration_status__descriptor, handle_notify, NULL},
 };
 
 struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,

@@ -67,6 +67,13 @@ static void registration_cancel_call(struct registration *reg)
 	loop_timer_arm(&reg->timeout_timer, 0);
 }
 
+unsigned long long registration_backoff_next(unsigned long long current_usec)
+{
+	if (!current_usec)
+		return BACKOFF_FIRST_USEC;
+	return current_usec >= BACKOFF_MAX_USEC / 2 ? BACKOFF_MAX_USEC : current_usec * 2;
+}
+
 /* Retries with exponential backoff, but only while kubelet.sock exists: when it does
  * not, its creation (inotify) is what starts the next attempt. */
 static void registration_schedule_retry(struct registration *reg)
@@ -75,9 +82,7 @@ static void registration_schedule_retry(struct registration *reg)
 		log_info("waiting for %s to appear", reg->kubelet_socket);
 		return;
 	}
-	reg->backoff_usec = reg->backoff_usec ? reg->backoff_usec * 2 : BACKOFF_FIRST_USEC;
-	if (reg->backoff_usec > BACKOFF_MAX_USEC)
-		reg->backoff_usec = BACKOFF_MAX_USEC;
+	reg->backoff_usec = registration_backoff_next(reg->backoff_usec);
 	log_info("retrying Register in %llu ms", reg->backoff_usec / 1000);
 	loop_timer_arm(&reg->retry_timer, reg->backoff_usec);
 }

@@ -43,6 +43,11 @@ int registration_start(struct registration *registration);
 /* Stops watching and cancels any Register in flight (shutdown). */
 void registration_stop(struct registration *registration);
 
+/* The wait before the next Register after one more failure, given the last wait
+ * (0: none yet, or a success since): 5 ms first (the kubelet binds its socket a
+ * moment before it listens), then doubling, at most 10 s. */
+unsigned long long registration_backoff_next(unsigned long long current_usec);
+
 bool registration_registered(const struct registration *registration);
 enum registration_endpoint registration_endpoint_state(const struct registration *registration);
 const struct registration_stats *registration_stats(const struct registration *registration);

@@ -28,7 +28,7 @@ struct fixture {
 	int fds_before;
 };
 
-static void handle_list(void *data, struct grpc_call *call, const uint8_t *msg, size_t len)
+static void handle_list(void *data, struct grpc_call *call, const ProtobufCMessage *request)
 {
 	struct fixture *f = data;
 	V1__ContainerDevices devices = V1__CONTAINER_DEVICES__INIT;
@@ -39,8 +39,7 @@ static void handle_list(void *data, struct grpc_call *call, const uint8_t *msg, 
 	V1__PodResources *pods[] = {&pod};
 	V1__ListPodResourcesResponse response = V1__LIST_POD_RESOURCES_RESPONSE__INIT;
 
-	(void)msg;
-	(void)len;
+	(void)request; /* ListPodResourcesRequest: empty */
 	f->list_calls++;
 	devices.resource_name = (char *)f->resource;
 	devices.device_ids = f->held_ids;
@@ -58,7 +57,9 @@ static void handle_list(void *data, struct grpc_call *call, const uint8_t *msg, 
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
-static const struct grpc_method methods[] = {{"/v1.PodResourcesLister/List", handle_list}};
+static const struct grpc_method methods[] = {{"/v1.PodResourcesLister/List",
+					      &v1__list_pod_resources_request__descriptor,
+					      handle_list, NULL}};
 
 /* A handoff in a temporary dir, our List server, and a poller every 50 ms with a
  * 200 ms grace (serve: whether the API socket is served at all). */

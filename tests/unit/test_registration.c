@@ -1,0 +1,230 @@
+/* Registration against a real kubelet-side gRPC server on the same loop (our own
+ * server, failing Register as often as the test says): the backoff schedule, retries
+ * only while kubelet.sock exists, registering again at once when a kubelet starts,
+ * and the backoff starting over after a success. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "grpc/server.h"
+#include "handoff/handoff.h"
+#include "kubelet/device_plugin.h"
+#include "kubelet/registration.h"
+#include "test_helpers.h"
+
+/* Generous: the machine may be loaded; only behaviour is asserted, never a time. */
+#define DEADLINE_MS 30000
+
+struct fixture {
+	struct loop *loop;
+	char *dir, *kubelet_socket;
+	struct kubelet_options options;
+	struct handoff *handoff;
+	struct device_plugin *plugin;
+	struct registration *reg;
+	struct grpc_server *kubelet;
+	int register_calls;
+	int fail_next; /* Register calls still to be refused */
+	char endpoint[64];
+};
+
+static void kubelet_register(void *data, struct grpc_call *call, const ProtobufCMessage *message)
+{
+	const V1beta1__RegisterRequest *request = (const V1beta1__RegisterRequest *)message;
+	struct fixture *f = data;
+	V1beta1__Empty empty = V1BETA1__EMPTY__INIT;
+
+	f->register_calls++;
+	snprintf(f->endpoint, sizeof(f->endpoint), "%s", request->endpoint);
+	if (f->fail_next > 0) {
+		f->fail_next--;
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, "not now");
+		return;
+	}
+	grpc_call_send(call, &empty.base);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
+}
+
+static const struct grpc_method kubelet_methods[] = {{"/v1beta1.Registration/Register",
+						      &v1beta1__register_request__descriptor,
+						      kubelet_register, NULL}};
+
+static void kubelet_start(struct fixture *f)
+{
+	f->kubelet = grpc_server_new(f->loop, kubelet_methods, 1, f);
+	assert_int_equal(grpc_server_listen(f->kubelet, f->kubelet_socket, false, NULL, NULL), 0);
+}
+
+static void kubelet_stop(struct fixture *f)
+{
+	grpc_server_stop_listening(f->kubelet, true);
+	grpc_server_free(f->kubelet);
+	f->kubelet = NULL;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	struct handoff_options ho;
+
+	assert_int_equal(loop_new(&f->loop), 0);
+	f->dir = test_make_temp_dir();
+	assert_non_null(f->dir);
+	f->kubelet_socket = xasprintf("%s/kubelet.sock", f->dir);
+	kubelet_options_init(&f->options);
+	f->options.kubelet_dir = f->dir;
+	f->options.iommu_device = "/dev/null";
+	handoff_options_init(&ho);
+	cleanup_free char *socket_dir = xasprintf("%s/fd", f->dir);
+	ho.socket_dir = socket_dir;
+	assert_int_equal(handoff_new(f->loop, &ho, &f->handoff), 0);
+	f->plugin = device_plugin_new(f->loop, &f->options, NULL, f->handoff);
+	f->reg = registration_new(f->loop, &f->options, f->plugin, f->handoff);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	registration_free(f->reg);
+	device_plugin_free(f->plugin);
+	handoff_free(f->handoff);
+	if (f->kubelet)
+		kubelet_stop(f);
+	loop_run_once(f->loop, 0);
+	loop_free(f->loop);
+	test_remove_tree(f->dir);
+	free(f->dir);
+	free(f->kubelet_socket);
+	free(f);
+	return 0;
+}
+
+static bool registered(void *data)
+{
+	struct fixture *f = data;
+
+	return registration_registered(f->reg);
+}
+
+static bool refused_once_more(void *data)
+{
+	struct fixture *f = data;
+
+	return f->fail_next == 0 && registration_stats(f->reg)->register_failures > 0;
+}
+
+static void registration_backoff_doubles_from_5_ms_up_to_10_s(void **state)
+{
+	unsigned long long wait = 0, last = 0;
+	(void)state;
+
+	assert_int_equal(registration_backoff_next(0), 5000);
+	assert_int_equal(registration_backoff_next(5000), 10000);
+	assert_int_equal(registration_backoff_next(10000), 20000);
+	for (int i = 0; i < 40; i++) {
+		wait = registration_backoff_next(wait);
+		assert_true(wait >= last);
+		last = wait;
+	}
+	assert_int_equal(wait, 10000000);
+	assert_int_equal(registration_backoff_next(10000000), 10000000);
+	assert_int_equal(registration_backoff_next(6000000), 10000000);
+}
+
+static void registration_retries_refused_registers_with_growing_waits(void **state)
+{
+	struct fixture *f = *state;
+	struct test_stderr_capture capture;
+
+	kubelet_start(f);
+	f->fail_next = 3;
+	test_capture_stderr_begin(&capture);
+	assert_int_equal(registration_start(f->reg), 0);
+	bool ok = test_run_until(f->loop, registered, f, DEADLINE_MS);
+	char *log = test_capture_stderr_end(&capture);
+	assert_true(ok);
+	assert_int_equal(f->register_calls, 4);
+	assert_int_equal(registration_stats(f->reg)->register_failures, 3);
+	assert_int_equal(registration_stats(f->reg)->registrations, 1);
+	assert_string_equal(f->endpoint, "kubevirt-iommufd.sock");
+	/* The schedule, in order, without timing it. */
+	const char *a = strstr(log, "retrying Register in 5 ms");
+	const char *b = a ? strstr(a, "retrying Register in 10 ms") : NULL;
+	const char *c = b ? strstr(b, "retrying Register in 20 ms") : NULL;
+	assert_non_null(c);
+	assert_null(strstr(c, "retrying Register in 40 ms"));
+	free(log);
+	/* Registered: nothing is left armed to wake the daemon. */
+	assert_int_equal(test_count_armed_timerfds(), 0);
+}
+
+static void registration_waits_for_kubelet_sock_instead_of_retrying(void **state)
+{
+	struct fixture *f = *state;
+	struct test_stderr_capture capture;
+
+	kubelet_start(f);
+	f->fail_next = 1;
+	assert_int_equal(registration_start(f->reg), 0);
+	assert_true(test_run_until(f->loop, refused_once_more, f, DEADLINE_MS));
+	/* The kubelet goes away before the retry: no timer polls for it. */
+	kubelet_stop(f);
+	test_capture_stderr_begin(&capture);
+	test_run_for(f->loop, 100);
+	char *log = test_capture_stderr_end(&capture);
+	int calls = f->register_calls;
+	assert_false(registration_registered(f->reg));
+	if (test_count_substrings(log, "retrying Register") > 0) {
+		/* The retry fired before the socket went: it then found none. */
+		assert_non_null(strstr(log, "waiting for"));
+	}
+	free(log);
+	assert_int_equal(test_count_armed_timerfds(), 0);
+	/* A kubelet starts (kubelet.sock appears): Register at once, accepted. */
+	kubelet_start(f);
+	assert_true(test_run_until(f->loop, registered, f, DEADLINE_MS));
+	assert_int_equal(f->register_calls, calls + 1);
+}
+
+static void registration_backoff_starts_over_after_a_success(void **state)
+{
+	struct fixture *f = *state;
+	struct test_stderr_capture capture;
+
+	kubelet_start(f);
+	f->fail_next = 2;
+	assert_int_equal(registration_start(f->reg), 0);
+	assert_true(test_run_until(f->loop, registered, f, DEADLINE_MS));
+	/* The kubelet restarts (a new kubelet.sock) and refuses once: 5 ms again. */
+	kubelet_stop(f);
+	f->fail_next = 1;
+	test_capture_stderr_begin(&capture);
+	kubelet_start(f);
+	assert_true(test_run_until(f->loop, refused_once_more, f, DEADLINE_MS));
+	bool ok = test_run_until(f->loop, registered, f, DEADLINE_MS);
+	char *log = test_capture_stderr_end(&capture);
+	assert_true(ok);
+	assert_non_null(strstr(log, "retrying Register in 5 ms"));
+	assert_null(strstr(log, "retrying Register in 10 ms"));
+	assert_int_equal(registration_stats(f->reg)->registrations, 2);
+	free(log);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(registration_backoff_doubles_from_5_ms_up_to_10_s),
+	    T(registration_retries_refused_registers_with_growing_waits),
+	    T(registration_waits_for_kubelet_sock_instead_of_retrying),
+	    T(registration_backoff_starts_over_after_a_success),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
