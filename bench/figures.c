@@ -1,5 +1,6 @@
 /* The benchmark's figures and its table: see figures.h. */
 #include "figures.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -7,12 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct figure figures[F_COUNT];
-
-void figure_define(int id, enum unit unit, const char *goal_text, double goal, const char *go_text,
-		   const char *fmt, ...)
+void figure_define(struct figures *t, int id, enum unit unit, const char *goal_text, double goal,
+		   const char *go_text, const char *fmt, ...)
 {
-	struct figure *f = &figures[id];
+	struct figure *f = &t->f[id];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -25,17 +24,23 @@ void figure_define(int id, enum unit unit, const char *goal_text, double goal, c
 	f->go_text = go_text ? go_text : "-";
 }
 
-void figure_add(int id, double value)
+void figure_add(struct figures *t, int id, double value)
 {
-	struct figure *f = &figures[id];
+	struct figure *f = &t->f[id];
 
 	if (f->n == f->cap) {
 		f->cap = f->cap ? f->cap * 2 : 16;
-		f->v = realloc(f->v, f->cap * sizeof(*f->v));
-		if (!f->v)
-			abort();
+		f->v = xrealloc(f->v, f->cap * sizeof(*f->v));
 	}
 	f->v[f->n++] = value;
+}
+
+void figures_free(struct figures *t)
+{
+	for (int i = 0; i < F_COUNT; i++) {
+		free(t->f[i].v);
+		t->f[i] = (struct figure){0};
+	}
 }
 
 /* Orders numbers ascending, NAN (no measurement) last. */
@@ -91,7 +96,7 @@ double median_of(const double *sorted, size_t n)
 }
 
 /* Prints the table (Markdown); returns the number of figures without a sample. */
-int print_table(void)
+int figures_print_table(struct figures *t)
 {
 	int missing = 0;
 
@@ -100,7 +105,7 @@ int print_table(void)
 	printf("|:%.44s-|-%.12s:|:%.23s-|-%.4s:|:%.12s-|:%.16s-|:%.4s-|\n", DASHES, DASHES, DASHES,
 	       DASHES, DASHES, DASHES, DASHES);
 	for (int i = 0; i < F_COUNT; i++) {
-		struct figure *f = &figures[i];
+		struct figure *f = &t->f[i];
 		char median[32] = "MISSING", lo[32] = "", hi[32] = "", spread[64] = "-";
 		const char *verdict = "";
 
@@ -123,5 +128,3 @@ int print_table(void)
 	}
 	return missing;
 }
-
-/* ---- small helpers ---- */

@@ -49,18 +49,25 @@ enum {
 	F_COUNT
 };
 
-/* Every figure of a run, indexed by the F_* ids. */
-extern struct figure figures[F_COUNT];
+/* Every figure of the benchmark, indexed by the F_* ids. Zero it; figures_free. */
+struct figures {
+	struct figure f[F_COUNT];
+};
 
-/* Names figure id (printf-style), its unit, its goal (a sample passes if <= goal;
- * goal_text NULL: no goal) and the Go plugin's figure (NULL: none). */
-void figure_define(int id, enum unit unit, const char *goal_text, double goal, const char *go_text,
-		   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-void figure_add(int id, double value);
+/* Names figure id of t (printf-style), its unit, its goal (a sample passes if <= goal;
+ * goal_text NULL: no goal) and the Go plugin's figure (NULL: none; both texts are
+ * borrowed and must outlive t). */
+void figure_define(struct figures *t, int id, enum unit unit, const char *goal_text, double goal,
+		   const char *go_text, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* Adds one sample to figure id of t. */
+void figure_add(struct figures *t, int id, double value);
+/* Frees the samples of t. */
+void figures_free(struct figures *t);
 int compare_double(const void *a, const void *b);
 /* p in 0..1 of n sorted samples. */
 double percentile(const double *sorted, size_t n, double p);
 void format_value(char *buf, size_t size, enum unit unit, double v);
 double median_of(const double *sorted, size_t n);
-/* Prints the table; returns how many figures have no sample. */
-int print_table(void);
+/* Prints the table of t to stdout (sorting each figure's samples); returns how many
+ * figures have no sample. */
+int figures_print_table(struct figures *t);

@@ -2,8 +2,11 @@
  * serialized with nghttp2_session_mem_send into one buffer and written with one
  * send(), input is read with poll()+recv() and fed to nghttp2_session_mem_recv. */
 #include "h2client.h"
+#include "bench.h"
+
 #include "basic/unix_socket.h"
-#include "grpc/connection.h"
+#include "grpc/client.h"
+#include "util.h"
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
@@ -13,42 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 struct h2c {
-	int fd;
+	int fd; /* non-blocking: every wait is a poll() bounded by timeout_ms */
 	int timeout_ms;
 	nghttp2_session *session;
 	uint8_t *out;
 	size_t out_len, out_cap;
+	int framing_error; /* -errno of a bad response message, set in a callback */
 	char error[256];
 };
-
-/* The request being sent: nghttp2 pulls it through the data provider. */
-struct h2c_request {
-	uint8_t *data;
-	size_t len, pos;
-};
-
-unsigned long long bench_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
-}
-
-static void *bench_xrealloc(void *p, size_t size)
-{
-	void *q = realloc(p, size ? size : 1);
-	if (!q) {
-		fputs("plugin-bench: out of memory\n", stderr);
-		abort();
-	}
-	return q;
-}
 
 static int h2c_fail(struct h2c *c, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -67,40 +45,37 @@ const char *h2c_error(const struct h2c *c)
 	return c->error;
 }
 
-static void stream_take_data(struct h2c_stream *s, const uint8_t *data, size_t len)
+/* Splits the stream's DATA into messages and keeps a copy of the last one. */
+static int stream_take_data(struct h2c *c, struct h2c_stream *s, const uint8_t *data, size_t len)
 {
-	if (s->partial_len + len > s->partial_cap) {
-		s->partial_cap = (s->partial_len + len) * 2;
-		s->partial = bench_xrealloc(s->partial, s->partial_cap);
-	}
-	memcpy(s->partial + s->partial_len, data, len);
-	s->partial_len += len;
-	for (;;) {
-		if (s->partial_len < 5)
-			return;
-		size_t n = (size_t)s->partial[1] << 24 | (size_t)s->partial[2] << 16 |
-			   (size_t)s->partial[3] << 8 | s->partial[4];
-		if (s->partial_len < 5 + n)
-			return;
-		s->msg = bench_xrealloc(s->msg, n);
-		memcpy(s->msg, s->partial + 5, n);
-		s->msg_len = n;
+	const uint8_t *msg;
+	size_t msg_len;
+	int r = grpc_reader_append(&s->reader, data, len);
+
+	while (r == 0 && (r = grpc_reader_next(&s->reader, &msg, &msg_len)) == 1) {
+		s->msg = xrealloc(s->msg, msg_len);
+		memcpy(s->msg, msg, msg_len);
+		s->msg_len = msg_len;
 		s->messages++;
-		memmove(s->partial, s->partial + 5 + n, s->partial_len - 5 - n);
-		s->partial_len -= 5 + n;
+		r = 0;
 	}
+	if (r < 0)
+		return h2c_fail(c, r, "bad gRPC message from the plugin on stream %d: %s",
+				(int)s->id, strerror(-r));
+	return 0;
 }
 
 static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 			      const uint8_t *data, size_t len, void *user_data)
 {
+	struct h2c *c = user_data;
 	struct h2c_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
 	(void)flags;
-	(void)user_data;
 
-	if (s)
-		stream_take_data(s, data, len);
-	return 0;
+	if (!s)
+		return 0;
+	c->framing_error = stream_take_data(c, s, data, len);
+	return c->framing_error < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
@@ -110,10 +85,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	struct h2c_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
 	(void)flags;
 	(void)user_data;
-	(void)valuelen;
 
 	if (s && namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
-		s->status = atoi((const char *)value); /* nghttp2 NUL-terminates values */
+		s->status = grpc_status_parse(value, valuelen);
 	return 0;
 }
 
@@ -131,7 +105,25 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 	return 0;
 }
 
-/* Serializes everything nghttp2 has queued and writes it with one send(). */
+/* Waits up to the timeout for events on the socket. Returns 0 or -errno. */
+static int h2c_poll(struct h2c *c, short events)
+{
+	struct pollfd pfd = {.fd = c->fd, .events = events};
+	int r;
+
+	do
+		r = poll(&pfd, 1, c->timeout_ms);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return h2c_fail(c, -errno, "poll on the plugin's socket: %s", strerror(errno));
+	if (r == 0)
+		return h2c_fail(c, -ETIMEDOUT, "no %s from the plugin within %d ms",
+				events == POLLIN ? "answer" : "room to send", c->timeout_ms);
+	return 0;
+}
+
+/* Serializes everything nghttp2 has queued and writes it with one send() (more only
+ * if the socket is full). */
 static int h2c_flush(struct h2c *c)
 {
 	const uint8_t *chunk;
@@ -141,7 +133,7 @@ static int h2c_flush(struct h2c *c)
 	while ((n = nghttp2_session_mem_send(c->session, &chunk)) > 0) {
 		if (c->out_len + (size_t)n > c->out_cap) {
 			c->out_cap = (c->out_len + (size_t)n) * 2;
-			c->out = bench_xrealloc(c->out, c->out_cap);
+			c->out = xrealloc(c->out, c->out_cap);
 		}
 		memcpy(c->out + c->out_len, chunk, (size_t)n);
 		c->out_len += (size_t)n;
@@ -153,6 +145,12 @@ static int h2c_flush(struct h2c *c)
 		ssize_t w = send(c->fd, c->out + pos, c->out_len - pos, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && errno == EAGAIN) {
+			int r = h2c_poll(c, POLLOUT);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		if (w < 0)
 			return h2c_fail(c, -errno, "send to the plugin: %s", strerror(errno));
 		pos += (size_t)w;
@@ -165,88 +163,42 @@ static int h2c_flush(struct h2c *c)
 static int h2c_read_once(struct h2c *c)
 {
 	uint8_t buf[65536];
-	struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
 
-	int r = poll(&pfd, 1, c->timeout_ms);
-	if (r < 0 && errno == EINTR)
-		return 0;
+	int r = h2c_poll(c, POLLIN);
 	if (r < 0)
-		return h2c_fail(c, -errno, "poll: %s", strerror(errno));
-	if (r == 0)
-		return h2c_fail(c, -ETIMEDOUT, "no answer from the plugin within %d ms",
-				c->timeout_ms);
+		return r;
 	ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
-	if (n < 0 && errno == EINTR)
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (n < 0)
 		return h2c_fail(c, -errno, "recv from the plugin: %s", strerror(errno));
 	if (n == 0)
 		return h2c_fail(c, -ECONNRESET, "the plugin closed the connection");
 	ssize_t used = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
+	if (c->framing_error < 0)
+		return c->framing_error; /* the message is in c->error already */
 	if (used < 0)
 		return h2c_fail(c, -EPROTO, "HTTP/2 error from the plugin: %s",
 				nghttp2_strerror((int)used));
 	return nghttp2_session_want_write(c->session) ? h2c_flush(c) : 0;
 }
 
-static ssize_t read_request(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-			    size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-			    void *user_data)
-{
-	struct h2c_request *req = source->ptr;
-	size_t n = req->len - req->pos;
-	(void)session;
-	(void)stream_id;
-	(void)user_data;
-
-	if (n > length)
-		n = length;
-	memcpy(buf, req->data + req->pos, n);
-	req->pos += n;
-	if (req->pos == req->len)
-		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
-	return (ssize_t)n;
-}
-
 int h2c_start(struct h2c *c, struct h2c_stream *s, const char *path,
 	      const ProtobufCMessage *request)
 {
-	size_t len = protobuf_c_message_get_packed_size(request);
-	uint8_t stack[1024];
-	struct h2c_request req = {.data = len + 5 <= sizeof(stack) ? stack : malloc(len + 5),
-				  .len = len + 5};
+	struct grpc_request_body body = {0};
 
-	if (!req.data)
-		abort();
-	req.data[0] = 0;
-	req.data[1] = (uint8_t)(len >> 24);
-	req.data[2] = (uint8_t)(len >> 16);
-	req.data[3] = (uint8_t)(len >> 8);
-	req.data[4] = (uint8_t)len;
-	protobuf_c_message_pack(request, req.data + 5);
-
-	nghttp2_nv headers[] = {
-	    GRPC_NV(":method", "POST"),
-	    GRPC_NV(":scheme", "http"),
-	    GRPC_NV(":path", path),
-	    GRPC_NV(":authority", "localhost"),
-	    GRPC_NV("te", "trailers"),
-	    GRPC_NV("content-type", "application/grpc"),
-	    GRPC_NV("user-agent", "plugin-bench"),
-	};
-	nghttp2_data_provider provider = {.source.ptr = &req, .read_callback = read_request};
+	body.frame = grpc_frame_pack(request, &body.len);
 	s->status = -1;
 	s->closed = false;
 	s->messages = 0;
-	int32_t id = nghttp2_submit_request(c->session, NULL, headers,
-					    sizeof(headers) / sizeof(headers[0]), &provider, s);
-	int r = id < 0 ? h2c_fail(c, -EIO, "nghttp2_submit_request: %s", nghttp2_strerror(id))
+	int32_t id = grpc_request_submit(c->session, path, &body, s);
+	int r = id < 0 ? h2c_fail(c, -EIO, "cannot start %s: %s", path, nghttp2_strerror(id))
 		       : h2c_flush(c);
-	/* A unix socket takes a small request whole: the provider is drained now. */
-	if (r == 0 && req.pos != req.len)
+	/* A unix socket takes a small request whole: nghttp2 has read all of body now. */
+	if (r == 0 && body.sent != body.len)
 		r = h2c_fail(c, -EIO, "request for %s not sent whole", path);
-	if (req.data != stack)
-		free(req.data);
+	free(body.frame);
 	s->id = id;
 	return r;
 }
@@ -277,35 +229,27 @@ int h2c_cancel(struct h2c *c, struct h2c_stream *s)
 		return 0;
 	int rv = nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
 	if (rv != 0)
-		return h2c_fail(c, -EIO, "nghttp2_submit_rst_stream: %s", nghttp2_strerror(rv));
+		return h2c_fail(c, -EIO, "nghttp2_submit_rst_stream on stream %d: %s", (int)s->id,
+				nghttp2_strerror(rv));
 	return h2c_flush(c);
 }
 
 void h2c_stream_reset(struct h2c_stream *s)
 {
 	free(s->msg);
-	free(s->partial);
+	grpc_reader_free(&s->reader);
 	memset(s, 0, sizeof(*s));
 }
 
 int h2c_connect(const char *path, int timeout_ms, struct h2c **out)
 {
-	struct sockaddr_un addr;
-
-	if (unix_address(&addr, path) < 0)
-		return -ENAMETOOLONG;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = unix_socket_connect(path);
 	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
-	struct h2c *c = calloc(1, sizeof(*c));
+		return fd;
+	struct h2c *c = xcalloc(1, sizeof(*c));
 	nghttp2_session_callbacks *callbacks;
-	if (!c || nghttp2_session_callbacks_new(&callbacks) != 0)
-		abort();
+	if (nghttp2_session_callbacks_new(&callbacks) != 0)
+		abort(); /* only on out-of-memory */
 	c->fd = fd;
 	c->timeout_ms = timeout_ms;
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk_recv);

@@ -1,6 +1,6 @@
 /* /proc readings of the plugin process; see procinfo.h. */
 #include "procinfo.h"
-#include "h2client.h"
+#include "bench.h"
 
 #include <dirent.h>
 #include <errno.h>

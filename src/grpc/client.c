@@ -16,8 +16,7 @@ struct client_call {
 	struct grpc_client *client;
 	struct list link; /* in grpc_client.calls */
 	int32_t stream_id;
-	uint8_t *request;
-	size_t request_len, request_pos;
+	struct grpc_request_body request;
 	struct grpc_reader reader;
 	int status; /* -1 until grpc-status arrives */
 	int http_status;
@@ -42,7 +41,7 @@ static void call_unlink(struct client_call *call)
 static void client_call_free(struct client_call *call)
 {
 	grpc_reader_free(&call->reader);
-	free(call->request);
+	free(call->request.frame);
 	free(call->message);
 	free(call);
 }
@@ -56,23 +55,41 @@ static void call_complete(struct client_call *call, enum grpc_status status, con
 	client_call_free(call);
 }
 
-static ssize_t call_read_request(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+static ssize_t request_body_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
 				 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
 				 void *user_data)
 {
-	struct client_call *call = source->ptr;
-	size_t n = call->request_len - call->request_pos;
+	struct grpc_request_body *body = source->ptr;
+	size_t n = body->len - body->sent;
 	(void)session;
 	(void)stream_id;
 	(void)user_data;
 
 	if (n > length)
 		n = length;
-	memcpy(buf, call->request + call->request_pos, n);
-	call->request_pos += n;
-	if (call->request_pos == call->request_len)
+	memcpy(buf, body->frame + body->sent, n);
+	body->sent += n;
+	if (body->sent == body->len)
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
+}
+
+int32_t grpc_request_submit(nghttp2_session *session, const char *path,
+			    struct grpc_request_body *body, void *stream_data)
+{
+	nghttp2_nv headers[] = {
+	    GRPC_NV(":method", "POST"),
+	    GRPC_NV(":scheme", "http"),
+	    GRPC_NV(":path", path),
+	    GRPC_NV(":authority", "localhost"),
+	    GRPC_NV("te", "trailers"),
+	    GRPC_NV("content-type", "application/grpc"),
+	    GRPC_NV("user-agent", "iommufd-device-plugin/" PLUGIN_VERSION),
+	};
+	nghttp2_data_provider provider = {.source.ptr = body, .read_callback = request_body_read};
+
+	return nghttp2_submit_request(session, NULL, headers, ARRAY_SIZE(headers), &provider,
+				      stream_data);
 }
 
 int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
@@ -87,19 +104,8 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
 	call->on_message = on_message;
 	call->on_done = on_done;
 	call->data = data;
-	call->request = grpc_frame_pack(request, &call->request_len);
-	nghttp2_nv headers[] = {
-	    GRPC_NV(":method", "POST"),
-	    GRPC_NV(":scheme", "http"),
-	    GRPC_NV(":path", path),
-	    GRPC_NV(":authority", "localhost"),
-	    GRPC_NV("te", "trailers"),
-	    GRPC_NV("content-type", "application/grpc"),
-	    GRPC_NV("user-agent", "iommufd-device-plugin/" PLUGIN_VERSION),
-	};
-	nghttp2_data_provider provider = {.source.ptr = call, .read_callback = call_read_request};
-	int32_t id = nghttp2_submit_request(client->conn.session, NULL, headers,
-					    ARRAY_SIZE(headers), &provider, call);
+	call->request.frame = grpc_frame_pack(request, &call->request.len);
+	int32_t id = grpc_request_submit(client->conn.session, path, &call->request, call);
 	if (id < 0) {
 		log_error("cannot start call %s: %s", path, nghttp2_strerror(id));
 		client_call_free(call);

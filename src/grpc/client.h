@@ -6,6 +6,8 @@
 #include "../loop/loop.h"
 #include "frame.h"
 
+#include <nghttp2/nghttp2.h>
+
 struct grpc_client;
 
 /* One response message (valid during the callback only). */
@@ -23,6 +25,22 @@ int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client 
  * data. Returns 0 or -EIO if the connection is already dead. */
 int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
 		     grpc_client_message_fn on_message, grpc_client_done_fn on_done, void *data);
+
+/* A packed request (grpc_frame_pack) that nghttp2 reads as a stream's DATA. */
+struct grpc_request_body {
+	uint8_t *frame; /* owned by whoever owns the struct */
+	size_t len;
+	size_t sent; /* bytes nghttp2 has taken so far */
+};
+
+/* Queues a gRPC call of method path on a client session: HEADERS (POST, te: trailers,
+ * content-type application/grpc) and body as the DATA that ends the stream. body must
+ * stay in place until nghttp2 has taken it all or the stream has closed; stream_data
+ * becomes the stream's user data. Sends nothing: the caller runs nghttp2's send.
+ * Shared by grpc_client_call and the benchmark's blocking client. Returns the stream
+ * id, or a negative nghttp2 error code. */
+int32_t grpc_request_submit(nghttp2_session *session, const char *path,
+			    struct grpc_request_body *body, void *stream_data);
 
 /* Frees the client; pending calls get no callbacks. Safe from inside its callbacks
  * (the memory goes once the loop is back in control). */

@@ -61,9 +61,8 @@ static int timeout_errno(int err)
 	return err == EAGAIN || err == EWOULDBLOCK || err == EINPROGRESS ? ETIMEDOUT : err;
 }
 
-static int receive_on(int sock, const char *socket_path, int timeout_ms, int *fd_out)
+int iommufd_receive_on(int sock, int *fd_out)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	unsigned char data[2];
 	union {
 		struct cmsghdr align;
@@ -78,14 +77,6 @@ static int receive_on(int sock, const char *socket_path, int timeout_ms, int *fd
 	};
 	ssize_t n;
 	int r;
-
-	if (strlen(socket_path) >= sizeof(addr.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(addr.sun_path, socket_path);
-	if (timeout_ms > 0 && (r = set_timeouts(sock, timeout_ms)) < 0)
-		return r;
-	if (connect(sock, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		return -timeout_errno(errno);
 
 	/* The message is one byte; a 2-byte buffer tells a sender of more apart. */
 	do
@@ -114,6 +105,21 @@ static int receive_on(int sock, const char *socket_path, int timeout_ms, int *fd
 	}
 	*fd_out = fd;
 	return 0;
+}
+
+static int receive_on(int sock, const char *socket_path, int timeout_ms, int *fd_out)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int r;
+
+	if (strlen(socket_path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(addr.sun_path, socket_path);
+	if (timeout_ms > 0 && (r = set_timeouts(sock, timeout_ms)) < 0)
+		return r;
+	if (connect(sock, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return -timeout_errno(errno);
+	return iommufd_receive_on(sock, fd_out);
 }
 
 int iommufd_receive_timeout(const char *socket_path, int timeout_ms, int *fd)

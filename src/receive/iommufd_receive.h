@@ -21,3 +21,10 @@ int iommufd_receive(const char *socket_path, int *fd);
  * a truncated control message), or the ACK's send errno (EPIPE: the plugin gave up
  * waiting; connect again). */
 int iommufd_receive_timeout(const char *socket_path, int timeout_ms, int *fd);
+
+/* The receiving half of iommufd_receive_timeout() on sock, a socket the caller has
+ * connected (and keeps: it is not closed): one message of one 0x00 byte and one fd,
+ * then the ACK. Blocks as sock does (its SO_RCVTIMEO and SO_SNDTIMEO bound each step;
+ * a non-blocking sock must be readable first). Returns 0 and *fd (caller owns), or
+ * -errno as iommufd_receive_timeout() after its connect. */
+int iommufd_receive_on(int sock, int *fd);
