@@ -4,6 +4,7 @@
  * until they are consumed or withdrawn or --drain-timeout passes, then exit 0. A
  * second signal exits at once. */
 #include "config/config.h"
+#include "basic/error_text.h"
 #include "handoff/handoff.h"
 #include "iommufd/device_presence.h"
 #include "iommufd/iommufd.h"
@@ -106,7 +107,7 @@ static void daemon_connections_closed(void *data)
 	handoff_add_pending_listener(d->handoff, &d->drain_listener, daemon_pending_changed, d);
 	if (loop_timer_init(d->loop, &d->drain_deadline, daemon_drain_deadline, d) < 0 ||
 	    loop_timer_arm(&d->drain_deadline, d->config.drain_timeout_usec) < 0) {
-		log_error("cannot arm the drain deadline: %s; exiting now", strerror(errno));
+		log_error("cannot arm the drain deadline: %s; exiting now", error_text(errno));
 		daemon_exit(d);
 	}
 }
@@ -186,11 +187,11 @@ static int daemon_start(struct daemon *d)
 	int r;
 
 	if ((r = loop_new(&d->loop)) < 0) {
-		log_error("cannot create the event loop: %s", strerror(-r));
+		log_error("cannot create the event loop: %s", error_text(-r));
 		return r;
 	}
 	if ((r = daemon_setup_signals(d)) < 0) {
-		log_error("cannot set up signal handling: %s", strerror(-r));
+		log_error("cannot set up signal handling: %s", error_text(-r));
 		return r;
 	}
 	if ((r = selinux_labeler_new(c->selinux, c->selinux_label, &d->labeler)) < 0)
@@ -281,7 +282,7 @@ int main(int argc, char **argv)
 	if (r == 0)
 		r = loop_run(d.loop);
 	if (r < 0)
-		log_error("exiting: %s", strerror(-r));
+		log_error("exiting: %s", error_text(-r));
 	daemon_stop(&d);
 	return r < 0 ? 1 : 0;
 }

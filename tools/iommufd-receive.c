@@ -2,6 +2,7 @@
  * container. Prints what it got (fd, device number, accounting mode), or installs
  * the fd at a given number and runs a command with it. */
 #include "iommufd_receive.h"
+#include "../src/basic/error_text.h"
 #include "../src/iommufd/iommufd_uapi.h"
 
 #include <errno.h>
@@ -98,18 +99,18 @@ static int exec_with_fd(int fd, int target, char **argv)
 	if (fd != target) {
 		if (dup3(fd, target, 0) < 0) {
 			fprintf(stderr, "iommufd-receive: cannot install the fd as %d: %s\n",
-				target, strerror(errno));
+				target, error_text(errno));
 			return 1;
 		}
 		close(fd);
 	} else if (fcntl(fd, F_SETFD, 0) < 0) {
 		fprintf(stderr, "iommufd-receive: cannot clear close-on-exec on fd %d: %s\n", fd,
-			strerror(errno));
+			error_text(errno));
 		return 1;
 	}
 	execvp(argv[0], argv);
 	int err = errno;
-	fprintf(stderr, "iommufd-receive: cannot run %s: %s\n", argv[0], strerror(err));
+	fprintf(stderr, "iommufd-receive: cannot run %s: %s\n", argv[0], error_text(err));
 	return err == ENOENT ? 127 : 126;
 }
 
@@ -165,7 +166,7 @@ int main(int argc, char **argv)
 	int r = iommufd_receive_timeout(socket_path, timeout_s * 1000, &fd);
 	if (r < 0) {
 		fprintf(stderr, "iommufd-receive: cannot receive the iommufd from %s: %s\n",
-			socket_path, strerror(-r));
+			socket_path, error_text(-r));
 		return 1;
 	}
 	if (target >= 0)

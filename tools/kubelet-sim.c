@@ -3,6 +3,7 @@
  * plugin's Register, opens ListAndWatch, then calls Allocate for the given device ids
  * and prints what came back. Built on the plugin's own gRPC modules and event loop. */
 #include "grpc/client.h"
+#include "basic/error_text.h"
 #include "grpc/server.h"
 #include "log.h"
 #include "loop/loop.h"
@@ -133,7 +134,7 @@ static void sim_register(void *data, struct grpc_call *call, const ProtobufCMess
 		return;
 	int r = grpc_client_connect(sim->loop, endpoint, &sim->client);
 	if (r < 0) {
-		printf("cannot connect to %s: %s\n", endpoint, strerror(-r));
+		printf("cannot connect to %s: %s\n", endpoint, error_text(-r));
 		sim->exit_code = 1;
 		loop_quit(sim->loop, 0);
 		return;
@@ -206,7 +207,7 @@ int main(int argc, char **argv)
 	cleanup_free char *socket_path = xasprintf("%s/kubelet.sock", sim.dir);
 	int r = loop_new(&sim.loop);
 	if (r < 0 || (r = loop_timer_init(sim.loop, &sim.deadline, sim_timeout, &sim)) < 0) {
-		fprintf(stderr, "kubelet-sim: cannot create the event loop: %s\n", strerror(-r));
+		fprintf(stderr, "kubelet-sim: cannot create the event loop: %s\n", error_text(-r));
 		return 1;
 	}
 	loop_timer_arm(&sim.deadline, (unsigned long long)timeout * 1000000ULL);
@@ -214,7 +215,7 @@ int main(int argc, char **argv)
 	r = grpc_server_listen(sim.server, socket_path, false, NULL, NULL);
 	if (r < 0) {
 		fprintf(stderr, "kubelet-sim: cannot listen on %s: %s\n", socket_path,
-			strerror(-r));
+			error_text(-r));
 		return 1;
 	}
 	printf("kubelet-sim: serving %s\n", socket_path);

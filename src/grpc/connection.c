@@ -2,6 +2,7 @@
  * nghttp2's examples/libevent-server.c: mem_recv what the socket gave; what the session
  * queues is gathered with mem_send and written with one send() per batch. */
 #include "connection.h"
+#include "../basic/error_text.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -90,7 +91,7 @@ void grpc_connection_flush(struct grpc_connection *conn)
 			break;
 	}
 	if (r < 0) {
-		log_debug(4, "send on fd %d: %s", conn->fd, strerror(-r));
+		log_debug(4, "send on fd %d: %s", conn->fd, error_text(-r));
 		connection_finish(conn);
 		return;
 	}
@@ -113,7 +114,7 @@ void grpc_connection_flush(struct grpc_connection *conn)
 	/* EPOLLOUT only while the kernel's buffer is full: otherwise it fires constantly. */
 	r = loop_watch_modify(conn->loop, &conn->watch, EPOLLIN | (blocked ? EPOLLOUT : 0));
 	if (r < 0) {
-		log_error("cannot watch connection fd %d: %s", conn->fd, strerror(-r));
+		log_error("cannot watch connection fd %d: %s", conn->fd, error_text(-r));
 		connection_finish(conn);
 	}
 }
@@ -147,7 +148,7 @@ static void connection_io(void *data, uint32_t events)
 			if (n <= 0) {
 				if (n < 0)
 					log_debug(4, "recv on fd %d: %s", conn->fd,
-						  strerror(errno));
+						  error_text(errno));
 				connection_finish(conn);
 				return;
 			}

@@ -2,6 +2,7 @@
  * Responses: HEADERS (:status 200, content-type), DATA (length-prefixed messages),
  * trailers (grpc-status, grpc-message); errors before any message use Trailers-Only. */
 #include "server.h"
+#include "../basic/error_text.h"
 #include "connection.h"
 #include "../basic/list.h"
 #include "../basic/unix_socket.h"
@@ -437,7 +438,7 @@ static void server_accept(void *data, int fd)
 	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, ARRAY_SIZE(settings));
 	int r = grpc_connection_init(&sc->conn, server->loop, fd, session, connection_closed);
 	if (r < 0) {
-		log_error("cannot watch connection on %s: %s", server->path, strerror(-r));
+		log_error("cannot watch connection on %s: %s", server->path, error_text(-r));
 		nghttp2_session_del(session);
 		close(fd);
 		free(sc);
@@ -484,7 +485,7 @@ void grpc_server_stop_listening(struct grpc_server *server, bool unlink_socket)
 	if (unlink_socket) {
 		int r = unix_socket_unlink_ours(server->path, &server->socket_id);
 		if (r < 0)
-			log_warning("cannot remove %s: %s", server->path, strerror(-r));
+			log_warning("cannot remove %s: %s", server->path, error_text(-r));
 	}
 	loop_listener_stop(&server->listener);
 	close(server->listen_fd);

@@ -4,6 +4,7 @@
  * is armed for the earliest of them. Re-serving a dead instance's sockets is in
  * handoff_rescue.c. */
 #include "handoff.h"
+#include "../basic/error_text.h"
 #include "handoff_internal.h"
 #include "handoff_peer.h"
 #include "handoff_socket.h"
@@ -65,7 +66,7 @@ static void handoff_rearm(struct handoff *h)
 	if (r == 0)
 		r = loop_timer_arm_at(&h->ack_timer, ack);
 	if (r < 0)
-		log_error("cannot arm handoff timer: %s", strerror(-r));
+		log_error("cannot arm handoff timer: %s", error_text(-r));
 }
 
 /* Accepts while the offer has room for another peer. */
@@ -140,7 +141,7 @@ static void offer_close(struct handoff_offer *offer, bool unlink_socket)
 	}
 	close(offer->listen_fd);
 	if (unlink_socket && unlink(offer->path) < 0 && errno != ENOENT)
-		log_warning("cannot remove handoff socket %s: %s", offer->path, strerror(errno));
+		log_warning("cannot remove handoff socket %s: %s", offer->path, error_text(errno));
 	close(offer->fd);
 	list_unlink(&offer->link);
 	h->pending--;
@@ -214,13 +215,13 @@ static void peer_send(struct handoff_peer *peer)
 	if (n < 0 && errno == EAGAIN)
 		events = EPOLLOUT;
 	else if (n < 0) {
-		peer_gone(peer, strerror(errno));
+		peer_gone(peer, error_text(errno));
 		return;
 	} else
 		peer->sent = true;
 	int r = loop_watch_modify(h->loop, &peer->watch, events);
 	if (r < 0) {
-		log_error("cannot watch handoff peer on %s: %s", peer->offer->path, strerror(-r));
+		log_error("cannot watch handoff peer on %s: %s", peer->offer->path, error_text(-r));
 		h->stats.refused++;
 		peer_close(peer);
 		handoff_rearm(h);
@@ -242,7 +243,7 @@ static void peer_event(void *data, uint32_t events)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		peer_gone(peer, n == 0 ? "hung up" : strerror(errno));
+		peer_gone(peer, n == 0 ? "hung up" : error_text(errno));
 		return;
 	}
 	/* Any byte is the ACK, but only once the peer has taken our message: our
@@ -289,7 +290,7 @@ static void peer_start(struct handoff_offer *offer, int fd)
 	offer->peer_count++;
 	int r = loop_watch_add(h->loop, &peer->watch, fd, 0, peer_event, peer);
 	if (r < 0) {
-		log_error("cannot watch handoff peer on %s: %s", offer->path, strerror(-r));
+		log_error("cannot watch handoff peer on %s: %s", offer->path, error_text(-r));
 		h->stats.refused++;
 		peer_close(peer);
 		return;
@@ -378,7 +379,7 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 	if (r >= 0)
 		r = loop_timer_init(loop, &h->ack_timer, ack_timed_out, h);
 	if (r < 0) {
-		log_error("cannot create handoff timers: %s", strerror(-r));
+		log_error("cannot create handoff timers: %s", error_text(-r));
 		handoff_free(h);
 		return r;
 	}
@@ -448,7 +449,7 @@ int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *
 				    offer);
 	if (r < 0) {
 		snprintf(reason, reason_size, "cannot watch handoff socket %s: %s", offer->path,
-			 strerror(-r));
+			 error_text(-r));
 		offer_destroy(offer);
 		return r;
 	}

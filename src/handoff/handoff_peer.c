@@ -2,6 +2,7 @@
  * connection for the uid check and the log lines that say who got (or was refused)
  * an iommufd. */
 #include "handoff_peer.h"
+#include "../basic/error_text.h"
 #include "handoff.h"
 #include "../log.h"
 #include "../util.h"
@@ -48,7 +49,7 @@ static void peer_cgroup(pid_t pid, char *out, size_t size)
 		while (n < 0 && errno == EINTR);
 	}
 	if (n <= 0) {
-		log_debug(1, "cannot read %s: %s", path, n < 0 ? strerror(errno) : "empty");
+		log_debug(1, "cannot read %s: %s", path, n < 0 ? error_text(errno) : "empty");
 		return;
 	}
 	buf[n] = '\0';
@@ -76,7 +77,7 @@ void handoff_peer_identify(int fd, const char *socket_path, struct handoff_peer_
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &id->cred, &len) < 0) {
 		log_warning("cannot read the credentials of a peer on %s: %s", socket_path,
-			    strerror(errno));
+			    error_text(errno));
 		id->cred = (struct ucred){.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
 	}
 	peer_cgroup(id->cred.pid, id->cgroup, sizeof(id->cgroup));

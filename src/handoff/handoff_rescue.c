@@ -3,6 +3,7 @@
  * socket dir, which we watch with inotify). Each such socket is served again at the
  * same path with a fresh fd, so a container created later still gets one. */
 #include "handoff_internal.h"
+#include "../basic/error_text.h"
 #include "../basic/inotify_read.h"
 #include "../log.h"
 #include "../util.h"
@@ -73,7 +74,7 @@ static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
 	}
 	h->stats.rescue_failures++;
 	if (unlink(path) < 0 && errno != ENOENT)
-		log_warning("cannot remove %s: %s", path, strerror(errno));
+		log_warning("cannot remove %s: %s", path, error_text(errno));
 }
 
 static size_t handoff_rescue_now(struct handoff *h)
@@ -133,7 +134,7 @@ size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 				   handoff_dir_changed, h) < 0)
 			log_warning("cannot watch %s for instances exiting with sockets left: %s; "
 				    "they are re-served at our next start",
-				    h->opts.socket_dir, strerror(errno));
+				    h->opts.socket_dir, error_text(errno));
 	}
 	handoff_dirs_clear_announcements(h->opts.socket_dir);
 	return handoff_rescue_now(h);

@@ -2,6 +2,7 @@
  * sockets, and binding each offer's socket with its mode, owner and label before it
  * listens, so no peer can connect to a socket that is not ready. */
 #include "handoff_socket.h"
+#include "../basic/error_text.h"
 #include "handoff.h"
 #include "../basic/unix_socket.h"
 #include "../iommufd/selinux.h"
@@ -79,7 +80,7 @@ int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, cha
 
 	if (r < 0) {
 		snprintf(msg, msg_size, "cannot create handoff socket dir %s: %s", socket_dir,
-			 strerror(-r));
+			 error_text(-r));
 		return r;
 	}
 	instance_name(name);
@@ -87,13 +88,13 @@ int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, cha
 	cleanup_free char *path = xasprintf("%s/%s", socket_dir, name);
 	if (mkdir(tmp, 0700) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot create instance dir %s: %s", tmp, strerror(-r));
+		snprintf(msg, msg_size, "cannot create instance dir %s: %s", tmp, error_text(-r));
 		return r;
 	}
 	int fd = lock_dir(tmp, true);
 	if (fd < 0 || rename(tmp, path) < 0) {
 		r = fd < 0 ? fd : -errno;
-		snprintf(msg, msg_size, "cannot set up instance dir %s: %s", path, strerror(-r));
+		snprintf(msg, msg_size, "cannot set up instance dir %s: %s", path, error_text(-r));
 		if (fd >= 0)
 			close(fd);
 		cleanup_free char *lock = xasprintf("%s/" LOCK_NAME, tmp);
@@ -118,11 +119,12 @@ void handoff_dir_release(struct handoff_dir *d, bool remove)
 		cleanup_free char *lock = xasprintf("%s/" LOCK_NAME, d->path);
 		cleanup_free char *endpoint = xasprintf("%s/" ENDPOINT_NAME, d->path);
 		if (unlink(endpoint) < 0 && errno != ENOENT)
-			log_warning("cannot remove %s: %s", endpoint, strerror(errno));
+			log_warning("cannot remove %s: %s", endpoint, error_text(errno));
 		if (unlink(lock) < 0 && errno != ENOENT)
-			log_warning("cannot remove %s: %s", lock, strerror(errno));
+			log_warning("cannot remove %s: %s", lock, error_text(errno));
 		if (rmdir(d->path) < 0 && errno != ENOENT)
-			log_warning("cannot remove instance dir %s: %s", d->path, strerror(errno));
+			log_warning("cannot remove instance dir %s: %s", d->path,
+				    error_text(errno));
 	}
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
@@ -138,7 +140,7 @@ static void each_socket(const char *dir, struct handoff_dir *owner, bool probe,
 	struct dirent *de;
 
 	if (!d) {
-		log_warning("cannot list %s: %s", dir, strerror(errno));
+		log_warning("cannot list %s: %s", dir, error_text(errno));
 		return;
 	}
 	while ((de = readdir(d))) {
@@ -171,7 +173,7 @@ int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *ow
 
 	if (!d) {
 		int r = -errno;
-		log_error("cannot list handoff socket dir %s: %s", socket_dir, strerror(-r));
+		log_error("cannot list handoff socket dir %s: %s", socket_dir, error_text(-r));
 		return r;
 	}
 	/* Sockets of a version before instance dirs: live ones are left alone. */
@@ -190,7 +192,7 @@ int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *ow
 		if (fd < 0) {
 			if (fd != -ENOENT && fd != -ENOTDIR)
 				log_warning("cannot lock %s/" LOCK_NAME ": %s", path,
-					    strerror(-fd));
+					    error_text(-fd));
 			continue;
 		}
 		struct handoff_dir *adopted = xcalloc(1, sizeof(*adopted));
@@ -237,7 +239,7 @@ void handoff_dirs_clear_announcements(const char *socket_dir)
 		if (handoff_dirs_is_announcement(de->d_name) &&
 		    unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
 			log_warning("cannot remove %s/%s: %s", socket_dir, de->d_name,
-				    strerror(errno));
+				    error_text(errno));
 	closedir(d);
 }
 
@@ -313,26 +315,26 @@ static int socket_prepare(const struct handoff_options *o, int fd, const char *p
 	if (chmod(path, o->socket_mode) < 0) {
 		r = -errno;
 		snprintf(msg, msg_size, "cannot chmod handoff socket %s to %04o: %s", path,
-			 (unsigned)o->socket_mode, strerror(-r));
+			 (unsigned)o->socket_mode, error_text(-r));
 		return r;
 	}
 	if ((o->socket_uid != (uid_t)-1 || o->socket_gid != (gid_t)-1) &&
 	    lchown(path, o->socket_uid, o->socket_gid) < 0) {
 		r = -errno;
 		snprintf(msg, msg_size, "cannot chown handoff socket %s to %d:%d: %s", path,
-			 (int)o->socket_uid, (int)o->socket_gid, strerror(-r));
+			 (int)o->socket_uid, (int)o->socket_gid, error_text(-r));
 		return r;
 	}
 	r = selinux_label_path(o->labeler, path);
 	if (r < 0) {
 		snprintf(msg, msg_size, "cannot label handoff socket %s with %s: %s", path,
-			 selinux_label(o->labeler), strerror(-r));
+			 selinux_label(o->labeler), error_text(-r));
 		return r;
 	}
 	if (listen(fd, HANDOFF_BACKLOG) < 0) {
 		r = -errno;
 		snprintf(msg, msg_size, "cannot listen on handoff socket %s: %s", path,
-			 strerror(-r));
+			 error_text(-r));
 		return r;
 	}
 	return 0;
@@ -347,7 +349,7 @@ static int socket_finish(const struct handoff_options *o, int bound_fd, const ch
 
 	if (r < 0) {
 		if (unlink(path) < 0)
-			log_warning("cannot remove handoff socket %s: %s", path, strerror(errno));
+			log_warning("cannot remove handoff socket %s: %s", path, error_text(errno));
 		return r;
 	}
 	return take_fd(&fd);
@@ -359,7 +361,7 @@ static int bind_error(int r, const char *path, char *msg, size_t msg_size)
 		snprintf(msg, msg_size, "handoff socket path %s is longer than %zu bytes", path,
 			 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
 	else
-		snprintf(msg, msg_size, "cannot bind handoff socket %s: %s", path, strerror(-r));
+		snprintf(msg, msg_size, "cannot bind handoff socket %s: %s", path, error_text(-r));
 	return r;
 }
 

@@ -1,6 +1,7 @@
 /* inotify watch on the device's parent directory: on any event naming the device
  * (or a queue overflow) re-check with stat() and report a change of presence. */
 #include "device_presence.h"
+#include "../basic/error_text.h"
 #include "../basic/inotify_read.h"
 #include "../log.h"
 #include "../loop/loop.h"
@@ -70,7 +71,7 @@ static void device_presence_readable(void *data, uint32_t events)
 	(void)events;
 	int r = inotify_read_events(p->inotify_fd, device_presence_event, &pe);
 	if (r < 0)
-		log_error("cannot read inotify events for %s: %s", p->device_path, strerror(-r));
+		log_error("cannot read inotify events for %s: %s", p->device_path, error_text(-r));
 	if (pe.relevant)
 		device_presence_recheck(p);
 }

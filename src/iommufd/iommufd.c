@@ -4,6 +4,7 @@
  * (src/util/viriommufd.c) reports every IOMMU_OPTION failure as an error; only the
  * patch's review on the libvirt list had proposed ENOTTY/EOPNOTSUPP/EPERM as warnings. */
 #include "iommufd.h"
+#include "../basic/error_text.h"
 #include "iommufd_uapi.h"
 #include "selinux.h"
 #include "../log.h"
@@ -100,7 +101,7 @@ static int scratch_mount_private_tmpfs(struct iommufd_opener *o)
 		int r = -errno;
 		log_error("cannot make a private mount namespace for the scratch tmpfs on %s: "
 			  "unshare(CLONE_NEWNS): %s (%s)",
-			  o->scratch_dir, strerror(-r), fix);
+			  o->scratch_dir, error_text(-r), fix);
 		return r;
 	}
 	/* Slave, not private: mounts made on the host (kubelet's) still propagate into
@@ -109,7 +110,7 @@ static int scratch_mount_private_tmpfs(struct iommufd_opener *o)
 	if (mount("none", "/", "none", MS_REC | MS_SLAVE, NULL) < 0) {
 		int r = -errno;
 		log_error("cannot make / a recursive slave mount for the scratch tmpfs: %s (%s)",
-			  strerror(-r), fix);
+			  error_text(-r), fix);
 		return r;
 	}
 	/* No MS_NODEV: the point of this tmpfs is that device nodes open on it. */
@@ -117,7 +118,7 @@ static int scratch_mount_private_tmpfs(struct iommufd_opener *o)
 		  "mode=0700,size=1m") < 0) {
 		int r = -errno;
 		log_error("cannot mount the private scratch tmpfs on %s: %s (%s)", o->scratch_dir,
-			  strerror(-r), fix);
+			  error_text(-r), fix);
 		return r;
 	}
 	o->tmpfs_mounted = true;
@@ -134,7 +135,7 @@ static int scratch_check_not_nodev(const struct iommufd_opener *o)
 
 	if (statvfs(o->scratch_dir, &st) < 0) {
 		int r = -errno;
-		log_error("cannot statvfs scratch dir %s: %s", o->scratch_dir, strerror(-r));
+		log_error("cannot statvfs scratch dir %s: %s", o->scratch_dir, error_text(-r));
 		return r;
 	}
 	if (st.f_flag & ST_NODEV) {
@@ -151,7 +152,7 @@ static int scratch_prepare(struct iommufd_opener *o)
 {
 	int r = mkdir_parents(o->scratch_dir, 0700);
 	if (r < 0) {
-		log_error("cannot create scratch dir %s: %s", o->scratch_dir, strerror(-r));
+		log_error("cannot create scratch dir %s: %s", o->scratch_dir, error_text(-r));
 		return r;
 	}
 	return o->scratch_tmpfs ? scratch_mount_private_tmpfs(o) : scratch_check_not_nodev(o);
@@ -183,7 +184,7 @@ void iommufd_opener_free(struct iommufd_opener *o)
 		return;
 	if (o->tmpfs_mounted && umount2(o->scratch_dir, MNT_DETACH) < 0)
 		log_warning("cannot unmount the scratch tmpfs on %s: %s", o->scratch_dir,
-			    strerror(errno));
+			    error_text(errno));
 	free(o->device_path);
 	free(o->scratch_dir);
 	free(o);
@@ -215,7 +216,7 @@ static int open_direct(struct iommufd_opener *o, int *fd, char *msg, size_t msg_
 	if (*fd >= 0)
 		return 0;
 	int r = -errno;
-	snprintf(msg, msg_size, "cannot open %s: %s%s", o->device_path, strerror(-r),
+	snprintf(msg, msg_size, "cannot open %s: %s%s", o->device_path, error_text(-r),
 		 open_remedy(-r));
 	return r;
 }
@@ -231,7 +232,7 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, 
 
 	if (stat(o->device_path, &st) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot stat %s: %s%s", o->device_path, strerror(-r),
+		snprintf(msg, msg_size, "cannot stat %s: %s%s", o->device_path, error_text(-r),
 			 open_remedy(-r));
 		return r;
 	}
@@ -245,13 +246,14 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, 
 	if (unlink(node) < 0 && errno != ENOENT) {
 		r = -errno;
 		snprintf(msg, msg_size, "cannot remove stale temporary device node %s: %s", node,
-			 strerror(-r));
+			 error_text(-r));
 		return r;
 	}
 	if (mknod(node, S_IFCHR | 0600, st.st_rdev) < 0) {
 		r = -errno;
 		snprintf(msg, msg_size, "cannot make temporary device node %s (%u:%u, for %s): %s",
-			 node, major(st.st_rdev), minor(st.st_rdev), o->device_path, strerror(-r));
+			 node, major(st.st_rdev), minor(st.st_rdev), o->device_path,
+			 error_text(-r));
 		return r;
 	}
 
@@ -259,21 +261,21 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, 
 	if (r <= 0) {
 		if (unlink(node) < 0)
 			log_warning("cannot remove temporary device node %s: %s", node,
-				    strerror(errno));
+				    error_text(errno));
 		if (r == 0)
 			return open_direct(o, fd, msg, msg_size);
 		snprintf(msg, msg_size, "cannot label temporary device node %s with %s: %s", node,
-			 selinux_label(o->labeler), strerror(-r));
+			 selinux_label(o->labeler), error_text(-r));
 		return r;
 	}
 
 	*fd = open(node, O_RDWR | O_CLOEXEC | O_NOCTTY);
 	r = *fd < 0 ? -errno : 0;
 	if (unlink(node) < 0)
-		log_warning("cannot remove temporary device node %s: %s", node, strerror(errno));
+		log_warning("cannot remove temporary device node %s: %s", node, error_text(errno));
 	if (r < 0)
 		snprintf(msg, msg_size, "cannot open labelled device node %s (for %s): %s%s", node,
-			 o->device_path, strerror(-r), open_remedy(-r));
+			 o->device_path, error_text(-r), open_remedy(-r));
 	return r;
 }
 
@@ -300,7 +302,7 @@ static int rlimit_mode_enable(int fd, char *msg, size_t msg_size, const char *de
 	r = iommufd_get_rlimit_mode(fd, &mode);
 	if (r < 0) {
 		snprintf(msg, msg_size, "cannot read back IOMMU_OPTION_RLIMIT_MODE on %s: %s",
-			 device, strerror(-r));
+			 device, error_text(-r));
 		return -r;
 	}
 	if (mode != 1) {
@@ -349,21 +351,21 @@ int iommufd_open(struct iommufd_opener *o, int *fd_out, char *reason, size_t rea
 			 "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s (the kernel lacks the "
 			 "option; use Linux 6.2+ with iommufd, or raise RLIMIT_MEMLOCK of the VM "
 			 "user): %s",
-			 o->device_path, strerror(err), verdict);
+			 o->device_path, error_text(err), verdict);
 		log_cause_once(o, outcome, err, r == 0 ? LOG_WARNING : LOG_ERROR, msg);
 		break;
 	case IOMMUFD_OUTCOME_NO_CAPABILITY:
 		snprintf(msg, sizeof(msg),
 			 "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s (the plugin needs "
 			 "CAP_SYS_RESOURCE: add it to the container's securityContext): %s",
-			 o->device_path, strerror(err), verdict);
+			 o->device_path, error_text(err), verdict);
 		log_cause_once(o, outcome, err, r == 0 ? LOG_WARNING : LOG_ERROR, msg);
 		break;
 	case IOMMUFD_OUTCOME_FAILED:
 		/* A read-back failure already wrote its message. */
 		if (!msg[0])
 			snprintf(msg, sizeof(msg), "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s",
-				 o->device_path, strerror(err));
+				 o->device_path, error_text(err));
 		log_cause_once(o, outcome, err, LOG_ERROR, msg);
 		break;
 	default:

@@ -2,6 +2,7 @@
  * creation whether labels are in use, labels paths, and learns once from ENOTSUP
  * that the filesystem (or kernel) has none. */
 #include "selinux.h"
+#include "../basic/error_text.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -97,7 +98,7 @@ int selinux_label_path(struct selinux_labeler *labeler, const char *path)
 		log_warning("cannot label %s with %s: %s; SELinux labels are not supported here, "
 			    "so from now on the device is opened directly and handoff sockets "
 			    "are not labelled",
-			    path, labeler->label, strerror(-r));
+			    path, labeler->label, error_text(-r));
 		return 0;
 	}
 	return r;

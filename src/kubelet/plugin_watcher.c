@@ -2,6 +2,7 @@
  * are (type DevicePlugin, name = resource name, endpoint = our DevicePlugin socket's
  * absolute path, versions v1beta1); NotifyRegistrationStatus tells us how it went. */
 #include "plugin_watcher.h"
+#include "../basic/error_text.h"
 #include "device_plugin.h"
 #include "../grpc/server.h"
 #include "../log.h"
@@ -90,11 +91,11 @@ int plugin_watcher_start(struct plugin_watcher *watcher)
 	int r;
 
 	if ((r = mkdir_parents(c->plugin_dir, 0750)) < 0) {
-		log_error("cannot create %s: %s", c->plugin_dir, strerror(-r));
+		log_error("cannot create %s: %s", c->plugin_dir, error_text(-r));
 		return r;
 	}
 	if ((r = mkdir_parents(c->plugins_registry_dir, 0750)) < 0) {
-		log_error("cannot create %s: %s", c->plugins_registry_dir, strerror(-r));
+		log_error("cannot create %s: %s", c->plugins_registry_dir, error_text(-r));
 		return r;
 	}
 	/* Both paths are this plugin's own (named after it, outside the kubelet's
@@ -104,13 +105,13 @@ int plugin_watcher_start(struct plugin_watcher *watcher)
 	r = device_plugin_listen(watcher->plugin, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
 				 watcher->endpoint, true, NULL, NULL);
 	if (r < 0) {
-		log_error("cannot serve %s: %s", watcher->endpoint, strerror(-r));
+		log_error("cannot serve %s: %s", watcher->endpoint, error_text(-r));
 		return r;
 	}
 	/* Last: the kubelet may call GetInfo the moment this socket appears. */
 	r = grpc_server_listen(watcher->server, watcher->registration_socket, true, NULL, NULL);
 	if (r < 0) {
-		log_error("cannot serve %s: %s", watcher->registration_socket, strerror(-r));
+		log_error("cannot serve %s: %s", watcher->registration_socket, error_text(-r));
 		return r;
 	}
 	log_info("serving DevicePlugin on %s and plugin registration on %s", watcher->endpoint,

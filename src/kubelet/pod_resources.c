@@ -2,6 +2,7 @@
  * no watch): one connection per List, a deadline per call, a timer armed only while
  * the handoff module reports pending offers, so an idle daemon never wakes up. */
 #include "pod_resources.h"
+#include "../basic/error_text.h"
 #include "../grpc/client.h"
 #include "../handoff/handoff.h"
 #include "../log.h"
@@ -144,7 +145,7 @@ static void poll_schedule(struct pod_resources *pr)
 		return;
 	int r = loop_timer_arm(&pr->poll_timer, pr->interval_usec);
 	if (r < 0) {
-		log_error("cannot arm the PodResources poll timer: %s", strerror(-r));
+		log_error("cannot arm the PodResources poll timer: %s", error_text(-r));
 		return;
 	}
 	pr->poll_armed = true;
@@ -229,7 +230,7 @@ static void poll_now(void *data)
 	int r = grpc_client_connect(pr->loop, pr->socket_path, &pr->client);
 	if (r < 0) {
 		pr->client = NULL;
-		list_failed(pr, strerror(-r));
+		list_failed(pr, error_text(-r));
 		poll_schedule(pr);
 		return;
 	}
@@ -238,7 +239,7 @@ static void poll_now(void *data)
 		r = loop_timer_arm(&pr->deadline_timer, pr->deadline_usec);
 	if (r < 0) {
 		list_end(pr);
-		list_failed(pr, strerror(-r));
+		list_failed(pr, error_text(-r));
 		poll_schedule(pr);
 	}
 }
@@ -291,7 +292,7 @@ int pod_resources_new(struct loop *loop, struct handoff *h, const struct pod_res
 	if (r >= 0)
 		r = loop_timer_init(loop, &pr->deadline_timer, list_timed_out, pr);
 	if (r < 0) {
-		log_error("cannot create the PodResources timers: %s", strerror(-r));
+		log_error("cannot create the PodResources timers: %s", error_text(-r));
 		pod_resources_free(pr);
 		return r;
 	}

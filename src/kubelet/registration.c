@@ -11,6 +11,7 @@
  * - our socket deleted without a kubelet restart gets a grace before we serve it
  *   again, so a plugin that unlinks and rebinds it wins without a race. */
 #include "registration.h"
+#include "../basic/error_text.h"
 #include "device_plugin.h"
 #include "../basic/inotify_read.h"
 #include "../basic/unix_socket.h"
@@ -129,7 +130,7 @@ static void endpoint_bound(void *data, const struct file_id *id)
 
 	if (r < 0)
 		log_warning("cannot record our DevicePlugin socket for other instances: %s",
-			    strerror(-r));
+			    error_text(-r));
 }
 
 /* Someone else's live socket is at our path: step aside. */
@@ -191,7 +192,7 @@ static int registration_claim(struct registration *reg)
 		return r;
 	}
 	if (r < 0) {
-		log_error("cannot serve %s: %s", reg->plugin_socket, strerror(-r));
+		log_error("cannot serve %s: %s", reg->plugin_socket, error_text(-r));
 		return r;
 	}
 	if (reg->ever_registered)
@@ -274,7 +275,7 @@ static void registration_register(struct registration *reg)
 	if (r < 0) {
 		reg->stats.register_failures++;
 		log_warning("cannot connect to the kubelet on %s: %s", reg->kubelet_socket,
-			    strerror(-r));
+			    error_text(-r));
 		reg->client = NULL;
 		registration_schedule_retry(reg);
 		return;
@@ -367,7 +368,7 @@ int registration_start(struct registration *reg)
 	int r;
 
 	if ((r = mkdir_parents(reg->config->kubelet_dir, 0755)) < 0) {
-		log_error("cannot create %s: %s", reg->config->kubelet_dir, strerror(-r));
+		log_error("cannot create %s: %s", reg->config->kubelet_dir, error_text(-r));
 		return r;
 	}
 	if ((r = loop_timer_init(reg->loop, &reg->retry_timer, registration_retry, reg)) < 0 ||
@@ -375,26 +376,26 @@ int registration_start(struct registration *reg)
 		0 ||
 	    (r = loop_timer_init(reg->loop, &reg->endpoint_timer, registration_endpoint_timer,
 				 reg)) < 0) {
-		log_error("cannot create a timer: %s", strerror(-r));
+		log_error("cannot create a timer: %s", error_text(-r));
 		return r;
 	}
 	reg->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (reg->inotify_fd < 0) {
 		r = -errno;
-		log_error("cannot create an inotify instance: %s", strerror(-r));
+		log_error("cannot create an inotify instance: %s", error_text(-r));
 		return r;
 	}
 	if (inotify_add_watch(reg->inotify_fd, reg->config->kubelet_dir,
 			      IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) <
 	    0) {
 		r = -errno;
-		log_error("cannot watch %s: %s", reg->config->kubelet_dir, strerror(-r));
+		log_error("cannot watch %s: %s", reg->config->kubelet_dir, error_text(-r));
 		return r;
 	}
 	r = loop_watch_add(reg->loop, &reg->inotify_watch, reg->inotify_fd, EPOLLIN,
 			   registration_dir_changed, reg);
 	if (r < 0) {
-		log_error("cannot watch the inotify fd: %s", strerror(-r));
+		log_error("cannot watch the inotify fd: %s", error_text(-r));
 		return r;
 	}
 	r = registration_claim(reg);

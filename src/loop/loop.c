@@ -1,5 +1,6 @@
 /* epoll event loop with timerfd timers. See loop.h. */
 #include "loop.h"
+#include "../basic/error_text.h"
 #include "../util.h"
 
 #include "../log.h"
@@ -250,7 +251,7 @@ static void listener_update(struct loop_listener *l)
 
 	if (r < 0)
 		log_error("cannot %s accepting on %s: %s", events ? "resume" : "pause", l->name,
-			  strerror(-r));
+			  error_text(-r));
 }
 
 static void listener_starve(struct loop_listener *l, int error)
@@ -261,7 +262,7 @@ static void listener_starve(struct loop_listener *l, int error)
 	if (!l->failing)
 		log_error("cannot accept on %s: %s; the waiting connections stay queued until "
 			  "an fd is free",
-			  l->name, strerror(error));
+			  l->name, error_text(error));
 	l->failing = true;
 	l->starved = true;
 	list_unlink(&l->starved_link);

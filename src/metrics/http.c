@@ -2,6 +2,7 @@
  * request head, answer once, close. Connections sit in a list in accept order, which
  * is deadline order, so one timer covers every deadline (as in handoff.c). */
 #include "http.h"
+#include "../basic/error_text.h"
 #include "../basic/list.h"
 #include "../basic/unix_socket.h"
 #include "../log.h"
@@ -99,7 +100,7 @@ static void server_rearm(struct http_server *s)
 	int r = loop_timer_arm_at(&s->timer, due);
 
 	if (r < 0)
-		log_error("cannot arm the HTTP deadline timer: %s", strerror(-r));
+		log_error("cannot arm the HTTP deadline timer: %s", error_text(-r));
 }
 
 /* Accepts while there is room for another connection. */
@@ -183,7 +184,7 @@ static void http_connection_write(struct http_connection *c)
 		}
 		if (n < 0) {
 			log_debug(2, "HTTP peer on %s went away: %s", c->server->address,
-				  strerror(errno));
+				  error_text(errno));
 			connection_close(c);
 			return;
 		}
@@ -269,7 +270,7 @@ static void connection_start(struct http_server *s, int fd)
 	s->connection_count++;
 	int r = loop_watch_add(s->loop, &c->watch, fd, EPOLLIN, connection_event, c);
 	if (r < 0) {
-		log_error("cannot watch an HTTP connection on %s: %s", s->address, strerror(-r));
+		log_error("cannot watch an HTTP connection on %s: %s", s->address, error_text(-r));
 		connection_close(c);
 	}
 }
@@ -399,7 +400,7 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 	if (r < 0) {
 		log_error("cannot serve metrics on '%s': %s (want HOST:PORT with a numeric host, "
 			  "[IPv6]:PORT, :PORT, or an absolute unix socket path)",
-			  address, strerror(-r));
+			  address, error_text(-r));
 		return r;
 	}
 	struct http_server *s = xcalloc(1, sizeof(*s));
@@ -413,7 +414,7 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 	s->data = data;
 	r = server_listen(s, &addr, len);
 	if (r < 0) {
-		log_error("cannot listen for HTTP on %s: %s", address, strerror(-r));
+		log_error("cannot listen for HTTP on %s: %s", address, error_text(-r));
 		goto fail;
 	}
 	r = loop_timer_init(loop, &s->timer, server_timer, s);
@@ -421,7 +422,7 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 		r = loop_listener_start(loop, &s->listener, s->listen_fd, s->address,
 					http_server_accept, s);
 	if (r < 0) {
-		log_error("cannot watch the HTTP listener on %s: %s", address, strerror(-r));
+		log_error("cannot watch the HTTP listener on %s: %s", address, error_text(-r));
 		goto fail;
 	}
 	*out = s;
@@ -443,7 +444,7 @@ void http_server_free(struct http_server *s)
 		close(s->listen_fd);
 		int r = s->unix_path ? unix_socket_unlink_ours(s->unix_path, &s->unix_id) : 0;
 		if (r < 0)
-			log_warning("cannot remove %s: %s", s->unix_path, strerror(-r));
+			log_warning("cannot remove %s: %s", s->unix_path, error_text(-r));
 	}
 	free(s->unix_path);
 	free(s->address);

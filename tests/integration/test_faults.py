@@ -25,9 +25,11 @@ from harness import settle_fds, stable_fd_count, wait_until
 from kubelet import KUBELET_SOCKET, DevicePluginClient
 from receiver import allocate_socket, assert_is_dev_null, connect, kubevirt_receive, receive_on, ACK
 
-TOO_MANY_FILES = os.strerror(24)  # EMFILE: "Too many open files"
-NO_SPACE = os.strerror(28)  # ENOSPC
-READ_ONLY = os.strerror(30)  # EROFS
+# The daemon names the errno in its messages (src/basic/error_text.c), whatever the libc:
+# the tests look for the name, not a libc's wording.
+TOO_MANY_FILES = "(EMFILE)"
+NO_SPACE = "(ENOSPC)"
+READ_ONLY = "(EROFS)"
 
 
 # -- helpers -------------------------------------------------------------------------------

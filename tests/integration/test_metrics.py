@@ -397,7 +397,7 @@ def test_a_taken_metrics_port_fails_start(env):
             capture_output=True, text=True, timeout=10,
         )
     assert result.returncode == 1
-    assert "Address already in use" in result.stderr
+    assert "(EADDRINUSE)" in result.stderr, result.stderr
 
 
 def test_json_log_lines_are_one_object_each(env):

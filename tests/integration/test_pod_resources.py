@@ -121,7 +121,7 @@ def test_api_unavailable_warns_once_and_the_ttl_still_removes_the_socket(env):
     assert "nobody took the fd of iommufd0" in text
     assert count(plugin, UNAVAILABLE) == 1, "warned more than once:\n" + text[-3000:]
     (warning,) = [l for l in text.splitlines() if UNAVAILABLE.search(l)]
-    assert warning.startswith("W") and missing in warning and "No such file" in warning
+    assert warning.startswith("W") and missing in warning and "(ENOENT)" in warning
 
 
 def test_api_failing_with_an_error_status_keeps_the_ttl_behaviour(env, pods):

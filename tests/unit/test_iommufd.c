@@ -197,7 +197,7 @@ static void iommufd_open_required_fails_with_reason_on_enotty(void **state)
 	assert_int_equal(iommufd_open(o, &fd, reason, sizeof(reason)), -ENOTTY);
 	assert_int_equal(fd, -1);
 	assert_non_null(strstr(reason, "cannot set IOMMU_OPTION_RLIMIT_MODE on /dev/null"));
-	assert_non_null(strstr(reason, strerror(ENOTTY)));
+	assert_non_null(strstr(reason, "(ENOTTY)"));
 	assert_non_null(strstr(reason, "policy required"));
 	assert_int_equal(iommufd_opener_stats(o)->outcomes[IOMMUFD_OUTCOME_UNSUPPORTED], 1);
 	iommufd_opener_free(o);
