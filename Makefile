@@ -20,11 +20,18 @@ test:
 test-fast:
 	scripts/test.sh --no-vm
 
-# The release artifact: fully static binaries in build-static/.
+# The release artifact: fully static musl binaries in build-static/ (scripts/musl.sh
+# gives the toolchain and the libraries). make static LIBC=glibc: static glibc
+# instead, in build-static-glibc/.
 static:
 	scripts/deps.sh
-	[ -f build-static/build.ninja ] || meson setup build-static -Dstatic_binary=true -Dbuildtype=release -Dstrip=true
+ifeq ($(LIBC),glibc)
+	[ -f build-static-glibc/build.ninja ] || meson setup build-static-glibc -Dstatic_binary=true -Dbuildtype=release -Dstrip=true
+	ninja -C build-static-glibc
+else
+	[ -f build-static/build.ninja ] || meson setup build-static --native-file "$$(scripts/musl.sh)" -Dstatic_binary=true -Dbuildtype=release -Doptimization=2 -Dstrip=true
 	ninja -C build-static
+endif
 
 # The container image as an OCI archive, build-image/iommufd-device-plugin-<arch>.tar
 # (buildah, no Docker engine): make image [ARCH=arm64]
@@ -37,4 +44,4 @@ release:
 	scripts/release.sh
 
 clean:
-	rm -rf build build-asan build-static build-logs build-image build-release
+	rm -rf build build-asan build-musl build-static build-static-glibc build-ship-* build-logs build-image build-release

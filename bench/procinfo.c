@@ -165,7 +165,7 @@ int proc_wait_idle(pid_t pid, int timeout_ms)
 
 	while (bench_now_ns() < deadline) {
 		char state;
-		unsigned long long ns;
+		unsigned long long ns = 0;
 		int r = proc_state(pid, &state);
 		if (r == 0)
 			r = proc_cpu_ns(pid, &ns);

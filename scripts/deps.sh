@@ -18,6 +18,10 @@ packages=(
 	# validation; the arm64 -dev packages come through multiarch in scripts/image.sh
 	python3-prometheus-client buildah file gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
 	qemu-user-static python3-kubernetes python3-yaml python3-jsonschema
+	# the musl release (issue 13): musl-gcc, and what scripts/musl.sh needs to build
+	# nghttp2, protobuf-c and cmocka from Debian's source packages (the arm64 musl-dev
+	# comes through multiarch in scripts/musl.sh)
+	musl-tools musl-dev cmake dpkg-dev
 )
 
 missing=()

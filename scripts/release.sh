@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The release, in one command: static binaries for amd64 and arm64, their images (one
+# The release, in one command: static musl binaries for amd64 and arm64, their images (one
 # OCI archive per architecture and one multi-arch archive), the rendered manifests, a
 # tarball, and SHA256SUMS over all of it, in build-release/.
 # Reproducible: every time comes from SOURCE_DATE_EPOCH (default: the last commit's),
@@ -118,7 +118,7 @@ if [ "$verify" -eq 0 ]; then
 fi
 
 # --verify: this tree from scratch, then a copy elsewhere from scratch; same hashes?
-rm -rf build-ship-static build-arm64 build-image
+rm -rf build-ship-amd64 build-ship-arm64 build-image
 build
 copy=$(mktemp -d /tmp/release-verify.XXXXXX)
 trap 'rm -rf "$copy"' EXIT

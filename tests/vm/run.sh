@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 out="${IOMMUFD_VM_BUILD_DIR:-$repo/build-vm}"
-static_build="${IOMMUFD_VM_STATIC_BUILD_DIR:-$repo/build-vm-static}"
+static_build="${IOMMUFD_VM_STATIC_BUILD_DIR:-$repo/build-vm-musl}"
 boot_timeout="${IOMMUFD_VM_TIMEOUT:-300}"
 accel="${IOMMUFD_VM_ACCEL:-tcg}" # /dev/kvm on CI machines usually cannot run guests
 mode="test"
@@ -21,7 +21,7 @@ usage() {
 		  IOMMUFD_VM_CACHE            kernel cache (default /var/cache/iommufd-device-plugin)
 		  IOMMUFD_VM_BIN_DIR          use the static project binaries from this directory
 		  IOMMUFD_VM_BUILD_DIR        scratch output (default $repo/build-vm)
-		  IOMMUFD_VM_STATIC_BUILD_DIR meson static build dir (default $repo/build-vm-static)
+		  IOMMUFD_VM_STATIC_BUILD_DIR meson static musl build dir (default $repo/build-vm-musl)
 		  IOMMUFD_VM_TIMEOUT          seconds before the VM is killed (default $boot_timeout)
 		  IOMMUFD_VM_ACCEL            qemu accelerator (default tcg)
 		  IOMMUFD_VM_ALLOW_MISSING=1  boot even if the project binaries do not build
@@ -75,7 +75,9 @@ else
 	bin_dir="$static_build"
 	mkdir -p "$out"
 	if [[ ! -e "$static_build/build.ninja" ]]; then
-		meson setup "$static_build" "$repo" -Dstatic_binary=true >"$out/meson-setup.log" 2>&1 ||
+		{ musl_file=$("$repo/scripts/musl.sh") &&
+			meson setup "$static_build" "$repo" --native-file "$musl_file" -Dstatic_binary=true; } \
+			>"$out/meson-setup.log" 2>&1 ||
 			{ [[ $allow_missing == 1 ]] || cat "$out/meson-setup.log" >&2; }
 	fi
 	if [[ -e "$static_build/build.ninja" ]]; then
@@ -84,7 +86,7 @@ else
 			missing "building the static project binaries in $static_build failed"
 		}
 	else
-		missing "meson setup $static_build -Dstatic_binary=true failed ($out/meson-setup.log)"
+		missing "meson setup $static_build (musl, -Dstatic_binary=true) failed ($out/meson-setup.log)"
 	fi
 fi
 present_bins=()
