@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests (cmocka) and the integration suite (pytest, with
-# Debian's python3-grpcio as the kubelet) against a normal and an ASan+UBSan build,
+# Debian's python3-grpcio as the kubelet) against a normal (glibc), an ASan+UBSan
+# (glibc: the sanitizers need it) and a static musl build (what the release ships),
 # then the real-kernel test in a qemu guest. Ends with one line 'N passed, N failed'.
 # Usage: scripts/test.sh [--no-vm]
 set -uo pipefail
@@ -73,11 +74,17 @@ pytest_suite() { # pytest_suite RUNNER BUILD_DIR NAME
 	count "$3" "$ok" "$bad"
 }
 
-for variant in "build:normal" "build-asan:asan"; do
+for variant in "build:normal" "build-asan:asan" "build-musl:musl"; do
 	dir=${variant%%:*}
 	name=${variant##*:}
 	opts=()
 	[ "$name" = asan ] && opts=(-Db_sanitize=address,undefined -Db_lundef=false)
+	if [ "$name" = musl ]; then
+		# The release's configuration (scripts/image.sh), unstripped. The fuzz targets
+		# stay glibc: libFuzzer is clang's, built against glibc.
+		musl_file=$(scripts/musl.sh 2>"$logdir/musl-deps.log") || { cat "$logdir/musl-deps.log"; musl_file=/nonexistent; }
+		opts=(--native-file "$musl_file" -Dstatic_binary=true -Dbuildtype=release -Doptimization=2)
+	fi
 	if build "$dir" "${opts[@]}"; then
 		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
 		export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
