@@ -31,7 +31,7 @@ case "${1:-}" in
 esac
 host_arch=$(dpkg --print-architecture)
 # Bump when the recipe below changes what lands in the prefix.
-recipe=2
+recipe=3
 
 say() { echo "musl.sh: $*" >&2; }
 fail() {
@@ -146,9 +146,11 @@ work=$(mktemp -d "$cache/.build-$arch.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 stage=$work/prefix
 mkdir -p "$stage/lib/pkgconfig" "$stage/include"
-# For size (the release's budget is 300 KiB): -Os, and sections so the linker drops what
-# we do not call. Their CPU share is small (the plugin's time is mostly in the kernel).
-cflags="-Os -ffunction-sections -fdata-sections"
+# For size (the release's budget is 300 KiB): -Os, sections so the linker drops what we
+# do not call, and no unwind tables (.eh_frame was 28 KiB: C without exceptions never
+# unwinds; debuggers and perf use debug info or frame pointers). Their CPU share is
+# small (the plugin's time is mostly in the kernel).
+cflags="-Os -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables -fno-unwind-tables"
 cmake_cross=()
 if [ "$cross" -eq 1 ]; then
 	cmake_cross=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64
@@ -226,7 +228,8 @@ ln -sfn /usr/include/asm-generic "$stage/kinclude/asm-generic"
 	echo "[properties]"
 	echo "pkg_config_libdir = '$prefix/lib/pkgconfig'"
 	echo "[built-in options]"
-	echo "c_args = ['-isystem', '$prefix/kinclude', '-ffunction-sections', '-fdata-sections']"
+	echo "c_args = ['-isystem', '$prefix/kinclude', '-ffunction-sections', '-fdata-sections'," \
+		"'-fno-asynchronous-unwind-tables', '-fno-unwind-tables']"
 	echo "c_link_args = ['-Wl,--gc-sections']"
 	if [ "$cross" -eq 1 ]; then
 		echo "[host_machine]"

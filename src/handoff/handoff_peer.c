@@ -42,7 +42,8 @@ static void peer_cgroup(pid_t pid, char *out, size_t size)
 	if (pid <= 0)
 		return;
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* openat: no extra fcntl(F_SETFD) under musl, see iommufd.c's open_direct(). */
+	cleanup_close int fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd >= 0) {
 		do
 			n = read(fd, buf, sizeof(buf) - 1);

@@ -212,7 +212,9 @@ static const char *open_remedy(int err)
 
 static int open_direct(struct iommufd_opener *o, int *fd, char *msg, size_t msg_size)
 {
-	*fd = open(o->device_path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+	/* openat, not open: musl's open() follows O_CLOEXEC with a fcntl(F_SETFD) for
+	 * kernels older than 2.6.23, a syscall per Allocate; its openat() does not. */
+	*fd = openat(AT_FDCWD, o->device_path, O_RDWR | O_CLOEXEC | O_NOCTTY);
 	if (*fd >= 0)
 		return 0;
 	int r = -errno;
