@@ -111,7 +111,8 @@ void fuzz_daemon_start(struct fuzz_daemon *d)
 					 NULL, NULL) == 0);
 
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+	fuzz_assert(snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path) <
+		    (int)sizeof(addr.sun_path));
 	d->client_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	fuzz_assert(d->client_fd >= 0);
 	fuzz_assert(connect(d->client_fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
