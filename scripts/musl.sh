@@ -190,7 +190,7 @@ mkdir -p "$stage/include/protobuf-c"
 # shellcheck disable=SC2086 # cflags is a list of flags
 "$cc" $cflags -c "$protobufc_src/protobuf-c/protobuf-c.c" -o "$work/protobuf-c.o" ||
 	fail "protobuf-c: compile failed"
-if [ "$cross" -eq 1 ]; then ar=aarch64-linux-gnu-ar; else ar=ar; fi
+if [ "$cross" -eq 1 ]; then ar="aarch64-linux-gnu-ar"; else ar="ar"; fi
 "$ar" rcsD "$stage/lib/libprotobuf-c.a" "$work/protobuf-c.o"
 cp "$protobufc_src/protobuf-c/protobuf-c.h" "$stage/include/protobuf-c/"
 cat >"$stage/lib/pkgconfig/libprotobuf-c.pc" <<EOF
