@@ -80,8 +80,9 @@ for variant in "build:normal" "build-asan:asan" "build-musl:musl"; do
 	opts=()
 	[ "$name" = asan ] && opts=(-Db_sanitize=address,undefined -Db_lundef=false)
 	if [ "$name" = musl ]; then
-		# The release's configuration (scripts/image.sh), unstripped. The fuzz targets
-		# stay glibc: libFuzzer is clang's, built against glibc.
+		# The release's configuration (scripts/image.sh), unstripped. Its unit tests
+		# include the fuzz corpus replays (tests/fuzz/replay.c); fuzzing itself stays
+		# glibc: libFuzzer is clang's, built against glibc.
 		musl_file=$(scripts/musl.sh 2>"$logdir/musl-deps.log") || { cat "$logdir/musl-deps.log"; musl_file=/nonexistent; }
 		opts=(--native-file "$musl_file" -Dstatic_binary=true -Dbuildtype=release -Doptimization=2)
 	fi
