@@ -22,14 +22,15 @@ test-fast:
 
 # The release artifact: fully static musl binaries in build-static/ (scripts/musl.sh
 # gives the toolchain and the libraries). make static LIBC=glibc: static glibc
-# instead, in build-static-glibc/.
+# instead, in build-static-glibc/. build-static/ is set up again when it was made with
+# another machine file (a glibc build from before, older musl libraries).
 static:
 	scripts/deps.sh
 ifeq ($(LIBC),glibc)
 	[ -f build-static-glibc/build.ninja ] || meson setup build-static-glibc -Dstatic_binary=true -Dbuildtype=release -Dstrip=true
 	ninja -C build-static-glibc
 else
-	[ -f build-static/build.ninja ] || meson setup build-static --native-file "$$(scripts/musl.sh)" -Dstatic_binary=true -Dbuildtype=release -Doptimization=2 -Dstrip=true
+	musl_file=$$(scripts/musl.sh) && { grep -qsF "$$musl_file" build-static/meson-private/cmd_line.txt || { rm -rf build-static && meson setup build-static --native-file "$$musl_file" -Dstatic_binary=true -Dbuildtype=release -Doptimization=2 -Dstrip=true; }; }
 	ninja -C build-static
 endif
 

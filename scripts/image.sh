@@ -86,6 +86,8 @@ build_binaries() {
 		return 1
 	fi
 	local log=$out/$arch-build.log
+	# A dir set up with another machine file (older musl libraries) is set up again.
+	grep -qsF "$machine_file" "$dir/meson-private/cmd_line.txt" || rm -rf "$dir"
 	if ! { [ -f "$dir/build.ninja" ] || meson setup "$dir" --werror "${setup[@]}"; } >"$log" 2>&1 ||
 		! ninja -C "$dir" iommufd-device-plugin iommufd-receive >>"$log" 2>&1; then
 		cat "$log" >&2

@@ -85,6 +85,7 @@ for variant in "build:normal" "build-asan:asan" "build-musl:musl"; do
 		# glibc: libFuzzer is clang's, built against glibc.
 		musl_file=$(scripts/musl.sh 2>"$logdir/musl-deps.log") || { cat "$logdir/musl-deps.log"; musl_file=/nonexistent; }
 		opts=(--native-file "$musl_file" -Dstatic_binary=true -Dbuildtype=release -Doptimization=2)
+		grep -qsF "$musl_file" "$dir/meson-private/cmd_line.txt" || rm -rf "$dir"
 	fi
 	if build "$dir" "${opts[@]}"; then
 		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1

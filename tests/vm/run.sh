@@ -74,8 +74,14 @@ if [[ -n "${IOMMUFD_VM_BIN_DIR:-}" ]]; then
 else
 	bin_dir="$static_build"
 	mkdir -p "$out"
+	musl_file=$("$repo/scripts/musl.sh") || musl_file=
+	# A meson build dir made with another machine file (glibc, older musl libraries) is made again.
+	if [[ -f "$static_build/meson-private/cmd_line.txt" ]] &&
+		! grep -qF "${musl_file:-none}" "$static_build/meson-private/cmd_line.txt"; then
+		rm -rf "$static_build"
+	fi
 	if [[ ! -e "$static_build/build.ninja" ]]; then
-		{ musl_file=$("$repo/scripts/musl.sh") &&
+		{ [[ -n $musl_file ]] &&
 			meson setup "$static_build" "$repo" --native-file "$musl_file" -Dstatic_binary=true; } \
 			>"$out/meson-setup.log" 2>&1 ||
 			{ [[ $allow_missing == 1 ]] || cat "$out/meson-setup.log" >&2; }
