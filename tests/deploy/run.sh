@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs the shipping suite (pytest; ends with its summary line): the image for amd64 and
 # arm64 (test_image.py), the kustomizations rendered with kustomize and validated
-# offline (test_manifests.py), the Helm chart against them (test_helm.py), the
-# alert rules against a running plugin's metrics (test_alerts.py), the reproducible release (test_release.py).
+# offline (test_manifests.py), the Helm chart against them (test_helm.py), the alert
+# rules against a running plugin's metrics (test_alerts.py), the reproducible release
+# (test_release.py).
 #   tests/deploy/run.sh [BUILD_DIR] [pytest args...]
 # BUILD_DIR (default: <repo>/build) holds the daemon the manifests' settings are tried
 # on. kustomize comes from PATH, else from Debian trixie's package, promtool from
