@@ -18,6 +18,8 @@ packages=(
 	# validation; the arm64 -dev packages come through multiarch in scripts/image.sh
 	python3-prometheus-client buildah file gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu
 	qemu-user-static python3-kubernetes python3-yaml python3-jsonschema
+	# the systemd unit's checks (issue 13): systemd-analyze verify and security
+	systemd
 )
 
 missing=()
