@@ -4,6 +4,7 @@
  * Levels: error, warning, info; info messages carry a verbosity (-v N) like klog's V(N). */
 #pragma once
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO };
@@ -23,6 +24,9 @@ bool log_enabled(int verbosity);
 void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
 	       ...) __attribute__((format(printf, 5, 6)));
 
+void log_vwrite(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
+		va_list ap) __attribute__((format(printf, 5, 0)));
+
 #define log_error(...)	 log_write(LOG_ERROR, 0, __FILE__, __LINE__, __VA_ARGS__)
 #define log_warning(...) log_write(LOG_WARNING, 0, __FILE__, __LINE__, __VA_ARGS__)
 #define log_info(...)	 log_write(LOG_INFO, 0, __FILE__, __LINE__, __VA_ARGS__)
@@ -32,3 +36,23 @@ void log_write(enum log_level level, int verbosity, const char *file, int line, 
 		if (log_enabled(v))                                                                \
 			log_write(LOG_INFO, (v), __FILE__, __LINE__, __VA_ARGS__);                 \
 	} while (0)
+
+/* An event logged once per cause: its line goes out again only when the cause (an
+ * errno, or 0) changes; repeats are logged at verbosity 1. Zeroed: nothing logged. */
+struct log_once {
+	bool logged;
+	int cause;
+};
+
+/* Logs like log_write at file:line unless once last logged this same cause (then at
+ * verbosity 1), and records cause in once. Use the macros: they pass the caller's
+ * location. */
+void log_once_write(struct log_once *once, int cause, enum log_level level, const char *file,
+		    int line, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+#define log_error_once(once, cause, ...)                                                           \
+	log_once_write(once, cause, LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+#define log_warning_once(once, cause, ...)                                                         \
+	log_once_write(once, cause, LOG_WARNING, __FILE__, __LINE__, __VA_ARGS__)
+#define log_info_once(once, cause, ...)                                                            \
+	log_once_write(once, cause, LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)

@@ -147,13 +147,12 @@ static void daemon_signal(void *data, uint32_t events)
 }
 
 /* A fresh, configured fd for a dead instance's socket (handoff_rescue). */
-static int daemon_open_fd(void *data, const char *device_id, int *fd, char *reason,
-			  size_t reason_size)
+static int daemon_open_fd(void *data, const char *device_id, int *fd, struct error *e)
 {
 	struct daemon *d = data;
 	(void)device_id;
 
-	return iommufd_open(d->opener, fd, reason, reason_size);
+	return iommufd_open(d->opener, fd, e);
 }
 
 static void daemon_device_changed(void *data, bool present)

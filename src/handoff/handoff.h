@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct error;
 struct file_id;
 struct loop;
 struct selinux_labeler;
@@ -76,9 +77,9 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 void handoff_free(struct handoff *h);
 
 /* Opens a fresh, configured iommufd for device_id: the one the device plugin would
- * hand over for an Allocate. Returns 0 and *fd (taken), or -errno with a reason. */
-typedef int (*handoff_open_fn)(void *data, const char *device_id, int *fd, char *reason,
-			       size_t reason_size);
+ * hand over for an Allocate. Returns 0 and *fd (taken), or -errno with the reason in
+ * *e, unlogged (handoff_rescue logs it). */
+typedef int (*handoff_open_fn)(void *data, const char *device_id, int *fd, struct error *e);
 
 /* Re-serves what dead instances left in the socket dir: every socket in an instance
  * dir whose lock is free, and every dead socket directly in the socket dir (from a
@@ -92,12 +93,12 @@ size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data);
  * "<socket_dir>/<device_id>-<n>.sock". Takes fd in every case (closed on failure).
  * An earlier offer for the same device_id is withdrawn first. Returns 0 and
  * *socket_path (owned by h, valid until the offer ends: copy it), or -errno, with a
- * one-line reason in reason (reason_size bytes, may be 0): EINVAL (device_id empty,
- * longer than 64, starting with '.', or with characters outside [A-Za-z0-9._-]),
- * ENAMETOOLONG (path longer than a sun_path), or the errno of
+ * one-line reason in *e (may be NULL), unlogged: EINVAL (device_id empty, longer than
+ * 64, starting with '.', or with characters outside [A-Za-z0-9._-]), ENAMETOOLONG
+ * (path longer than a sun_path), or the errno of
  * socket/bind/chmod/chown/lsetxattr/listen/epoll. */
 int handoff_offer(struct handoff *h, const char *device_id, int fd, const char **socket_path,
-		  char *reason, size_t reason_size);
+		  struct error *e);
 
 /* Withdraws the offer on socket_path (as returned by handoff_offer) before anyone was
  * told about it: an Allocate that fails after some of its offers were made. Counted

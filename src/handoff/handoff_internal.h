@@ -48,10 +48,10 @@ struct handoff_offer {
 };
 
 /* Makes an offer of fd on the listening socket at path (fd, listen_fd and path are
- * taken) in dir (NULL: the socket dir itself). Returns 0 or -errno with a reason; on
- * failure everything taken is released. */
+ * taken) in dir (NULL: the socket dir itself). Returns 0 or -errno with the reason in
+ * *e (may be NULL); on failure everything taken is released. */
 int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id, int fd,
-			int listen_fd, char *path, char *reason, size_t reason_size);
+			int listen_fd, char *path, struct error *e);
 
 /* Whether id is safe as a socket file name part: 1-64 of [A-Za-z0-9._-], no leading '.'. */
 bool handoff_device_id_valid(const char *id);

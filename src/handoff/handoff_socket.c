@@ -3,6 +3,7 @@
  * listens, so no peer can connect to a socket that is not ready. */
 #include "handoff_socket.h"
 #include "handoff.h"
+#include "../basic/error.h"
 #include "../basic/unix_socket.h"
 #include "../iommufd/selinux.h"
 #include "../log.h"
@@ -71,29 +72,25 @@ static int lock_dir(const char *dir, bool create)
 	return take_fd(&fd);
 }
 
-int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, char *msg,
-			   size_t msg_size)
+int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, struct error *e)
 {
 	char name[INSTANCE_NAME_LEN + 1];
 	int r = mkdir_parents(socket_dir, 0700);
 
-	if (r < 0) {
-		snprintf(msg, msg_size, "cannot create handoff socket dir %s: %s", socket_dir,
-			 strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return error_set(e, r, "cannot create handoff socket dir %s: %s", socket_dir,
+				 strerror(-r));
 	instance_name(name);
 	cleanup_free char *tmp = xasprintf("%s/.new-%s", socket_dir, name);
 	cleanup_free char *path = xasprintf("%s/%s", socket_dir, name);
 	if (mkdir(tmp, 0700) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot create instance dir %s: %s", tmp, strerror(-r));
-		return r;
+		return error_set(e, r, "cannot create instance dir %s: %s", tmp, strerror(-r));
 	}
 	int fd = lock_dir(tmp, true);
 	if (fd < 0 || rename(tmp, path) < 0) {
 		r = fd < 0 ? fd : -errno;
-		snprintf(msg, msg_size, "cannot set up instance dir %s: %s", path, strerror(-r));
+		error_set(e, r, "cannot set up instance dir %s: %s", path, strerror(-r));
 		if (fd >= 0)
 			close(fd);
 		cleanup_free char *lock = xasprintf("%s/" LOCK_NAME, tmp);
@@ -305,45 +302,40 @@ bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct hand
 	return found;
 }
 
-static int socket_prepare(const struct handoff_options *o, int fd, const char *path, char *msg,
-			  size_t msg_size)
+static int socket_prepare(const struct handoff_options *o, int fd, const char *path,
+			  struct error *e)
 {
 	int r;
 
 	if (chmod(path, o->socket_mode) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot chmod handoff socket %s to %04o: %s", path,
-			 (unsigned)o->socket_mode, strerror(-r));
-		return r;
+		return error_set(e, r, "cannot chmod handoff socket %s to %04o: %s", path,
+				 (unsigned)o->socket_mode, strerror(-r));
 	}
 	if ((o->socket_uid != (uid_t)-1 || o->socket_gid != (gid_t)-1) &&
 	    lchown(path, o->socket_uid, o->socket_gid) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot chown handoff socket %s to %d:%d: %s", path,
-			 (int)o->socket_uid, (int)o->socket_gid, strerror(-r));
-		return r;
+		return error_set(e, r, "cannot chown handoff socket %s to %d:%d: %s", path,
+				 (int)o->socket_uid, (int)o->socket_gid, strerror(-r));
 	}
 	r = selinux_label_path(o->labeler, path);
-	if (r < 0) {
-		snprintf(msg, msg_size, "cannot label handoff socket %s with %s: %s", path,
-			 selinux_label(o->labeler), strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return error_set(e, r, "cannot label handoff socket %s with %s: %s", path,
+				 selinux_label(o->labeler), strerror(-r));
 	if (listen(fd, HANDOFF_BACKLOG) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot listen on handoff socket %s: %s", path,
-			 strerror(-r));
-		return r;
+		return error_set(e, r, "cannot listen on handoff socket %s: %s", path,
+				 strerror(-r));
 	}
 	return 0;
 }
 
 /* Prepares the socket bound at path; on failure removes it. Returns fd or -errno. */
-static int socket_finish(const struct handoff_options *o, int bound_fd, const char *path, char *msg,
-			 size_t msg_size)
+static int socket_finish(const struct handoff_options *o, int bound_fd, const char *path,
+			 struct error *e)
 {
 	cleanup_close int fd = bound_fd;
-	int r = socket_prepare(o, fd, path, msg, msg_size);
+	int r = socket_prepare(o, fd, path, e);
 
 	if (r < 0) {
 		if (unlink(path) < 0)
@@ -353,18 +345,16 @@ static int socket_finish(const struct handoff_options *o, int bound_fd, const ch
 	return take_fd(&fd);
 }
 
-static int bind_error(int r, const char *path, char *msg, size_t msg_size)
+static int bind_error(int r, const char *path, struct error *e)
 {
 	if (r == -ENAMETOOLONG)
-		snprintf(msg, msg_size, "handoff socket path %s is longer than %zu bytes", path,
-			 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-	else
-		snprintf(msg, msg_size, "cannot bind handoff socket %s: %s", path, strerror(-r));
-	return r;
+		return error_set(e, r, "handoff socket path %s is longer than %zu bytes", path,
+				 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+	return error_set(e, r, "cannot bind handoff socket %s: %s", path, strerror(-r));
 }
 
 int handoff_socket_listen(const struct handoff_options *o, const char *dir, const char *device_id,
-			  unsigned long long *counter, char **path_out, char *msg, size_t msg_size)
+			  unsigned long long *counter, char **path_out, struct error *e)
 {
 	cleanup_free char *path = NULL;
 	struct file_id id;
@@ -379,20 +369,19 @@ int handoff_socket_listen(const struct handoff_options *o, const char *dir, cons
 			fd = unix_socket_bind(path, &id);
 	}
 	if (fd < 0)
-		return bind_error(fd, path, msg, msg_size);
-	fd = socket_finish(o, fd, path, msg, msg_size);
+		return bind_error(fd, path, e);
+	fd = socket_finish(o, fd, path, e);
 	if (fd >= 0)
 		*path_out = take_ptr(path);
 	return fd;
 }
 
-int handoff_socket_listen_at(const struct handoff_options *o, const char *path, char *msg,
-			     size_t msg_size)
+int handoff_socket_listen_at(const struct handoff_options *o, const char *path, struct error *e)
 {
 	struct file_id id;
 	int fd = unix_socket_bind(path, &id);
 
 	if (fd < 0)
-		return bind_error(fd, path, msg, msg_size);
-	return socket_finish(o, fd, path, msg, msg_size);
+		return bind_error(fd, path, e);
+	return socket_finish(o, fd, path, e);
 }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct error;
 struct handoff_options;
 struct file_id;
 
@@ -26,9 +27,8 @@ struct handoff_dir {
 /* Creates socket_dir (mkdir -p, 0700) and our own locked instance dir in it
  * (created under a temporary name, locked, then renamed into place, so every
  * instance dir another process sees has its lock). Returns 0 and *out, or -errno
- * with a reason in msg. */
-int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, char *msg,
-			   size_t msg_size);
+ * with the reason in *e (may be NULL); nothing is logged. */
+int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, struct error *e);
 
 /* Releases a dir's lock and frees it; with remove, first deletes the lock, the
  * endpoint record and the dir itself (only if no socket is left in it). NULL: no-op. */
@@ -71,10 +71,10 @@ bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct hand
  * (advancing *counter), with o's mode, owner and label, re-creating dir if it
  * vanished. device_id must be valid already. Returns the listening fd (caller owns)
  * and *path (caller frees), or -errno (ENAMETOOLONG, or the errno of
- * socket/bind/chmod/lchown/lsetxattr/listen) with a one-line reason in msg. */
+ * socket/bind/chmod/lchown/lsetxattr/listen) with a one-line reason in *e (may be
+ * NULL); nothing is logged but a failed cleanup. */
 int handoff_socket_listen(const struct handoff_options *o, const char *dir, const char *device_id,
-			  unsigned long long *counter, char **path, char *msg, size_t msg_size);
+			  unsigned long long *counter, char **path, struct error *e);
 
 /* The same at exactly path, replacing a dead socket there (a rescue). */
-int handoff_socket_listen_at(const struct handoff_options *o, const char *path, char *msg,
-			     size_t msg_size);
+int handoff_socket_listen_at(const struct handoff_options *o, const char *path, struct error *e);

@@ -37,8 +37,8 @@ static void device_presence_recheck(struct device_presence *p)
 
 	if (present == p->present)
 		return;
+	/* Not logged here: the owner decides what the change means and says so. */
 	p->present = present;
-	log_info("%s %s", p->device_path, present ? "appeared" : "disappeared");
 	p->on_change(p->data, present);
 }
 

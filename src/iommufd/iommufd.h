@@ -1,12 +1,14 @@
 /* Opens the iommufd device (/dev/iommu) for one allocation and switches its pinned
  * memory accounting to per process (IOMMU_OPTION_RLIMIT_MODE = 1), with an errno
- * policy (required or best-effort, below), counters per outcome and one log per cause. */
+ * policy (required or best-effort, below), counters per outcome and one log per cause
+ * of a handed-over fd. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+struct error;
 struct selinux_labeler;
 
 #define IOMMUFD_DEFAULT_DEVICE_PATH "/dev/iommu"
@@ -56,11 +58,10 @@ void iommufd_options_init(struct iommufd_options *o);
  * "open_failed". */
 const char *iommufd_outcome_name(enum iommufd_outcome outcome);
 
-/* The pure errno policy. err is 0 (the SET ioctl succeeded) or its positive errno.
- * Stores the outcome in *outcome and returns 0 if the fd is handed over (set, or
- * unsupported/no capability under best-effort), or -err if the allocation fails. */
-int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int err,
-			  enum iommufd_outcome *outcome);
+/* The pure errno policy. r is 0 (the SET ioctl succeeded) or its -errno. Stores the
+ * outcome in *outcome and returns 0 if the fd is handed over (set, or unsupported/no
+ * capability under best-effort), or r if the allocation fails. */
+int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int r, enum iommufd_outcome *outcome);
 
 /* Start-up: copies the options and, if SELinux labels are in use, prepares the
  * scratch dir: creates it, then either mounts the private tmpfs (this unshares the
@@ -76,14 +77,15 @@ void iommufd_opener_free(struct iommufd_opener *opener);
 
 /* Opens the device for one allocation (through a labelled temporary node in the
  * scratch dir while labels are in use, else directly) and sets
- * IOMMU_OPTION_RLIMIT_MODE to 1, reading it back. Counts the outcome and logs each
- * cause once (again only when it changes). Returns 0 and *fd (O_CLOEXEC, caller
- * owns) when the fd is configured, or unconfigured under best-effort; on failure
- * returns -errno (open/mknod/lsetxattr/ioctl errno; ENOTTY, EOPNOTSUPP or EPERM
- * under the required policy; EIO for a read-back that is not 1), sets *fd to -1 and
- * writes a one-line human reason naming the device, the error and the remedy into
- * reason (reason_size bytes, may be 0). */
-int iommufd_open(struct iommufd_opener *opener, int *fd, char *reason, size_t reason_size);
+ * IOMMU_OPTION_RLIMIT_MODE to 1, reading it back. Counts the outcome. Returns 0 and
+ * *fd (O_CLOEXEC, caller owns) when the fd is configured, or unconfigured under
+ * best-effort; then how its accounting ended up is logged here, once per cause
+ * (again only when it changes). On failure returns -errno (open/mknod/lsetxattr/ioctl
+ * errno; ENOTTY, EOPNOTSUPP or EPERM under the required policy; EIO for a read-back
+ * that is not 1), sets *fd to -1, logs nothing (the caller decides), and fills
+ * *error (may be NULL) with a one-line reason naming the device, the error and the
+ * remedy. */
+int iommufd_open(struct iommufd_opener *opener, int *fd, struct error *error);
 
 /* Counters by outcome, for metrics; valid until iommufd_opener_free. */
 const struct iommufd_stats *iommufd_opener_stats(const struct iommufd_opener *opener);
