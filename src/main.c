@@ -184,10 +184,8 @@ static int daemon_start(struct daemon *d)
 	struct config *c = &d->config;
 	int r;
 
-	if ((r = loop_new(&d->loop)) < 0) {
-		log_error("cannot create the event loop: %s", strerror(-r));
+	if ((r = loop_new(&d->loop)) < 0)
 		return r;
-	}
 	if ((r = daemon_setup_signals(d)) < 0) {
 		log_error("cannot set up signal handling: %s", strerror(-r));
 		return r;
@@ -207,15 +205,19 @@ static int daemon_start(struct daemon *d)
 	/* Before serving: a container created after a crash of our predecessor still
 	 * finds a live socket at the path its Allocate answer named. */
 	handoff_rescue(d->handoff, daemon_open_fd, d);
-	d->plugin = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff);
+	if ((r = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff, &d->plugin)) < 0)
+		return r;
 	if ((r = device_presence_new(d->loop, c->iommufd.device_path, daemon_device_changed, d,
 				     &d->presence)) < 0)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
-	if (kubelet_uses_kubelet_socket(&c->kubelet))
-		d->registration = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff);
-	if (kubelet_uses_plugin_watcher(&c->kubelet))
-		d->plugin_watcher = plugin_watcher_new(d->loop, &c->kubelet, d->plugin);
+	if (kubelet_uses_kubelet_socket(&c->kubelet) &&
+	    (r = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff, &d->registration)) <
+		0)
+		return r;
+	if (kubelet_uses_plugin_watcher(&c->kubelet) &&
+	    (r = plugin_watcher_new(d->loop, &c->kubelet, d->plugin, &d->plugin_watcher)) < 0)
+		return r;
 	/* Before registering, so /healthz answers 503 until the kubelet has us. */
 	if (c->metrics_address) {
 		const struct metrics_sources sources = {

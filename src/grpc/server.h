@@ -38,9 +38,10 @@ struct grpc_server_stats {
 };
 
 /* Creates a server for methods (borrowed, must outlive it); handlers get data.
- * Nothing listens until grpc_server_listen(). */
-struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method *methods,
-				    size_t method_count, void *data);
+ * Nothing listens until grpc_server_listen(). Returns 0 and *out (free with
+ * grpc_server_free); only allocation can fail, and that aborts. */
+int grpc_server_new(struct loop *loop, const struct grpc_method *methods, size_t method_count,
+		    void *data, struct grpc_server **out);
 /* Frees the server: every open connection is closed and every unfinished call is
  * cancelled (its cancel callback runs). Does not unlink the socket. */
 void grpc_server_free(struct grpc_server *server);

@@ -15,8 +15,9 @@ typedef void (*device_presence_fn)(void *data, bool present);
  * device (stat follows symlinks). on_change(data, present) runs only when that
  * changes, and logs nothing: the owner says what a change means. Read the initial
  * state with device_presence_present(). Returns 0 and *out
- * (free with device_presence_free), or -errno: ENOENT if the parent directory does
- * not exist, EMFILE/ENOSPC (inotify limits), or epoll's errno. */
+ * (free with device_presence_free), or -errno, logged: EINVAL (no file name),
+ * ENOENT if the parent directory does not exist, EMFILE/ENOSPC (inotify limits), or
+ * epoll's errno. */
 int device_presence_new(struct loop *loop, const char *device_path, device_presence_fn on_change,
 			void *data, struct device_presence **out);
 

@@ -18,7 +18,7 @@ struct selinux_labeler;
 
 /* Creates a labeler for mode with label (NULL = SELINUX_DEFAULT_LABEL; copied) and
  * logs once what it decided. Returns 0 and *out (caller frees with
- * selinux_labeler_free), or -EINVAL for an empty label. */
+ * selinux_labeler_free), or -EINVAL for an empty label (logged). */
 int selinux_labeler_new(enum selinux_mode mode, const char *label, struct selinux_labeler **out);
 void selinux_labeler_free(struct selinux_labeler *labeler);
 

@@ -377,8 +377,9 @@ static const struct grpc_method device_plugin_methods[] = {
      handle_pre_start, NULL},
 };
 
-struct device_plugin *device_plugin_new(struct loop *loop, const struct kubelet_options *config,
-					struct iommufd_opener *opener, struct handoff *handoff)
+int device_plugin_new(struct loop *loop, const struct kubelet_options *config,
+		      struct iommufd_opener *opener, struct handoff *handoff,
+		      struct device_plugin **out)
 {
 	struct device_plugin *plugin = xcalloc(1, sizeof(*plugin));
 	list_init(&plugin->streams);
@@ -388,10 +389,17 @@ struct device_plugin *device_plugin_new(struct loop *loop, const struct kubelet_
 	plugin->opener = opener;
 	plugin->handoff = handoff;
 	plugin->device_present = access(config->iommu_device, F_OK) == 0;
-	for (int i = 0; i < DEVICE_PLUGIN_ENDPOINT_COUNT; i++)
-		plugin->servers[i] = grpc_server_new(loop, device_plugin_methods,
-						     ARRAY_SIZE(device_plugin_methods), plugin);
-	return plugin;
+	for (int i = 0; i < DEVICE_PLUGIN_ENDPOINT_COUNT; i++) {
+		int r =
+		    grpc_server_new(loop, device_plugin_methods, ARRAY_SIZE(device_plugin_methods),
+				    plugin, &plugin->servers[i]);
+		if (r < 0) {
+			device_plugin_free(plugin);
+			return r;
+		}
+	}
+	*out = plugin;
+	return 0;
 }
 
 void device_plugin_free(struct device_plugin *plugin)

@@ -20,10 +20,13 @@ struct device_plugin_stats {
 	unsigned long long streams_open;
 };
 
-/* Creates the service. config, opener and handoff are borrowed and must outlive it;
- * opener and handoff may be NULL only while no Allocate can arrive (tests). */
-struct device_plugin *device_plugin_new(struct loop *loop, const struct kubelet_options *config,
-					struct iommufd_opener *opener, struct handoff *handoff);
+/* Creates the service (not listening yet). config, opener and handoff are borrowed
+ * and must outlive it; opener and handoff may be NULL only while no Allocate can
+ * arrive (tests). Returns 0 and *out (free with device_plugin_free); only allocation
+ * can fail, and that aborts. */
+int device_plugin_new(struct loop *loop, const struct kubelet_options *config,
+		      struct iommufd_opener *opener, struct handoff *handoff,
+		      struct device_plugin **out);
 void device_plugin_free(struct device_plugin *plugin);
 
 /* Where the service listens: in the kubelet's device-plugins directory (registered

@@ -19,9 +19,11 @@ struct plugin_watcher_stats {
 	unsigned long long registration_failures; /* NotifyRegistrationStatus: an error */
 };
 
-/* Borrowed config and plugin must outlive it. */
-struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
-					  struct device_plugin *plugin);
+/* Borrowed config and plugin must outlive it. Nothing is served until
+ * plugin_watcher_start(). Returns 0 and *out (free with plugin_watcher_free); only
+ * allocation can fail, and that aborts. */
+int plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
+		       struct device_plugin *plugin, struct plugin_watcher **out);
 void plugin_watcher_free(struct plugin_watcher *watcher);
 
 /* Serves the DevicePlugin socket in --plugin-dir and the registration socket in

@@ -30,9 +30,11 @@ struct registration_stats {
 };
 
 /* Borrowed config, plugin and handoff (which knows our other instances) must
- * outlive it. */
-struct registration *registration_new(struct loop *loop, const struct kubelet_options *config,
-				      struct device_plugin *plugin, struct handoff *handoff);
+ * outlive it. Nothing is watched or served until registration_start(). Returns 0 and
+ * *out (free with registration_free); only allocation can fail, and that aborts. */
+int registration_new(struct loop *loop, const struct kubelet_options *config,
+		     struct device_plugin *plugin, struct handoff *handoff,
+		     struct registration **out);
 void registration_free(struct registration *registration);
 
 /* Serves the plugin socket and registers now if kubelet.sock exists, else when it

@@ -41,7 +41,8 @@ struct loop_timer {
 	unsigned long long armed_for; /* loop_timer_arm_at's deadline; 0: none */
 };
 
-/* Creates a loop. Returns 0 or -errno (epoll_create1). */
+/* Creates a loop. Returns 0 and *out (free with loop_free), or -errno (epoll_create1),
+ * logged. */
 int loop_new(struct loop **out);
 /* Runs work still deferred, then frees the loop. */
 void loop_free(struct loop *loop);

@@ -70,7 +70,7 @@ static void start(struct fixture *f, bool serve)
 	handoff_options_init(&ho);
 	ho.socket_dir = f->socket_dir;
 	assert_int_equal(handoff_new(f->loop, &ho, &f->handoff), 0);
-	f->server = grpc_server_new(f->loop, methods, 1, f);
+	assert_int_equal(grpc_server_new(f->loop, methods, 1, f, &f->server), 0);
 	if (serve)
 		assert_int_equal(grpc_server_listen(f->server, f->api_socket, false, NULL, NULL),
 				 0);
