@@ -226,6 +226,7 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 		/* It vanished before inotify told us: missing, so allowed the same way. */
 		log_info("allocating %s without a socket: %s has just gone",
 			 request->devices_ids[0], config->iommu_device);
+		*e = (struct error){0}; /* not a failure after all */
 		return 0;
 	}
 	if (r < 0)
