@@ -24,6 +24,7 @@ bool log_enabled(int verbosity);
 void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
 	       ...) __attribute__((format(printf, 5, 6)));
 
+/* log_write() with the arguments in a va_list. */
 void log_vwrite(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
 		va_list ap) __attribute__((format(printf, 5, 0)));
 
@@ -37,16 +38,32 @@ void log_vwrite(enum log_level level, int verbosity, const char *file, int line,
 			log_write(LOG_INFO, (v), __FILE__, __LINE__, __VA_ARGS__);                 \
 	} while (0)
 
-/* An event logged once per cause: its line goes out again only when the cause (an
- * errno, or 0) changes; repeats are logged at verbosity 1. Zeroed: nothing logged. */
+/**
+ * struct log_once - an event logged once per cause
+ * @logged: whether it was logged yet
+ * @cause:  the cause (an -errno, or 0) it was last logged with
+ *
+ * Its line goes out again only when the cause changes; repeats are logged at
+ * verbosity 1. Zeroed: nothing logged yet.
+ */
 struct log_once {
 	bool logged;
 	int cause;
 };
 
-/* Logs like log_write at file:line unless once last logged this same cause (then at
- * verbosity 1), and records cause in once. Use the macros: they pass the caller's
- * location. */
+/**
+ * log_once_write() - log an event unless this cause was just logged
+ * @once:  the event's state, updated to @cause
+ * @cause: why it happened this time (an -errno, or 0)
+ * @level: the level of a first line
+ * @file:  source file of the caller
+ * @line:  source line of the caller
+ * @fmt:   printf format of the message, then its arguments
+ *
+ * Logs like log_write() at @level, or at verbosity 1 when @once last logged the same
+ * @cause. Use log_error_once(), log_warning_once() or log_info_once(): they pass the
+ * caller's __FILE__ and __LINE__.
+ */
 void log_once_write(struct log_once *once, int cause, enum log_level level, const char *file,
 		    int line, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 

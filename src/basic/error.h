@@ -6,17 +6,36 @@
 
 #define ERROR_MESSAGE_SIZE 512
 
+/**
+ * struct error - why something failed, for the layer that reports it
+ * @code:    0, or the -errno of the failure
+ * @message: one line naming what failed, on what, and why; "" while @code is 0,
+ *           truncated if longer
+ */
 struct error {
-	int code;			  /* 0, or -errno */
-	char message[ERROR_MESSAGE_SIZE]; /* "" while code is 0; truncated if longer */
+	int code;
+	char message[ERROR_MESSAGE_SIZE];
 };
 
-/* Records code (a negative errno) and the message formatted from fmt in *e, which may
- * be NULL (the caller wants only the code). Returns code, so a failure path reads
- * "return error_set(e, -errno, "cannot open %s: %s", path, strerror(errno));". */
+/**
+ * error_set() - record a failure
+ * @e:    where to record it; may be NULL when the caller wants only the code
+ * @code: the failure, a negative errno
+ * @fmt:  printf format of the message, then its arguments
+ *
+ * So a failure path reads
+ * "return error_set(e, -errno, "cannot open %s: %s", path, strerror(errno));".
+ *
+ * Return: @code.
+ */
 int error_set(struct error *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The message of e, or strerror(-e->code) when the code came without one; "" for an
- * error that is not set. */
+/**
+ * error_message() - the text to log or send for an error
+ * @e: the error
+ *
+ * Return: @e's message; strerror(-code) when the code was set without one; "" for an
+ * error that is not set.
+ */
 const char *error_message(const struct error *e);
