@@ -7,7 +7,7 @@
 #include "handoff/handoff.h"
 #include "iommufd/device_presence.h"
 #include "iommufd/iommufd.h"
-#include "iommufd/selinux.h"
+#include "selinux/selinux.h"
 #include "kubelet/device_plugin.h"
 #include "kubelet/plugin_watcher.h"
 #include "kubelet/pod_resources.h"

@@ -4,7 +4,7 @@
 #include "handoff_socket.h"
 #include "handoff.h"
 #include "../basic/unix_socket.h"
-#include "../iommufd/selinux.h"
+#include "../selinux/selinux.h"
 #include "../log.h"
 #include "../util.h"
 
