@@ -3,7 +3,7 @@
  * modules' own stats at scrape time: no timers, no copies, nothing to keep in sync. */
 #pragma once
 
-#include "http.h"
+#include "../http/http.h"
 
 struct loop;
 struct device_plugin;
