@@ -7,9 +7,8 @@ void handoff_metrics_write(struct metrics_writer *w, const void *handoff)
 {
 	const struct handoff_stats *st = handoff_stats(handoff);
 
-	metrics_family(w, "handoff_offers_total", METRICS_COUNTER,
-		       "Handoff sockets created for allocations.");
-	metrics_sample(w, st->offered);
+	metrics_counter(w, "handoff_offers_total", "Handoff sockets created for allocations.",
+			st->offered);
 	metrics_family(
 	    w, "handoffs_total", METRICS_COUNTER,
 	    "Ended handoff offers by outcome: consumed (fd taken and acknowledged), "
@@ -34,7 +33,6 @@ void handoff_metrics_write(struct metrics_writer *w, const void *handoff)
 	metrics_sample_labelled(w, "reason", "ack_timeout", st->ack_timeouts);
 	metrics_sample_labelled(w, "reason", "refused", st->refused);
 	metrics_sample_labelled(w, "reason", "unauthorized", st->unauthorized);
-	metrics_family(w, "handoff_pending_sockets", METRICS_GAUGE,
-		       "Handoff sockets waiting for their consumer now.");
-	metrics_sample(w, handoff_pending(handoff));
+	metrics_gauge(w, "handoff_pending_sockets",
+		      "Handoff sockets waiting for their consumer now.", handoff_pending(handoff));
 }

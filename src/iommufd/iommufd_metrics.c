@@ -19,7 +19,6 @@ void iommufd_metrics_write(struct metrics_writer *w, const void *opener)
 
 void device_presence_metrics_write(struct metrics_writer *w, const void *presence)
 {
-	metrics_family(w, "device_present", METRICS_GAUGE,
-		       "1 while the iommufd device node exists.");
-	metrics_sample(w, device_presence_present(presence));
+	metrics_gauge(w, "device_present", "1 while the iommufd device node exists.",
+		      device_presence_present(presence));
 }

@@ -26,8 +26,7 @@ const char *kubelet_readiness_reason(const void *readiness)
 
 void kubelet_readiness_metrics_write(struct metrics_writer *w, const void *readiness)
 {
-	metrics_family(
-	    w, "registered", METRICS_GAUGE,
-	    "1 while registered with the kubelet (through any configured path), else 0.");
-	metrics_sample(w, !kubelet_readiness_reason(readiness));
+	metrics_gauge(w, "registered",
+		      "1 while registered with the kubelet (through any configured path), else 0.",
+		      !kubelet_readiness_reason(readiness));
 }

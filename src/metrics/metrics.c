@@ -82,6 +82,20 @@ void metrics_sample(struct metrics_writer *w, unsigned long long value)
 	http_response_append(w->response, "%s%s %llu\n", w->prefix, w->family, value);
 }
 
+void metrics_counter(struct metrics_writer *w, const char *name, const char *help,
+		     unsigned long long value)
+{
+	metrics_family(w, name, METRICS_COUNTER, help);
+	metrics_sample(w, value);
+}
+
+void metrics_gauge(struct metrics_writer *w, const char *name, const char *help,
+		   unsigned long long value)
+{
+	metrics_family(w, name, METRICS_GAUGE, help);
+	metrics_sample(w, value);
+}
+
 void metrics_sample_labelled(struct metrics_writer *w, const char *label, const char *label_value,
 			     unsigned long long value)
 {

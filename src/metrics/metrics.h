@@ -52,6 +52,11 @@ void metrics_render(const struct metrics *metrics, struct http_response *respons
  * value must come from a field that is only ever incremented. */
 void metrics_family(struct metrics_writer *w, const char *name, enum metrics_type type,
 		    const char *help);
+/* A family of one sample without labels: metrics_family, then metrics_sample. */
+void metrics_counter(struct metrics_writer *w, const char *name, const char *help,
+		     unsigned long long value);
+void metrics_gauge(struct metrics_writer *w, const char *name, const char *help,
+		   unsigned long long value);
 /* A sample of the current family without labels. */
 void metrics_sample(struct metrics_writer *w, unsigned long long value);
 /* A sample of the current family with one label; label_value is escaped (\, ", line

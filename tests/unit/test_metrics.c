@@ -57,14 +57,21 @@ static char *render_without_process(const struct metrics *m)
 	return r.body;
 }
 
+/* Asserts that m renders exactly expected before the process families. */
+static void assert_rendered(const struct metrics *m, const char *expected)
+{
+	char *text = render_without_process(m);
+
+	assert_string_equal(text, expected);
+	free(text);
+}
+
 static void metrics_render_of_an_empty_registry_is_build_info_and_process(void **state)
 {
 	(void)state;
 	struct metrics *m = metrics_new();
-	char *text = render_without_process(m);
 
-	assert_string_equal(text, BUILD_INFO);
-	free(text);
+	assert_rendered(m, BUILD_INFO);
 	metrics_free(m);
 }
 
@@ -77,8 +84,7 @@ static void write_fake(struct metrics_writer *w, const void *data)
 {
 	const struct fake_stats *st = data;
 
-	metrics_family(w, "requests_total", METRICS_COUNTER, "Requests answered.");
-	metrics_sample(w, st->requests);
+	metrics_counter(w, "requests_total", "Requests answered.", st->requests);
 	metrics_family(w, "open_things", METRICS_GAUGE, "Things open now.");
 	metrics_sample(w, st->open);
 }
@@ -99,24 +105,22 @@ static void metrics_render_writes_counters_and_gauges_of_each_source_in_order(vo
 
 	metrics_add_source(m, write_fake, &st);
 	metrics_add_source(m, write_labelled, NULL);
-	char *text = render_without_process(m);
-	assert_string_equal(text, BUILD_INFO
-			    "# HELP iommufd_device_plugin_requests_total Requests answered.\n"
-			    "# TYPE iommufd_device_plugin_requests_total counter\n"
-			    "iommufd_device_plugin_requests_total 18446744073709551615\n"
-			    "# HELP iommufd_device_plugin_open_things Things open now.\n"
-			    "# TYPE iommufd_device_plugin_open_things gauge\n"
-			    "iommufd_device_plugin_open_things 0\n"
-			    "# HELP iommufd_device_plugin_outcomes_total By outcome.\n"
-			    "# TYPE iommufd_device_plugin_outcomes_total counter\n"
-			    "iommufd_device_plugin_outcomes_total{outcome=\"ok\"} 3\n"
-			    "iommufd_device_plugin_outcomes_total{outcome=\"failed\"} 0\n");
-	free(text);
+	assert_rendered(m, BUILD_INFO
+			"# HELP iommufd_device_plugin_requests_total Requests answered.\n"
+			"# TYPE iommufd_device_plugin_requests_total counter\n"
+			"iommufd_device_plugin_requests_total 18446744073709551615\n"
+			"# HELP iommufd_device_plugin_open_things Things open now.\n"
+			"# TYPE iommufd_device_plugin_open_things gauge\n"
+			"iommufd_device_plugin_open_things 0\n"
+			"# HELP iommufd_device_plugin_outcomes_total By outcome.\n"
+			"# TYPE iommufd_device_plugin_outcomes_total counter\n"
+			"iommufd_device_plugin_outcomes_total{outcome=\"ok\"} 3\n"
+			"iommufd_device_plugin_outcomes_total{outcome=\"failed\"} 0\n");
 
 	/* Values are read at each scrape, from the source's own stats. */
 	st.requests = 1;
 	st.open = 2;
-	text = render_without_process(m);
+	char *text = render_without_process(m);
 	assert_non_null(strstr(text, "\niommufd_device_plugin_requests_total 1\n"));
 	assert_non_null(strstr(text, "\niommufd_device_plugin_open_things 2\n"));
 	free(text);
@@ -140,15 +144,13 @@ static void metrics_render_escapes_help_text_and_label_values(void **state)
 	struct metrics *m = metrics_new();
 
 	metrics_add_source(m, write_awkward, NULL);
-	char *text = render_without_process(m);
-	assert_string_equal(text, BUILD_INFO
-			    "# HELP iommufd_device_plugin_awkward A \"quoted\" help\\\\text\\nover "
-			    "two lines; {braces} and = stay.\n"
-			    "# TYPE iommufd_device_plugin_awkward gauge\n"
-			    "iommufd_device_plugin_awkward{name=\"dev-\\\"q\\\"\\\\\\nx\"} 1\n"
-			    "iommufd_device_plugin_awkward{name=\"\"} 2\n"
-			    "iommufd_device_plugin_awkward{name=\"\\\\\"} 3\n");
-	free(text);
+	assert_rendered(m, BUILD_INFO
+			"# HELP iommufd_device_plugin_awkward A \"quoted\" help\\\\text\\nover "
+			"two lines; {braces} and = stay.\n"
+			"# TYPE iommufd_device_plugin_awkward gauge\n"
+			"iommufd_device_plugin_awkward{name=\"dev-\\\"q\\\"\\\\\\nx\"} 1\n"
+			"iommufd_device_plugin_awkward{name=\"\"} 2\n"
+			"iommufd_device_plugin_awkward{name=\"\\\\\"} 3\n");
 	metrics_free(m);
 }
 
@@ -163,13 +165,11 @@ static void kubelet_readiness_without_a_registered_path_is_not_ready(void **stat
 	assert_string_equal(kubelet_readiness_reason(&readiness),
 			    "not registered with the kubelet");
 	metrics_add_source(m, kubelet_readiness_metrics_write, &readiness);
-	char *text = render_without_process(m);
-	assert_string_equal(text, BUILD_INFO "# HELP iommufd_device_plugin_registered 1 while "
-					     "registered with the kubelet (through any configured "
-					     "path), else 0.\n"
-					     "# TYPE iommufd_device_plugin_registered gauge\n"
-					     "iommufd_device_plugin_registered 0\n");
-	free(text);
+	assert_rendered(m, BUILD_INFO "# HELP iommufd_device_plugin_registered 1 while "
+				      "registered with the kubelet (through any configured "
+				      "path), else 0.\n"
+				      "# TYPE iommufd_device_plugin_registered gauge\n"
+				      "iommufd_device_plugin_registered 0\n");
 	metrics_free(m);
 }
 
