@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The static checkers and the valgrind run: clang-format, clang-tidy (.clang-tidy) and cppcheck on the
+# The static checkers and the valgrind run: clang-format, the include layers
+# (scripts/check-layers.sh), clang-tidy (.clang-tidy) and cppcheck on the
 # daemon's and tools' sources through a clang build's compile_commands.json, then the
 # integration suite with the daemon under valgrind memcheck (no error, no definitely
 # lost byte). Ends with 'N passed, N failed', one per checker.
@@ -36,6 +37,14 @@ if clang-format --dry-run --Werror $c_files >"$logdir/clang-format.log" 2>&1; th
 else
 	head -20 "$logdir/clang-format.log"
 	result clang-format 1 "run: clang-format -i \$(git ls-files '*.c' '*.h')"
+fi
+
+# Layers: no C file includes a header of a layer above its own (docs/architecture.md).
+if scripts/check-layers.sh >"$logdir/layers.log" 2>&1; then
+	result layers 0 "$(tail -1 "$logdir/layers.log")"
+else
+	cat "$logdir/layers.log"
+	result layers 1
 fi
 
 # A clang build: its compile_commands.json has flags clang-tidy understands, and the

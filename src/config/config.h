@@ -6,7 +6,7 @@
 
 #include "../handoff/handoff.h"
 #include "../iommufd/iommufd.h"
-#include "../iommufd/selinux.h"
+#include "../selinux/selinux.h"
 #include "../kubelet/kubelet_options.h"
 #include "../kubelet/pod_resources.h"
 #include "../log.h"

@@ -153,3 +153,8 @@ bool handoff_endpoint_is_instance(const struct handoff *h, const struct file_id 
 
 /* Counters, for metrics; valid until handoff_free. */
 const struct handoff_stats *handoff_stats(const struct handoff *h);
+
+struct metrics_writer;
+/* A metrics_source_fn for a const struct handoff *: offers, their outcomes, rescues,
+ * failed consumer connections, pending sockets (handoff_metrics.c). */
+void handoff_metrics_write(struct metrics_writer *w, const void *handoff);

@@ -5,7 +5,7 @@
 #include "handoff.h"
 #include "../basic/error.h"
 #include "../basic/unix_socket.h"
-#include "../iommufd/selinux.h"
+#include "../selinux/selinux.h"
 #include "../log.h"
 #include "../util.h"
 

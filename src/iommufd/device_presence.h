@@ -26,3 +26,8 @@ void device_presence_free(struct device_presence *presence);
 
 /* Whether the device was present at the last check. */
 bool device_presence_present(const struct device_presence *presence);
+
+struct metrics_writer;
+/* A metrics_source_fn for a const struct device_presence *: whether the device
+ * node exists (iommufd_metrics.c). */
+void device_presence_metrics_write(struct metrics_writer *w, const void *presence);

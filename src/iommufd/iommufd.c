@@ -5,8 +5,8 @@
  * patch's review on the libvirt list had proposed ENOTTY/EOPNOTSUPP/EPERM as warnings. */
 #include "iommufd.h"
 #include "iommufd_uapi.h"
-#include "selinux.h"
 #include "../basic/error.h"
+#include "../selinux/selinux.h"
 #include "../log.h"
 #include "../util.h"
 

@@ -94,3 +94,8 @@ const struct iommufd_stats *iommufd_opener_stats(const struct iommufd_opener *op
  * Return 0 or -errno; nothing is logged. */
 int iommufd_set_rlimit_mode(int fd, uint64_t mode);
 int iommufd_get_rlimit_mode(int fd, uint64_t *mode);
+
+struct metrics_writer;
+/* A metrics_source_fn for a const struct iommufd_opener *: RLIMIT_MODE outcomes
+ * (iommufd_metrics.c). */
+void iommufd_metrics_write(struct metrics_writer *w, const void *opener);

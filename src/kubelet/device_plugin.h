@@ -67,3 +67,8 @@ void device_plugin_set_device_present(struct device_plugin *plugin, bool present
 void device_plugin_shutdown(struct device_plugin *plugin, void (*done)(void *data), void *data);
 
 const struct device_plugin_stats *device_plugin_stats(const struct device_plugin *plugin);
+
+struct metrics_writer;
+/* A metrics_source_fn for a const struct device_plugin *: allocations and
+ * ListAndWatch streams (kubelet_metrics.c). */
+void device_plugin_metrics_write(struct metrics_writer *w, const void *plugin);

@@ -35,3 +35,8 @@ void plugin_watcher_stop(struct plugin_watcher *watcher);
 /* Whether the kubelet last reported a successful registration. */
 bool plugin_watcher_registered(const struct plugin_watcher *watcher);
 const struct plugin_watcher_stats *plugin_watcher_stats(const struct plugin_watcher *watcher);
+
+struct metrics_writer;
+/* A metrics_source_fn for a const struct plugin_watcher *: GetInfo calls and the
+ * registrations the kubelet reported (kubelet_metrics.c). */
+void plugin_watcher_metrics_write(struct metrics_writer *w, const void *watcher);

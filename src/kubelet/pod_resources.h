@@ -63,3 +63,8 @@ bool pod_resources_find_holder(const V1__ListPodResourcesResponse *response,
 
 /* Counters, for metrics; valid until pod_resources_free. */
 const struct pod_resources_stats *pod_resources_stats(const struct pod_resources *pr);
+
+struct metrics_writer;
+/* A metrics_source_fn for a const struct pod_resources *: List calls and their
+ * failures (kubelet_metrics.c). */
+void pod_resources_metrics_write(struct metrics_writer *w, const void *pod_resources);

@@ -53,3 +53,8 @@ unsigned long long registration_backoff_next(unsigned long long current_usec);
 bool registration_registered(const struct registration *registration);
 enum registration_endpoint registration_endpoint_state(const struct registration *registration);
 const struct registration_stats *registration_stats(const struct registration *registration);
+
+struct metrics_writer;
+/* A metrics_source_fn for a const struct registration *: Register calls, socket
+ * recreations, conflicts over our socket path (kubelet_metrics.c). */
+void registration_metrics_write(struct metrics_writer *w, const void *registration);

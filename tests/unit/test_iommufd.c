@@ -18,7 +18,7 @@
 #include "basic/error.h"
 #include "iommufd/iommufd.h"
 #include "iommufd/iommufd_uapi.h"
-#include "iommufd/selinux.h"
+#include "selinux/selinux.h"
 #include "test_helpers.h"
 
 #define LABEL "system_u:object_r:container_file_t:s0"

@@ -1,7 +1,7 @@
-/* A minimal HTTP/1.1 responder for /metrics and /healthz, served inside the daemon's
- * event loop: GET and HEAD only, one request per connection (Connection: close),
- * strict limits on size, time and connections. The request parser is a pure function
- * so a fuzzer can drive it without sockets. */
+/* A minimal HTTP/1.1 responder served inside the daemon's event loop (its one user is
+ * the metrics module: /metrics, /healthz, /livez): GET and HEAD only, one request per
+ * connection (Connection: close), strict limits on size, time and connections. The
+ * request parser is a pure function so a fuzzer can drive it without sockets. */
 #pragma once
 
 #include "../loop/loop.h"
