@@ -131,7 +131,7 @@ void handoff_dir_release(struct handoff_dir *d, bool remove)
 static void each_socket(const char *dir, struct handoff_dir *owner, bool probe,
 			handoff_orphan_fn fn, void *data)
 {
-	DIR *d = opendir(dir);
+	cleanup_closedir DIR *d = opendir(dir);
 	struct dirent *de;
 
 	if (!d) {
@@ -156,14 +156,13 @@ static void each_socket(const char *dir, struct handoff_dir *owner, bool probe,
 		}
 		fn(data, owner, path, de->d_name);
 	}
-	closedir(d);
 }
 
 int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *own,
 			    handoff_orphan_fn fn, void *data, struct handoff_dir ***dirs,
 			    size_t *count)
 {
-	DIR *d = opendir(socket_dir);
+	cleanup_closedir DIR *d = opendir(socket_dir);
 	struct dirent *de;
 
 	if (!d) {
@@ -199,7 +198,6 @@ int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *ow
 			 adopted->path);
 		each_socket(adopted->path, adopted, false, fn, data);
 	}
-	closedir(d);
 	return 0;
 }
 
@@ -225,7 +223,7 @@ bool handoff_dirs_is_announcement(const char *name)
 
 void handoff_dirs_clear_announcements(const char *socket_dir)
 {
-	DIR *d = opendir(socket_dir);
+	cleanup_closedir DIR *d = opendir(socket_dir);
 	struct dirent *de;
 
 	if (!d)
@@ -235,7 +233,6 @@ void handoff_dirs_clear_announcements(const char *socket_dir)
 		    unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
 			log_warning("cannot remove %s/%s: %s", socket_dir, de->d_name,
 				    strerror(errno));
-	closedir(d);
 }
 
 int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file_id *id)
@@ -279,13 +276,12 @@ static bool endpoint_matches(const char *dir, const struct file_id *id)
 bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct handoff_dir *own,
 				       const struct file_id *id)
 {
-	DIR *d = opendir(socket_dir);
+	cleanup_closedir DIR *d = opendir(socket_dir);
 	struct dirent *de;
-	bool found = false;
 
 	if (!d)
 		return false;
-	while (!found && (de = readdir(d))) {
+	while ((de = readdir(d))) {
 		if (!instance_name_valid(de->d_name))
 			continue;
 		cleanup_free char *path = xasprintf("%s/%s", socket_dir, de->d_name);
@@ -296,10 +292,10 @@ bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct hand
 			close(fd); /* dead: its record means nothing */
 			continue;
 		}
-		found = fd == -EWOULDBLOCK && endpoint_matches(path, id);
+		if (fd == -EWOULDBLOCK && endpoint_matches(path, id))
+			return true;
 	}
-	closedir(d);
-	return found;
+	return false;
 }
 
 static int socket_prepare(const struct handoff_options *o, int fd, const char *path,

@@ -12,10 +12,22 @@ struct kubelet_readiness {
 	const struct plugin_watcher *plugin_watcher;
 };
 
-/* A metrics_readiness_fn for a const struct kubelet_readiness *: NULL while one of the
- * paths is registered, else why not (another plugin serves our socket path, a newer
- * instance took over, or simply not registered). */
+/**
+ * kubelet_readiness_reason() - why the kubelet does not have us
+ * @readiness: a const struct kubelet_readiness *
+ *
+ * A metrics_readiness_fn.
+ *
+ * Return: NULL while one of the paths is registered, else why not (another plugin
+ * serves our socket path, a newer instance took over, or simply not registered).
+ */
 const char *kubelet_readiness_reason(const void *readiness);
 
-/* A metrics_source_fn for a const struct kubelet_readiness *: the registered gauge. */
+/**
+ * kubelet_readiness_metrics_write() - the registered gauge
+ * @w:         the writer
+ * @readiness: a const struct kubelet_readiness *
+ *
+ * A metrics_source_fn.
+ */
 void kubelet_readiness_metrics_write(struct metrics_writer *w, const void *readiness);

@@ -142,12 +142,11 @@ static void write_process(struct metrics_writer *w, double start_time)
 			metrics_sample(w, resident * (unsigned long long)sysconf(_SC_PAGESIZE));
 		}
 	}
-	DIR *d = opendir("/proc/self/fd");
+	cleanup_closedir DIR *d = opendir("/proc/self/fd");
 	if (d) {
 		unsigned long long n = 0;
 		for (struct dirent *de; (de = readdir(d));)
 			n += de->d_name[0] != '.';
-		closedir(d);
 		family_start(w, "", "process_open_fds", METRICS_GAUGE,
 			     "Number of open file descriptors.");
 		metrics_sample(w, n ? n - 1 : 0); /* opendir's own fd is listed too */

@@ -26,40 +26,110 @@ typedef void (*metrics_source_fn)(struct metrics_writer *w, const void *data);
  * newline, a static string (503). */
 typedef const char *(*metrics_readiness_fn)(const void *data);
 
-/* An empty registry: /metrics has the build and process families only, /healthz
- * answers 200 until metrics_set_readiness says otherwise. Free with metrics_free. */
+/**
+ * metrics_new() - an empty registry
+ *
+ * /metrics has the build and process families only, /healthz answers 200 until
+ * metrics_set_readiness() says otherwise.
+ *
+ * Return: the registry (free with metrics_free()).
+ */
 struct metrics *metrics_new(void);
-/* Stops serving (closing open connections) and frees. NULL is a no-op. */
+
+/**
+ * metrics_free() - stop serving (closing open connections) and free
+ * @metrics: the registry; NULL is a no-op
+ */
 void metrics_free(struct metrics *metrics);
 
-/* Appends a source; /metrics has the sources' families in the order they were added.
- * fn and data are borrowed and must outlive the metrics. */
+/**
+ * metrics_add_source() - append a source
+ * @metrics: the registry
+ * @fn:      writes the source's families; borrowed, must outlive @metrics
+ * @data:    passed to @fn; borrowed, must outlive @metrics
+ *
+ * /metrics has the sources' families in the order they were added.
+ */
 void metrics_add_source(struct metrics *metrics, metrics_source_fn fn, const void *data);
-/* Sets the check /healthz answers from (replacing any earlier one); fn and data are
- * borrowed and must outlive the metrics. */
+
+/**
+ * metrics_set_readiness() - set the check /healthz answers from
+ * @metrics: the registry
+ * @fn:      the check, replacing any earlier one; borrowed, must outlive @metrics
+ * @data:    passed to @fn; borrowed, must outlive @metrics
+ */
 void metrics_set_readiness(struct metrics *metrics, metrics_readiness_fn fn, const void *data);
 
-/* Serves /metrics, /healthz and /livez on address (see http_address_parse). Logs the
- * cause of a failure. Returns 0, or -errno, see http_server_new. */
+/**
+ * metrics_serve() - serve /metrics, /healthz and /livez
+ * @metrics: the registry
+ * @loop:    the loop
+ * @address: where, see http_address_parse()
+ *
+ * Logs the cause of a failure.
+ *
+ * Return: 0, or -errno, see http_server_new().
+ */
 int metrics_serve(struct metrics *metrics, struct loop *loop, const char *address);
 
-/* Appends the exposition text of every family to response->body: build_info, the
- * sources in order, then the process_* families. */
+/**
+ * metrics_render() - append the exposition text of every family
+ * @metrics:  the registry
+ * @response: its body gets build_info, the sources in order, then the process_*
+ *            families
+ */
 void metrics_render(const struct metrics *metrics, struct http_response *response);
 
-/* Starts the family "iommufd_device_plugin_<name>": its HELP line (help escaped as the
- * format wants) and its TYPE line. The samples that follow belong to it. A counter's
- * value must come from a field that is only ever incremented. */
+/**
+ * metrics_family() - start the family "iommufd_device_plugin_<name>"
+ * @w:    the writer
+ * @name: the family's name without the prefix
+ * @type: counter or gauge
+ * @help: its HELP text, escaped as the format wants
+ *
+ * Writes its HELP line and its TYPE line. The samples that follow belong to it. A
+ * counter's value must come from a field that is only ever incremented.
+ */
 void metrics_family(struct metrics_writer *w, const char *name, enum metrics_type type,
 		    const char *help);
-/* A family of one sample without labels: metrics_family, then metrics_sample. */
+
+/**
+ * metrics_counter() - a counter family of one sample without labels
+ * @w:     the writer
+ * @name:  as for metrics_family()
+ * @help:  as for metrics_family()
+ * @value: the sample
+ *
+ * metrics_family(), then metrics_sample().
+ */
 void metrics_counter(struct metrics_writer *w, const char *name, const char *help,
 		     unsigned long long value);
+
+/**
+ * metrics_gauge() - a gauge family of one sample without labels
+ * @w:     the writer
+ * @name:  as for metrics_family()
+ * @help:  as for metrics_family()
+ * @value: the sample
+ *
+ * metrics_family(), then metrics_sample().
+ */
 void metrics_gauge(struct metrics_writer *w, const char *name, const char *help,
 		   unsigned long long value);
-/* A sample of the current family without labels. */
+
+/**
+ * metrics_sample() - a sample of the current family without labels
+ * @w:     the writer
+ * @value: the sample
+ */
 void metrics_sample(struct metrics_writer *w, unsigned long long value);
-/* A sample of the current family with one label; label_value is escaped (\, ", line
- * feed). */
+
+/**
+ * metrics_sample_labelled() - a sample of the current family with one label
+ * @w:           the writer
+ * @label:       the label's name
+ * @label_value: its value, escaped (\, ", line feed)
+ * @value:       the sample
+ */
 void metrics_sample_labelled(struct metrics_writer *w, const char *label, const char *label_value,
 			     unsigned long long value);

@@ -16,22 +16,48 @@ enum selinux_mode {
 
 struct selinux_labeler;
 
-/* Creates a labeler for mode with label (NULL = SELINUX_DEFAULT_LABEL; copied) and
- * logs once what it decided. Returns 0 and *out (caller frees with
- * selinux_labeler_free), or -EINVAL for an empty label (logged). */
+/**
+ * selinux_labeler_new() - create a labeler
+ * @mode:  auto, on or off
+ * @label: the label to apply, copied; NULL = SELINUX_DEFAULT_LABEL
+ * @out:   set to the labeler (caller frees with selinux_labeler_free())
+ *
+ * Logs once what it decided.
+ *
+ * Return: 0, or -EINVAL for an empty label (logged).
+ */
 int selinux_labeler_new(enum selinux_mode mode, const char *label, struct selinux_labeler **out);
+
+/**
+ * selinux_labeler_free() - free a labeler
+ * @labeler: the labeler; NULL is a no-op
+ */
 void selinux_labeler_free(struct selinux_labeler *labeler);
 
-/* True while labels are in use: mode on, or auto with selinuxfs, and no ENOTSUP seen.
- * NULL means no labeler: false. */
+/**
+ * selinux_labels_in_use() - whether labels are in use
+ * @labeler: the labeler; NULL means no labeler: false
+ *
+ * Return: true while mode is on, or auto with selinuxfs, and no ENOTSUP was seen.
+ */
 bool selinux_labels_in_use(const struct selinux_labeler *labeler);
 
-/* The label applied (never NULL for a labeler). */
+/**
+ * selinux_label() - the label applied
+ * @labeler: the labeler
+ *
+ * Return: the label, never NULL for a labeler.
+ */
 const char *selinux_label(const struct selinux_labeler *labeler);
 
-/* Sets the "security.selinux" xattr of path (not following symlinks) to the label.
- * Returns 1 if labelled; 0 if labels are not in use, including when this very call
- * learned from ENOTSUP/EOPNOTSUPP that the filesystem has no labels (logged once,
- * and from then on selinux_labels_in_use() is false); -errno from lsetxattr on any
- * other failure (EPERM, EACCES, EINVAL for a label the policy does not know). */
+/**
+ * selinux_label_path() - set the "security.selinux" xattr of a path to the label
+ * @labeler: the labeler
+ * @path:    the file; symlinks are not followed
+ *
+ * Return: 1 if labelled; 0 if labels are not in use, including when this very call
+ * learned from ENOTSUP/EOPNOTSUPP that the filesystem has no labels (logged once, and
+ * from then on selinux_labels_in_use() is false); -errno from lsetxattr on any other
+ * failure (EPERM, EACCES, EINVAL for a label the policy does not know).
+ */
 int selinux_label_path(struct selinux_labeler *labeler, const char *path);
