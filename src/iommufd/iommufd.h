@@ -107,9 +107,10 @@ void iommufd_opener_free(struct iommufd_opener *opener);
  *
  * Opens the device (through a labelled temporary node in the scratch dir while
  * labels are in use, else directly) and sets IOMMU_OPTION_RLIMIT_MODE to 1, reading
- * it back. Counts the outcome. When the fd is handed over unconfigured under
- * best-effort, how its accounting ended up is logged here, once per cause (again only
- * when it changes). On failure it logs nothing: the caller decides.
+ * it back. Counts the outcome. When the fd is handed over (configured, or
+ * unconfigured under best-effort), how its accounting ended up is logged here, once
+ * per cause (again only when it changes). On failure it logs nothing: the caller
+ * decides.
  *
  * Return: 0 when the fd is configured, or unconfigured under best-effort; -errno on
  * failure: open/mknod/lsetxattr/ioctl errno; ENOTTY, EOPNOTSUPP or EPERM under the
