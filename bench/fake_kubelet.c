@@ -45,9 +45,12 @@ static const struct grpc_method kubelet_methods[] = {
 
 unsigned long long fake_kubelet_start(struct fake_kubelet *k)
 {
-	k->server = grpc_server_new(k->loop, kubelet_methods, ARRAY_SIZE(kubelet_methods), k);
+	int r =
+	    grpc_server_new(k->loop, kubelet_methods, ARRAY_SIZE(kubelet_methods), k, &k->server);
+	if (r < 0)
+		bench_die(k->bench, "cannot create the fake kubelet: %s", strerror(-r));
 	unsigned long long t = bench_now_ns();
-	int r = grpc_server_listen(k->server, k->socket_path, false, NULL, NULL);
+	r = grpc_server_listen(k->server, k->socket_path, false, NULL, NULL);
 	if (r < 0)
 		bench_die(k->bench, "fake kubelet cannot listen on %s: %s", k->socket_path,
 			  strerror(-r));

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The static checkers and the valgrind run: clang-format, clang-tidy (.clang-tidy) and cppcheck on the
-# daemon's and tools' sources through a clang build's compile_commands.json, then the
-# integration suite with the daemon under valgrind memcheck (no error, no definitely
-# lost byte). Ends with 'N passed, N failed', one per checker.
+# The static checkers and the valgrind run: clang-format, the include layers
+# (scripts/check-layers.sh), the headers' kernel-doc (scripts/check-kernel-doc.py),
+# clang-tidy (.clang-tidy) and cppcheck on the daemon's and tools' sources through a
+# clang build's compile_commands.json, then the integration suite with the daemon
+# under valgrind memcheck (no error, no definitely lost byte). Ends with
+# 'N passed, N failed', one per checker.
 # Usage: scripts/check.sh [--no-valgrind] [pytest args for the valgrind run...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +38,24 @@ if clang-format --dry-run --Werror $c_files >"$logdir/clang-format.log" 2>&1; th
 else
 	head -20 "$logdir/clang-format.log"
 	result clang-format 1 "run: clang-format -i \$(git ls-files '*.c' '*.h')"
+fi
+
+# Layers: no C file includes a header of a layer above its own (docs/architecture.md).
+if scripts/check-layers.sh >"$logdir/layers.log" 2>&1; then
+	result layers 0 "$(tail -1 "$logdir/layers.log")"
+else
+	cat "$logdir/layers.log"
+	result layers 1
+fi
+
+# kernel-doc: every function and macro with arguments declared in a src/ header has a
+# kernel-doc comment whose @params match it (scripts/check-kernel-doc.py), and the
+# kernel's own kernel-doc (linux-kbuild) finds nothing to warn about.
+if scripts/check-kernel-doc.py >"$logdir/kernel-doc.log" 2>&1; then
+	result kernel-doc 0 "$(tail -1 "$logdir/kernel-doc.log")"
+else
+	cat "$logdir/kernel-doc.log"
+	result kernel-doc 1
 fi
 
 # A clang build: its compile_commands.json has flags clang-tidy understands, and the

@@ -8,6 +8,8 @@ packages=(
 	meson ninja-build pkg-config gcc libc6-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 	# unit tests, sanitizers, checkers
 	libcmocka-dev clang libclang-rt-14-dev valgrind clang-tidy cppcheck
+	# the kernel's kernel-doc script, run on our headers by scripts/check-kernel-doc.py
+	linux-kbuild-6.1
 	# integration tests: the official gRPC implementation plays the kubelet
 	python3 python3-grpcio python3-protobuf protobuf-compiler python3-pytest
 	# the real-kernel test: kernel build and a TCG guest
@@ -22,6 +24,8 @@ packages=(
 	# nghttp2, protobuf-c and cmocka from Debian's source packages (the arm64 musl-dev
 	# comes through multiarch in scripts/musl.sh)
 	musl-tools musl-dev cmake dpkg-dev
+	# the systemd unit's checks (issue 13): systemd-analyze verify and security
+	systemd
 )
 
 missing=()

@@ -121,14 +121,13 @@ bool log_enabled(int verbosity)
 	return verbosity <= log_verbosity;
 }
 
-void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
-	       ...)
+void log_vwrite(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
+		va_list ap)
 {
 	static const char letters[] = {'E', 'W', 'I'};
 	char buf[2048];
 	struct timeval tv;
 	struct tm tm;
-	va_list ap;
 
 	if (!log_enabled(verbosity))
 		return;
@@ -138,9 +137,7 @@ void log_write(enum log_level level, int verbosity, const char *file, int line, 
 	base = base ? base + 1 : file;
 	if (log_format == LOG_FORMAT_JSON) {
 		char msg[2048];
-		va_start(ap, fmt);
 		vsnprintf(msg, sizeof(msg), fmt, ap);
-		va_end(ap);
 		char out[8192];
 		size_t len =
 		    log_format_json(out, sizeof(out), level, verbosity, base, line, &tv, &tm, msg);
@@ -150,12 +147,36 @@ void log_write(enum log_level level, int verbosity, const char *file, int line, 
 	int n = snprintf(buf, sizeof(buf), "%c%02d%02d %02d:%02d:%02d.%06ld %7d %s:%d] ",
 			 letters[level], tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 			 tm.tm_sec, (long)tv.tv_usec, log_process_id(), base, line);
-	va_start(ap, fmt);
 	n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
 	if ((size_t)n > sizeof(buf) - 2)
 		n = sizeof(buf) - 2;
 	buf[n++] = '\n';
 	/* Nothing useful can be done if stderr is gone. */
 	(void)!write(STDERR_FILENO, buf, (size_t)n);
+}
+
+void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
+	       ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(level, verbosity, file, line, fmt, ap);
+	va_end(ap);
+}
+
+void log_once_write(struct log_once *once, int cause, enum log_level level, const char *file,
+		    int line, const char *fmt, ...)
+{
+	bool repeat = once->logged && once->cause == cause;
+	va_list ap;
+
+	once->logged = true;
+	once->cause = cause;
+	va_start(ap, fmt);
+	if (repeat)
+		log_vwrite(LOG_INFO, 1, file, line, fmt, ap);
+	else
+		log_vwrite(level, 0, file, line, fmt, ap);
+	va_end(ap);
 }

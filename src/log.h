@@ -4,6 +4,7 @@
  * Levels: error, warning, info; info messages carry a verbosity (-v N) like klog's V(N). */
 #pragma once
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 enum log_level { LOG_ERROR, LOG_WARNING, LOG_INFO };
@@ -13,22 +14,135 @@ enum log_format {
 	LOG_FORMAT_JSON, /* one object per line: ts, level, v, caller, pid, msg */
 };
 
-/* Sets the format of the lines that follow (default text). */
+/**
+ * log_set_format() - choose the format of the lines that follow
+ * @format: text (the default) or JSON
+ */
 void log_set_format(enum log_format format);
 
-/* Sets the verbosity threshold: info messages with verbosity > level are dropped. */
+/**
+ * log_set_verbosity() - set the verbosity threshold
+ * @level: info messages with a verbosity above it are dropped
+ */
 void log_set_verbosity(int level);
+
+/**
+ * log_enabled() - whether an info message at @verbosity would be printed
+ * @verbosity: the message's verbosity (-v N)
+ *
+ * Return: true if @verbosity is within the threshold.
+ */
 bool log_enabled(int verbosity);
 
+/**
+ * log_write() - log one line
+ * @level:     error, warning or info
+ * @verbosity: for info, the -v level it needs (0: always)
+ * @file:      source file of the caller
+ * @line:      source line of the caller
+ * @fmt:       printf format of the message, then its arguments
+ *
+ * Use log_error(), log_warning(), log_info() or log_debug(): they pass the caller's
+ * __FILE__ and __LINE__.
+ */
 void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
 	       ...) __attribute__((format(printf, 5, 6)));
 
-#define log_error(...)	 log_write(LOG_ERROR, 0, __FILE__, __LINE__, __VA_ARGS__)
+/**
+ * log_vwrite() - log_write() with the arguments in a va_list
+ * @level:     error, warning or info
+ * @verbosity: for info, the -v level it needs (0: always)
+ * @file:      source file of the caller
+ * @line:      source line of the caller
+ * @fmt:       printf format of the message
+ * @ap:        its arguments
+ */
+void log_vwrite(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
+		va_list ap) __attribute__((format(printf, 5, 0)));
+
+/**
+ * log_error() - log an error line from here
+ * @...: printf format of the message, then its arguments
+ */
+#define log_error(...) log_write(LOG_ERROR, 0, __FILE__, __LINE__, __VA_ARGS__)
+
+/**
+ * log_warning() - log a warning line from here
+ * @...: printf format of the message, then its arguments
+ */
 #define log_warning(...) log_write(LOG_WARNING, 0, __FILE__, __LINE__, __VA_ARGS__)
-#define log_info(...)	 log_write(LOG_INFO, 0, __FILE__, __LINE__, __VA_ARGS__)
-/* Info at verbosity v: printed only with -v v or higher. */
+
+/**
+ * log_info() - log an info line from here, at verbosity 0
+ * @...: printf format of the message, then its arguments
+ */
+#define log_info(...) log_write(LOG_INFO, 0, __FILE__, __LINE__, __VA_ARGS__)
+
+/**
+ * log_debug() - log an info line at verbosity @v
+ * @v:   the verbosity: printed only with -v @v or higher
+ * @...: printf format of the message, then its arguments
+ *
+ * The arguments are not evaluated when @v is above the threshold.
+ */
 #define log_debug(v, ...)                                                                          \
 	do {                                                                                       \
 		if (log_enabled(v))                                                                \
 			log_write(LOG_INFO, (v), __FILE__, __LINE__, __VA_ARGS__);                 \
 	} while (0)
+
+/**
+ * struct log_once - an event logged once per cause
+ * @logged: whether it was logged yet
+ * @cause:  the cause (an -errno, or 0) it was last logged with
+ *
+ * Its line goes out again only when the cause changes; repeats are logged at
+ * verbosity 1. Zeroed: nothing logged yet.
+ */
+struct log_once {
+	bool logged;
+	int cause;
+};
+
+/**
+ * log_once_write() - log an event unless this cause was just logged
+ * @once:  the event's state, updated to @cause
+ * @cause: why it happened this time (an -errno, or 0)
+ * @level: the level of a first line
+ * @file:  source file of the caller
+ * @line:  source line of the caller
+ * @fmt:   printf format of the message, then its arguments
+ *
+ * Logs like log_write() at @level, or at verbosity 1 when @once last logged the same
+ * @cause. Use log_error_once(), log_warning_once() or log_info_once(): they pass the
+ * caller's __FILE__ and __LINE__.
+ */
+void log_once_write(struct log_once *once, int cause, enum log_level level, const char *file,
+		    int line, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/**
+ * log_error_once() - log_once_write() an error from here
+ * @once:  the event's struct log_once
+ * @cause: why it happened this time (an -errno, or 0)
+ * @...:   printf format of the message, then its arguments
+ */
+#define log_error_once(once, cause, ...)                                                           \
+	log_once_write(once, cause, LOG_ERROR, __FILE__, __LINE__, __VA_ARGS__)
+
+/**
+ * log_warning_once() - log_once_write() a warning from here
+ * @once:  the event's struct log_once
+ * @cause: why it happened this time (an -errno, or 0)
+ * @...:   printf format of the message, then its arguments
+ */
+#define log_warning_once(once, cause, ...)                                                         \
+	log_once_write(once, cause, LOG_WARNING, __FILE__, __LINE__, __VA_ARGS__)
+
+/**
+ * log_info_once() - log_once_write() an info line from here
+ * @once:  the event's struct log_once
+ * @cause: why it happened this time (an -errno, or 0)
+ * @...:   printf format of the message, then its arguments
+ */
+#define log_info_once(once, cause, ...)                                                            \
+	log_once_write(once, cause, LOG_INFO, __FILE__, __LINE__, __VA_ARGS__)

@@ -8,10 +8,11 @@
 #include "handoff/handoff.h"
 #include "iommufd/device_presence.h"
 #include "iommufd/iommufd.h"
-#include "iommufd/selinux.h"
+#include "selinux/selinux.h"
 #include "kubelet/device_plugin.h"
 #include "kubelet/plugin_watcher.h"
 #include "kubelet/pod_resources.h"
+#include "kubelet/readiness.h"
 #include "kubelet/registration.h"
 #include "log.h"
 #include "loop/loop.h"
@@ -38,6 +39,7 @@ struct daemon {
 	struct registration *registration;     /* NULL with --registration=plugin-watcher */
 	struct plugin_watcher *plugin_watcher; /* NULL with --registration=kubelet-socket */
 	struct metrics *metrics;	       /* NULL without --metrics-address */
+	struct kubelet_readiness readiness;    /* what /healthz answers from */
 	int signal_fd;
 	struct loop_watch signal_watch;
 	struct loop_timer shutdown_deadline; /* gRPC connections must close by then */
@@ -148,13 +150,12 @@ static void daemon_signal(void *data, uint32_t events)
 }
 
 /* A fresh, configured fd for a dead instance's socket (handoff_rescue). */
-static int daemon_open_fd(void *data, const char *device_id, int *fd, char *reason,
-			  size_t reason_size)
+static int daemon_open_fd(void *data, const char *device_id, int *fd, struct error *e)
 {
 	struct daemon *d = data;
 	(void)device_id;
 
-	return iommufd_open(d->opener, fd, reason, reason_size);
+	return iommufd_open(d->opener, fd, e);
 }
 
 static void daemon_device_changed(void *data, bool present)
@@ -180,16 +181,40 @@ static int daemon_setup_signals(struct daemon *d)
 	return loop_watch_add(d->loop, &d->signal_watch, d->signal_fd, EPOLLIN, daemon_signal, d);
 }
 
+/* Hands every module's metrics source to a new registry, in the order /metrics has
+ * always listed them, and serves it on --metrics-address. Returns 0 or -errno
+ * (logged). */
+static int daemon_serve_metrics(struct daemon *d)
+{
+	struct metrics *m = d->metrics = metrics_new();
+
+	d->readiness = (struct kubelet_readiness){
+	    .registration = d->registration,
+	    .plugin_watcher = d->plugin_watcher,
+	};
+	metrics_set_readiness(m, kubelet_readiness_reason, &d->readiness);
+	metrics_add_source(m, kubelet_readiness_metrics_write, &d->readiness);
+	if (d->registration)
+		metrics_add_source(m, registration_metrics_write, d->registration);
+	if (d->plugin_watcher)
+		metrics_add_source(m, plugin_watcher_metrics_write, d->plugin_watcher);
+	metrics_add_source(m, device_presence_metrics_write, d->presence);
+	metrics_add_source(m, device_plugin_metrics_write, d->plugin);
+	metrics_add_source(m, iommufd_metrics_write, d->opener);
+	metrics_add_source(m, handoff_metrics_write, d->handoff);
+	if (d->pod_resources)
+		metrics_add_source(m, pod_resources_metrics_write, d->pod_resources);
+	return metrics_serve(m, d->loop, d->config.metrics_address);
+}
+
 /* Builds every module from the configuration. Returns 0 or -errno (already logged). */
 static int daemon_start(struct daemon *d)
 {
 	struct config *c = &d->config;
 	int r;
 
-	if ((r = loop_new(&d->loop)) < 0) {
-		log_error("cannot create the event loop: %s", error_text(-r));
+	if ((r = loop_new(&d->loop)) < 0)
 		return r;
-	}
 	if ((r = daemon_setup_signals(d)) < 0) {
 		log_error("cannot set up signal handling: %s", error_text(-r));
 		return r;
@@ -209,29 +234,22 @@ static int daemon_start(struct daemon *d)
 	/* Before serving: a container created after a crash of our predecessor still
 	 * finds a live socket at the path its Allocate answer named. */
 	handoff_rescue(d->handoff, daemon_open_fd, d);
-	d->plugin = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff);
+	if ((r = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff, &d->plugin)) < 0)
+		return r;
 	if ((r = device_presence_new(d->loop, c->iommufd.device_path, daemon_device_changed, d,
 				     &d->presence)) < 0)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
-	if (kubelet_uses_kubelet_socket(&c->kubelet))
-		d->registration = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff);
-	if (kubelet_uses_plugin_watcher(&c->kubelet))
-		d->plugin_watcher = plugin_watcher_new(d->loop, &c->kubelet, d->plugin);
+	if (kubelet_uses_kubelet_socket(&c->kubelet) &&
+	    (r = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff, &d->registration)) <
+		0)
+		return r;
+	if (kubelet_uses_plugin_watcher(&c->kubelet) &&
+	    (r = plugin_watcher_new(d->loop, &c->kubelet, d->plugin, &d->plugin_watcher)) < 0)
+		return r;
 	/* Before registering, so /healthz answers 503 until the kubelet has us. */
-	if (c->metrics_address) {
-		const struct metrics_sources sources = {
-		    .plugin = d->plugin,
-		    .registration = d->registration,
-		    .plugin_watcher = d->plugin_watcher,
-		    .opener = d->opener,
-		    .handoff = d->handoff,
-		    .presence = d->presence,
-		    .pod_resources = d->pod_resources,
-		};
-		if ((r = metrics_new(d->loop, c->metrics_address, &sources, &d->metrics)) < 0)
-			return r;
-	}
+	if (c->metrics_address && (r = daemon_serve_metrics(d)) < 0)
+		return r;
 	if (d->plugin_watcher && (r = plugin_watcher_start(d->plugin_watcher)) < 0)
 		return r;
 	return d->registration ? registration_start(d->registration) : 0;

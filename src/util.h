@@ -1,15 +1,24 @@
 /* Small helpers every module uses: cleanup attributes so an early return never
- * leaks an fd or a buffer (the crun/systemd idiom), and allocation that aborts on
- * out-of-memory, the one failure we do not propagate. */
+ * leaks an fd, a buffer or a directory stream (the crun/systemd idiom), and
+ * allocation that aborts on out-of-memory, the one failure we do not propagate. */
 #pragma once
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+/**
+ * ARRAY_SIZE() - the number of elements of an array
+ * @a: an array (not a pointer)
+ */
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/**
+ * close_fdp() - the cleanup function of cleanup_close
+ * @fd: the variable; closed if it is >= 0, errno kept
+ */
 static inline void close_fdp(int *fd)
 {
 	if (*fd >= 0) {
@@ -19,15 +28,38 @@ static inline void close_fdp(int *fd)
 	}
 }
 
+/**
+ * free_voidp() - the cleanup function of cleanup_free
+ * @p: the address of the pointer variable, which is freed
+ */
 static inline void free_voidp(void *p)
 {
 	free(*(void **)p);
 }
 
-#define cleanup_close __attribute__((cleanup(close_fdp)))
-#define cleanup_free  __attribute__((cleanup(free_voidp)))
+/**
+ * closedirp() - the cleanup function of cleanup_closedir
+ * @d: the variable; closed if it is not NULL, errno kept
+ */
+static inline void closedirp(DIR **d)
+{
+	if (*d) {
+		int saved = errno;
+		closedir(*d);
+		errno = saved;
+	}
+}
 
-/* Hands ownership of an fd out of a cleanup_close variable. */
+#define cleanup_close	 __attribute__((cleanup(close_fdp)))
+#define cleanup_free	 __attribute__((cleanup(free_voidp)))
+#define cleanup_closedir __attribute__((cleanup(closedirp)))
+
+/**
+ * take_fd() - hand ownership of an fd out of a cleanup_close variable
+ * @fd: the variable, left -1
+ *
+ * Return: the fd it held.
+ */
 static inline int take_fd(int *fd)
 {
 	int r = *fd;
@@ -35,7 +67,12 @@ static inline int take_fd(int *fd)
 	return r;
 }
 
-/* Hands ownership of a pointer out of a cleanup_free variable. */
+/**
+ * take_ptr() - hand ownership of a pointer out of a cleanup_free variable
+ * @p: the variable, left NULL
+ *
+ * Return: the pointer it held.
+ */
 #define take_ptr(p)                                                                                \
 	({                                                                                         \
 		__typeof__(p) taken_ = (p);                                                        \
@@ -43,16 +80,60 @@ static inline int take_fd(int *fd)
 		taken_;                                                                            \
 	})
 
+/**
+ * xmalloc() - malloc() that aborts on out of memory
+ * @size: bytes to allocate
+ *
+ * Return: the new memory (caller frees), never NULL.
+ */
 void *xmalloc(size_t size);
+
+/**
+ * xcalloc() - calloc() that aborts on out of memory
+ * @count: number of elements
+ * @size:  size of one element
+ *
+ * Return: the new zeroed memory (caller frees), never NULL.
+ */
 void *xcalloc(size_t count, size_t size);
+
+/**
+ * xrealloc() - realloc() that aborts on out of memory
+ * @p:    memory from x*alloc(), or NULL
+ * @size: its new size
+ *
+ * Return: the moved or grown memory (caller frees), never NULL.
+ */
 void *xrealloc(void *p, size_t size);
+
+/**
+ * xstrdup() - strdup() that aborts on out of memory
+ * @s: the string to copy
+ *
+ * Return: the copy (caller frees), never NULL.
+ */
 char *xstrdup(const char *s);
+
+/**
+ * xasprintf() - asprintf() that aborts on out of memory
+ * @fmt: printf format, then its arguments
+ *
+ * Return: the formatted string (caller frees), never NULL.
+ */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* mkdir -p: creates the missing directories of path (each with mode; existing ones
- * are left as they are). Returns 0 or -errno (ENOTDIR if a component exists and is
- * not a directory). */
+/**
+ * mkdir_parents() - mkdir -p
+ * @path: the directory to create, with its missing parents
+ * @mode: the mode of each directory created; existing ones are left as they are
+ *
+ * Return: 0, or -errno (-ENOTDIR if a component exists and is not a directory).
+ */
 int mkdir_parents(const char *path, unsigned int mode);
 
-/* Monotonic clock in microseconds. */
+/**
+ * now_usec() - the monotonic clock
+ *
+ * Return: CLOCK_MONOTONIC in microseconds.
+ */
 unsigned long long now_usec(void);

@@ -205,13 +205,18 @@ int main(int argc, char **argv)
 		sim.ids[sim.id_count++] = id;
 	}
 	cleanup_free char *socket_path = xasprintf("%s/kubelet.sock", sim.dir);
-	int r = loop_new(&sim.loop);
-	if (r < 0 || (r = loop_timer_init(sim.loop, &sim.deadline, sim_timeout, &sim)) < 0) {
-		fprintf(stderr, "kubelet-sim: cannot create the event loop: %s\n", error_text(-r));
+	if (loop_new(&sim.loop) < 0)
+		return 1; /* logged */
+	int r = loop_timer_init(sim.loop, &sim.deadline, sim_timeout, &sim);
+	if (r < 0) {
+		fprintf(stderr, "kubelet-sim: cannot create the deadline timer: %s\n",
+			error_text(-r));
 		return 1;
 	}
 	loop_timer_arm(&sim.deadline, (unsigned long long)timeout * 1000000ULL);
-	sim.server = grpc_server_new(sim.loop, sim_methods, ARRAY_SIZE(sim_methods), &sim);
+	r = grpc_server_new(sim.loop, sim_methods, ARRAY_SIZE(sim_methods), &sim, &sim.server);
+	if (r < 0)
+		return 1;
 	r = grpc_server_listen(sim.server, socket_path, false, NULL, NULL);
 	if (r < 0) {
 		fprintf(stderr, "kubelet-sim: cannot listen on %s: %s\n", socket_path,

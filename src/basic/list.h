@@ -6,8 +6,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/**
+ * container_of() - the struct that embeds a member
+ * @ptr:    pointer to the member
+ * @type:   the embedding struct's type
+ * @member: the member's name in @type
+ *
+ * Return: a pointer to the @type that holds *@ptr.
+ */
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/**
+ * struct list - a list head, or a node embedded in its owner
+ * @prev: the previous node (the head's: the last node)
+ * @next: the next node (the head's: the first node)
+ */
 struct list {
 	struct list *prev, *next;
 };
@@ -55,11 +68,35 @@ static inline void list_unlink(struct list *node)
 	list_init(node);
 }
 
+/**
+ * list_entry() - the owner of a list node
+ * @node:   the struct list embedded in it
+ * @type:   the owner's type
+ * @member: the node's field name in @type
+ *
+ * Return: a pointer to the owner.
+ */
 #define list_entry(node, type, member) container_of(node, type, member)
+
+/**
+ * list_first() - the owner of a list's first node
+ * @head:   a non-empty list's head
+ * @type:   the owner's type
+ * @member: the node's field name in @type
+ *
+ * Return: a pointer to the first entry.
+ */
 #define list_first(head, type, member) list_entry((head)->next, type, member)
 
-/* Iterates over every entry of head; the loop body must not unlink pos. member is a
- * field name, which cannot be parenthesized. */
+/**
+ * list_for_each() - iterate over every entry of a list
+ * @pos:    the loop cursor, a pointer to the entries' type
+ * @head:   the list's head
+ * @member: the node's field name in the entries' type
+ *
+ * The loop body must not unlink @pos. @member is a field name, which cannot be
+ * parenthesized.
+ */
 #define list_for_each(pos, head, member)                                                           \
 	for ((pos) = list_entry((head)->next, __typeof__(*(pos)), member);                         \
 	     &(pos)->member != (head);                                                             \

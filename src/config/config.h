@@ -6,7 +6,7 @@
 
 #include "../handoff/handoff.h"
 #include "../iommufd/iommufd.h"
-#include "../iommufd/selinux.h"
+#include "../selinux/selinux.h"
 #include "../kubelet/kubelet_options.h"
 #include "../kubelet/pod_resources.h"
 #include "../log.h"
@@ -35,12 +35,28 @@ struct config {
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
 
-/* Fills config from the modules' defaults, the environment and argv. Prints
- * --help/--version to out and errors to err. Returns CONFIG_RUN, CONFIG_EXIT_OK
- * (help or version shown) or CONFIG_EXIT_USAGE (bad flag or value; the message
- * names it). Free with config_free in every case. */
+/**
+ * config_parse() - fill the configuration from defaults, environment and argv
+ * @config: filled from the modules' defaults, the environment and @argv; free with
+ *          config_free() in every case
+ * @argc:   as main() got it
+ * @argv:   as main() got it
+ * @out:    where --help/--version are printed
+ * @err:    where errors are printed
+ *
+ * Return: CONFIG_RUN, CONFIG_EXIT_OK (help or version shown) or CONFIG_EXIT_USAGE
+ * (bad flag or value; the message names it).
+ */
 enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err);
+
+/**
+ * config_free() - free what config_parse() allocated
+ * @config: the configuration
+ */
 void config_free(struct config *config);
 
-/* Logs the effective configuration, one line. */
+/**
+ * config_log() - log the effective configuration, one line
+ * @config: the configuration
+ */
 void config_log(const struct config *config);

@@ -17,12 +17,28 @@ typedef void (*grpc_client_message_fn)(void *data, const uint8_t *msg, size_t le
  * unless the client is freed first. */
 typedef void (*grpc_client_done_fn)(void *data, enum grpc_status status, const char *message);
 
-/* Connects to the unix socket at path. Returns 0 or -errno (socket, connect:
- * -ENOENT no socket, -ECONNREFUSED nobody listening). */
+/**
+ * grpc_client_connect() - connect to a gRPC server on a unix socket
+ * @loop: the loop
+ * @path: the socket file's path
+ * @out:  set to the client (free with grpc_client_free())
+ *
+ * Return: 0 or -errno of socket/connect: -ENOENT no socket, -ECONNREFUSED nobody
+ * listening.
+ */
 int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client **out);
 
-/* Starts a call of method path ("/package.Service/Method") with request. Callbacks get
- * data. Returns 0 or -EIO if the connection is already dead. */
+/**
+ * grpc_client_call() - start a call
+ * @client:     the client
+ * @path:       the method, "/package.Service/Method"
+ * @request:    the one request message
+ * @on_message: called for each response message
+ * @on_done:    called once when the call ends
+ * @data:       passed to the callbacks
+ *
+ * Return: 0, or -EIO if the connection is already dead.
+ */
 int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
 		     grpc_client_message_fn on_message, grpc_client_done_fn on_done, void *data);
 
@@ -33,15 +49,27 @@ struct grpc_request_body {
 	size_t sent; /* bytes nghttp2 has taken so far */
 };
 
-/* Queues a gRPC call of method path on a client session: HEADERS (POST, te: trailers,
- * content-type application/grpc) and body as the DATA that ends the stream. body must
- * stay in place until nghttp2 has taken it all or the stream has closed; stream_data
- * becomes the stream's user data. Sends nothing: the caller runs nghttp2's send.
- * Shared by grpc_client_call and the benchmark's blocking client. Returns the stream
- * id, or a negative nghttp2 error code. */
+/**
+ * grpc_request_submit() - queue a gRPC call on a client session
+ * @session:     a client nghttp2 session
+ * @path:        the method, "/package.Service/Method"
+ * @body:        the packed request, sent as the DATA that ends the stream; must stay
+ *               in place until nghttp2 has taken it all or the stream has closed
+ * @stream_data: becomes the stream's user data
+ *
+ * Queues HEADERS (POST, te: trailers, content-type application/grpc) and @body.
+ * Sends nothing: the caller runs nghttp2's send. Shared by grpc_client_call() and the
+ * benchmark's blocking client.
+ *
+ * Return: the stream id, or a negative nghttp2 error code.
+ */
 int32_t grpc_request_submit(nghttp2_session *session, const char *path,
 			    struct grpc_request_body *body, void *stream_data);
 
-/* Frees the client; pending calls get no callbacks. Safe from inside its callbacks
- * (the memory goes once the loop is back in control). */
+/**
+ * grpc_client_free() - free the client; pending calls get no callbacks
+ * @client: the client
+ *
+ * Safe from inside its callbacks (the memory goes once the loop is back in control).
+ */
 void grpc_client_free(struct grpc_client *client);

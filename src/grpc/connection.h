@@ -12,7 +12,11 @@
 
 struct grpc_connection;
 
-/* An nghttp2 header pair from a literal name and a string value (copied by nghttp2). */
+/**
+ * GRPC_NV() - an nghttp2 header pair
+ * @name:  a string literal
+ * @value: a NUL-terminated string (nghttp2 copies both)
+ */
 #define GRPC_NV(name, value)                                                                       \
 	{                                                                                          \
 		(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value),            \
@@ -45,19 +49,42 @@ struct grpc_connection {
 	bool lingering; /* writing is shut down; discarding input until EOF */
 };
 
-/* Takes ownership of fd (non-blocking, CLOEXEC) and session; watches fd for input.
- * Returns 0 or -errno (epoll_ctl); on failure the caller still owns fd and session. */
+/**
+ * grpc_connection_init() - drive an HTTP/2 session on a socket from the loop
+ * @conn:    the connection, embedded in its owner
+ * @loop:    the loop
+ * @fd:      the socket (non-blocking, CLOEXEC); taken on success
+ * @session: the nghttp2 session; taken on success
+ * @closed:  called when the connection is finished
+ *
+ * Watches @fd for input.
+ *
+ * Return: 0, or -errno of epoll_ctl(); on failure the caller still owns @fd and
+ * @session.
+ */
 int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd,
 			 nghttp2_session *session, grpc_connection_closed_fn closed);
 
-/* Sends what the session has queued. Call after anything that queues frames
- * (submit, resume_data); a no-op inside nghttp2 callbacks, where the receive path
- * flushes afterwards. Never frees the connection: a failure schedules the closed
- * callback, so callers may go on using it. */
+/**
+ * grpc_connection_flush() - send what the session has queued
+ * @conn: the connection
+ *
+ * Call after anything that queues frames (submit, resume_data); a no-op inside
+ * nghttp2 callbacks, where the receive path flushes afterwards. Never frees the
+ * connection: a failure schedules the closed callback, so callers may go on using it.
+ */
 void grpc_connection_flush(struct grpc_connection *conn);
-/* The same once the current callback batch is done, so that everything queued in it
- * leaves together; a no-op inside nghttp2 callbacks (the receive path flushes). */
+/**
+ * grpc_connection_flush_soon() - grpc_connection_flush() once the batch is done
+ * @conn: the connection
+ *
+ * Flushes once the current callback batch is done, so that everything queued in it
+ * leaves together; a no-op inside nghttp2 callbacks (the receive path flushes).
+ */
 void grpc_connection_flush_soon(struct grpc_connection *conn);
 
-/* Stops watching, deletes the session and closes the fd. */
+/**
+ * grpc_connection_destroy() - stop watching, delete the session and close the fd
+ * @conn: the connection
+ */
 void grpc_connection_destroy(struct grpc_connection *conn);

@@ -35,31 +35,87 @@ struct grpc_reader {
 	size_t cap;
 };
 
-/* Appends received bytes. Returns 0, or -EMSGSIZE as soon as the prefix announces a
- * message larger than GRPC_MAX_MESSAGE_SIZE (nothing more is buffered then). */
+/**
+ * grpc_reader_append() - append received bytes
+ * @reader: the stream's reader
+ * @data:   the bytes
+ * @len:    their number
+ *
+ * Return: 0, or -EMSGSIZE as soon as the prefix announces a message larger than
+ * GRPC_MAX_MESSAGE_SIZE (nothing more is buffered then).
+ */
 int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t len);
 
-/* Takes the next complete message: returns 1 and sets *msg and *len (valid until the next
- * grpc_reader_append or grpc_reader_free), 0 if no complete message is buffered, -EPROTONOSUPPORT
- * if the message has the compressed flag set (we announce no grpc-encoding), -EBADMSG if the flags
- * byte is neither 0 nor 1. */
+/**
+ * grpc_reader_next() - take the next complete message
+ * @reader: the stream's reader
+ * @msg:    set to the message, valid until the next grpc_reader_append() or
+ *          grpc_reader_free()
+ * @len:    set to its length
+ *
+ * Return: 1 with *@msg and *@len set; 0 if no complete message is buffered;
+ * -EPROTONOSUPPORT if the message has the compressed flag set (we announce no
+ * grpc-encoding); -EBADMSG if the flags byte is neither 0 nor 1.
+ */
 int grpc_reader_next(struct grpc_reader *reader, const uint8_t **msg, size_t *len);
-/* Bytes still buffered after the messages taken so far. */
+
+/**
+ * grpc_reader_pending() - bytes still buffered after the messages taken so far
+ * @reader: the stream's reader
+ *
+ * Return: the number of bytes.
+ */
 size_t grpc_reader_pending(const struct grpc_reader *reader);
+
+/**
+ * grpc_reader_free() - free the reader's buffer
+ * @reader: the stream's reader
+ */
 void grpc_reader_free(struct grpc_reader *reader);
 
-/* Packs msg behind an uncompressed 5-byte prefix at the end of *buf (*len bytes
- * long; grown with realloc, NULL for a new buffer), straight into its place. */
+/**
+ * grpc_frame_append() - pack a message behind its 5-byte prefix at the end of a buffer
+ * @buf: the buffer, grown with realloc; NULL for a new buffer
+ * @len: its length in bytes, advanced
+ * @msg: the message, packed straight into its place, uncompressed
+ */
 void grpc_frame_append(uint8_t **buf, size_t *len, const ProtobufCMessage *msg);
-/* The same into a new buffer (caller frees). */
+
+/**
+ * grpc_frame_pack() - grpc_frame_append() into a new buffer
+ * @msg: the message
+ * @len: set to the frame's length
+ *
+ * Return: the frame (caller frees).
+ */
 uint8_t *grpc_frame_pack(const ProtobufCMessage *msg, size_t *len);
 
-/* Percent-encodes a grpc-message value: bytes outside 0x20..0x7e and '%' become %XX.
- * Returns a new string (caller frees). */
+/**
+ * grpc_percent_encode() - percent-encode a grpc-message value
+ * @text: the message
+ *
+ * Bytes outside 0x20..0x7e and '%' become %XX.
+ *
+ * Return: a new string (caller frees).
+ */
 char *grpc_percent_encode(const char *text);
-/* Decodes a grpc-message value of len bytes; malformed escapes are kept as they are.
- * Returns a new string (caller frees). */
+
+/**
+ * grpc_percent_decode() - decode a grpc-message value
+ * @value: the header value
+ * @len:   its length in bytes
+ *
+ * Malformed escapes are kept as they are.
+ *
+ * Return: a new string (caller frees).
+ */
 char *grpc_percent_decode(const uint8_t *value, size_t len);
 
-/* Parses a grpc-status header value ("0".."16"); returns the code or -EINVAL. */
+/**
+ * grpc_status_parse() - parse a grpc-status header value ("0".."16")
+ * @value: the header value
+ * @len:   its length in bytes
+ *
+ * Return: the code, or -EINVAL.
+ */
 int grpc_status_parse(const uint8_t *value, size_t len);

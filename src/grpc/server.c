@@ -451,8 +451,8 @@ static void server_accept(void *data, int fd)
 	grpc_connection_flush(&sc->conn);
 }
 
-struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method *methods,
-				    size_t method_count, void *data)
+int grpc_server_new(struct loop *loop, const struct grpc_method *methods, size_t method_count,
+		    void *data, struct grpc_server **out)
 {
 	struct grpc_server *server = xcalloc(1, sizeof(*server));
 	list_init(&server->connections);
@@ -475,7 +475,8 @@ struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method 
 	/* Closed streams are kept only for RFC 7540 priority, which gRPC does not use:
 	 * without this every cancelled stream would cost memory until the connection ends. */
 	nghttp2_option_set_no_closed_streams(server->options, 1);
-	return server;
+	*out = server;
+	return 0;
 }
 
 void grpc_server_stop_listening(struct grpc_server *server, bool unlink_socket)

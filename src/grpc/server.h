@@ -37,48 +37,130 @@ struct grpc_server_stats {
 	unsigned long long calls_unimplemented;
 };
 
-/* Creates a server for methods (borrowed, must outlive it); handlers get data.
- * Nothing listens until grpc_server_listen(). */
-struct grpc_server *grpc_server_new(struct loop *loop, const struct grpc_method *methods,
-				    size_t method_count, void *data);
-/* Frees the server: every open connection is closed and every unfinished call is
- * cancelled (its cancel callback runs). Does not unlink the socket. */
+/**
+ * grpc_server_new() - create a server
+ * @loop:         the loop
+ * @methods:      the methods served; borrowed, must outlive the server
+ * @method_count: their number
+ * @data:         passed to the handlers
+ * @out:          set to the server (free with grpc_server_free())
+ *
+ * Nothing listens until grpc_server_listen().
+ *
+ * Return: 0; only allocation can fail, and that aborts.
+ */
+int grpc_server_new(struct loop *loop, const struct grpc_method *methods, size_t method_count,
+		    void *data, struct grpc_server **out);
+
+/**
+ * grpc_server_free() - free the server
+ * @server: the server
+ *
+ * Every open connection is closed and every unfinished call is cancelled (its cancel
+ * callback runs). Does not unlink the socket.
+ */
 void grpc_server_free(struct grpc_server *server);
 
 struct file_id;
 /* Told the new socket file's identity after bind, before anyone can connect. */
 typedef void (*grpc_bound_fn)(void *data, const struct file_id *id);
 
-/* Listens on the unix socket path instead of any earlier listener of this server
- * (open connections stay). A dead socket file at path is replaced; a live one only
- * with replace_live, atomically (bound beside it, then renamed over it). bound (may
- * be NULL) is called between bind and listen. Returns 0 or -errno: -EADDRINUSE (a
- * live server holds path), -EEXIST (not a socket), see unix_socket_bind(); listen,
- * rename, epoll_ctl. */
+/**
+ * grpc_server_listen() - listen on a unix socket
+ * @server:       the server
+ * @path:         the socket file's path; replaces any earlier listener of this
+ *                server (open connections stay)
+ * @replace_live: a dead socket file at @path is replaced; a live one only with this,
+ *                atomically (bound beside it, then renamed over it)
+ * @bound:        called between bind and listen; may be NULL
+ * @data:         passed to @bound
+ *
+ * Return: 0 or -errno: -EADDRINUSE (a live server holds @path), -EEXIST (not a
+ * socket), see unix_socket_bind(); listen, rename, epoll_ctl.
+ */
 int grpc_server_listen(struct grpc_server *server, const char *path, bool replace_live,
 		       grpc_bound_fn bound, void *data);
-/* Stops listening; with unlink_socket also removes the socket file, if it is still
- * the one this server bound (same inode). */
+
+/**
+ * grpc_server_stop_listening() - stop listening
+ * @server:        the server
+ * @unlink_socket: also remove the socket file, if it is still the one this server
+ *                 bound (same inode)
+ */
 void grpc_server_stop_listening(struct grpc_server *server, bool unlink_socket);
-/* Whether the socket file this server listens on still exists as ours. */
+
+/**
+ * grpc_server_socket_present() - whether the socket file it listens on is still ours
+ * @server: the server
+ *
+ * Return: true if the socket file still exists as ours.
+ */
 bool grpc_server_socket_present(const struct grpc_server *server);
-/* The identity of the socket file it listens on, or NULL when not listening. */
+
+/**
+ * grpc_server_socket_id() - the identity of the socket file it listens on
+ * @server: the server
+ *
+ * Return: the identity, or NULL when not listening.
+ */
 const struct file_id *grpc_server_socket_id(const struct grpc_server *server);
 
-/* Sends GOAWAY on every connection and calls done(data) once all of them have
- * flushed and closed (at once if there are none). */
+/**
+ * grpc_server_drain() - send GOAWAY on every connection
+ * @server: the server
+ * @done:   called as done(data) once all of them have flushed and closed (at once if
+ *          there are none)
+ * @data:   passed to @done
+ */
 void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), void *data);
 
+/**
+ * grpc_server_connection_count() - the number of open connections
+ * @server: the server
+ *
+ * Return: the count.
+ */
 size_t grpc_server_connection_count(const struct grpc_server *server);
+
+/**
+ * grpc_server_stats() - counters, for metrics
+ * @server: the server
+ *
+ * Return: the counters, valid until grpc_server_free().
+ */
 const struct grpc_server_stats *grpc_server_stats(const struct grpc_server *server);
 
-/* Queues one response message, packed straight into the call's output. Returns 0,
- * or -ECANCELED if the call was already finished. */
+/**
+ * grpc_call_send() - queue one response message
+ * @call: the call
+ * @msg:  the message, packed straight into the call's output
+ *
+ * Return: 0, or -ECANCELED if the call was already finished.
+ */
 int grpc_call_send(struct grpc_call *call, const ProtobufCMessage *msg);
-/* Ends the call with status and an optional message (NULL for none): trailers after
- * the messages sent, or Trailers-Only if none was. The call must not be used after. */
+
+/**
+ * grpc_call_finish() - end the call
+ * @call:    the call; it must not be used after
+ * @status:  the grpc-status
+ * @message: the grpc-message, or NULL for none
+ *
+ * Sends trailers after the messages sent, or Trailers-Only if none was.
+ */
 void grpc_call_finish(struct grpc_call *call, enum grpc_status status, const char *message);
-/* Registers fn(data, call) for a cancellation before grpc_call_finish(). */
+
+/**
+ * grpc_call_on_cancel() - register a callback for a cancellation
+ * @call: the call
+ * @fn:   called as fn(data, call) if the call is cancelled before grpc_call_finish()
+ * @data: passed to @fn
+ */
 void grpc_call_on_cancel(struct grpc_call *call, grpc_cancel_fn fn, void *data);
-/* Credentials of the peer process (SO_PEERCRED at accept), for logs. */
+
+/**
+ * grpc_call_peer_pid() - the pid of the peer process, for logs
+ * @call: the call
+ *
+ * Return: the pid from the peer's credentials (SO_PEERCRED at accept).
+ */
 int grpc_call_peer_pid(const struct grpc_call *call);

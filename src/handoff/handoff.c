@@ -8,6 +8,7 @@
 #include "handoff_internal.h"
 #include "handoff_peer.h"
 #include "handoff_socket.h"
+#include "../basic/error.h"
 #include "../basic/list.h"
 #include "../log.h"
 #include "../loop/loop.h"
@@ -352,7 +353,7 @@ static void ack_timed_out(void *data)
 
 int handoff_new(struct loop *loop, const struct handoff_options *o, struct handoff **out)
 {
-	char msg[1024];
+	struct error e = {0};
 
 	if (!o->ttl_usec || !o->ack_timeout_usec || !o->max_peers || !o->socket_dir ||
 	    o->socket_dir[0] != '/') {
@@ -369,9 +370,9 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 	list_init(&h->pending_listeners);
 	h->ttl_timer.fd = h->ack_timer.fd = -1;
 	h->dir_watch_fd = -1;
-	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, msg, sizeof(msg));
+	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, &e);
 	if (r < 0) {
-		log_error("%s", msg);
+		log_error("%s", error_message(&e));
 		handoff_free(h);
 		return r;
 	}
@@ -428,7 +429,7 @@ bool handoff_device_id_valid(const char *id)
 }
 
 int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id, int fd,
-			int listen_fd, char *path, char *reason, size_t reason_size)
+			int listen_fd, char *path, struct error *e)
 {
 	struct handoff_offer *offer = xcalloc(1, sizeof(*offer));
 	offer->h = h;
@@ -448,8 +449,7 @@ int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *
 	int r = loop_listener_start(h->loop, &offer->listener, listen_fd, offer->path, offer_accept,
 				    offer);
 	if (r < 0) {
-		snprintf(reason, reason_size, "cannot watch handoff socket %s: %s", offer->path,
-			 error_text(-r));
+		error_set(e, r, "cannot watch handoff socket %s: %s", offer->path, error_text(-r));
 		offer_destroy(offer);
 		return r;
 	}
@@ -458,20 +458,17 @@ int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *
 }
 
 int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const char **socket_path,
-		  char *reason, size_t reason_size)
+		  struct error *e)
 {
 	cleanup_close int fd = fd_in;
-	char msg[1024];
 	char *path = NULL;
 	struct handoff_offer *old;
 
-	if (!handoff_device_id_valid(device_id)) {
-		snprintf(reason, reason_size,
-			 "invalid device id \"%.*s\": want 1-%d characters of [A-Za-z0-9._-], "
-			 "not starting with '.'",
-			 HANDOFF_MAX_DEVICE_ID, device_id, HANDOFF_MAX_DEVICE_ID);
-		return -EINVAL;
-	}
+	if (!handoff_device_id_valid(device_id))
+		return error_set(e, -EINVAL,
+				 "invalid device id \"%.*s\": want 1-%d characters of "
+				 "[A-Za-z0-9._-], not starting with '.'",
+				 HANDOFF_MAX_DEVICE_ID, device_id, HANDOFF_MAX_DEVICE_ID);
 	list_for_each (old, &h->offers, link) {
 		if (strcmp(old->device_id, device_id) == 0) {
 			h->stats.replaced++;
@@ -484,13 +481,10 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 	}
 
 	int listen_fd = handoff_socket_listen(&h->opts, h->own_dir->path, device_id,
-					      &h->name_counter, &path, msg, sizeof(msg));
-	if (listen_fd < 0) {
-		snprintf(reason, reason_size, "%s", msg);
+					      &h->name_counter, &path, e);
+	if (listen_fd < 0)
 		return listen_fd;
-	}
-	int r = handoff_offer_start(h, h->own_dir, device_id, take_fd(&fd), listen_fd, path, reason,
-				    reason_size);
+	int r = handoff_offer_start(h, h->own_dir, device_id, take_fd(&fd), listen_fd, path, e);
 	if (r < 0)
 		return r;
 	h->stats.offered++;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+struct error;
 struct file_id;
 struct loop;
 struct selinux_labeler;
@@ -58,54 +59,92 @@ struct handoff_stats {
 
 struct handoff;
 
-/* Fills *o with the defaults above, uid/gid unchanged, labeler NULL. */
+/**
+ * handoff_options_init() - fill options with the defaults above
+ * @o: the options; uid/gid unchanged, labeler NULL
+ */
 void handoff_options_init(struct handoff_options *o);
 
-/* Creates the socket dir if missing and our own instance dir in it, locked for our
- * lifetime (handoff_socket.h); other instances' files are not touched. Logs the cause
- * of any failure. Returns 0 and *out (free with handoff_free), or -errno: EINVAL
- * (zero TTL, ack timeout or max_peers, or a relative socket dir), mkdir's, open's or
- * flock's errno, or timerfd/epoll's. */
+/**
+ * handoff_new() - create the socket dir if missing and our own instance dir in it
+ * @loop: the loop
+ * @o:    the options
+ * @out:  set to the handoff (free with handoff_free())
+ *
+ * Our instance dir is locked for our lifetime (handoff_socket.h); other instances'
+ * files are not touched. Logs the cause of any failure.
+ *
+ * Return: 0, or -errno: EINVAL (zero TTL, ack timeout or max_peers, or a relative
+ * socket dir), mkdir's, open's or flock's errno, or timerfd/epoll's.
+ */
 int handoff_new(struct loop *loop, const struct handoff_options *o, struct handoff **out);
 
-/* Closes every offer's fd, listener and connections and frees. Pending offers'
- * socket files stay, and with them the instance dir, whose lock dies with us: the
- * next instance re-serves them (handoff_rescue), so a container created after our
- * exit still gets an fd. With nothing pending our instance dir is removed. NULL is a
- * no-op. */
+/**
+ * handoff_free() - close every offer's fd, listener and connections and free
+ * @h: the handoff; NULL is a no-op
+ *
+ * Pending offers' socket files stay, and with them the instance dir, whose lock dies
+ * with us: the next instance re-serves them (handoff_rescue()), so a container
+ * created after our exit still gets an fd. With nothing pending our instance dir is
+ * removed.
+ */
 void handoff_free(struct handoff *h);
 
 /* Opens a fresh, configured iommufd for device_id: the one the device plugin would
- * hand over for an Allocate. Returns 0 and *fd (taken), or -errno with a reason. */
-typedef int (*handoff_open_fn)(void *data, const char *device_id, int *fd, char *reason,
-			       size_t reason_size);
+ * hand over for an Allocate. Returns 0 and *fd (taken), or -errno with the reason in
+ * *e, unlogged (handoff_rescue logs it). */
+typedef int (*handoff_open_fn)(void *data, const char *device_id, int *fd, struct error *e);
 
-/* Re-serves what dead instances left in the socket dir: every socket in an instance
- * dir whose lock is free, and every dead socket directly in the socket dir (from a
- * version before instance dirs), at the same path with a fresh fd from open_fd, as
- * a new offer under the usual rules (TTL from now, PodResources). A socket that
- * cannot be re-served is removed and logged. Live instances' sockets are never
- * touched. Returns the number re-served. */
+/**
+ * handoff_rescue() - re-serve what dead instances left in the socket dir
+ * @h:       the handoff
+ * @open_fd: opens the fresh fd for each socket
+ * @data:    passed to @open_fd
+ *
+ * Re-serves every socket in an instance dir whose lock is free, and every dead socket
+ * directly in the socket dir (from a version before instance dirs), at the same path
+ * with a fresh fd from @open_fd, as a new offer under the usual rules (TTL from now,
+ * PodResources). A socket that cannot be re-served is removed and logged. Live
+ * instances' sockets are never touched.
+ *
+ * Return: the number re-served.
+ */
 size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data);
 
-/* Offers fd for device_id: creates, labels and listens on a new socket
- * "<socket_dir>/<device_id>-<n>.sock". Takes fd in every case (closed on failure).
- * An earlier offer for the same device_id is withdrawn first. Returns 0 and
- * *socket_path (owned by h, valid until the offer ends: copy it), or -errno, with a
- * one-line reason in reason (reason_size bytes, may be 0): EINVAL (device_id empty,
- * longer than 64, starting with '.', or with characters outside [A-Za-z0-9._-]),
- * ENAMETOOLONG (path longer than a sun_path), or the errno of
- * socket/bind/chmod/chown/lsetxattr/listen/epoll. */
+/**
+ * handoff_offer() - offer an fd for a device on a new socket
+ * @h:           the handoff
+ * @device_id:   the device; an earlier offer for it is withdrawn first
+ * @fd:          the fd; taken in every case (closed on failure)
+ * @socket_path: set to the socket's path "<socket_dir>/<device_id>-<n>.sock", owned
+ *               by @h and valid until the offer ends: copy it
+ * @e:           on failure, a one-line reason; may be NULL
+ *
+ * Creates, labels and listens on the new socket. A failure is not logged.
+ *
+ * Return: 0, or -errno: EINVAL (@device_id empty, longer than 64, starting with '.',
+ * or with characters outside [A-Za-z0-9._-]), ENAMETOOLONG (path longer than a
+ * sun_path), or the errno of socket/bind/chmod/chown/lsetxattr/listen/epoll.
+ */
 int handoff_offer(struct handoff *h, const char *device_id, int fd, const char **socket_path,
-		  char *reason, size_t reason_size);
+		  struct error *e);
 
-/* Withdraws the offer on socket_path (as returned by handoff_offer) before anyone was
- * told about it: an Allocate that fails after some of its offers were made. Counted
- * as withdrawn (offered stays: counters only go up). No-op if there is no such offer.
- * socket_path may point to the offer's own copy. */
+/**
+ * handoff_withdraw() - withdraw an offer before anyone was told about it
+ * @h:           the handoff
+ * @socket_path: as returned by handoff_offer(); may point to the offer's own copy
+ *
+ * For an Allocate that fails after some of its offers were made. Counted as
+ * withdrawn (offered stays: counters only go up). No-op if there is no such offer.
+ */
 void handoff_withdraw(struct handoff *h, const char *socket_path);
 
-/* Number of offers not yet consumed, expired or replaced. */
+/**
+ * handoff_pending() - the number of offers not yet consumed, expired or replaced
+ * @h: the handoff
+ *
+ * Return: the count.
+ */
 size_t handoff_pending(const struct handoff *h);
 
 /* Called with the new handoff_pending() whenever it changes, so a caller can work
@@ -117,10 +156,19 @@ struct handoff_pending_listener {
 	handoff_pending_fn fn;
 	void *data;
 };
-/* Adds l (embedded in its owner, zeroed or removed before). */
+/**
+ * handoff_add_pending_listener() - be told of every change of handoff_pending()
+ * @h:    the handoff
+ * @l:    the listener, embedded in its owner, zeroed or removed before
+ * @fn:   called with the new count
+ * @data: passed to @fn
+ */
 void handoff_add_pending_listener(struct handoff *h, struct handoff_pending_listener *l,
 				  handoff_pending_fn fn, void *data);
-/* Removes l; no-op if it was never added. */
+/**
+ * handoff_remove_pending_listener() - remove a pending listener
+ * @l: the listener; no-op if it was never added
+ */
 void handoff_remove_pending_listener(struct handoff_pending_listener *l);
 
 struct handoff_offer_info {
@@ -129,26 +177,73 @@ struct handoff_offer_info {
 	unsigned long long offered_usec; /* when, on the now_usec() clock */
 };
 
-/* Calls fn for each pending offer, oldest first. info is valid during the call; fn
- * must not offer or withdraw (collect, then act). */
+/**
+ * handoff_for_each_offer() - call a function for each pending offer, oldest first
+ * @h:    the handoff
+ * @fn:   called as fn(data, info); info is valid during the call; @fn must not offer
+ *        or withdraw (collect, then act)
+ * @data: passed to @fn
+ */
 void handoff_for_each_offer(const struct handoff *h,
 			    void (*fn)(void *data, const struct handoff_offer_info *info),
 			    void *data);
 
-/* Withdraws the pending offer on socket_path because nobody will come for it (its
- * pod is gone), logging why; counted as abandoned. No-op if there is no such offer. */
+/**
+ * handoff_abandon() - withdraw a pending offer nobody will come for (its pod is gone)
+ * @h:           the handoff
+ * @socket_path: the offer's socket
+ * @why:         logged as the reason
+ *
+ * Counted as abandoned. No-op if there is no such offer.
+ */
 void handoff_abandon(struct handoff *h, const char *socket_path, const char *why);
 
-/* Keeps the offer on socket_path at least until until_usec (now_usec() clock), past
- * its TTL: a pod holds its device, so its container is still coming. No-op if there
- * is no such offer. */
+/**
+ * handoff_keep() - keep an offer past its TTL
+ * @h:           the handoff
+ * @socket_path: the offer's socket
+ * @until_usec:  keep it at least until then (now_usec() clock)
+ *
+ * A pod holds its device, so its container is still coming. No-op if there is no
+ * such offer.
+ */
 void handoff_keep(struct handoff *h, const char *socket_path, unsigned long long until_usec);
 
-/* Records in our instance dir that we serve the DevicePlugin socket id, so another
- * instance of ours can tell us from a foreign plugin. Returns 0 or -errno. */
+/**
+ * handoff_record_endpoint() - record in our instance dir the DevicePlugin socket we serve
+ * @h:  the handoff
+ * @id: the socket file's identity
+ *
+ * So another instance of ours can tell us from a foreign plugin.
+ *
+ * Return: 0 or -errno.
+ */
 int handoff_record_endpoint(struct handoff *h, const struct file_id *id);
-/* Whether id is the DevicePlugin socket another live instance of ours recorded. */
+
+/**
+ * handoff_endpoint_is_instance() - whether a socket is another live instance of ours
+ * @h:  the handoff
+ * @id: a DevicePlugin socket file's identity
+ *
+ * Return: true if another live instance of ours recorded @id.
+ */
 bool handoff_endpoint_is_instance(const struct handoff *h, const struct file_id *id);
 
-/* Counters, for metrics; valid until handoff_free. */
+/**
+ * handoff_stats() - counters, for metrics
+ * @h: the handoff
+ *
+ * Return: the counters, valid until handoff_free().
+ */
 const struct handoff_stats *handoff_stats(const struct handoff *h);
+
+struct metrics_writer;
+/**
+ * handoff_metrics_write() - the handoff's metrics
+ * @w:       the writer
+ * @handoff: a const struct handoff *
+ *
+ * A metrics_source_fn: offers, their outcomes, rescues, failed consumer connections,
+ * pending sockets (handoff_metrics.c).
+ */
+void handoff_metrics_write(struct metrics_writer *w, const void *handoff);

@@ -47,11 +47,27 @@ struct handoff_offer {
 	unsigned peer_count;
 };
 
-/* Makes an offer of fd on the listening socket at path (fd, listen_fd and path are
- * taken) in dir (NULL: the socket dir itself). Returns 0 or -errno with a reason; on
- * failure everything taken is released. */
+/**
+ * handoff_offer_start() - make an offer of an fd on a listening socket
+ * @h:         the handoff
+ * @dir:       the instance dir the socket is in; NULL: the socket dir itself
+ * @device_id: the device
+ * @fd:        the fd offered; taken
+ * @listen_fd: the listening socket; taken
+ * @path:      its path; taken
+ * @e:         on failure, the reason; may be NULL
+ *
+ * On failure everything taken is released.
+ *
+ * Return: 0 or -errno.
+ */
 int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id, int fd,
-			int listen_fd, char *path, char *reason, size_t reason_size);
+			int listen_fd, char *path, struct error *e);
 
-/* Whether id is safe as a socket file name part: 1-64 of [A-Za-z0-9._-], no leading '.'. */
+/**
+ * handoff_device_id_valid() - whether a device id is safe as a socket file name part
+ * @id: the device id
+ *
+ * Return: true for 1-64 of [A-Za-z0-9._-], no leading '.'.
+ */
 bool handoff_device_id_valid(const char *id);

@@ -18,13 +18,25 @@ struct handoff_peer_identity {
 	char cgroup[HANDOFF_PEER_CGROUP_SIZE]; /* "?" when unknown */
 };
 
-/* Fills *id for the peer connected on fd: SO_PEERCRED, then the cgroup path of its
- * pid from /proc/PID/cgroup (the cgroup v2 "0::" line, else the first line). The pid
- * is as our pid namespace sees it, so the cgroup is found only where the peer is
- * visible (hostPID on a kubelet node). Never fails: what cannot be read stays
- * unknown, with a warning only when the credentials themselves cannot be read. */
+/**
+ * handoff_peer_identify() - who is connected on an fd
+ * @fd:          the connection
+ * @socket_path: the offer's socket, for the warning
+ * @id:          filled: SO_PEERCRED, then the cgroup path of its pid from
+ *               /proc/PID/cgroup (the cgroup v2 "0::" line, else the first line)
+ *
+ * The pid is as our pid namespace sees it, so the cgroup is found only where the peer
+ * is visible (hostPID on a kubelet node). Never fails: what cannot be read stays
+ * unknown, with a warning only when the credentials themselves cannot be read.
+ */
 void handoff_peer_identify(int fd, const char *socket_path, struct handoff_peer_identity *id);
 
-/* Whether o's allowed uids let this peer have the fd: every peer when the list is
- * empty; otherwise only a peer whose uid is known and listed. */
+/**
+ * handoff_peer_allowed() - whether the allowed uids let this peer have the fd
+ * @o:  the options with the allowed uids
+ * @id: the peer
+ *
+ * Return: true for every peer when the list is empty; otherwise only for a peer whose
+ * uid is known and listed.
+ */
 bool handoff_peer_allowed(const struct handoff_options *o, const struct handoff_peer_identity *id);

@@ -4,6 +4,7 @@
  * same path with a fresh fd, so a container created later still gets one. */
 #include "handoff_internal.h"
 #include "../basic/error_text.h"
+#include "../basic/error.h"
 #include "../basic/inotify_read.h"
 #include "../log.h"
 #include "../util.h"
@@ -33,22 +34,21 @@ struct rescue {
 	size_t count;
 };
 
-/* Serves path again for device_id with a fresh fd. Returns 0 or -errno with reason. */
+/* Serves path again for device_id with a fresh fd. Returns 0 or -errno with *e. */
 static int rescue_one(struct rescue *rs, struct handoff_dir *dir, const char *path,
-		      const char *device_id, char *reason, size_t reason_size)
+		      const char *device_id, struct error *e)
 {
 	int fd = -1;
-	int r = rs->open_fd(rs->data, device_id, &fd, reason, reason_size);
+	int r = rs->open_fd(rs->data, device_id, &fd, e);
 
 	if (r < 0)
 		return r;
-	int listen_fd = handoff_socket_listen_at(&rs->h->opts, path, reason, reason_size);
+	int listen_fd = handoff_socket_listen_at(&rs->h->opts, path, e);
 	if (listen_fd < 0) {
 		close(fd);
 		return listen_fd;
 	}
-	return handoff_offer_start(rs->h, dir, device_id, fd, listen_fd, xstrdup(path), reason,
-				   reason_size);
+	return handoff_offer_start(rs->h, dir, device_id, fd, listen_fd, xstrdup(path), e);
 }
 
 static void rescue_socket(void *data, struct handoff_dir *dir, const char *path, const char *name)
@@ -56,13 +56,14 @@ static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
 	struct rescue *rs = data;
 	struct handoff *h = rs->h;
 	cleanup_free char *device_id = device_id_from_name(name);
-	char reason[1024] = "";
+	struct error e = {0};
 
 	if (!device_id) {
 		log_warning("removing %s: a dead instance's socket whose name carries no device id",
 			    path);
-	} else if (rescue_one(rs, dir, path, device_id, reason, sizeof(reason)) < 0) {
-		log_error("cannot re-serve %s for %s: %s; removing it", path, device_id, reason);
+	} else if (rescue_one(rs, dir, path, device_id, &e) < 0) {
+		log_error("cannot re-serve %s for %s: %s; removing it", path, device_id,
+			  error_message(&e));
 	} else {
 		h->stats.offered++;
 		h->stats.rescued++;

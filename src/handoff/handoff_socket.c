@@ -4,8 +4,9 @@
 #include "handoff_socket.h"
 #include "../basic/error_text.h"
 #include "handoff.h"
+#include "../basic/error.h"
 #include "../basic/unix_socket.h"
-#include "../iommufd/selinux.h"
+#include "../selinux/selinux.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -72,29 +73,25 @@ static int lock_dir(const char *dir, bool create)
 	return take_fd(&fd);
 }
 
-int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, char *msg,
-			   size_t msg_size)
+int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, struct error *e)
 {
 	char name[INSTANCE_NAME_LEN + 1];
 	int r = mkdir_parents(socket_dir, 0700);
 
-	if (r < 0) {
-		snprintf(msg, msg_size, "cannot create handoff socket dir %s: %s", socket_dir,
-			 error_text(-r));
-		return r;
-	}
+	if (r < 0)
+		return error_set(e, r, "cannot create handoff socket dir %s: %s", socket_dir,
+				 error_text(-r));
 	instance_name(name);
 	cleanup_free char *tmp = xasprintf("%s/.new-%s", socket_dir, name);
 	cleanup_free char *path = xasprintf("%s/%s", socket_dir, name);
 	if (mkdir(tmp, 0700) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot create instance dir %s: %s", tmp, error_text(-r));
-		return r;
+		return error_set(e, r, "cannot create instance dir %s: %s", tmp, error_text(-r));
 	}
 	int fd = lock_dir(tmp, true);
 	if (fd < 0 || rename(tmp, path) < 0) {
 		r = fd < 0 ? fd : -errno;
-		snprintf(msg, msg_size, "cannot set up instance dir %s: %s", path, error_text(-r));
+		error_set(e, r, "cannot set up instance dir %s: %s", path, error_text(-r));
 		if (fd >= 0)
 			close(fd);
 		cleanup_free char *lock = xasprintf("%s/" LOCK_NAME, tmp);
@@ -136,7 +133,7 @@ void handoff_dir_release(struct handoff_dir *d, bool remove)
 static void each_socket(const char *dir, struct handoff_dir *owner, bool probe,
 			handoff_orphan_fn fn, void *data)
 {
-	DIR *d = opendir(dir);
+	cleanup_closedir DIR *d = opendir(dir);
 	struct dirent *de;
 
 	if (!d) {
@@ -161,14 +158,13 @@ static void each_socket(const char *dir, struct handoff_dir *owner, bool probe,
 		}
 		fn(data, owner, path, de->d_name);
 	}
-	closedir(d);
 }
 
 int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *own,
 			    handoff_orphan_fn fn, void *data, struct handoff_dir ***dirs,
 			    size_t *count)
 {
-	DIR *d = opendir(socket_dir);
+	cleanup_closedir DIR *d = opendir(socket_dir);
 	struct dirent *de;
 
 	if (!d) {
@@ -204,7 +200,6 @@ int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *ow
 			 adopted->path);
 		each_socket(adopted->path, adopted, false, fn, data);
 	}
-	closedir(d);
 	return 0;
 }
 
@@ -230,7 +225,7 @@ bool handoff_dirs_is_announcement(const char *name)
 
 void handoff_dirs_clear_announcements(const char *socket_dir)
 {
-	DIR *d = opendir(socket_dir);
+	cleanup_closedir DIR *d = opendir(socket_dir);
 	struct dirent *de;
 
 	if (!d)
@@ -240,7 +235,6 @@ void handoff_dirs_clear_announcements(const char *socket_dir)
 		    unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
 			log_warning("cannot remove %s/%s: %s", socket_dir, de->d_name,
 				    error_text(errno));
-	closedir(d);
 }
 
 int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file_id *id)
@@ -284,13 +278,12 @@ static bool endpoint_matches(const char *dir, const struct file_id *id)
 bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct handoff_dir *own,
 				       const struct file_id *id)
 {
-	DIR *d = opendir(socket_dir);
+	cleanup_closedir DIR *d = opendir(socket_dir);
 	struct dirent *de;
-	bool found = false;
 
 	if (!d)
 		return false;
-	while (!found && (de = readdir(d))) {
+	while ((de = readdir(d))) {
 		if (!instance_name_valid(de->d_name))
 			continue;
 		cleanup_free char *path = xasprintf("%s/%s", socket_dir, de->d_name);
@@ -301,51 +294,46 @@ bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct hand
 			close(fd); /* dead: its record means nothing */
 			continue;
 		}
-		found = fd == -EWOULDBLOCK && endpoint_matches(path, id);
+		if (fd == -EWOULDBLOCK && endpoint_matches(path, id))
+			return true;
 	}
-	closedir(d);
-	return found;
+	return false;
 }
 
-static int socket_prepare(const struct handoff_options *o, int fd, const char *path, char *msg,
-			  size_t msg_size)
+static int socket_prepare(const struct handoff_options *o, int fd, const char *path,
+			  struct error *e)
 {
 	int r;
 
 	if (chmod(path, o->socket_mode) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot chmod handoff socket %s to %04o: %s", path,
-			 (unsigned)o->socket_mode, error_text(-r));
-		return r;
+		return error_set(e, r, "cannot chmod handoff socket %s to %04o: %s", path,
+				 (unsigned)o->socket_mode, error_text(-r));
 	}
 	if ((o->socket_uid != (uid_t)-1 || o->socket_gid != (gid_t)-1) &&
 	    lchown(path, o->socket_uid, o->socket_gid) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot chown handoff socket %s to %d:%d: %s", path,
-			 (int)o->socket_uid, (int)o->socket_gid, error_text(-r));
-		return r;
+		return error_set(e, r, "cannot chown handoff socket %s to %d:%d: %s", path,
+				 (int)o->socket_uid, (int)o->socket_gid, error_text(-r));
 	}
 	r = selinux_label_path(o->labeler, path);
-	if (r < 0) {
-		snprintf(msg, msg_size, "cannot label handoff socket %s with %s: %s", path,
-			 selinux_label(o->labeler), error_text(-r));
-		return r;
-	}
+	if (r < 0)
+		return error_set(e, r, "cannot label handoff socket %s with %s: %s", path,
+				 selinux_label(o->labeler), error_text(-r));
 	if (listen(fd, HANDOFF_BACKLOG) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot listen on handoff socket %s: %s", path,
-			 error_text(-r));
-		return r;
+		return error_set(e, r, "cannot listen on handoff socket %s: %s", path,
+				 error_text(-r));
 	}
 	return 0;
 }
 
 /* Prepares the socket bound at path; on failure removes it. Returns fd or -errno. */
-static int socket_finish(const struct handoff_options *o, int bound_fd, const char *path, char *msg,
-			 size_t msg_size)
+static int socket_finish(const struct handoff_options *o, int bound_fd, const char *path,
+			 struct error *e)
 {
 	cleanup_close int fd = bound_fd;
-	int r = socket_prepare(o, fd, path, msg, msg_size);
+	int r = socket_prepare(o, fd, path, e);
 
 	if (r < 0) {
 		if (unlink(path) < 0)
@@ -355,18 +343,16 @@ static int socket_finish(const struct handoff_options *o, int bound_fd, const ch
 	return take_fd(&fd);
 }
 
-static int bind_error(int r, const char *path, char *msg, size_t msg_size)
+static int bind_error(int r, const char *path, struct error *e)
 {
 	if (r == -ENAMETOOLONG)
-		snprintf(msg, msg_size, "handoff socket path %s is longer than %zu bytes", path,
-			 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-	else
-		snprintf(msg, msg_size, "cannot bind handoff socket %s: %s", path, error_text(-r));
-	return r;
+		return error_set(e, r, "handoff socket path %s is longer than %zu bytes", path,
+				 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+	return error_set(e, r, "cannot bind handoff socket %s: %s", path, error_text(-r));
 }
 
 int handoff_socket_listen(const struct handoff_options *o, const char *dir, const char *device_id,
-			  unsigned long long *counter, char **path_out, char *msg, size_t msg_size)
+			  unsigned long long *counter, char **path_out, struct error *e)
 {
 	cleanup_free char *path = NULL;
 	struct file_id id;
@@ -381,20 +367,19 @@ int handoff_socket_listen(const struct handoff_options *o, const char *dir, cons
 			fd = unix_socket_bind(path, &id);
 	}
 	if (fd < 0)
-		return bind_error(fd, path, msg, msg_size);
-	fd = socket_finish(o, fd, path, msg, msg_size);
+		return bind_error(fd, path, e);
+	fd = socket_finish(o, fd, path, e);
 	if (fd >= 0)
 		*path_out = take_ptr(path);
 	return fd;
 }
 
-int handoff_socket_listen_at(const struct handoff_options *o, const char *path, char *msg,
-			     size_t msg_size)
+int handoff_socket_listen_at(const struct handoff_options *o, const char *path, struct error *e)
 {
 	struct file_id id;
 	int fd = unix_socket_bind(path, &id);
 
 	if (fd < 0)
-		return bind_error(fd, path, msg, msg_size);
-	return socket_finish(o, fd, path, msg, msg_size);
+		return bind_error(fd, path, e);
+	return socket_finish(o, fd, path, e);
 }

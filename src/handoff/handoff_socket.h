@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct error;
 struct handoff_options;
 struct file_id;
 
@@ -23,15 +24,25 @@ struct handoff_dir {
 	bool own;
 };
 
-/* Creates socket_dir (mkdir -p, 0700) and our own locked instance dir in it
- * (created under a temporary name, locked, then renamed into place, so every
- * instance dir another process sees has its lock). Returns 0 and *out, or -errno
- * with a reason in msg. */
-int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, char *msg,
-			   size_t msg_size);
+/**
+ * handoff_dir_create_own() - create the socket dir and our own locked instance dir
+ * @socket_dir: created (mkdir -p, 0700) if missing
+ * @out:        set to our instance dir
+ * @e:          on failure, the reason; may be NULL
+ *
+ * The instance dir is created under a temporary name, locked, then renamed into
+ * place, so every instance dir another process sees has its lock. Nothing is logged.
+ *
+ * Return: 0 or -errno.
+ */
+int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, struct error *e);
 
-/* Releases a dir's lock and frees it; with remove, first deletes the lock, the
- * endpoint record and the dir itself (only if no socket is left in it). NULL: no-op. */
+/**
+ * handoff_dir_release() - release a dir's lock and free it
+ * @d:      the dir; NULL: no-op
+ * @remove: first delete the lock, the endpoint record and the dir itself (only if no
+ *          socket is left in it)
+ */
 void handoff_dir_release(struct handoff_dir *d, bool remove);
 
 /* A socket a dead instance left: its path, the file name, and the dir we adopted it
@@ -40,41 +51,94 @@ void handoff_dir_release(struct handoff_dir *d, bool remove);
 typedef void (*handoff_orphan_fn)(void *data, struct handoff_dir *dir, const char *path,
 				  const char *name);
 
-/* Finds what dead instances left in socket_dir: locks each dead instance dir (keeping
- * the lock, so nobody else adopts it), and calls fn for every "*.sock" socket in it
- * and for every dead "*.sock" socket directly in socket_dir. Live instances' dirs and
- * live sockets are not touched. Adopted dirs are appended to *dirs (*count of them;
- * the caller releases them). Returns 0 or -errno (opendir), logged. */
+/**
+ * handoff_dirs_adopt_dead() - find what dead instances left in the socket dir
+ * @socket_dir: the socket dir
+ * @own:        our own instance dir, skipped
+ * @fn:         called for every "*.sock" socket in each dead instance dir and for
+ *              every dead "*.sock" socket directly in @socket_dir
+ * @data:       passed to @fn
+ * @dirs:       the adopted dirs are appended to *@dirs (the caller releases them)
+ * @count:      the number of *@dirs, advanced
+ *
+ * Locks each dead instance dir (keeping the lock, so nobody else adopts it). Live
+ * instances' dirs and live sockets are not touched.
+ *
+ * Return: 0 or -errno (opendir), logged.
+ */
 int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *own,
 			    handoff_orphan_fn fn, void *data, struct handoff_dir ***dirs,
 			    size_t *count);
 
-/* Drops ".left-<random>" in socket_dir: an instance that exits with sockets left
- * (after its locks are released) tells a live instance to re-serve them. Returns 0
- * or -errno. */
+/**
+ * handoff_dirs_announce_left() - drop ".left-<random>" in the socket dir
+ * @socket_dir: the socket dir
+ *
+ * An instance that exits with sockets left (after its locks are released) tells a
+ * live instance to re-serve them.
+ *
+ * Return: 0 or -errno.
+ */
 int handoff_dirs_announce_left(const char *socket_dir);
-/* Whether a file name in socket_dir is such an announcement. */
+
+/**
+ * handoff_dirs_is_announcement() - whether a file name is such an announcement
+ * @name: a file name in the socket dir
+ *
+ * Return: true if it is.
+ */
 bool handoff_dirs_is_announcement(const char *name);
-/* Removes every announcement in socket_dir. */
+
+/**
+ * handoff_dirs_clear_announcements() - remove every announcement in the socket dir
+ * @socket_dir: the socket dir
+ */
 void handoff_dirs_clear_announcements(const char *socket_dir);
 
-/* Records in our dir that we serve the DevicePlugin socket id (replacing any earlier
- * record). Returns 0 or -errno. */
+/**
+ * handoff_dir_record_endpoint() - record in our dir the DevicePlugin socket we serve
+ * @own: our instance dir
+ * @id:  the socket file's identity, replacing any earlier record
+ *
+ * Return: 0 or -errno.
+ */
 int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file_id *id);
 
-/* Whether a live instance in socket_dir (other than own) recorded id as its
- * DevicePlugin socket. */
+/**
+ * handoff_dirs_endpoint_is_instance() - whether a live instance recorded a socket
+ * @socket_dir: the socket dir
+ * @own:        our own instance dir, skipped
+ * @id:         a DevicePlugin socket file's identity
+ *
+ * Return: true if a live instance in @socket_dir (other than @own) recorded @id as
+ * its DevicePlugin socket.
+ */
 bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct handoff_dir *own,
 				       const struct file_id *id);
 
-/* Creates a non-blocking listening socket at a fresh "<dir>/<device_id>-<*counter>.sock"
- * (advancing *counter), with o's mode, owner and label, re-creating dir if it
- * vanished. device_id must be valid already. Returns the listening fd (caller owns)
- * and *path (caller frees), or -errno (ENAMETOOLONG, or the errno of
- * socket/bind/chmod/lchown/lsetxattr/listen) with a one-line reason in msg. */
+/**
+ * handoff_socket_listen() - create a listening socket for an offer
+ * @o:         the mode, owner and label to give it
+ * @dir:       where; re-created if it vanished
+ * @device_id: must be valid already
+ * @counter:   the socket is "<dir>/<device_id>-<*counter>.sock"; advanced
+ * @path:      set to its path (caller frees)
+ * @e:         on failure, a one-line reason; may be NULL
+ *
+ * The socket is non-blocking. Nothing is logged but a failed cleanup.
+ *
+ * Return: the listening fd (caller owns), or -errno: ENAMETOOLONG, or the errno of
+ * socket/bind/chmod/lchown/lsetxattr/listen.
+ */
 int handoff_socket_listen(const struct handoff_options *o, const char *dir, const char *device_id,
-			  unsigned long long *counter, char **path, char *msg, size_t msg_size);
+			  unsigned long long *counter, char **path, struct error *e);
 
-/* The same at exactly path, replacing a dead socket there (a rescue). */
-int handoff_socket_listen_at(const struct handoff_options *o, const char *path, char *msg,
-			     size_t msg_size);
+/**
+ * handoff_socket_listen_at() - handoff_socket_listen() at exactly a path (a rescue)
+ * @o:    the mode, owner and label to give it
+ * @path: where; a dead socket there is replaced
+ * @e:    on failure, a one-line reason; may be NULL
+ *
+ * Return: the listening fd (caller owns), or -errno as handoff_socket_listen().
+ */
+int handoff_socket_listen_at(const struct handoff_options *o, const char *path, struct error *e);

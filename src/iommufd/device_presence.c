@@ -38,8 +38,8 @@ static void device_presence_recheck(struct device_presence *p)
 
 	if (present == p->present)
 		return;
+	/* Not logged here: the owner decides what the change means and says so. */
 	p->present = present;
-	log_info("%s %s", p->device_path, present ? "appeared" : "disappeared");
 	p->on_change(p->data, present);
 }
 
@@ -87,18 +87,28 @@ int device_presence_new(struct loop *loop, const char *device_path, device_prese
 		*slash = '\0';
 		watched = slash == dir ? "/" : dir;
 	}
-	if (!(slash ? slash[1] : dir[0]))
-		return -EINVAL; /* no file name: "/dev/" */
+	if (!(slash ? slash[1] : dir[0])) {
+		log_error("cannot watch device %s: the path names no file", device_path);
+		return -EINVAL;
+	}
 
 	cleanup_close int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-	if (fd < 0)
-		return -errno;
+	int r;
+	if (fd < 0) {
+		r = -errno;
+		log_error("cannot watch device %s: inotify_init1: %s", device_path, error_text(-r));
+		return r;
+	}
 	/* Creation, removal, renames in and out, and attribute changes (a node
 	 * replaced by chmod/chown games) of entries in the directory. */
 	if (inotify_add_watch(fd, watched,
 			      IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB |
-				  IN_ONLYDIR) < 0)
-		return -errno;
+				  IN_ONLYDIR) < 0) {
+		r = -errno;
+		log_error("cannot watch %s for device %s: %s", watched, device_path,
+			  error_text(-r));
+		return r;
+	}
 
 	struct device_presence *p = xcalloc(1, sizeof(*p));
 	p->loop = loop;
@@ -107,9 +117,9 @@ int device_presence_new(struct loop *loop, const char *device_path, device_prese
 	p->on_change = on_change;
 	p->data = data;
 	p->inotify_fd = take_fd(&fd);
-	int r =
-	    loop_watch_add(loop, &p->watch, p->inotify_fd, EPOLLIN, device_presence_readable, p);
+	r = loop_watch_add(loop, &p->watch, p->inotify_fd, EPOLLIN, device_presence_readable, p);
 	if (r < 0) {
+		log_error("cannot watch device %s: %s", device_path, error_text(-r));
 		device_presence_free(p);
 		return r;
 	}

@@ -6,7 +6,8 @@
 #include "iommufd.h"
 #include "../basic/error_text.h"
 #include "iommufd_uapi.h"
-#include "selinux.h"
+#include "../basic/error.h"
+#include "../selinux/selinux.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -20,9 +21,6 @@
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 
-/* Room for a message naming a path, an errno string and a remedy. */
-#define IOMMUFD_MESSAGE_SIZE 1024
-
 struct iommufd_opener {
 	char *device_path;
 	char *scratch_dir;
@@ -32,9 +30,8 @@ struct iommufd_opener {
 	enum iommufd_rlimit_policy policy;
 	unsigned long long node_counter;
 	struct iommufd_stats stats;
-	/* Log once per cause: the errno last logged for each outcome. */
-	bool logged[IOMMUFD_OUTCOME_COUNT];
-	int logged_errno[IOMMUFD_OUTCOME_COUNT];
+	/* A handed-over fd's outcome is logged once per cause (errno). */
+	struct log_once logged[IOMMUFD_OUTCOME_COUNT];
 };
 
 void iommufd_options_init(struct iommufd_options *o)
@@ -61,24 +58,24 @@ const char *iommufd_outcome_name(enum iommufd_outcome outcome)
 	return (unsigned)outcome < IOMMUFD_OUTCOME_COUNT ? names[outcome] : "unknown";
 }
 
-int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int err, enum iommufd_outcome *outcome)
+int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int r, enum iommufd_outcome *outcome)
 {
-	if (err == 0) {
+	if (r == 0) {
 		*outcome = IOMMUFD_OUTCOME_SET;
 		return 0;
 	}
 	/* ENOTTY and EOPNOTSUPP mean a kernel without the ioctl or the option, EPERM a
 	 * caller without CAP_SYS_RESOURCE (the kernel's iommufd_option_rlimit_mode checks
 	 * capable(CAP_SYS_RESOURCE)). Only best-effort hands the fd over for these. */
-	if (err == ENOTTY || err == EOPNOTSUPP)
+	if (r == -ENOTTY || r == -EOPNOTSUPP)
 		*outcome = IOMMUFD_OUTCOME_UNSUPPORTED;
-	else if (err == EPERM)
+	else if (r == -EPERM)
 		*outcome = IOMMUFD_OUTCOME_NO_CAPABILITY;
 	else {
 		*outcome = IOMMUFD_OUTCOME_FAILED;
-		return -err;
+		return r;
 	}
-	return policy == IOMMUFD_RLIMIT_BEST_EFFORT ? 0 : -err;
+	return policy == IOMMUFD_RLIMIT_BEST_EFFORT ? 0 : r;
 }
 
 int iommufd_set_rlimit_mode(int fd, uint64_t mode)
@@ -210,7 +207,7 @@ static const char *open_remedy(int err)
 	}
 }
 
-static int open_direct(struct iommufd_opener *o, int *fd, char *msg, size_t msg_size)
+static int open_direct(struct iommufd_opener *o, int *fd, struct error *e)
 {
 	/* openat, not open: musl's open() follows O_CLOEXEC with a fcntl(F_SETFD) for
 	 * kernels older than 2.6.23, a syscall per Allocate; its openat() does not. */
@@ -218,45 +215,40 @@ static int open_direct(struct iommufd_opener *o, int *fd, char *msg, size_t msg_
 	if (*fd >= 0)
 		return 0;
 	int r = -errno;
-	snprintf(msg, msg_size, "cannot open %s: %s%s", o->device_path, error_text(-r),
-		 open_remedy(-r));
-	return r;
+	return error_set(e, r, "cannot open %s: %s%s", o->device_path, error_text(-r),
+			 open_remedy(-r));
 }
 
 /* Opens the device through a temporary node with the device's rdev, labelled so a
  * container_t process passes security_file_receive() on the fd; the node is unlinked
  * right after open, the fd keeps the inode. Falls back to open_direct() if this very
  * labelling learned that labels are unsupported. */
-static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, size_t msg_size)
+static int open_via_labelled_node(struct iommufd_opener *o, int *fd, struct error *e)
 {
 	struct stat st;
 	int r;
 
 	if (stat(o->device_path, &st) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot stat %s: %s%s", o->device_path, error_text(-r),
-			 open_remedy(-r));
-		return r;
+		return error_set(e, r, "cannot stat %s: %s%s", o->device_path, error_text(-r),
+				 open_remedy(-r));
 	}
-	if (!S_ISCHR(st.st_mode)) {
-		snprintf(msg, msg_size, "cannot open %s: not a character device", o->device_path);
-		return -ENODEV;
-	}
+	if (!S_ISCHR(st.st_mode))
+		return error_set(e, -ENODEV, "cannot open %s: not a character device",
+				 o->device_path);
 
 	cleanup_free char *node =
 	    xasprintf("%s/iommu-%d-%llu.node", o->scratch_dir, (int)getpid(), o->node_counter++);
 	if (unlink(node) < 0 && errno != ENOENT) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot remove stale temporary device node %s: %s", node,
-			 error_text(-r));
-		return r;
+		return error_set(e, r, "cannot remove stale temporary device node %s: %s", node,
+				 error_text(-r));
 	}
 	if (mknod(node, S_IFCHR | 0600, st.st_rdev) < 0) {
 		r = -errno;
-		snprintf(msg, msg_size, "cannot make temporary device node %s (%u:%u, for %s): %s",
-			 node, major(st.st_rdev), minor(st.st_rdev), o->device_path,
-			 error_text(-r));
-		return r;
+		return error_set(e, r, "cannot make temporary device node %s (%u:%u, for %s): %s",
+				 node, major(st.st_rdev), minor(st.st_rdev), o->device_path,
+				 error_text(-r));
 	}
 
 	r = selinux_label_path(o->labeler, node);
@@ -265,10 +257,9 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, 
 			log_warning("cannot remove temporary device node %s: %s", node,
 				    error_text(errno));
 		if (r == 0)
-			return open_direct(o, fd, msg, msg_size);
-		snprintf(msg, msg_size, "cannot label temporary device node %s with %s: %s", node,
-			 selinux_label(o->labeler), error_text(-r));
-		return r;
+			return open_direct(o, fd, e);
+		return error_set(e, r, "cannot label temporary device node %s with %s: %s", node,
+				 selinux_label(o->labeler), error_text(-r));
 	}
 
 	*fd = open(node, O_RDWR | O_CLOEXEC | O_NOCTTY);
@@ -276,107 +267,94 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, char *msg, 
 	if (unlink(node) < 0)
 		log_warning("cannot remove temporary device node %s: %s", node, error_text(errno));
 	if (r < 0)
-		snprintf(msg, msg_size, "cannot open labelled device node %s (for %s): %s%s", node,
-			 o->device_path, error_text(-r), open_remedy(-r));
-	return r;
-}
-
-/* Logs msg at level unless this outcome was already logged with the same errno. */
-static void log_cause_once(struct iommufd_opener *o, enum iommufd_outcome outcome, int err,
-			   enum log_level level, const char *msg)
-{
-	if (o->logged[outcome] && o->logged_errno[outcome] == err) {
-		log_debug(1, "%s", msg);
-		return;
-	}
-	o->logged[outcome] = true;
-	o->logged_errno[outcome] = err;
-	log_write(level, 0, __FILE__, __LINE__, "%s", msg);
-}
-
-/* Sets the mode and reads it back. Returns 0 or a positive errno (EIO: read-back not 1). */
-static int rlimit_mode_enable(int fd, char *msg, size_t msg_size, const char *device)
-{
-	uint64_t mode = 0;
-	int r = iommufd_set_rlimit_mode(fd, 1);
-	if (r < 0)
-		return -r;
-	r = iommufd_get_rlimit_mode(fd, &mode);
-	if (r < 0) {
-		snprintf(msg, msg_size, "cannot read back IOMMU_OPTION_RLIMIT_MODE on %s: %s",
-			 device, error_text(-r));
-		return -r;
-	}
-	if (mode != 1) {
-		snprintf(msg, msg_size,
-			 "IOMMU_OPTION_RLIMIT_MODE on %s reads back %llu after setting 1", device,
-			 (unsigned long long)mode);
-		return EIO;
-	}
+		return error_set(e, r, "cannot open labelled device node %s (for %s): %s%s", node,
+				 o->device_path, error_text(-r), open_remedy(-r));
 	return 0;
 }
 
-int iommufd_open(struct iommufd_opener *o, int *fd_out, char *reason, size_t reason_size)
+/* Sets the mode and reads it back. Returns 0 or -errno: the SET ioctl's (for the
+ * policy to judge, e left alone), or the GET ioctl's or -EIO (read-back not 1) with
+ * the message in e. */
+static int rlimit_mode_enable(int fd, const char *device, struct error *e)
 {
-	char msg[IOMMUFD_MESSAGE_SIZE] = "";
+	uint64_t mode = 0;
+	int r = iommufd_set_rlimit_mode(fd, 1);
+
+	if (r < 0)
+		return r;
+	r = iommufd_get_rlimit_mode(fd, &mode);
+	if (r < 0)
+		return error_set(e, r, "cannot read back IOMMU_OPTION_RLIMIT_MODE on %s: %s",
+				 device, error_text(-r));
+	if (mode != 1)
+		return error_set(e, -EIO,
+				 "IOMMU_OPTION_RLIMIT_MODE on %s reads back %llu after setting 1",
+				 device, (unsigned long long)mode);
+	return 0;
+}
+
+/* Into e: why the SET ioctl failed with r (its outcome) and what follows for the fd. */
+static void rlimit_mode_explain(const struct iommufd_opener *o, enum iommufd_outcome outcome, int r,
+				bool handed_over, struct error *e)
+{
+	const char *remedy;
+
+	if (outcome == IOMMUFD_OUTCOME_UNSUPPORTED)
+		remedy = " (the kernel lacks the option; use Linux 6.2+ with iommufd, or raise "
+			 "RLIMIT_MEMLOCK of the VM user)";
+	else if (outcome == IOMMUFD_OUTCOME_NO_CAPABILITY)
+		remedy = " (the plugin needs CAP_SYS_RESOURCE: add it to the container's "
+			 "securityContext)";
+	else {
+		error_set(e, r, "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s", o->device_path,
+			  error_text(-r));
+		return;
+	}
+	error_set(e, r, "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s%s: %s", o->device_path,
+		  error_text(-r), remedy,
+		  handed_over ? "handing over fds with per-user accounting"
+			      : "failing allocations (policy required)");
+}
+
+int iommufd_open(struct iommufd_opener *o, int *fd_out, struct error *error)
+{
+	struct error e = {0};
 	cleanup_close int fd = -1;
 	enum iommufd_outcome outcome;
 	int r;
 
 	*fd_out = -1;
 	if (selinux_labels_in_use(o->labeler))
-		r = open_via_labelled_node(o, &fd, msg, sizeof(msg));
+		r = open_via_labelled_node(o, &fd, &e);
 	else
-		r = open_direct(o, &fd, msg, sizeof(msg));
+		r = open_direct(o, &fd, &e);
 	if (r < 0) {
 		o->stats.outcomes[IOMMUFD_OUTCOME_OPEN_FAILED]++;
-		log_cause_once(o, IOMMUFD_OUTCOME_OPEN_FAILED, -r, LOG_ERROR, msg);
-		if (reason_size)
-			snprintf(reason, reason_size, "%s", msg);
+		if (error)
+			*error = e;
 		return r;
 	}
 
-	int err = rlimit_mode_enable(fd, msg, sizeof(msg), o->device_path);
-	r = iommufd_policy_decide(o->policy, err, &outcome);
+	int enabled = rlimit_mode_enable(fd, o->device_path, &e);
+	r = iommufd_policy_decide(o->policy, enabled, &outcome);
 	o->stats.outcomes[outcome]++;
-	const char *verdict = r == 0 ? "handing over fds with per-user accounting"
-				     : "failing allocations (policy required)";
-	switch (outcome) {
-	case IOMMUFD_OUTCOME_SET:
-		snprintf(msg, sizeof(msg),
-			 "per-process memory accounting (IOMMU_OPTION_RLIMIT_MODE=1) set on %s",
-			 o->device_path);
-		log_cause_once(o, outcome, 0, LOG_INFO, msg);
-		break;
-	case IOMMUFD_OUTCOME_UNSUPPORTED:
-		snprintf(msg, sizeof(msg),
-			 "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s (the kernel lacks the "
-			 "option; use Linux 6.2+ with iommufd, or raise RLIMIT_MEMLOCK of the VM "
-			 "user): %s",
-			 o->device_path, error_text(err), verdict);
-		log_cause_once(o, outcome, err, r == 0 ? LOG_WARNING : LOG_ERROR, msg);
-		break;
-	case IOMMUFD_OUTCOME_NO_CAPABILITY:
-		snprintf(msg, sizeof(msg),
-			 "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s (the plugin needs "
-			 "CAP_SYS_RESOURCE: add it to the container's securityContext): %s",
-			 o->device_path, error_text(err), verdict);
-		log_cause_once(o, outcome, err, r == 0 ? LOG_WARNING : LOG_ERROR, msg);
-		break;
-	case IOMMUFD_OUTCOME_FAILED:
-		/* A read-back failure already wrote its message. */
-		if (!msg[0])
-			snprintf(msg, sizeof(msg), "cannot set IOMMU_OPTION_RLIMIT_MODE on %s: %s",
-				 o->device_path, error_text(err));
-		log_cause_once(o, outcome, err, LOG_ERROR, msg);
-		break;
-	default:
-		break;
-	}
 	if (r < 0) {
-		if (reason_size)
-			snprintf(reason, reason_size, "%s", msg);
+		/* A read-back failure already said why. */
+		if (!e.code)
+			rlimit_mode_explain(o, outcome, r, false, &e);
+		if (error)
+			*error = e;
 		return r;
+	}
+	/* Handed over: this layer decided, so it tells how, once per cause. */
+	if (outcome == IOMMUFD_OUTCOME_SET) {
+		log_info_once(
+		    &o->logged[outcome], 0,
+		    "per-process memory accounting (IOMMU_OPTION_RLIMIT_MODE=1) set on %s",
+		    o->device_path);
+	} else {
+		rlimit_mode_explain(o, outcome, enabled, true, &e);
+		log_warning_once(&o->logged[outcome], enabled, "%s", e.message);
 	}
 	*fd_out = take_fd(&fd);
 	return 0;

@@ -1,12 +1,14 @@
 /* Opens the iommufd device (/dev/iommu) for one allocation and switches its pinned
  * memory accounting to per process (IOMMU_OPTION_RLIMIT_MODE = 1), with an errno
- * policy (required or best-effort, below), counters per outcome and one log per cause. */
+ * policy (required or best-effort, below), counters per outcome and one log per cause
+ * of a handed-over fd. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+struct error;
 struct selinux_labeler;
 
 #define IOMMUFD_DEFAULT_DEVICE_PATH "/dev/iommu"
@@ -49,46 +51,109 @@ struct iommufd_stats {
 
 struct iommufd_opener;
 
-/* Fills *o with the defaults above (labeler NULL). */
+/**
+ * iommufd_options_init() - fill options with the defaults above
+ * @o: the options; labeler NULL
+ */
 void iommufd_options_init(struct iommufd_options *o);
 
-/* Metric label of an outcome: "set", "unsupported", "no_capability", "failed",
- * "open_failed". */
+/**
+ * iommufd_outcome_name() - the metric label of an outcome
+ * @outcome: the outcome
+ *
+ * Return: "set", "unsupported", "no_capability", "failed" or "open_failed".
+ */
 const char *iommufd_outcome_name(enum iommufd_outcome outcome);
 
-/* The pure errno policy. err is 0 (the SET ioctl succeeded) or its positive errno.
- * Stores the outcome in *outcome and returns 0 if the fd is handed over (set, or
- * unsupported/no capability under best-effort), or -err if the allocation fails. */
-int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int err,
-			  enum iommufd_outcome *outcome);
+/**
+ * iommufd_policy_decide() - the pure errno policy
+ * @policy:  required or best-effort
+ * @r:       0 (the SET ioctl succeeded) or its -errno
+ * @outcome: set to the outcome
+ *
+ * Return: 0 if the fd is handed over (set, or unsupported/no capability under
+ * best-effort), or @r if the allocation fails.
+ */
+int iommufd_policy_decide(enum iommufd_rlimit_policy policy, int r, enum iommufd_outcome *outcome);
 
-/* Start-up: copies the options and, if SELinux labels are in use, prepares the
- * scratch dir: creates it, then either mounts the private tmpfs (this unshares the
- * calling process's mount namespace, making / a recursive slave so host mounts still
- * propagate in while ours never leak out; call it before starting threads) or
- * checks the given dir is not nodev. Logs the cause of any failure. Returns 0 and
- * *out (free with iommufd_opener_free), or -errno: EACCES (scratch dir on a nodev
- * mount), EPERM (unshare/mount without CAP_SYS_ADMIN), or mkdir's errno. */
+/**
+ * iommufd_opener_new() - start-up: copy the options and prepare the scratch dir
+ * @o:   the options, copied
+ * @out: set to the opener (free with iommufd_opener_free())
+ *
+ * If SELinux labels are in use, prepares the scratch dir: creates it, then either
+ * mounts the private tmpfs (this unshares the calling process's mount namespace,
+ * making / a recursive slave so host mounts still propagate in while ours never leak
+ * out; call it before starting threads) or checks the given dir is not nodev. Logs
+ * the cause of any failure.
+ *
+ * Return: 0, or -errno: EACCES (scratch dir on a nodev mount), EPERM
+ * (unshare/mount without CAP_SYS_ADMIN), or mkdir's errno.
+ */
 int iommufd_opener_new(const struct iommufd_options *o, struct iommufd_opener **out);
 
-/* Unmounts the private tmpfs (if any) and frees. NULL is a no-op. */
+/**
+ * iommufd_opener_free() - unmount the private tmpfs (if any) and free
+ * @opener: the opener; NULL is a no-op
+ */
 void iommufd_opener_free(struct iommufd_opener *opener);
 
-/* Opens the device for one allocation (through a labelled temporary node in the
- * scratch dir while labels are in use, else directly) and sets
- * IOMMU_OPTION_RLIMIT_MODE to 1, reading it back. Counts the outcome and logs each
- * cause once (again only when it changes). Returns 0 and *fd (O_CLOEXEC, caller
- * owns) when the fd is configured, or unconfigured under best-effort; on failure
- * returns -errno (open/mknod/lsetxattr/ioctl errno; ENOTTY, EOPNOTSUPP or EPERM
- * under the required policy; EIO for a read-back that is not 1), sets *fd to -1 and
- * writes a one-line human reason naming the device, the error and the remedy into
- * reason (reason_size bytes, may be 0). */
-int iommufd_open(struct iommufd_opener *opener, int *fd, char *reason, size_t reason_size);
+/**
+ * iommufd_open() - open the device for one allocation, accounted per process
+ * @opener: the opener
+ * @fd:     set to the fd (O_CLOEXEC, caller owns), or to -1 on failure
+ * @error:  on failure, filled with a one-line reason naming the device, the error
+ *          and the remedy; may be NULL
+ *
+ * Opens the device (through a labelled temporary node in the scratch dir while
+ * labels are in use, else directly) and sets IOMMU_OPTION_RLIMIT_MODE to 1, reading
+ * it back. Counts the outcome. When the fd is handed over (configured, or
+ * unconfigured under best-effort), how its accounting ended up is logged here, once
+ * per cause (again only when it changes). On failure it logs nothing: the caller
+ * decides.
+ *
+ * Return: 0 when the fd is configured, or unconfigured under best-effort; -errno on
+ * failure: open/mknod/lsetxattr/ioctl errno; ENOTTY, EOPNOTSUPP or EPERM under the
+ * required policy; EIO for a read-back that is not 1.
+ */
+int iommufd_open(struct iommufd_opener *opener, int *fd, struct error *error);
 
-/* Counters by outcome, for metrics; valid until iommufd_opener_free. */
+/**
+ * iommufd_opener_stats() - counters by outcome, for metrics
+ * @opener: the opener
+ *
+ * Return: the counters, valid until iommufd_opener_free().
+ */
 const struct iommufd_stats *iommufd_opener_stats(const struct iommufd_opener *opener);
 
-/* Raw IOMMU_OPTION_RLIMIT_MODE SET/GET on fd; see iommufd_uapi.h for the errnos.
- * Return 0 or -errno; nothing is logged. */
+/**
+ * iommufd_set_rlimit_mode() - raw IOMMU_OPTION_RLIMIT_MODE SET on an fd
+ * @fd:   an iommufd
+ * @mode: the mode to set
+ *
+ * See iommufd_uapi.h for the errnos; nothing is logged.
+ *
+ * Return: 0 or -errno.
+ */
 int iommufd_set_rlimit_mode(int fd, uint64_t mode);
+
+/**
+ * iommufd_get_rlimit_mode() - raw IOMMU_OPTION_RLIMIT_MODE GET on an fd
+ * @fd:   an iommufd
+ * @mode: set to the current mode
+ *
+ * See iommufd_uapi.h for the errnos; nothing is logged.
+ *
+ * Return: 0 or -errno.
+ */
 int iommufd_get_rlimit_mode(int fd, uint64_t *mode);
+
+struct metrics_writer;
+/**
+ * iommufd_metrics_write() - the opener's metrics
+ * @w:      the writer
+ * @opener: a const struct iommufd_opener *
+ *
+ * A metrics_source_fn: RLIMIT_MODE outcomes (iommufd_metrics.c).
+ */
+void iommufd_metrics_write(struct metrics_writer *w, const void *opener);

@@ -48,12 +48,17 @@ struct iommu_option {
 static_assert(sizeof(struct iommu_option) == 24, "struct iommu_option must be 24 bytes");
 static_assert(IOMMU_OPTION == 0x3b87, "IOMMU_OPTION is _IO(';', 0x87)");
 
-/* Issues IOMMU_OPTION for IOMMU_OPTION_RLIMIT_MODE with op IOMMU_OPTION_OP_SET or
- * IOMMU_OPTION_OP_GET on fd. For SET *value is the mode to set (0 = charge pinned
- * pages to the user, 1 = to the process); for GET it receives the current mode.
- * Returns 0 or -errno: ENOTTY (fd is not an iommufd, or the kernel lacks the ioctl),
+/**
+ * iommufd_rlimit_mode_ioctl() - issue IOMMU_OPTION for IOMMU_OPTION_RLIMIT_MODE
+ * @fd:    an iommufd
+ * @op:    IOMMU_OPTION_OP_SET or IOMMU_OPTION_OP_GET
+ * @value: for SET, the mode to set (0 = charge pinned pages to the user, 1 = to the
+ *         process); for GET, receives the current mode
+ *
+ * Return: 0 or -errno: ENOTTY (@fd is not an iommufd, or the kernel lacks the ioctl),
  * EOPNOTSUPP (the kernel lacks the option), EPERM (SET without CAP_SYS_RESOURCE),
- * EBUSY (SET after objects were created on fd), EINVAL (value not 0 or 1). */
+ * EBUSY (SET after objects were created on @fd), EINVAL (value not 0 or 1).
+ */
 static inline int iommufd_rlimit_mode_ioctl(int fd, uint16_t op, uint64_t *value)
 {
 	struct iommu_option option = {

@@ -2,6 +2,7 @@
  * answers Allocate with a per-allocation handoff socket mounted into the container.
  * Allocate is device_plugin_allocate() below. */
 #include "device_plugin.h"
+#include "../basic/error.h"
 #include "../basic/list.h"
 #include "../grpc/server.h"
 #include "../handoff/handoff.h"
@@ -203,11 +204,10 @@ struct container_answer {
 };
 
 /* Prepares the fd and its handoff socket for one container. Returns 0, or -errno
- * with reason filled. */
+ * with *e filled. */
 static int device_plugin_allocate_container(struct device_plugin *plugin,
 					    const V1beta1__ContainerAllocateRequest *request,
-					    struct container_answer *answer, char *reason,
-					    size_t reason_size)
+					    struct container_answer *answer, struct error *e)
 {
 	const struct kubelet_options *config = plugin->config;
 	const char *socket_path;
@@ -220,19 +220,19 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 			 config->iommu_device);
 		return 0;
 	}
-	int r = iommufd_open(plugin->opener, &fd, reason, reason_size);
+	int r = iommufd_open(plugin->opener, &fd, e);
 	if (r == -ENOENT && config->missing_device == KUBELET_MISSING_ALLOW &&
 	    access(config->iommu_device, F_OK) < 0 && errno == ENOENT) {
 		/* It vanished before inotify told us: missing, so allowed the same way. */
 		log_info("allocating %s without a socket: %s has just gone",
 			 request->devices_ids[0], config->iommu_device);
+		*e = (struct error){0}; /* not a failure after all */
 		return 0;
 	}
 	if (r < 0)
 		return r;
 	/* A container gets one socket however many ids it holds: the mount path is one. */
-	r = handoff_offer(plugin->handoff, request->devices_ids[0], fd, &socket_path, reason,
-			  reason_size);
+	r = handoff_offer(plugin->handoff, request->devices_ids[0], fd, &socket_path, e);
 	if (r < 0)
 		return r;
 	v1beta1__mount__init(&answer->mount);
@@ -257,46 +257,41 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 
 /* Checks every id before anything is opened, so a bad request changes nothing. A
  * device named twice is refused: its second offer would withdraw the first, whose
- * socket path the first container's answer still points to. */
-static int device_plugin_validate(struct device_plugin *plugin,
-				  const V1beta1__AllocateRequest *request, char *reason,
-				  size_t reason_size)
+ * socket path the first container's answer still points to. Returns 0, or -EINVAL
+ * (no device, unknown id, an id twice) or -ENODEV (device missing and
+ * --missing-device=unhealthy) with *e filled. */
+static int device_plugin_validate(const struct device_plugin *plugin,
+				  const V1beta1__AllocateRequest *request, struct error *e)
 {
 	cleanup_free bool *seen = xcalloc((size_t)plugin->config->devices, sizeof(*seen));
 
 	for (size_t i = 0; i < request->n_container_requests; i++) {
 		const V1beta1__ContainerAllocateRequest *c = request->container_requests[i];
-		if (c->n_devices_ids == 0) {
-			snprintf(reason, reason_size, "container request %zu names no device", i);
-			return -EINVAL;
-		}
+		if (c->n_devices_ids == 0)
+			return error_set(e, -EINVAL, "container request %zu names no device", i);
 		for (size_t j = 0; j < c->n_devices_ids; j++) {
-			if (!device_plugin_advertises(plugin, c->devices_ids[j])) {
-				snprintf(reason, reason_size,
-					 "unknown device id \"%s\": this plugin advertises "
-					 "%s0..%s%d",
-					 c->devices_ids[j], DEVICE_ID_PREFIX, DEVICE_ID_PREFIX,
-					 plugin->config->devices - 1);
-				return -EINVAL;
-			}
+			if (!device_plugin_advertises(plugin, c->devices_ids[j]))
+				return error_set(e, -EINVAL,
+						 "unknown device id \"%s\": this plugin advertises "
+						 "%s0..%s%d",
+						 c->devices_ids[j], DEVICE_ID_PREFIX,
+						 DEVICE_ID_PREFIX, plugin->config->devices - 1);
 			/* Valid, so the digits after the prefix are an index below devices. */
 			unsigned long index =
 			    strtoul(c->devices_ids[j] + strlen(DEVICE_ID_PREFIX), NULL, 10);
-			if (seen[index]) {
-				snprintf(reason, reason_size,
-					 "device id \"%s\" is named more than once in the request",
-					 c->devices_ids[j]);
-				return -EINVAL;
-			}
+			if (seen[index])
+				return error_set(e, -EINVAL,
+						 "device id \"%s\" is named more than once in the "
+						 "request",
+						 c->devices_ids[j]);
 			seen[index] = true;
 		}
 	}
-	if (!device_plugin_healthy(plugin)) {
-		snprintf(reason, reason_size,
-			 "%s is missing and --missing-device=unhealthy: no iommufd to hand over",
-			 plugin->config->iommu_device);
-		return -ENODEV;
-	}
+	if (!device_plugin_healthy(plugin))
+		return error_set(e, -ENODEV,
+				 "%s is missing and --missing-device=unhealthy: no iommufd to hand "
+				 "over",
+				 plugin->config->iommu_device);
 	return 0;
 }
 
@@ -329,15 +324,15 @@ static void device_plugin_allocate(void *data, struct grpc_call *call,
 {
 	const V1beta1__AllocateRequest *request = (const V1beta1__AllocateRequest *)message;
 	struct device_plugin *plugin = data;
-	char reason[512] = "";
+	struct error e = {0};
 
 	size_t n = request->n_container_requests;
 	struct container_answer *answers = xcalloc(n, sizeof(*answers));
 	V1beta1__ContainerAllocateResponse **pointers = xcalloc(n, sizeof(*pointers));
-	int r = device_plugin_validate(plugin, request, reason, sizeof(reason));
+	int r = device_plugin_validate(plugin, request, &e);
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		r = device_plugin_allocate_container(plugin, request->container_requests[i],
-						     &answers[i], reason, sizeof(reason));
+						     &answers[i], &e);
 		pointers[i] = &answers[i].response;
 	}
 	if (r < 0) {
@@ -348,8 +343,8 @@ static void device_plugin_allocate(void *data, struct grpc_call *call,
 			if (answers[i].response.n_mounts)
 				handoff_withdraw(plugin->handoff, answers[i].mount.host_path);
 		plugin->stats.allocation_failures++;
-		log_error("Allocate failed: %s", reason);
-		grpc_call_finish(call, status, reason);
+		log_error("Allocate failed: %s", error_message(&e));
+		grpc_call_finish(call, status, error_message(&e));
 	} else {
 		V1beta1__AllocateResponse response = V1BETA1__ALLOCATE_RESPONSE__INIT;
 		response.n_container_responses = n;
@@ -383,8 +378,9 @@ static const struct grpc_method device_plugin_methods[] = {
      handle_pre_start, NULL},
 };
 
-struct device_plugin *device_plugin_new(struct loop *loop, const struct kubelet_options *config,
-					struct iommufd_opener *opener, struct handoff *handoff)
+int device_plugin_new(struct loop *loop, const struct kubelet_options *config,
+		      struct iommufd_opener *opener, struct handoff *handoff,
+		      struct device_plugin **out)
 {
 	struct device_plugin *plugin = xcalloc(1, sizeof(*plugin));
 	list_init(&plugin->streams);
@@ -394,10 +390,17 @@ struct device_plugin *device_plugin_new(struct loop *loop, const struct kubelet_
 	plugin->opener = opener;
 	plugin->handoff = handoff;
 	plugin->device_present = access(config->iommu_device, F_OK) == 0;
-	for (int i = 0; i < DEVICE_PLUGIN_ENDPOINT_COUNT; i++)
-		plugin->servers[i] = grpc_server_new(loop, device_plugin_methods,
-						     ARRAY_SIZE(device_plugin_methods), plugin);
-	return plugin;
+	for (int i = 0; i < DEVICE_PLUGIN_ENDPOINT_COUNT; i++) {
+		int r =
+		    grpc_server_new(loop, device_plugin_methods, ARRAY_SIZE(device_plugin_methods),
+				    plugin, &plugin->servers[i]);
+		if (r < 0) {
+			device_plugin_free(plugin);
+			return r;
+		}
+	}
+	*out = plugin;
+	return 0;
 }
 
 void device_plugin_free(struct device_plugin *plugin)

@@ -20,10 +20,26 @@ struct device_plugin_stats {
 	unsigned long long streams_open;
 };
 
-/* Creates the service. config, opener and handoff are borrowed and must outlive it;
- * opener and handoff may be NULL only while no Allocate can arrive (tests). */
-struct device_plugin *device_plugin_new(struct loop *loop, const struct kubelet_options *config,
-					struct iommufd_opener *opener, struct handoff *handoff);
+/**
+ * device_plugin_new() - create the service (not listening yet)
+ * @loop:    the loop
+ * @config:  borrowed, must outlive it
+ * @opener:  opens the iommufd of each allocation; borrowed, must outlive it
+ * @handoff: offers it; borrowed, must outlive it
+ * @out:     set to the service (free with device_plugin_free())
+ *
+ * @opener and @handoff may be NULL only while no Allocate can arrive (tests).
+ *
+ * Return: 0; only allocation can fail, and that aborts.
+ */
+int device_plugin_new(struct loop *loop, const struct kubelet_options *config,
+		      struct iommufd_opener *opener, struct handoff *handoff,
+		      struct device_plugin **out);
+
+/**
+ * device_plugin_free() - free the service
+ * @plugin: the service
+ */
 void device_plugin_free(struct device_plugin *plugin);
 
 /* Where the service listens: in the kubelet's device-plugins directory (registered
@@ -35,32 +51,88 @@ enum device_plugin_endpoint {
 	DEVICE_PLUGIN_ENDPOINT_COUNT,
 };
 
-/* Serves endpoint on path (replacing a dead socket; a live one only with
- * replace_live; bound as for grpc_server_listen). Returns 0 or -errno, see
- * grpc_server_listen. */
+/**
+ * device_plugin_listen() - serve an endpoint on a path
+ * @plugin:       the service
+ * @endpoint:     which one
+ * @path:         the socket file; a dead socket there is replaced
+ * @replace_live: replace a live one too
+ * @bound:        as for grpc_server_listen()
+ * @data:         passed to @bound
+ *
+ * Return: 0 or -errno, see grpc_server_listen().
+ */
 int device_plugin_listen(struct device_plugin *plugin, enum device_plugin_endpoint endpoint,
 			 const char *path, bool replace_live, grpc_bound_fn bound, void *data);
-/* Stops serving endpoint without removing the socket file (another server has it). */
+/**
+ * device_plugin_stop_listening() - stop serving an endpoint
+ * @plugin:   the service
+ * @endpoint: which one; its socket file is not removed (another server has it)
+ */
 void device_plugin_stop_listening(struct device_plugin *plugin,
 				  enum device_plugin_endpoint endpoint);
 struct file_id;
-/* The identity of the endpoint's socket file, or NULL when it is not served. */
+/**
+ * device_plugin_socket_id() - the identity of an endpoint's socket file
+ * @plugin:   the service
+ * @endpoint: which one
+ *
+ * Return: the identity, or NULL when it is not served.
+ */
 const struct file_id *device_plugin_socket_id(const struct device_plugin *plugin,
 					      enum device_plugin_endpoint endpoint);
-/* Whether the endpoint's socket file is still there (a starting kubelet deletes the
- * one in its directory). */
+/**
+ * device_plugin_socket_present() - whether an endpoint's socket file is still there
+ * @plugin:   the service
+ * @endpoint: which one
+ *
+ * A starting kubelet deletes the one in its directory.
+ *
+ * Return: true if it is.
+ */
 bool device_plugin_socket_present(const struct device_plugin *plugin,
 				  enum device_plugin_endpoint endpoint);
 
-/* The options both GetDevicePluginOptions and Register carry. */
+/**
+ * device_plugin_options() - the options both GetDevicePluginOptions and Register carry
+ * @options: filled
+ */
 void device_plugin_options(V1beta1__DevicePluginOptions *options);
 
-/* The device node appeared or vanished: updates health and tells every stream. */
+/**
+ * device_plugin_set_device_present() - the device node appeared or vanished
+ * @plugin:  the service
+ * @present: whether it exists now
+ *
+ * Updates health and tells every stream.
+ */
 void device_plugin_set_device_present(struct device_plugin *plugin, bool present);
 
-/* Shutting down: sends an empty device list on every ListAndWatch stream, ends the
- * streams with OK, removes our socket, and calls done(data) once every connection
- * has flushed and closed. */
+/**
+ * device_plugin_shutdown() - shut down
+ * @plugin: the service
+ * @done:   called as done(data) once every connection has flushed and closed
+ * @data:   passed to @done
+ *
+ * Sends an empty device list on every ListAndWatch stream, ends the streams with OK
+ * and removes our socket.
+ */
 void device_plugin_shutdown(struct device_plugin *plugin, void (*done)(void *data), void *data);
 
+/**
+ * device_plugin_stats() - counters, for metrics
+ * @plugin: the service
+ *
+ * Return: the counters, valid until device_plugin_free().
+ */
 const struct device_plugin_stats *device_plugin_stats(const struct device_plugin *plugin);
+
+struct metrics_writer;
+/**
+ * device_plugin_metrics_write() - the device plugin's metrics
+ * @w:      the writer
+ * @plugin: a const struct device_plugin *
+ *
+ * A metrics_source_fn: allocations and ListAndWatch streams (kubelet_metrics.c).
+ */
+void device_plugin_metrics_write(struct metrics_writer *w, const void *plugin);

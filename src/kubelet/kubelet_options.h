@@ -33,16 +33,32 @@ struct kubelet_options {
 
 #define KUBELET_DEFAULT_DIR "/var/lib/kubelet/device-plugins"
 
-/* Fills *o with the defaults: a stock kubelet node and the paths KubeVirt's
- * virt-launcher and the Go plugin use. */
+/**
+ * kubelet_options_init() - fill options with the defaults
+ * @o: the options
+ *
+ * The defaults are a stock kubelet node and the paths KubeVirt's virt-launcher and
+ * the Go plugin use.
+ */
 void kubelet_options_init(struct kubelet_options *o);
 
-/* Which registration paths the options ask for. */
+/**
+ * kubelet_uses_kubelet_socket() - whether the options ask for kubelet.sock
+ * @o: the options
+ *
+ * Return: true unless only the plugin watcher is asked for.
+ */
 static inline bool kubelet_uses_kubelet_socket(const struct kubelet_options *o)
 {
 	return o->registration != KUBELET_REGISTRATION_PLUGIN_WATCHER;
 }
 
+/**
+ * kubelet_uses_plugin_watcher() - whether the options ask for the plugin watcher
+ * @o: the options
+ *
+ * Return: true unless only kubelet.sock is asked for.
+ */
 static inline bool kubelet_uses_plugin_watcher(const struct kubelet_options *o)
 {
 	return o->registration != KUBELET_REGISTRATION_KUBELET_SOCKET;

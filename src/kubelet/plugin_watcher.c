@@ -70,8 +70,8 @@ static const struct grpc_method plugin_watcher_methods[] = {
      &pluginregistration__registration_status__descriptor, handle_notify, NULL},
 };
 
-struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
-					  struct device_plugin *plugin)
+int plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
+		       struct device_plugin *plugin, struct plugin_watcher **out)
 {
 	struct plugin_watcher *watcher = xcalloc(1, sizeof(*watcher));
 
@@ -80,9 +80,14 @@ struct plugin_watcher *plugin_watcher_new(struct loop *loop, const struct kubele
 	watcher->endpoint = xasprintf("%s/%s", config->plugin_dir, config->socket_name);
 	watcher->registration_socket =
 	    xasprintf("%s/%s", config->plugins_registry_dir, config->socket_name);
-	watcher->server = grpc_server_new(loop, plugin_watcher_methods,
-					  ARRAY_SIZE(plugin_watcher_methods), watcher);
-	return watcher;
+	int r = grpc_server_new(loop, plugin_watcher_methods, ARRAY_SIZE(plugin_watcher_methods),
+				watcher, &watcher->server);
+	if (r < 0) {
+		plugin_watcher_free(watcher);
+		return r;
+	}
+	*out = watcher;
+	return 0;
 }
 
 int plugin_watcher_start(struct plugin_watcher *watcher)

@@ -25,7 +25,10 @@ struct pod_resources_options {
 	unsigned long long grace_usec;	  /* an unheld offer younger than this stays */
 };
 
-/* Fills *o with the defaults above (socket, interval, grace; no resource name). */
+/**
+ * pod_resources_options_init() - fill options with the defaults above
+ * @o: the options: socket, interval, grace; no resource name
+ */
 void pod_resources_options_init(struct pod_resources_options *o);
 
 struct pod_resources_stats {
@@ -35,17 +38,34 @@ struct pod_resources_stats {
 
 struct pod_resources;
 
-/* Starts watching h's pending count (h must outlive the result; strings are copied).
- * Nothing is polled until an offer is pending. Returns 0 and *out, or -errno
- * (EINVAL: zero interval, a relative socket path; timerfd's errno), logged. */
+/**
+ * pod_resources_new() - start watching the handoff's pending count
+ * @loop: the loop
+ * @h:    the handoff; must outlive the result
+ * @o:    the options; strings are copied
+ * @out:  set to it (free with pod_resources_free())
+ *
+ * Nothing is polled until an offer is pending.
+ *
+ * Return: 0, or -errno (EINVAL: zero interval, a relative socket path; timerfd's
+ * errno), logged.
+ */
 int pod_resources_new(struct loop *loop, struct handoff *h, const struct pod_resources_options *o,
 		      struct pod_resources **out);
 
-/* Stops polling and abandons an in-flight List. Call it while the loop still runs
- * (shutting down): the List's connection is closed from the loop. */
+/**
+ * pod_resources_stop() - stop polling and abandon an in-flight List
+ * @pr: it
+ *
+ * Call it while the loop still runs (shutting down): the List's connection is closed
+ * from the loop.
+ */
 void pod_resources_stop(struct pod_resources *pr);
 
-/* Stops (see pod_resources_stop) and frees. NULL is a no-op. */
+/**
+ * pod_resources_free() - stop (see pod_resources_stop()) and free
+ * @pr: it; NULL is a no-op
+ */
 void pod_resources_free(struct pod_resources *pr);
 
 /* The container a List answer gives a device to; strings point into the answer. */
@@ -55,11 +75,33 @@ struct pod_resources_holder {
 	const char *container;
 };
 
-/* Finds the container in response that holds device_id of resource_name (devices of
- * other resources never match). Returns true and fills *holder, or false. */
+/**
+ * pod_resources_find_holder() - find the container that holds a device
+ * @response:      a List answer
+ * @resource_name: the device's resource; devices of other resources never match
+ * @device_id:     the device
+ * @holder:        filled when found
+ *
+ * Return: true with *@holder filled, or false.
+ */
 bool pod_resources_find_holder(const V1__ListPodResourcesResponse *response,
 			       const char *resource_name, const char *device_id,
 			       struct pod_resources_holder *holder);
 
-/* Counters, for metrics; valid until pod_resources_free. */
+/**
+ * pod_resources_stats() - counters, for metrics
+ * @pr: it
+ *
+ * Return: the counters, valid until pod_resources_free().
+ */
 const struct pod_resources_stats *pod_resources_stats(const struct pod_resources *pr);
+
+struct metrics_writer;
+/**
+ * pod_resources_metrics_write() - the PodResources watcher's metrics
+ * @w:             the writer
+ * @pod_resources: a const struct pod_resources *
+ *
+ * A metrics_source_fn: List calls and their failures (kubelet_metrics.c).
+ */
+void pod_resources_metrics_write(struct metrics_writer *w, const void *pod_resources);

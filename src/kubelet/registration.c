@@ -347,8 +347,9 @@ static void registration_dir_changed(void *data, uint32_t events)
 	}
 }
 
-struct registration *registration_new(struct loop *loop, const struct kubelet_options *config,
-				      struct device_plugin *plugin, struct handoff *handoff)
+int registration_new(struct loop *loop, const struct kubelet_options *config,
+		     struct device_plugin *plugin, struct handoff *handoff,
+		     struct registration **out)
 {
 	struct registration *reg = xcalloc(1, sizeof(*reg));
 
@@ -360,7 +361,8 @@ struct registration *registration_new(struct loop *loop, const struct kubelet_op
 	reg->inotify_fd = -1;
 	reg->kubelet_socket = xasprintf("%s/%s", config->kubelet_dir, KUBELET_SOCKET);
 	reg->plugin_socket = xasprintf("%s/%s", config->kubelet_dir, config->socket_name);
-	return reg;
+	*out = reg;
+	return 0;
 }
 
 int registration_start(struct registration *reg)

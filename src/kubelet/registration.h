@@ -29,25 +29,86 @@ struct registration_stats {
 	unsigned long long foreign_conflicts;  /* times a foreign server held our path */
 };
 
-/* Borrowed config, plugin and handoff (which knows our other instances) must
- * outlive it. */
-struct registration *registration_new(struct loop *loop, const struct kubelet_options *config,
-				      struct device_plugin *plugin, struct handoff *handoff);
+/**
+ * registration_new() - create the kubelet.sock registration
+ * @loop:    the loop
+ * @config:  borrowed, must outlive it
+ * @plugin:  borrowed, must outlive it
+ * @handoff: knows our other instances; borrowed, must outlive it
+ * @out:     set to it (free with registration_free())
+ *
+ * Nothing is watched or served until registration_start().
+ *
+ * Return: 0; only allocation can fail, and that aborts.
+ */
+int registration_new(struct loop *loop, const struct kubelet_options *config,
+		     struct device_plugin *plugin, struct handoff *handoff,
+		     struct registration **out);
+
+/**
+ * registration_free() - free it
+ * @registration: it
+ */
 void registration_free(struct registration *registration);
 
-/* Serves the plugin socket and registers now if kubelet.sock exists, else when it
- * appears. A live foreign server on the path is reported and waited out (returns 0);
- * an older instance of ours is taken over. Returns 0, or -errno if the directory
- * cannot be watched or the socket cannot be served (logged). */
+/**
+ * registration_start() - serve the plugin socket and register
+ * @registration: it
+ *
+ * Registers now if kubelet.sock exists, else when it appears. A live foreign server
+ * on the path is reported and waited out (returns 0); an older instance of ours is
+ * taken over.
+ *
+ * Return: 0, or -errno if the directory cannot be watched or the socket cannot be
+ * served (logged).
+ */
 int registration_start(struct registration *registration);
-/* Stops watching and cancels any Register in flight (shutdown). */
+/**
+ * registration_stop() - stop watching and cancel any Register in flight (shutdown)
+ * @registration: it
+ */
 void registration_stop(struct registration *registration);
 
-/* The wait before the next Register after one more failure, given the last wait
- * (0: none yet, or a success since): 5 ms first (the kubelet binds its socket a
- * moment before it listens), then doubling, at most 10 s. */
+/**
+ * registration_backoff_next() - the wait before the next Register after one more failure
+ * @current_usec: the last wait (0: none yet, or a success since)
+ *
+ * Return: 5 ms first (the kubelet binds its socket a moment before it listens), then
+ * doubling, at most 10 s.
+ */
 unsigned long long registration_backoff_next(unsigned long long current_usec);
 
+/**
+ * registration_registered() - whether we are registered through kubelet.sock
+ * @registration: it
+ *
+ * Return: true while registered.
+ */
 bool registration_registered(const struct registration *registration);
+
+/**
+ * registration_endpoint_state() - who has our DevicePlugin socket path
+ * @registration: it
+ *
+ * Return: the state, see enum registration_endpoint.
+ */
 enum registration_endpoint registration_endpoint_state(const struct registration *registration);
+
+/**
+ * registration_stats() - counters, for metrics
+ * @registration: it
+ *
+ * Return: the counters, valid until registration_free().
+ */
 const struct registration_stats *registration_stats(const struct registration *registration);
+
+struct metrics_writer;
+/**
+ * registration_metrics_write() - the registration's metrics
+ * @w:            the writer
+ * @registration: a const struct registration *
+ *
+ * A metrics_source_fn: Register calls, socket recreations, conflicts over our socket
+ * path (kubelet_metrics.c).
+ */
+void registration_metrics_write(struct metrics_writer *w, const void *registration);

@@ -33,8 +33,11 @@ static void loop_listeners_resume(void *data);
 int loop_new(struct loop **out)
 {
 	int fd = epoll_create1(EPOLL_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		int r = -errno;
+		log_error("cannot create the event loop: epoll_create1: %s", error_text(-r));
+		return r;
+	}
 	struct loop *loop = xcalloc(1, sizeof(*loop));
 	loop->epoll_fd = fd;
 	list_init(&loop->starved);

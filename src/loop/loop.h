@@ -41,36 +41,110 @@ struct loop_timer {
 	unsigned long long armed_for; /* loop_timer_arm_at's deadline; 0: none */
 };
 
-/* Creates a loop. Returns 0 or -errno (epoll_create1). */
+/**
+ * loop_new() - create a loop
+ * @out: set to the loop (free with loop_free())
+ *
+ * Logs the cause of a failure.
+ *
+ * Return: 0, or -errno of epoll_create1().
+ */
 int loop_new(struct loop **out);
-/* Runs work still deferred, then frees the loop. */
+
+/**
+ * loop_free() - run the work still deferred, then free the loop
+ * @loop: the loop
+ */
 void loop_free(struct loop *loop);
 
-/* Watches fd for events, calling fn(data, events). The caller keeps owning fd and
- * must loop_watch_remove() before closing it. Returns 0 or -errno (epoll_ctl). */
+/**
+ * loop_watch_add() - watch an fd for events
+ * @loop:   the loop
+ * @watch:  the watch, embedded in its owner
+ * @fd:     the fd; the caller keeps owning it and must loop_watch_remove() before
+ *          closing it
+ * @events: the epoll events to wait for
+ * @fn:     called as fn(data, events) when some fire
+ * @data:   passed to @fn
+ *
+ * Return: 0 or -errno of epoll_ctl().
+ */
 int loop_watch_add(struct loop *loop, struct loop_watch *watch, int fd, uint32_t events,
 		   loop_io_fn fn, void *data);
-/* Changes the events of an added watch. Returns 0 or -errno. */
+
+/**
+ * loop_watch_modify() - change the events of an added watch
+ * @loop:   the loop
+ * @watch:  an added watch
+ * @events: the epoll events to wait for now
+ *
+ * Return: 0 or -errno.
+ */
 int loop_watch_modify(struct loop *loop, struct loop_watch *watch, uint32_t events);
-/* Stops watching; safe to call from any callback, also for a watch whose event is
- * still pending in the current batch (it will not be delivered). No-op if not added. */
+
+/**
+ * loop_watch_remove() - stop watching
+ * @loop:  the loop
+ * @watch: the watch; a no-op if not added
+ *
+ * Safe to call from any callback, also for a watch whose event is still pending in
+ * the current batch (it will not be delivered).
+ */
 void loop_watch_remove(struct loop *loop, struct loop_watch *watch);
 
-/* Creates a disarmed one-shot timer. Returns 0 or -errno (timerfd_create). */
+/**
+ * loop_timer_init() - create a disarmed one-shot timer
+ * @loop:  the loop
+ * @timer: the timer, embedded in its owner
+ * @fn:    called as fn(data) when it fires
+ * @data:  passed to @fn
+ *
+ * Return: 0 or -errno of timerfd_create().
+ */
 int loop_timer_init(struct loop *loop, struct loop_timer *timer, loop_timer_fn fn, void *data);
-/* Arms the timer to fire once after usec microseconds (0 disarms it). */
+
+/**
+ * loop_timer_arm() - arm the timer to fire once after @usec microseconds
+ * @timer: an initialised timer
+ * @usec:  the delay; 0 disarms it
+ *
+ * Return: 0 or -errno.
+ */
 int loop_timer_arm(struct loop_timer *timer, unsigned long long usec);
-/* The earliest-deadline timer: arms it for deadline on the now_usec() clock (one
- * already due fires at once; 0 disarms), skipping the syscall when it is armed for
- * that deadline already, so owners can call it after every change of their deadlines.
- * Returns 0 or -errno. */
+
+/**
+ * loop_timer_arm_at() - the earliest-deadline timer: arm it for @deadline
+ * @timer:    an initialised timer
+ * @deadline: on the now_usec() clock; one already due fires at once; 0 disarms
+ *
+ * Skips the syscall when it is armed for that deadline already, so owners can call
+ * it after every change of their deadlines.
+ *
+ * Return: 0 or -errno.
+ */
 int loop_timer_arm_at(struct loop_timer *timer, unsigned long long deadline);
-/* Removes and closes the timer; safe on a zeroed or already destroyed timer. */
+
+/**
+ * loop_timer_destroy() - remove and close the timer
+ * @loop:  the loop
+ * @timer: the timer; safe on a zeroed or already destroyed timer
+ */
 void loop_timer_destroy(struct loop *loop, struct loop_timer *timer);
 
-/* Queues fn(data) to run after the current callback batch; no-op if already queued. */
+/**
+ * loop_defer() - queue fn(data) to run after the current callback batch
+ * @loop:  the loop
+ * @defer: the deferral, embedded in its owner; a no-op if already queued
+ * @fn:    the work
+ * @data:  passed to @fn
+ */
 void loop_defer(struct loop *loop, struct loop_defer *defer, void (*fn)(void *data), void *data);
-/* Unqueues a deferral (its owner is going away); no-op if not queued. */
+
+/**
+ * loop_defer_cancel() - unqueue a deferral (its owner is going away)
+ * @loop:  the loop
+ * @defer: the deferral; a no-op if not queued
+ */
 void loop_defer_cancel(struct loop *loop, struct loop_defer *defer);
 
 /* A listening socket accepted from the loop, with the one policy every listener
@@ -99,25 +173,64 @@ struct loop_listener {
 	unsigned long long accept_errors; /* accept() failures, for metrics */
 };
 
-/* Accepts on the listening socket fd (borrowed: the caller closes it after
- * loop_listener_stop) and passes each connection to fn(data, fd). Returns 0 or
- * -errno (epoll_ctl). */
+/**
+ * loop_listener_start() - accept on a listening socket from the loop
+ * @loop: the loop
+ * @l:    the listener, embedded in its owner
+ * @fd:   the listening socket, borrowed: the caller closes it after
+ *        loop_listener_stop()
+ * @name: borrowed, for logs
+ * @fn:   passed each connection as fn(data, fd)
+ * @data: passed to @fn
+ *
+ * Return: 0 or -errno of epoll_ctl().
+ */
 int loop_listener_start(struct loop *loop, struct loop_listener *l, int fd, const char *name,
 			loop_accept_fn fn, void *data);
-/* Stops or resumes accepting for the owner's own reasons (a connection cap). */
+
+/**
+ * loop_listener_hold() - stop or resume accepting for the owner's own reasons
+ * @l:    a started listener
+ * @held: true to stop accepting (a connection cap), false to resume
+ */
 void loop_listener_hold(struct loop_listener *l, bool held);
-/* Stops accepting; no-op if not started. */
+
+/**
+ * loop_listener_stop() - stop accepting
+ * @l: the listener; a no-op if not started
+ */
 void loop_listener_stop(struct loop_listener *l);
 
-/* Runs callbacks until loop_quit(). Returns the code given to loop_quit(), or -errno
- * if epoll_wait fails. */
+/**
+ * loop_run() - run callbacks until loop_quit()
+ * @loop: the loop
+ *
+ * Return: the code given to loop_quit(), or -errno if epoll_wait() fails.
+ */
 int loop_run(struct loop *loop);
+
+/**
+ * loop_quit() - make loop_run() stop and return @code
+ * @loop: the loop
+ * @code: what loop_run() returns
+ */
 void loop_quit(struct loop *loop, int code);
 
-/* Waits up to timeout_ms (-1: forever) for events and runs their callbacks once,
- * for tests that drive the loop step by step. Returns the number of events (0 on
- * timeout or EINTR) or -errno from epoll_wait. */
+/**
+ * loop_run_once() - wait for events once and run their callbacks
+ * @loop:       the loop
+ * @timeout_ms: how long to wait; -1: forever
+ *
+ * For tests that drive the loop step by step.
+ *
+ * Return: the number of events (0 on timeout or EINTR), or -errno of epoll_wait().
+ */
 int loop_run_once(struct loop *loop, int timeout_ms);
 
-/* Number of epoll_wait returns so far: the benchmark's wake-up counter. */
+/**
+ * loop_wakeups() - the number of epoll_wait() returns so far
+ * @loop: the loop
+ *
+ * Return: the count: the benchmark's wake-up counter.
+ */
 unsigned long long loop_wakeups(const struct loop *loop);

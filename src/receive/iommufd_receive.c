@@ -55,10 +55,11 @@ static int set_timeouts(int sock, int timeout_ms)
 	return 0;
 }
 
-/* Blocking timeouts report EAGAIN (or EINPROGRESS for connect). */
-static int timeout_errno(int err)
+/* A blocking step's -errno, with its timeout (-EAGAIN, or -EINPROGRESS for connect)
+ * as -ETIMEDOUT. */
+static int timeout_error(int r)
 {
-	return err == EAGAIN || err == EWOULDBLOCK || err == EINPROGRESS ? ETIMEDOUT : err;
+	return r == -EAGAIN || r == -EWOULDBLOCK || r == -EINPROGRESS ? -ETIMEDOUT : r;
 }
 
 int iommufd_receive_on(int sock, int *fd_out)
@@ -83,7 +84,7 @@ int iommufd_receive_on(int sock, int *fd_out)
 		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
-		return -timeout_errno(errno);
+		return timeout_error(-errno);
 	int fd = single_received_fd(&msg);
 	if (n == 0 && fd < 0) {
 		close_received(&msg);
@@ -99,7 +100,7 @@ int iommufd_receive_on(int sock, int *fd_out)
 		n = send(sock, &ack, 1, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n != 1) {
-		r = n < 0 ? -timeout_errno(errno) : -EIO;
+		r = n < 0 ? timeout_error(-errno) : -EIO;
 		close(fd);
 		return r;
 	}
@@ -118,7 +119,7 @@ static int receive_on(int sock, const char *socket_path, int timeout_ms, int *fd
 	if (timeout_ms > 0 && (r = set_timeouts(sock, timeout_ms)) < 0)
 		return r;
 	if (connect(sock, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		return -timeout_errno(errno);
+		return timeout_error(-errno);
 	return iommufd_receive_on(sock, fd_out);
 }
 

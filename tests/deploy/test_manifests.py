@@ -98,6 +98,9 @@ def test_every_object_is_valid_kubernetes(rendered, variant):
     for obj in objects:
         if obj["kind"] == "PodMonitor":
             errors = podmonitor_errors(obj)
+        elif obj["kind"] == "PrometheusRule":
+            from test_alerts import prometheusrule_errors
+            errors = prometheusrule_errors(obj)
         else:
             errors = schema_errors(obj)
         assert not errors, "\n".join(errors)
@@ -127,6 +130,37 @@ def test_the_validator_catches_what_the_api_server_would_refuse(rendered):
     assert any("hostPath type" in e for e in broken(lambda ds, c: ds["spec"]["template"]["spec"]["volumes"][0]["hostPath"].update(type="Dir")))
 
 
+def daemon_accepts(variables, args=()):
+    """Starts the daemon with these IOMMUFD_DP_* variables and arguments until it logs its
+    effective configuration (every flag parsed and checked), then stops it; returns
+    (True, log) or (False, log) if it exited first (exit 2: a bad setting). Not
+    --version: that exits before the checks that combine flags (--socket-mode,
+    --socket-owner, --allowed-uids). The paths it would touch are redirected to a
+    temporary directory by flags, which win over the variables."""
+    import signal
+    import tempfile
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOMMUFD_DP_")}
+    env.update(variables)
+    with tempfile.TemporaryDirectory(prefix="dp-cfg-", dir="/tmp") as tmp:
+        redirect = ["--kubelet-dir", tmp, "--socket-dir", tmp + "/fd", "--plugins-registry-dir", tmp,
+                    "--plugin-dir", tmp + "/plugin", "--pod-resources-socket", tmp + "/pr.sock",
+                    "--iommu-device", "/dev/null", "--metrics-address", tmp + "/metrics.sock",
+                    "--selinux", "off"]
+        proc = subprocess.Popen([PLUGIN_BIN] + list(args) + redirect, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        log = []
+        for line in proc.stderr:
+            log.append(line)
+            if "configuration: " in line:
+                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGTERM)
+                proc.stderr.read()
+                proc.wait(timeout=30)
+                return True, "".join(log)
+        proc.wait(timeout=30)
+        return False, "".join(log) + "exit code %d" % proc.returncode
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_the_daemon_accepts_every_setting(rendered, variant):
     """Runs the daemon with the variant's environment and arguments: config errors exit 2."""
@@ -134,15 +168,15 @@ def test_the_daemon_accepts_every_setting(rendered, variant):
         pytest.fail("daemon binary not built: %s (set PLUGIN_BIN or build first)" % PLUGIN_BIN)
     container = plugin_container(rendered(variant))
     help_text = subprocess.run([PLUGIN_BIN, "--help"], capture_output=True, text=True).stdout
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOMMUFD_DP_")}
-    for name, value in env_of(container).items():
+    for name in env_of(container):
         assert name.startswith("IOMMUFD_DP_"), "unexpected variable %s" % name
         flag = "--" + name[len("IOMMUFD_DP_"):].lower().replace("_", "-")
         assert flag + " " in help_text, "%s sets %s, which the daemon does not have" % (name, flag)
-        env[name] = value
-    result = subprocess.run([PLUGIN_BIN] + container.get("args", []) + ["--version"],
-                            env=env, capture_output=True, text=True, timeout=10)
-    assert result.returncode == 0, result.stderr
+    accepted, log = daemon_accepts(env_of(container), container.get("args", []))
+    assert accepted, log
+    # The check can fail: one bad value among the variant's.
+    accepted, log = daemon_accepts(dict(env_of(container), IOMMUFD_DP_SOCKET_MODE="0999"), container.get("args", []))
+    assert not accepted and "--socket-mode" in log, log
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

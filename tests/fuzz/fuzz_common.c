@@ -105,7 +105,8 @@ void fuzz_daemon_start(struct fuzz_daemon *d)
 	fuzz_assert(iommufd_opener_new(&d->config.iommufd, &d->opener) == 0);
 	fuzz_assert(handoff_new(d->loop, &d->config.handoff, &d->handoff) == 0);
 
-	d->plugin = device_plugin_new(d->loop, &d->config.kubelet, d->opener, d->handoff);
+	fuzz_assert(
+	    device_plugin_new(d->loop, &d->config.kubelet, d->opener, d->handoff, &d->plugin) == 0);
 	const char *path = fuzz_path("dp.sock");
 	fuzz_assert(device_plugin_listen(d->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, path, false,
 					 NULL, NULL) == 0);

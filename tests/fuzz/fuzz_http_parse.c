@@ -1,8 +1,8 @@
-/* Fuzz target: the metrics server's HTTP/1.1 request head parser, a pure function.
+/* Fuzz target: the HTTP/1.1 request head parser (src/http/), a pure function.
  * Besides memory safety it checks what the server relies on: results stay inside the
  * buffer, and a head parsed whole parses the same when it arrives in pieces. */
 #include "fuzz_common.h"
-#include "metrics/http.h"
+#include "http/http.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * sent something gets one well-formed status line, and the server frees all of it.
  * Input: one byte of options, then the bytes the client sends. */
 #include "fuzz_common.h"
-#include "metrics/http.h"
+#include "http/http.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -97,6 +97,9 @@ def test_rlimit_mode_defaults_to_required(env):
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, (err.value.code(), details)
     assert "IOMMU_OPTION" in details and ENOTTY_CAUSE.search(details), details
     assert [f for f in env.socket_files() if f.endswith(".sock")] == []
+    # Logged once, by the layer that failed the Allocate, with the reason it sent.
+    lines = [l for l in plugin.stderr_text().splitlines() if "IOMMU_OPTION_RLIMIT_MODE" in l]
+    assert len(lines) == 1 and "Allocate failed: " + details in lines[0], lines
 
 
 def test_unclaimed_socket_disappears_after_handoff_ttl(env):

@@ -44,7 +44,7 @@ def test_missing_device_unhealthy_reports_unhealthy_and_refuses_allocate(env):
 
 def test_device_appearing_and_disappearing_updates_health_live(env):
     dev = os.path.join(env.tmp, "iommu")
-    env.start("--devices", "3", "--missing-device", "unhealthy", iommu_device=dev)
+    plugin = env.start("--devices", "3", "--missing-device", "unhealthy", iommu_device=dev)
     client = env.client()
     call = client.list_and_watch(timeout=30)
     assert healths(next(call)) == {"Unhealthy"}
@@ -63,6 +63,10 @@ def test_device_appearing_and_disappearing_updates_health_live(env):
         client.allocate(["iommufd0"])
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     call.cancel()
+    # Each change is logged once, by the device plugin that acts on it.
+    log = plugin.stderr_text().splitlines()
+    assert len([l for l in log if l.endswith(dev + " appeared")]) == 1, log
+    assert len([l for l in log if l.endswith(dev + " disappeared")]) == 1, log
 
 
 def test_device_present_at_start_is_healthy_and_allocatable_in_unhealthy_mode(env):

@@ -159,11 +159,10 @@ static void bind_and_close(const char *path)
 }
 
 /* The rescue's fd source: /dev/null, as the device plugin would open the iommufd. */
-static int open_null(void *data, const char *device_id, int *fd, char *reason, size_t size)
+static int open_null(void *data, const char *device_id, int *fd, struct error *e)
 {
 	(void)device_id;
-	(void)reason;
-	(void)size;
+	(void)e;
 	(*(int *)data)++;
 	*fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	return *fd < 0 ? -errno : 0;
@@ -262,11 +261,11 @@ static void handoff_rejects_device_ids_that_could_escape_the_socket_dir(void **s
 	int fds = test_count_open_fds();
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		const char *path = NULL;
-		char reason[256] = "";
+		struct error e = {0};
 		int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-		assert_int_equal(
-		    handoff_offer(f->handoff, bad[i], fd, &path, reason, sizeof(reason)), -EINVAL);
-		assert_non_null(strstr(reason, "invalid device id"));
+		assert_int_equal(handoff_offer(f->handoff, bad[i], fd, &path, &e), -EINVAL);
+		assert_int_equal(e.code, -EINVAL);
+		assert_non_null(strstr(e.message, "invalid device id"));
 		assert_null(path);
 	}
 	/* The fd is taken even on failure. */

@@ -11,6 +11,7 @@
 
 #include <poll.h>
 
+#include "basic/error.h"
 #include "handoff/handoff.h"
 #include "test_helpers.h"
 
@@ -76,13 +77,13 @@ static inline void start(struct fixture *f)
 static inline const char *offer(struct fixture *f, const char *id, const char *device)
 {
 	const char *path = NULL;
-	char reason[256] = "";
+	struct error e = {0};
 	int fd = open(device, O_RDWR | O_CLOEXEC);
 
 	assert_true(fd >= 0);
-	int r = handoff_offer(f->handoff, id, fd, &path, reason, sizeof(reason));
+	int r = handoff_offer(f->handoff, id, fd, &path, &e);
 	if (r < 0)
-		fail_msg("handoff_offer: %s", reason);
+		fail_msg("handoff_offer: %s", error_message(&e));
 	assert_true(f->path_count < MAX_PATHS);
 	f->paths[f->path_count] = xstrdup(path);
 	return f->paths[f->path_count++];

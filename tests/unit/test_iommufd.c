@@ -15,9 +15,10 @@
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
 
+#include "basic/error.h"
 #include "iommufd/iommufd.h"
 #include "iommufd/iommufd_uapi.h"
-#include "iommufd/selinux.h"
+#include "selinux/selinux.h"
 #include "test_helpers.h"
 
 #define LABEL "system_u:object_r:container_file_t:s0"
@@ -68,12 +69,12 @@ static void iommufd_option_struct_matches_kernel_abi(void **state)
 	assert_int_equal(IOMMU_OPTION_OP_GET, 1);
 }
 
-static void expect_decision(enum iommufd_rlimit_policy policy, int err, int result,
+static void expect_decision(enum iommufd_rlimit_policy policy, int r, int result,
 			    enum iommufd_outcome outcome)
 {
 	enum iommufd_outcome got = IOMMUFD_OUTCOME_COUNT;
 
-	assert_int_equal(iommufd_policy_decide(policy, err, &got), result);
+	assert_int_equal(iommufd_policy_decide(policy, r, &got), result);
 	assert_int_equal(got, outcome);
 }
 
@@ -87,28 +88,28 @@ static void iommufd_policy_counts_success_as_set_under_both_policies(void **stat
 static void iommufd_policy_best_effort_hands_over_when_kernel_lacks_option(void **state)
 {
 	(void)state;
-	expect_decision(IOMMUFD_RLIMIT_BEST_EFFORT, ENOTTY, 0, IOMMUFD_OUTCOME_UNSUPPORTED);
-	expect_decision(IOMMUFD_RLIMIT_BEST_EFFORT, EOPNOTSUPP, 0, IOMMUFD_OUTCOME_UNSUPPORTED);
+	expect_decision(IOMMUFD_RLIMIT_BEST_EFFORT, -ENOTTY, 0, IOMMUFD_OUTCOME_UNSUPPORTED);
+	expect_decision(IOMMUFD_RLIMIT_BEST_EFFORT, -EOPNOTSUPP, 0, IOMMUFD_OUTCOME_UNSUPPORTED);
 }
 
 static void iommufd_policy_best_effort_hands_over_without_cap_sys_resource(void **state)
 {
 	(void)state;
-	expect_decision(IOMMUFD_RLIMIT_BEST_EFFORT, EPERM, 0, IOMMUFD_OUTCOME_NO_CAPABILITY);
+	expect_decision(IOMMUFD_RLIMIT_BEST_EFFORT, -EPERM, 0, IOMMUFD_OUTCOME_NO_CAPABILITY);
 }
 
 static void iommufd_policy_required_fails_when_kernel_lacks_option(void **state)
 {
 	(void)state;
-	expect_decision(IOMMUFD_RLIMIT_REQUIRED, ENOTTY, -ENOTTY, IOMMUFD_OUTCOME_UNSUPPORTED);
-	expect_decision(IOMMUFD_RLIMIT_REQUIRED, EOPNOTSUPP, -EOPNOTSUPP,
+	expect_decision(IOMMUFD_RLIMIT_REQUIRED, -ENOTTY, -ENOTTY, IOMMUFD_OUTCOME_UNSUPPORTED);
+	expect_decision(IOMMUFD_RLIMIT_REQUIRED, -EOPNOTSUPP, -EOPNOTSUPP,
 			IOMMUFD_OUTCOME_UNSUPPORTED);
 }
 
 static void iommufd_policy_required_fails_without_cap_sys_resource(void **state)
 {
 	(void)state;
-	expect_decision(IOMMUFD_RLIMIT_REQUIRED, EPERM, -EPERM, IOMMUFD_OUTCOME_NO_CAPABILITY);
+	expect_decision(IOMMUFD_RLIMIT_REQUIRED, -EPERM, -EPERM, IOMMUFD_OUTCOME_NO_CAPABILITY);
 }
 
 static void iommufd_policy_fails_other_errors_under_both_policies(void **state)
@@ -117,9 +118,9 @@ static void iommufd_policy_fails_other_errors_under_both_policies(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(errors); i++) {
-		expect_decision(IOMMUFD_RLIMIT_BEST_EFFORT, errors[i], -errors[i],
+		expect_decision(IOMMUFD_RLIMIT_BEST_EFFORT, -errors[i], -errors[i],
 				IOMMUFD_OUTCOME_FAILED);
-		expect_decision(IOMMUFD_RLIMIT_REQUIRED, errors[i], -errors[i],
+		expect_decision(IOMMUFD_RLIMIT_REQUIRED, -errors[i], -errors[i],
 				IOMMUFD_OUTCOME_FAILED);
 	}
 }
@@ -170,35 +171,44 @@ static void iommufd_open_best_effort_hands_over_unconfigured_fd_on_enotty(void *
 	struct fixture *f = *state;
 	struct iommufd_opener *o =
 	    new_opener("/dev/null", IOMMUFD_RLIMIT_BEST_EFFORT, NULL, NULL, false);
-	char reason[256] = "";
+	struct error e = {0};
 	struct stat st;
 	int fd = -1;
 
-	assert_int_equal(iommufd_open(o, &fd, reason, sizeof(reason)), 0);
+	assert_int_equal(iommufd_open(o, &fd, &e), 0);
 	assert_true(fd >= 0);
 	assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
 	assert_int_equal(fstat(fd, &st), 0);
 	assert_true(st.st_rdev == f->null_st.st_rdev);
-	assert_string_equal(reason, "");
+	assert_int_equal(e.code, 0);
+	assert_string_equal(e.message, "");
 	assert_int_equal(iommufd_opener_stats(o)->outcomes[IOMMUFD_OUTCOME_UNSUPPORTED], 1);
 	assert_int_equal(iommufd_opener_stats(o)->outcomes[IOMMUFD_OUTCOME_SET], 0);
 	close(fd);
 	iommufd_opener_free(o);
 }
 
-static void iommufd_open_required_fails_with_reason_on_enotty(void **state)
+/* The reason travels in the error object, unlogged: the Allocate handler decides and
+ * logs it once. */
+static void iommufd_open_required_fails_with_reason_on_enotty_and_logs_nothing(void **state)
 {
 	struct iommufd_opener *o =
 	    new_opener("/dev/null", IOMMUFD_RLIMIT_REQUIRED, NULL, NULL, false);
-	char reason[512] = "";
+	struct test_stderr_capture capture;
+	struct error e = {0};
 	int fd = 42;
 
 	(void)state;
-	assert_int_equal(iommufd_open(o, &fd, reason, sizeof(reason)), -ENOTTY);
+	test_capture_stderr_begin(&capture);
+	assert_int_equal(iommufd_open(o, &fd, &e), -ENOTTY);
+	char *log = test_capture_stderr_end(&capture);
+	assert_string_equal(log, "");
+	free(log);
 	assert_int_equal(fd, -1);
-	assert_non_null(strstr(reason, "cannot set IOMMU_OPTION_RLIMIT_MODE on /dev/null"));
-	assert_non_null(strstr(reason, "(ENOTTY)"));
-	assert_non_null(strstr(reason, "policy required"));
+	assert_int_equal(e.code, -ENOTTY);
+	assert_non_null(strstr(e.message, "cannot set IOMMU_OPTION_RLIMIT_MODE on /dev/null"));
+	assert_non_null(strstr(e.message, "(ENOTTY)"));
+	assert_non_null(strstr(e.message, "policy required"));
 	assert_int_equal(iommufd_opener_stats(o)->outcomes[IOMMUFD_OUTCOME_UNSUPPORTED], 1);
 	iommufd_opener_free(o);
 }
@@ -213,11 +223,13 @@ static void iommufd_open_logs_each_cause_once_but_counts_every_time(void **state
 	test_capture_stderr_begin(&capture);
 	for (int i = 0; i < 3; i++) {
 		int fd = -1;
-		assert_int_equal(iommufd_open(o, &fd, NULL, 0), 0);
+		assert_int_equal(iommufd_open(o, &fd, NULL), 0);
 		close(fd);
 	}
 	char *log = test_capture_stderr_end(&capture);
 	assert_int_equal(test_count_substrings(log, "cannot set IOMMU_OPTION_RLIMIT_MODE"), 1);
+	/* The line names where it was decided, not the log helper. */
+	assert_non_null(strstr(log, " iommufd.c:"));
 	assert_non_null(strstr(log, "handing over fds with per-user accounting"));
 	assert_int_equal(iommufd_opener_stats(o)->outcomes[IOMMUFD_OUTCOME_UNSUPPORTED], 3);
 	free(log);
@@ -230,13 +242,14 @@ static void iommufd_open_of_missing_device_fails_and_names_the_remedy(void **sta
 	char *missing = xasprintf("%s/iommu", f->dir);
 	struct iommufd_opener *o =
 	    new_opener(missing, IOMMUFD_RLIMIT_BEST_EFFORT, NULL, NULL, false);
-	char reason[512] = "";
+	struct error e = {0};
 	int fd = -1;
 
-	assert_int_equal(iommufd_open(o, &fd, reason, sizeof(reason)), -ENOENT);
+	assert_int_equal(iommufd_open(o, &fd, &e), -ENOENT);
 	assert_int_equal(fd, -1);
-	assert_non_null(strstr(reason, missing));
-	assert_non_null(strstr(reason, "modprobe iommufd"));
+	assert_int_equal(e.code, -ENOENT);
+	assert_non_null(strstr(e.message, missing));
+	assert_non_null(strstr(e.message, "modprobe iommufd"));
 	assert_int_equal(iommufd_opener_stats(o)->outcomes[IOMMUFD_OUTCOME_OPEN_FAILED], 1);
 	iommufd_opener_free(o);
 	free(missing);
@@ -273,7 +286,7 @@ static void iommufd_open_goes_through_a_labelled_node_in_the_scratch_dir(void **
 	assert_int_equal(stat(scratch, &scratch_st), 0);
 	assert_int_equal(scratch_st.st_mode & 07777, 0700);
 
-	assert_int_equal(iommufd_open(o, &fd, NULL, 0), 0);
+	assert_int_equal(iommufd_open(o, &fd, NULL), 0);
 	assert_int_equal(fstat(fd, &st), 0);
 	/* Same device, but the inode is the temporary node on the scratch fs... */
 	assert_true(S_ISCHR(st.st_mode) && st.st_rdev == f->null_st.st_rdev);
@@ -380,7 +393,7 @@ static int open_through_private_tmpfs(void *data)
 	CHILD_CHECK(statfs(scratch, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC);
 	CHILD_CHECK(statvfs(scratch, &svfs) == 0 && !(svfs.f_flag & ST_NODEV));
 	CHILD_CHECK(stat(scratch, &scratch_st) == 0 && (scratch_st.st_mode & 07777) == 0700);
-	CHILD_CHECK(iommufd_open(opener, &fd, NULL, 0) == 0);
+	CHILD_CHECK(iommufd_open(opener, &fd, NULL) == 0);
 	CHILD_CHECK(fstat(fd, &st) == 0 && st.st_dev == scratch_st.st_dev);
 	close(fd);
 	/* Let the parent look from outside while the mount exists. */
@@ -446,7 +459,7 @@ static int learn_labels_unsupported(void *data)
 	CHILD_CHECK(iommufd_opener_new(&o, &opener) == 0);
 	test_capture_stderr_begin(&capture);
 	for (int i = 0; i < 3; i++) {
-		CHILD_CHECK(iommufd_open(opener, &fd, NULL, 0) == 0);
+		CHILD_CHECK(iommufd_open(opener, &fd, NULL) == 0);
 		/* Opened directly: the inode is /dev/null's own. */
 		CHILD_CHECK(fstat(fd, &st) == 0 && st.st_dev == null_st.st_dev &&
 			    st.st_ino == null_st.st_ino);
@@ -510,7 +523,7 @@ int main(void)
 	    T(iommufd_outcome_names_are_the_metric_labels),
 	    T(iommufd_rlimit_mode_ioctl_on_a_non_iommufd_returns_enotty),
 	    T(iommufd_open_best_effort_hands_over_unconfigured_fd_on_enotty),
-	    T(iommufd_open_required_fails_with_reason_on_enotty),
+	    T(iommufd_open_required_fails_with_reason_on_enotty_and_logs_nothing),
 	    T(iommufd_open_logs_each_cause_once_but_counts_every_time),
 	    T(iommufd_open_of_missing_device_fails_and_names_the_remedy),
 	    T(iommufd_open_goes_through_a_labelled_node_in_the_scratch_dir),

@@ -70,7 +70,7 @@ static void start(struct fixture *f, bool serve)
 	handoff_options_init(&ho);
 	ho.socket_dir = f->socket_dir;
 	assert_int_equal(handoff_new(f->loop, &ho, &f->handoff), 0);
-	f->server = grpc_server_new(f->loop, methods, 1, f);
+	assert_int_equal(grpc_server_new(f->loop, methods, 1, f, &f->server), 0);
 	if (serve)
 		assert_int_equal(grpc_server_listen(f->server, f->api_socket, false, NULL, NULL),
 				 0);
@@ -122,12 +122,10 @@ static int teardown(void **state)
 static const char *offer(struct fixture *f, const char *device_id)
 {
 	const char *path;
-	char reason[256];
 	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 	assert_true(fd >= 0);
-	assert_int_equal(handoff_offer(f->handoff, device_id, fd, &path, reason, sizeof(reason)),
-			 0);
+	assert_int_equal(handoff_offer(f->handoff, device_id, fd, &path, NULL), 0);
 	return path;
 }
 

@@ -229,7 +229,6 @@ static void receive_consumes_a_real_handoff_offer(void **state)
 	struct handoff *h;
 	struct loop *loop;
 	const char *path;
-	char reason[256];
 	struct stat st;
 
 	char *dir = xasprintf("%s/fd-sockets", f->dir);
@@ -237,9 +236,8 @@ static void receive_consumes_a_real_handoff_offer(void **state)
 	o.socket_dir = dir;
 	assert_int_equal(loop_new(&loop), 0);
 	assert_int_equal(handoff_new(loop, &o, &h), 0);
-	assert_int_equal(handoff_offer(h, "iommufd0", open("/dev/null", O_RDWR | O_CLOEXEC), &path,
-				       reason, sizeof(reason)),
-			 0);
+	assert_int_equal(
+	    handoff_offer(h, "iommufd0", open("/dev/null", O_RDWR | O_CLOEXEC), &path, NULL), 0);
 	assert_int_equal(stat("/dev/null", &st), 0);
 	struct receiver_args a = {.path = path, .rdev = st.st_rdev};
 	pid_t pid = test_fork(receive_with_library, &a);
@@ -280,7 +278,7 @@ static void cli_prints_fd_and_runs_command_with_it(void **state)
 	struct handoff *h;
 	struct loop *loop;
 	const char *path;
-	char reason[256], out[256];
+	char out[256];
 
 	if (!cli)
 		skip();
@@ -293,7 +291,7 @@ static void cli_prints_fd_and_runs_command_with_it(void **state)
 		int pipe_fds[2];
 		assert_int_equal(pipe2(pipe_fds, O_CLOEXEC), 0);
 		assert_int_equal(handoff_offer(h, "iommufd0", open("/dev/null", O_RDWR | O_CLOEXEC),
-					       &path, reason, sizeof(reason)),
+					       &path, NULL),
 				 0);
 		struct cli_args a = {cli, path, pipe_fds[1], exec_mode};
 		pid_t pid = test_fork(run_cli, &a);

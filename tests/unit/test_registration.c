@@ -53,7 +53,7 @@ static const struct grpc_method kubelet_methods[] = {{"/v1beta1.Registration/Reg
 
 static void kubelet_start(struct fixture *f)
 {
-	f->kubelet = grpc_server_new(f->loop, kubelet_methods, 1, f);
+	assert_int_equal(grpc_server_new(f->loop, kubelet_methods, 1, f, &f->kubelet), 0);
 	assert_int_equal(grpc_server_listen(f->kubelet, f->kubelet_socket, false, NULL, NULL), 0);
 }
 
@@ -80,8 +80,8 @@ static int setup(void **state)
 	cleanup_free char *socket_dir = xasprintf("%s/fd", f->dir);
 	ho.socket_dir = socket_dir;
 	assert_int_equal(handoff_new(f->loop, &ho, &f->handoff), 0);
-	f->plugin = device_plugin_new(f->loop, &f->options, NULL, f->handoff);
-	f->reg = registration_new(f->loop, &f->options, f->plugin, f->handoff);
+	assert_int_equal(device_plugin_new(f->loop, &f->options, NULL, f->handoff, &f->plugin), 0);
+	assert_int_equal(registration_new(f->loop, &f->options, f->plugin, f->handoff, &f->reg), 0);
 	*state = f;
 	return 0;
 }

@@ -34,8 +34,10 @@ int selinux_labeler_new(enum selinux_mode mode, const char *label, struct selinu
 {
 	if (!label)
 		label = SELINUX_DEFAULT_LABEL;
-	if (!*label)
+	if (!*label) {
+		log_error("invalid SELinux label: it is empty");
 		return -EINVAL;
+	}
 
 	struct selinux_labeler *labeler = xcalloc(1, sizeof(*labeler));
 	labeler->mode = mode;
