@@ -25,9 +25,24 @@ die() {
 }
 
 # Prints "name=version" for every package apt would install, sorted (the cache key's input).
+# Resolving the closure from an empty status takes apt some seconds, so the answer is kept until
+# the lists change.
 resolve() {
+	local memo="$apt_dir/resolved.txt" stamp="$apt_dir/lists/.updated"
+	if [[ -s "$memo" && -e "$stamp" && "$memo" -nt "$stamp" ]] &&
+		[[ "$(head -n 1 "$memo")" == "# ${packages[*]}" ]]; then
+		tail -n +2 "$memo"
+		return
+	fi
 	apt-get "${apt_opts[@]}" -s -q --no-install-recommends install "${packages[@]}" 2>"$apt_dir/resolve.log" |
-		sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*/\1=\2/p' | LC_ALL=C sort
+		sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*/\1=\2/p' | LC_ALL=C sort >"$memo.new"
+	[[ -s "$memo.new" ]] || return 1
+	{
+		echo "# ${packages[*]}"
+		cat "$memo.new"
+	} >"$memo"
+	rm -f "$memo.new"
+	tail -n +2 "$memo"
 }
 
 # needed_closure STAGE FILE...: prints the paths (in STAGE, relative) of every shared library the
