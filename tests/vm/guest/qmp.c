@@ -139,7 +139,8 @@ int main(int argc, char **argv)
 			close(fd);
 		}
 		if (pid > 0 && !process_running(pid)) {
-			fprintf(stderr, "%s: pid %d exited before QMP answered on %s\n", prog, pid, path);
+			fprintf(stderr, "%s: pid %d exited before QMP answered on %s\n", prog, pid,
+				path);
 			return 3;
 		}
 		if (now_seconds() > deadline) {
@@ -162,7 +163,8 @@ int main(int argc, char **argv)
 	for (; i < argc; i++) {
 		reply = qmp_execute(fd, in, argv[i]);
 		if (!reply) {
-			fprintf(stderr, "%s: connection closed before the reply to %s\n", prog, argv[i]);
+			fprintf(stderr, "%s: connection closed before the reply to %s\n", prog,
+				argv[i]);
 			return 1;
 		}
 		printf("%s\n", reply);
