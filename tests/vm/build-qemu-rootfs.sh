@@ -130,8 +130,10 @@ build() {
 	rm -rf "$out"
 	mv "$tmp" "$out"
 	rm -rf "$work"
-	# Keep only this rootfs (about 65 MB each).
-	find "$cache/qemu-rootfs" -mindepth 1 -maxdepth 1 ! -name "$(basename "$out")" -exec rm -rf {} +
+	# Keep this archive and the one before it (68 MB each), so that two checkouts of different
+	# versions of this script do not remove each other's on every run.
+	# shellcheck disable=SC2012 # our own directory names
+	ls -1td "$cache/qemu-rootfs/"*/ | tail -n +3 | xargs -r rm -rf
 	log "built in $(($(date +%s) - start)) s ($((bytes / 1000000)) MB downloaded): $out"
 }
 
