@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from kubelet import REPO, DevicePluginClient, FakeKubelet
+from kubelet import REPO, WAIT_SCALE, DevicePluginClient, FakeKubelet, deadline, is_sanitized  # noqa: F401
 
 DEFAULT_SOCKET_NAME = "kubevirt-iommufd.sock"
 DEFAULT_RESOURCE = "devices.kubevirt.io/iommufd"
@@ -36,15 +36,6 @@ PLUGIN_WRAPPER = shlex.split(os.environ.get("PLUGIN_WRAPPER", ""))
 RECEIVE_BIN = _bin("RECEIVE_BIN", "iommufd-receive")
 
 
-def is_sanitized(binary):
-    try:
-        with open(binary, "rb") as f:
-            data = f.read()
-        return b"__asan_init" in data or b"AddressSanitizer" in data
-    except OSError:
-        return False
-
-
 def child_env():
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
@@ -57,22 +48,24 @@ def sanitizer_report(text):
 
 
 def wait_until(predicate, timeout, interval=0.01, what="condition"):
-    """Polls predicate until it returns a truthy value (returned) or fails after timeout."""
-    deadline = time.monotonic() + timeout
+    """Polls predicate until it returns a truthy value (returned) or fails after timeout
+    (scaled for this run, see kubelet.WAIT_SCALE)."""
+    timeout = deadline(timeout)
+    end = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= end:
             raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what() if callable(what) else what))
         time.sleep(interval)
 
 
 def stable_fd_count(plugin, quiet=0.3, timeout=5.0):
     """The daemon's fd count once it has not changed for `quiet` seconds (closes are asynchronous)."""
-    deadline = time.monotonic() + timeout
+    end = time.monotonic() + deadline(timeout)
     last, since = plugin.fd_count(), time.monotonic()
-    while time.monotonic() < deadline:
+    while time.monotonic() < end:
         time.sleep(0.02)
         now = plugin.fd_count()
         if now != last:
@@ -129,7 +122,7 @@ class Plugin:
     def wait(self, timeout=5.0):
         """Waits for the exit this test expects; returns the exit code."""
         self.expected_exit = True
-        return self.proc.wait(timeout=timeout)
+        return self.proc.wait(timeout=deadline(timeout))
 
     def stderr_text(self):
         with open(self.stderr_path, "rb") as f:
@@ -149,7 +142,7 @@ class Plugin:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=deadline(10))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

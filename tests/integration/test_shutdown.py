@@ -2,7 +2,6 @@
 
 import os
 import signal
-import time
 
 import grpc
 import pytest
@@ -12,13 +11,13 @@ from kubelet import DevicePluginClient
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_sends_empty_device_list_ends_streams_ok_removes_socket_exits_0_within_1s(env, sig):
-    plugin = env.start("--devices", "3")
+def test_signal_sends_empty_device_list_ends_streams_ok_removes_socket_exits_0_at_once(env, sig):
+    # A drain timeout no test waits for: exiting proves nothing waited for it.
+    plugin = env.start("--devices", "3", "--drain-timeout", "10m")
     clients = [DevicePluginClient(env.plugin_socket) for _ in range(2)]
     calls = [clients[0].list_and_watch(), clients[0].list_and_watch(), clients[1].list_and_watch()]
     for call in calls:
         assert len(next(call).devices) == 3
-    t0 = time.monotonic()
     plugin.signal(sig)
     for call in calls:
         last = next(call)
@@ -26,21 +25,22 @@ def test_signal_sends_empty_device_list_ends_streams_ok_removes_socket_exits_0_w
         with pytest.raises(StopIteration):
             next(call)
         assert call.code() == grpc.StatusCode.OK
-    rc = plugin.wait(timeout=2)
-    elapsed = time.monotonic() - t0
-    assert rc == 0
-    assert elapsed <= 1.0, "shutdown took %.2fs" % elapsed
+    assert plugin.wait(timeout=5) == 0
+    log = plugin.stderr_text()
+    # Every connection closed by itself: the 800 ms shutdown deadline never had to cut one.
+    assert "shut down cleanly" in log
+    assert "did not close in time" not in log
     assert not os.path.exists(env.plugin_socket)
     for c in clients:
         c.close()
 
 
 def test_sigterm_without_clients_exits_0_and_removes_socket(env):
-    plugin = env.start("--devices", "3")
-    t0 = time.monotonic()
+    plugin = env.start("--devices", "3", "--drain-timeout", "10m")
     plugin.signal(signal.SIGTERM)
-    assert plugin.wait(timeout=2) == 0
-    assert time.monotonic() - t0 <= 1.0
+    assert plugin.wait(timeout=5) == 0
+    assert "shut down cleanly" in plugin.stderr_text()
+    assert "did not close in time" not in plugin.stderr_text()
     assert not os.path.exists(env.plugin_socket)
 
 

@@ -6,63 +6,18 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 fragment="$here/kernel.fragment"
-if [[ -n "${IOMMUFD_VM_CACHE:-}" ]]; then
-	cache="$IOMMUFD_VM_CACHE"
-elif mkdir -p /var/cache/iommufd-device-plugin 2>/dev/null && [[ -w /var/cache/iommufd-device-plugin ]]; then
-	cache=/var/cache/iommufd-device-plugin
-else
-	cache="${XDG_CACHE_HOME:-$HOME/.cache}/iommufd-device-plugin" # not root
-fi
+# shellcheck source=tests/vm/lib.sh
+source "$here/lib.sh"
+cache=$(vm_cache_dir)
 jobs="${IOMMUFD_VM_JOBS:-$(nproc)}"
 # Bump when the way the kernel is built changes (not the fragment: that is hashed itself).
 recipe="tinyconfig+fragment+olddefconfig ARCH=x86_64 bzImage headers v1"
 pkg="linux-source-6.12"
-# Refresh the private package lists when they are older than this (seconds).
-lists_max_age="${IOMMUFD_VM_LISTS_MAX_AGE:-86400}"
 
 log() { echo "build-kernel: $*" >&2; }
 die() {
 	log "error: $*"
 	exit 1
-}
-
-apt_dir="$cache/apt"
-apt_opts=(
-	-o "Dir::Etc::SourceList=$apt_dir/sources.list"
-	-o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
-	-o "Dir::State::Lists=$apt_dir/lists"
-	-o "Dir::Cache=$apt_dir/cache"
-	-o "Debug::NoLocking=true"
-	-o "APT::Sandbox::User=$(id -un)" # the cache dir is ours; _apt could not write there
-)
-
-setup_apt() {
-	mkdir -p "$apt_dir/sources.list.d" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-	local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-	cat >"$apt_dir/sources.list.new" <<-EOF
-		deb [signed-by=$keyring] http://deb.debian.org/debian bookworm-backports main
-		deb [signed-by=$keyring] http://deb.debian.org/debian trixie main
-	EOF
-	mv "$apt_dir/sources.list.new" "$apt_dir/sources.list"
-}
-
-# Refresh the private lists if missing or stale; an offline machine keeps using old lists.
-update_lists() {
-	local stamp="$apt_dir/lists/.updated" now age
-	now=$(date +%s)
-	age=$((now - $(stat -c %Y "$stamp" 2>/dev/null || echo 0)))
-	if [[ "${IOMMUFD_VM_REFRESH:-0}" != 1 && $age -lt $lists_max_age ]]; then
-		return 0
-	fi
-	log "updating private package lists in $apt_dir/lists"
-	if apt-get "${apt_opts[@]}" -q --error-on=any update >"$apt_dir/update.log" 2>&1; then
-		touch "$stamp"
-	elif [[ -e "$stamp" ]]; then
-		log "warning: apt-get update failed (see $apt_dir/update.log); using the old lists"
-	else
-		tail -n 5 "$apt_dir/update.log" >&2
-		log "warning: apt-get update with the private sources list $apt_dir/sources.list failed"
-	fi
 }
 
 # Prints "<version> <suite>" of linux-source-6.12: bookworm-backports preferred, else trixie.
@@ -136,8 +91,8 @@ main() {
 
 	local key out version suite
 	key=$(printf '%s\n' "$recipe" | cat - "$fragment" | sha256sum | cut -c1-16)
-	setup_apt
-	update_lists
+	apt_private_setup "$cache/apt" bookworm-backports trixie
+	apt_private_update
 	if ! read -r version suite < <(pick_version); then
 		fallback "$key" "no version of $pkg known"
 		return

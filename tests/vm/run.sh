@@ -1,14 +1,15 @@
 #!/bin/bash
 # The VM test: boots a kernel with IOMMUFD (build-kernel.sh) under qemu TCG with an intel-iommu
-# and two e1000e, runs tests/vm/init in it with the project's static binaries, and prints a table
-# of every check. Exit status 0 only if every check passed. --demo: the README's demo instead.
+# and two e1000e, runs tests/vm/init in it with the project's static binaries and a nested QEMU
+# (build-qemu-rootfs.sh), and prints a table of every check. Exit status 0 only if every check
+# passed. --demo: the README's demo instead.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 out="${IOMMUFD_VM_BUILD_DIR:-$repo/build-vm}"
 static_build="${IOMMUFD_VM_STATIC_BUILD_DIR:-$repo/build-vm-musl}"
-boot_timeout="${IOMMUFD_VM_TIMEOUT:-300}"
+boot_timeout="${IOMMUFD_VM_TIMEOUT:-1200}" # generous: nested QEMU under TCG on a loaded machine
 accel="${IOMMUFD_VM_ACCEL:-tcg}" # /dev/kvm on CI machines usually cannot run guests
 mode="test"
 
@@ -57,9 +58,12 @@ file_is_static /bin/busybox || die "/bin/busybox is dynamically linked; install 
 t_start=$(date +%s.%N)
 elapsed() { echo "$(date +%s.%N) - $1" | bc | xargs printf '%.1f'; }
 
-# 1. The kernel (built once per machine, then cached).
+# 1. The kernel (built once per machine, then cached), and the nested QEMU's files (Debian
+#    trixie's qemu-system-x86 and its libraries, one cpio archive, cached too).
 kernel_dir=$("$here/build-kernel.sh")
 t_kernel=$(elapsed "$t_start")
+qemu_rootfs=$("$here/build-qemu-rootfs.sh")
+t_rootfs=$(elapsed "$t_start")
 
 # 2. The project's binaries, static, from our own build dir. IOMMUFD_VM_ALLOW_MISSING=1 boots
 #    without them (only for working on this test: every plugin check then fails).
@@ -108,7 +112,7 @@ done
 
 # 3. Guest test programs, against the test kernel's uapi headers.
 mkdir -p "$out/guest"
-for prog in iommufd-check run-as; do
+for prog in iommufd-check run-as qmp; do
 	src="$here/guest/$prog.c"
 	if [[ ! "$out/guest/$prog" -nt "$src" || ! "$out/guest/$prog" -nt "$kernel_dir/bzImage" ]]; then
 		cc -static -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -118,7 +122,7 @@ for prog in iommufd-check run-as; do
 	fi
 done
 
-# 4. The initramfs: busybox, /init and the binaries; one uncompressed newc archive (boots faster
+# 4. The initramfs: busybox, /init, the binaries and QEMU; uncompressed newc archives (boots faster
 #    under TCG than a compressed one; the kernel's built-in initramfs already has /dev/console).
 root="$out/initramfs"
 rm -rf "$root"
@@ -126,22 +130,27 @@ mkdir -p "$root"/{bin,usr/local/bin,dev,proc,sys,run,tmp,var}
 cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 install -m 0755 "$here/init" "$root/init"
+install -m 0644 "$here/init-qemu" "$root/init-qemu"
 for b in "${present_bins[@]}"; do
 	cp "$bin_dir/$b" "$root/usr/local/bin/"
 done
-cp "$out/guest/iommufd-check" "$out/guest/run-as" "$here/guest/in-container" "$root/usr/local/bin/"
-(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
-	>"$out/initramfs.cpio" || die "cpio of $root failed"
+cp "$out/guest/iommufd-check" "$out/guest/run-as" "$out/guest/qmp" "$here/guest/in-container" \
+	"$root/usr/local/bin/"
+# The QEMU archive follows ours: the kernel unpacks concatenated newc archives in turn (cpio pads
+# each to 512 bytes, and the unpacker skips zeros between them).
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
+	cat - "$qemu_rootfs" >"$out/initramfs.cpio" || die "cpio of $root failed"
 
 # 5. Boot. q35 with an intel-iommu doing interrupt remapping (vfio-pci needs IOMMU groups) and
-#    two e1000e for the guest to bind to vfio-pci.
+#    two e1000e for the guest to bind to vfio-pci. 1 GiB: the 65 MB of QEMU in the initramfs and
+#    two nested VMs with their pinned RAM.
 console="$out/console-$mode.log"
 # loglevel=5 prints KERN_WARNING, so a kernel WARN() reaches the console and fails the test.
 loglevel=5
 [[ $mode == demo ]] && loglevel=1
 cmdline="console=ttyS0 rdinit=/init panic=-1 loglevel=$loglevel vmtest=$mode"
 # shellcheck disable=SC2054 # the commas belong to qemu's option syntax
-qemu=(qemu-system-x86_64 -machine q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 1 -m 512
+qemu=(qemu-system-x86_64 -machine q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 1 -m 1024
 	-nodefaults -display none -no-reboot
 	-device intel-iommu,intremap=on,caching-mode=on
 	-device e1000e,id=nic0 -device e1000e,id=nic1
@@ -212,4 +221,5 @@ kwarn=$(grep -cE '(WARNING|BUG|Oops|Call Trace):' "$console" || true)
 	exit 1
 }
 boot_s=$(sed -n 's/^VMTEST uptime-at-init \([0-9.]*\).*/\1/p' "$console")
-log "timings: kernel ready ${t_kernel}s, VM ${t_vm}s (guest reached /init after ${boot_s:-?}s), total $(elapsed "$t_start")s"
+sed -n 's/^FIGURE /vm-test: figure: /p' "$console" >&2
+log "timings: kernel ready ${t_kernel}s, QEMU rootfs ready ${t_rootfs}s, VM ${t_vm}s (guest reached /init after ${boot_s:-?}s), total $(elapsed "$t_start")s"
