@@ -31,7 +31,7 @@ case "${1:-}" in
 esac
 host_arch=$(dpkg --print-architecture)
 # Bump when the recipe below changes what lands in the prefix.
-recipe=3
+recipe=4
 
 say() { echo "musl.sh: $*" >&2; }
 fail() {
@@ -230,7 +230,10 @@ ln -sfn /usr/include/asm-generic "$stage/kinclude/asm-generic"
 	echo "[built-in options]"
 	echo "c_args = ['-isystem', '$prefix/kinclude', '-ffunction-sections', '-fdata-sections'," \
 		"'-fno-asynchronous-unwind-tables', '-fno-unwind-tables']"
-	echo "c_link_args = ['-Wl,--gc-sections']"
+	# -z norelro: a static non-PIE musl binary has no dynamic linker to mprotect a
+	# PT_GNU_RELRO segment, so it protects nothing; and its end is aligned to the
+	# 64 KiB max page size of aarch64, 41 KiB of padding (322 -> 281 KiB stripped).
+	echo "c_link_args = ['-Wl,--gc-sections', '-Wl,-z,norelro']"
 	if [ "$cross" -eq 1 ]; then
 		echo "[host_machine]"
 		echo "system = 'linux'"
