@@ -13,8 +13,7 @@ import yaml
 
 import npm_tool
 from k8s_validate import daemonset_errors, schema_errors
-from test_alerts import prometheusrule_errors
-from test_manifests import combined, daemon_accepts, daemonset, env_of, plugin_container, podmonitor_errors, rendered  # noqa: F401
+from test_manifests import combined, daemon_accepts, daemonset, env_of, objects_errors, plugin_container, podmonitor_errors, rendered  # noqa: F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -101,15 +100,8 @@ def test_helm_renders_what_kustomize_renders(helm, rendered, variant):  # noqa: 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_rendered_object_is_valid_kubernetes(helm, variant):
     objects = helm_template(helm, VARIANTS[variant])
-    for obj in objects:
-        if obj["kind"] == "PodMonitor":
-            errors = podmonitor_errors(obj)
-        elif obj["kind"] == "PrometheusRule":
-            errors = prometheusrule_errors(obj)
-        else:
-            errors = schema_errors(obj)
-        assert not errors, "\n".join(errors)
-    errors = daemonset_errors(daemonset(objects))
+    assert objects
+    errors = objects_errors(objects)
     assert not errors, "\n".join(errors)
 
 

@@ -85,6 +85,22 @@ def env_of(container):
     return {e["name"]: e["value"] for e in container.get("env", [])}
 
 
+def objects_errors(objects):
+    """Every problem of a rendered set of objects (kustomize's or Helm's): each object
+    against its typed model, then the DaemonSet's own rules."""
+    from test_alerts import prometheusrule_errors
+
+    errors = []
+    for obj in objects:
+        if obj["kind"] == "PodMonitor":
+            errors += podmonitor_errors(obj)
+        elif obj["kind"] == "PrometheusRule":
+            errors += prometheusrule_errors(obj)
+        else:
+            errors += schema_errors(obj)
+    return errors + daemonset_errors(daemonset(objects))
+
+
 def test_the_variants_are_the_ones_the_docs_name():
     assert set(VARIANTS) >= {"deploy", "deploy/base", "deploy/overlays/plugin-watcher",
                              "deploy/overlays/metrics", "deploy/overlays/selinux"}
@@ -95,16 +111,7 @@ def test_the_variants_are_the_ones_the_docs_name():
 def test_every_object_is_valid_kubernetes(rendered, variant):
     objects = rendered(variant)
     assert objects
-    for obj in objects:
-        if obj["kind"] == "PodMonitor":
-            errors = podmonitor_errors(obj)
-        elif obj["kind"] == "PrometheusRule":
-            from test_alerts import prometheusrule_errors
-            errors = prometheusrule_errors(obj)
-        else:
-            errors = schema_errors(obj)
-        assert not errors, "\n".join(errors)
-    errors = daemonset_errors(daemonset(objects))
+    errors = objects_errors(objects)
     assert not errors, "\n".join(errors)
 
 
