@@ -107,11 +107,7 @@ static void daemon_connections_closed(void *data)
 		 "their containers take the fd or their pods are gone",
 		 pending, (double)d->config.drain_timeout_usec / 1e6);
 	handoff_add_pending_listener(d->handoff, &d->drain_listener, daemon_pending_changed, d);
-	if (loop_timer_init(d->loop, &d->drain_deadline, daemon_drain_deadline, d) < 0 ||
-	    loop_timer_arm(&d->drain_deadline, d->config.drain_timeout_usec) < 0) {
-		log_error("cannot arm the drain deadline: %s; exiting now", error_text(errno));
-		daemon_exit(d);
-	}
+	loop_timer_arm(&d->drain_deadline, d->config.drain_timeout_usec);
 }
 
 static void daemon_shutdown_deadline(void *data)
@@ -144,8 +140,7 @@ static void daemon_signal(void *data, uint32_t events)
 	if (d->plugin_watcher)
 		plugin_watcher_stop(d->plugin_watcher);
 	/* PodResources stays: it withdraws the offers whose pods are gone while we drain. */
-	if (loop_timer_init(d->loop, &d->shutdown_deadline, daemon_shutdown_deadline, d) == 0)
-		loop_timer_arm(&d->shutdown_deadline, SHUTDOWN_DEADLINE_USEC);
+	loop_timer_arm(&d->shutdown_deadline, SHUTDOWN_DEADLINE_USEC);
 	device_plugin_shutdown(d->plugin, daemon_connections_closed, d);
 }
 
@@ -207,7 +202,10 @@ static int daemon_serve_metrics(struct daemon *d)
 	return metrics_serve(m, d->loop, d->config.metrics_address);
 }
 
-/* Builds every module from the configuration. Returns 0 or -errno (already logged). */
+/* Builds every module from the configuration. The Register call leaves as soon as our
+ * socket listens, and the rest is built while it travels: nothing is served before
+ * loop_run(), so the kubelet's first calls wait in our socket's backlog until all of
+ * it is in place. Returns 0 or -errno (already logged). */
 static int daemon_start(struct daemon *d)
 {
 	struct config *c = &d->config;
@@ -215,6 +213,8 @@ static int daemon_start(struct daemon *d)
 
 	if ((r = loop_new(&d->loop)) < 0)
 		return r;
+	loop_timer_init(d->loop, &d->shutdown_deadline, daemon_shutdown_deadline, d);
+	loop_timer_init(d->loop, &d->drain_deadline, daemon_drain_deadline, d);
 	if ((r = daemon_setup_signals(d)) < 0) {
 		log_error("cannot set up signal handling: %s", error_text(-r));
 		return r;
@@ -227,32 +227,30 @@ static int daemon_start(struct daemon *d)
 	c->handoff.labeler = d->labeler;
 	if ((r = handoff_new(d->loop, &c->handoff, &d->handoff)) < 0)
 		return r;
-	if (c->pod_resources.interval_usec &&
-	    (r = pod_resources_new(d->loop, d->handoff, &c->pod_resources, &d->pod_resources)) < 0)
+	if ((r = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff, &d->plugin)) < 0)
+		return r;
+	if (kubelet_uses_kubelet_socket(&c->kubelet) &&
+	    ((r = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff, &d->registration)) <
+		 0 ||
+	     (r = registration_start(d->registration)) < 0))
+		return r;
+	if (kubelet_uses_plugin_watcher(&c->kubelet) &&
+	    ((r = plugin_watcher_new(d->loop, &c->kubelet, d->plugin, &d->plugin_watcher)) < 0 ||
+	     (r = plugin_watcher_start(d->plugin_watcher)) < 0))
 		return r;
 
 	/* Before serving: a container created after a crash of our predecessor still
 	 * finds a live socket at the path its Allocate answer named. */
 	handoff_rescue(d->handoff, daemon_open_fd, d);
-	if ((r = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff, &d->plugin)) < 0)
+	if (c->pod_resources.interval_usec &&
+	    (r = pod_resources_new(d->loop, d->handoff, &c->pod_resources, &d->pod_resources)) < 0)
 		return r;
 	if ((r = device_presence_new(d->loop, c->iommufd.device_path, daemon_device_changed, d,
 				     &d->presence)) < 0)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
-	if (kubelet_uses_kubelet_socket(&c->kubelet) &&
-	    (r = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff, &d->registration)) <
-		0)
-		return r;
-	if (kubelet_uses_plugin_watcher(&c->kubelet) &&
-	    (r = plugin_watcher_new(d->loop, &c->kubelet, d->plugin, &d->plugin_watcher)) < 0)
-		return r;
-	/* Before registering, so /healthz answers 503 until the kubelet has us. */
-	if (c->metrics_address && (r = daemon_serve_metrics(d)) < 0)
-		return r;
-	if (d->plugin_watcher && (r = plugin_watcher_start(d->plugin_watcher)) < 0)
-		return r;
-	return d->registration ? registration_start(d->registration) : 0;
+	/* /healthz answers 503 until the Register answer has been read, in the loop. */
+	return c->metrics_address ? daemon_serve_metrics(d) : 0;
 }
 
 static void daemon_stop(struct daemon *d)
@@ -267,8 +265,8 @@ static void daemon_stop(struct daemon *d)
 	iommufd_opener_free(d->opener);
 	selinux_labeler_free(d->labeler);
 	if (d->loop) {
-		loop_timer_destroy(d->loop, &d->shutdown_deadline);
-		loop_timer_destroy(d->loop, &d->drain_deadline);
+		loop_timer_destroy(&d->shutdown_deadline);
+		loop_timer_destroy(&d->drain_deadline);
 		loop_watch_remove(d->loop, &d->signal_watch);
 	}
 	if (d->signal_fd >= 0)

@@ -58,10 +58,15 @@ unsigned long long now_usec(void)
 
 int mkdir_parents(const char *path, unsigned int mode)
 {
-	char *copy = xstrdup(path);
 	struct stat st;
 	int r = 0;
 
+	/* Nearly always there already: one syscall then. */
+	if (stat(path, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+	if (errno != ENOENT)
+		return -errno;
+	char *copy = xstrdup(path);
 	for (char *p = copy + 1;; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;

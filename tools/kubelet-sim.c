@@ -207,14 +207,9 @@ int main(int argc, char **argv)
 	cleanup_free char *socket_path = xasprintf("%s/kubelet.sock", sim.dir);
 	if (loop_new(&sim.loop) < 0)
 		return 1; /* logged */
-	int r = loop_timer_init(sim.loop, &sim.deadline, sim_timeout, &sim);
-	if (r < 0) {
-		fprintf(stderr, "kubelet-sim: cannot create the deadline timer: %s\n",
-			error_text(-r));
-		return 1;
-	}
+	loop_timer_init(sim.loop, &sim.deadline, sim_timeout, &sim);
 	loop_timer_arm(&sim.deadline, (unsigned long long)timeout * 1000000ULL);
-	r = grpc_server_new(sim.loop, sim_methods, ARRAY_SIZE(sim_methods), &sim, &sim.server);
+	int r = grpc_server_new(sim.loop, sim_methods, ARRAY_SIZE(sim_methods), &sim, &sim.server);
 	if (r < 0)
 		return 1;
 	r = grpc_server_listen(sim.server, socket_path, false, NULL, NULL);
@@ -230,7 +225,7 @@ int main(int argc, char **argv)
 	grpc_server_stop_listening(sim.server, true);
 	grpc_server_free(sim.server);
 	loop_run(sim.loop); /* let deferred frees run: nothing else is left to wake us */
-	loop_timer_destroy(sim.loop, &sim.deadline);
+	loop_timer_destroy(&sim.deadline);
 	loop_free(sim.loop);
 	free(sim.ids);
 	return sim.exit_code;

@@ -63,11 +63,8 @@ static void handoff_rearm(struct handoff *h)
 	if (!list_empty(&h->waiting_peers))
 		ack =
 		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
-	int r = loop_timer_arm_at(&h->ttl_timer, ttl);
-	if (r == 0)
-		r = loop_timer_arm_at(&h->ack_timer, ack);
-	if (r < 0)
-		log_error("cannot arm handoff timer: %s", error_text(-r));
+	loop_timer_arm_at(&h->ttl_timer, ttl);
+	loop_timer_arm_at(&h->ack_timer, ack);
 }
 
 /* Accepts while the offer has room for another peer. */
@@ -368,7 +365,6 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 	list_init(&h->offers);
 	list_init(&h->waiting_peers);
 	list_init(&h->pending_listeners);
-	h->ttl_timer.fd = h->ack_timer.fd = -1;
 	h->dir_watch_fd = -1;
 	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, &e);
 	if (r < 0) {
@@ -376,14 +372,8 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 		handoff_free(h);
 		return r;
 	}
-	r = loop_timer_init(loop, &h->ttl_timer, ttl_expired, h);
-	if (r >= 0)
-		r = loop_timer_init(loop, &h->ack_timer, ack_timed_out, h);
-	if (r < 0) {
-		log_error("cannot create handoff timers: %s", error_text(-r));
-		handoff_free(h);
-		return r;
-	}
+	loop_timer_init(loop, &h->ttl_timer, ttl_expired, h);
+	loop_timer_init(loop, &h->ack_timer, ack_timed_out, h);
 	log_debug(1, "instance dir %s", h->own_dir->path);
 	*out = h;
 	return 0;
@@ -413,8 +403,8 @@ void handoff_free(struct handoff *h)
 	loop_watch_remove(h->loop, &h->dir_watch);
 	if (h->dir_watch_fd >= 0)
 		close(h->dir_watch_fd);
-	loop_timer_destroy(h->loop, &h->ttl_timer);
-	loop_timer_destroy(h->loop, &h->ack_timer);
+	loop_timer_destroy(&h->ttl_timer);
+	loop_timer_destroy(&h->ack_timer);
 	free((char *)h->opts.socket_dir);
 	free(h);
 }

@@ -64,7 +64,8 @@ static int lock_dir(const char *dir, bool create)
 {
 	cleanup_free char *path = xasprintf("%s/" LOCK_NAME, dir);
 	cleanup_close int fd =
-	    open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT | O_EXCL : 0), 0600);
+	    openat(AT_FDCWD, path,
+		   O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT | O_EXCL : 0), 0600);
 
 	if (fd < 0)
 		return -errno;
@@ -211,7 +212,7 @@ int handoff_dirs_announce_left(const char *socket_dir)
 
 	instance_name(name);
 	cleanup_free char *path = xasprintf("%s/" ANNOUNCE_PREFIX "%s", socket_dir, name);
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
 	close(fd);
@@ -245,7 +246,7 @@ int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file
 	int n = snprintf(text, sizeof(text), "%llu %llu\n", (unsigned long long)id->dev,
 			 (unsigned long long)id->ino);
 	cleanup_close int fd =
-	    open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	    openat(AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 	if (fd < 0)
 		return -errno;
@@ -259,7 +260,7 @@ int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file
 static bool endpoint_matches(const char *dir, const struct file_id *id)
 {
 	cleanup_free char *path = xasprintf("%s/" ENDPOINT_NAME, dir);
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	cleanup_close int fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	char text[64], *end;
 
 	if (fd < 0)

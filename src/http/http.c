@@ -97,10 +97,7 @@ static void server_rearm(struct http_server *s)
 	    list_empty(&s->connections)
 		? 0
 		: list_first(&s->connections, struct http_connection, link)->deadline;
-	int r = loop_timer_arm_at(&s->timer, due);
-
-	if (r < 0)
-		log_error("cannot arm the HTTP deadline timer: %s", error_text(-r));
+	loop_timer_arm_at(&s->timer, due);
 }
 
 /* Accepts while there is room for another connection. */
@@ -409,7 +406,7 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 	s->address = xstrdup(address);
 	s->unix_path = addr.ss_family == AF_UNIX ? xstrdup(address) : NULL;
 	s->listen_fd = -1;
-	s->timer.fd = -1;
+	loop_timer_init(loop, &s->timer, server_timer, s);
 	s->handler = handler;
 	s->data = data;
 	r = server_listen(s, &addr, len);
@@ -417,10 +414,8 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 		log_error("cannot listen for HTTP on %s: %s", address, error_text(-r));
 		goto fail;
 	}
-	r = loop_timer_init(loop, &s->timer, server_timer, s);
-	if (r >= 0)
-		r = loop_listener_start(loop, &s->listener, s->listen_fd, s->address,
-					http_server_accept, s);
+	r = loop_listener_start(loop, &s->listener, s->listen_fd, s->address, http_server_accept,
+				s);
 	if (r < 0) {
 		log_error("cannot watch the HTTP listener on %s: %s", address, error_text(-r));
 		goto fail;
@@ -438,7 +433,7 @@ void http_server_free(struct http_server *s)
 		return;
 	while (!list_empty(&s->connections))
 		connection_close(list_first(&s->connections, struct http_connection, link));
-	loop_timer_destroy(s->loop, &s->timer);
+	loop_timer_destroy(&s->timer);
 	loop_listener_stop(&s->listener);
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);

@@ -262,7 +262,7 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, struct erro
 				 selinux_label(o->labeler), error_text(-r));
 	}
 
-	*fd = open(node, O_RDWR | O_CLOEXEC | O_NOCTTY);
+	*fd = openat(AT_FDCWD, node, O_RDWR | O_CLOEXEC | O_NOCTTY);
 	r = *fd < 0 ? -errno : 0;
 	if (unlink(node) < 0)
 		log_warning("cannot remove temporary device node %s: %s", node, error_text(errno));

@@ -23,7 +23,6 @@ struct pod_resources {
 	char *resource_name;
 	unsigned long long interval_usec, grace_usec, deadline_usec;
 	struct loop_timer poll_timer, deadline_timer;
-	bool poll_armed;
 	struct grpc_client *client;		/* the List in flight, if any */
 	V1__ListPodResourcesResponse *response; /* its answer, once decoded */
 	bool undecodable;			/* its answer could not be decoded */
@@ -141,14 +140,9 @@ static void reconcile(struct pod_resources *pr)
 
 static void poll_schedule(struct pod_resources *pr)
 {
-	if (pr->poll_armed || pr->client || handoff_pending(pr->handoff) == 0)
+	if (loop_timer_armed(&pr->poll_timer) || pr->client || handoff_pending(pr->handoff) == 0)
 		return;
-	int r = loop_timer_arm(&pr->poll_timer, pr->interval_usec);
-	if (r < 0) {
-		log_error("cannot arm the PodResources poll timer: %s", error_text(-r));
-		return;
-	}
-	pr->poll_armed = true;
+	loop_timer_arm(&pr->poll_timer, pr->interval_usec);
 }
 
 static void list_end(struct pod_resources *pr)
@@ -223,7 +217,6 @@ static void poll_now(void *data)
 	struct pod_resources *pr = data;
 	V1__ListPodResourcesRequest request = V1__LIST_POD_RESOURCES_REQUEST__INIT;
 
-	pr->poll_armed = false;
 	if (handoff_pending(pr->handoff) == 0)
 		return;
 	pr->stats.lists++;
@@ -235,13 +228,13 @@ static void poll_now(void *data)
 		return;
 	}
 	r = grpc_client_call(pr->client, LIST_METHOD, &request.base, list_message, list_done, pr);
-	if (r == 0)
-		r = loop_timer_arm(&pr->deadline_timer, pr->deadline_usec);
 	if (r < 0) {
 		list_end(pr);
 		list_failed(pr, error_text(-r));
 		poll_schedule(pr);
+		return;
 	}
+	loop_timer_arm(&pr->deadline_timer, pr->deadline_usec);
 }
 
 static void pod_resources_pending_changed(void *data, size_t pending)
@@ -253,9 +246,7 @@ static void pod_resources_pending_changed(void *data, size_t pending)
 		return;
 	}
 	/* Nothing left to check: stop until the next offer. */
-	if (pr->poll_armed)
-		loop_timer_arm(&pr->poll_timer, 0);
-	pr->poll_armed = false;
+	loop_timer_arm(&pr->poll_timer, 0);
 	free_strings(pr->audited, pr->audited_count);
 	pr->audited = NULL;
 	pr->audited_count = 0;
@@ -287,15 +278,8 @@ int pod_resources_new(struct loop *loop, struct handoff *h, const struct pod_res
 	pr->grace_usec = o->grace_usec;
 	pr->deadline_usec =
 	    o->interval_usec < LIST_DEADLINE_MAX_USEC ? o->interval_usec : LIST_DEADLINE_MAX_USEC;
-	pr->poll_timer.fd = pr->deadline_timer.fd = -1;
-	int r = loop_timer_init(loop, &pr->poll_timer, poll_now, pr);
-	if (r >= 0)
-		r = loop_timer_init(loop, &pr->deadline_timer, list_timed_out, pr);
-	if (r < 0) {
-		log_error("cannot create the PodResources timers: %s", error_text(-r));
-		pod_resources_free(pr);
-		return r;
-	}
+	loop_timer_init(loop, &pr->poll_timer, poll_now, pr);
+	loop_timer_init(loop, &pr->deadline_timer, list_timed_out, pr);
 	handoff_add_pending_listener(h, &pr->pending_listener, pod_resources_pending_changed, pr);
 	pod_resources_pending_changed(pr, handoff_pending(h));
 	*out = pr;
@@ -307,7 +291,6 @@ void pod_resources_stop(struct pod_resources *pr)
 	handoff_remove_pending_listener(&pr->pending_listener);
 	list_end(pr);
 	loop_timer_arm(&pr->poll_timer, 0);
-	pr->poll_armed = false;
 }
 
 void pod_resources_free(struct pod_resources *pr)
@@ -315,8 +298,8 @@ void pod_resources_free(struct pod_resources *pr)
 	if (!pr)
 		return;
 	pod_resources_stop(pr);
-	loop_timer_destroy(pr->loop, &pr->poll_timer);
-	loop_timer_destroy(pr->loop, &pr->deadline_timer);
+	loop_timer_destroy(&pr->poll_timer);
+	loop_timer_destroy(&pr->deadline_timer);
 	free_strings(pr->audited, pr->audited_count);
 	free(pr->socket_path);
 	free(pr->resource_name);

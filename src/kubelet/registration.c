@@ -359,6 +359,9 @@ int registration_new(struct loop *loop, const struct kubelet_options *config,
 	reg->handoff = handoff;
 	reg->endpoint = REGISTRATION_ENDPOINT_NONE;
 	reg->inotify_fd = -1;
+	loop_timer_init(loop, &reg->retry_timer, registration_retry, reg);
+	loop_timer_init(loop, &reg->timeout_timer, registration_timed_out, reg);
+	loop_timer_init(loop, &reg->endpoint_timer, registration_endpoint_timer, reg);
 	reg->kubelet_socket = xasprintf("%s/%s", config->kubelet_dir, KUBELET_SOCKET);
 	reg->plugin_socket = xasprintf("%s/%s", config->kubelet_dir, config->socket_name);
 	*out = reg;
@@ -371,14 +374,6 @@ int registration_start(struct registration *reg)
 
 	if ((r = mkdir_parents(reg->config->kubelet_dir, 0755)) < 0) {
 		log_error("cannot create %s: %s", reg->config->kubelet_dir, error_text(-r));
-		return r;
-	}
-	if ((r = loop_timer_init(reg->loop, &reg->retry_timer, registration_retry, reg)) < 0 ||
-	    (r = loop_timer_init(reg->loop, &reg->timeout_timer, registration_timed_out, reg)) <
-		0 ||
-	    (r = loop_timer_init(reg->loop, &reg->endpoint_timer, registration_endpoint_timer,
-				 reg)) < 0) {
-		log_error("cannot create a timer: %s", error_text(-r));
 		return r;
 	}
 	reg->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
@@ -415,9 +410,9 @@ int registration_start(struct registration *reg)
 void registration_stop(struct registration *reg)
 {
 	registration_cancel_call(reg);
-	loop_timer_destroy(reg->loop, &reg->retry_timer);
-	loop_timer_destroy(reg->loop, &reg->timeout_timer);
-	loop_timer_destroy(reg->loop, &reg->endpoint_timer);
+	loop_timer_destroy(&reg->retry_timer);
+	loop_timer_destroy(&reg->timeout_timer);
+	loop_timer_destroy(&reg->endpoint_timer);
 	loop_watch_remove(reg->loop, &reg->inotify_watch);
 	if (reg->inotify_fd >= 0)
 		close(reg->inotify_fd);

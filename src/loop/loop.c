@@ -1,4 +1,4 @@
-/* epoll event loop with timerfd timers. See loop.h. */
+/* epoll event loop; its timers share one timerfd. See loop.h. */
 #include "loop.h"
 #include "../basic/error_text.h"
 #include "../util.h"
@@ -26,24 +26,48 @@ struct loop {
 	struct list starved; /* listeners waiting for an fd */
 	bool released;	     /* a watch was removed (its fd is being closed) */
 	struct loop_timer starved_retry;
+	int timer_fd;
+	struct loop_watch timer_watch;
+	struct list timers;		      /* armed, earliest deadline first */
+	unsigned long long timer_fd_deadline; /* what timer_fd is set for; 0: disarmed */
+	unsigned long long firing_at;	      /* while timers fire: the now they fire for */
 };
 
 static void loop_listeners_resume(void *data);
+static void loop_timers_fire(void *data, uint32_t events);
 
 int loop_new(struct loop **out)
 {
-	int fd = epoll_create1(EPOLL_CLOEXEC);
-	if (fd < 0) {
-		int r = -errno;
-		log_error("cannot create the event loop: epoll_create1: %s", error_text(-r));
-		return r;
-	}
 	struct loop *loop = xcalloc(1, sizeof(*loop));
-	loop->epoll_fd = fd;
+	const char *what = "epoll_create1";
+	int r;
+
+	loop->timer_fd = -1;
 	list_init(&loop->starved);
-	loop->starved_retry.fd = -1;
+	list_init(&loop->timers);
+	loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop->epoll_fd < 0)
+		goto fail;
+	what = "timerfd_create";
+	loop->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (loop->timer_fd < 0)
+		goto fail;
+	what = "epoll_ctl";
+	if (loop_watch_add(loop, &loop->timer_watch, loop->timer_fd, EPOLLIN, loop_timers_fire,
+			   loop) < 0)
+		goto fail;
+	loop_timer_init(loop, &loop->starved_retry, loop_listeners_resume, loop);
 	*out = loop;
 	return 0;
+fail:
+	r = -errno;
+	log_error("cannot create the event loop: %s: %s", what, error_text(-r));
+	if (loop->timer_fd >= 0)
+		close(loop->timer_fd);
+	if (loop->epoll_fd >= 0)
+		close(loop->epoll_fd);
+	free(loop);
+	return r;
 }
 
 static void loop_run_deferred(struct loop *loop);
@@ -54,7 +78,7 @@ void loop_free(struct loop *loop)
 		return;
 	/* Owners freed after the last run may have deferred their final release. */
 	loop_run_deferred(loop);
-	loop_timer_destroy(loop, &loop->starved_retry);
+	close(loop->timer_fd);
 	close(loop->epoll_fd);
 	free(loop);
 }
@@ -101,69 +125,98 @@ void loop_watch_remove(struct loop *loop, struct loop_watch *watch)
 	loop->released = true;
 }
 
-static void loop_timer_fired(void *data, uint32_t events)
+/* Sets the timerfd for the earliest armed deadline, or disarms it. A deadline
+ * already due makes it fire at once. */
+static void loop_timers_program(struct loop *loop)
 {
-	struct loop_timer *timer = data;
+	unsigned long long deadline =
+	    list_empty(&loop->timers)
+		? 0
+		: list_first(&loop->timers, struct loop_timer, link)->deadline;
+	struct itimerspec its = {
+	    .it_value.tv_sec = (time_t)(deadline / 1000000ULL),
+	    .it_value.tv_nsec = (long)(deadline % 1000000ULL) * 1000L,
+	};
+
+	if (deadline == loop->timer_fd_deadline || loop->firing_at)
+		return; /* while firing: loop_timers_fire sets it once at the end */
+	/* Only EINVAL or EFAULT are possible here, i.e. a bug of ours. */
+	if (timerfd_settime(loop->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+		log_error("cannot set the loop's timerfd: %s", error_text(errno));
+		return;
+	}
+	loop->timer_fd_deadline = deadline;
+}
+
+/* Runs every timer due at this wake-up, earliest first. One that a callback arms
+ * again, even for a deadline already past, waits for the next wake-up. */
+static void loop_timers_fire(void *data, uint32_t events)
+{
+	struct loop *loop = data;
 	uint64_t expirations;
 
 	(void)events;
-	/* Drain the expiration count; EAGAIN means it was re-armed meanwhile. */
-	if (read(timer->fd, &expirations, sizeof(expirations)) != sizeof(expirations))
+	/* Drain the expiration count; EAGAIN means it was set again meanwhile. */
+	if (read(loop->timer_fd, &expirations, sizeof(expirations)) != sizeof(expirations))
 		return;
-	timer->armed_for = 0;
-	timer->fn(timer->data);
+	loop->timer_fd_deadline = 0; /* a one-shot that fired is disarmed */
+	loop->firing_at = now_usec();
+	while (!list_empty(&loop->timers) && !loop->quit) {
+		struct loop_timer *t = list_first(&loop->timers, struct loop_timer, link);
+		if (t->deadline > loop->firing_at)
+			break;
+		list_unlink(&t->link);
+		t->deadline = 0;
+		t->fn(t->data);
+	}
+	loop->firing_at = 0;
+	loop_timers_program(loop);
 }
 
-int loop_timer_init(struct loop *loop, struct loop_timer *timer, loop_timer_fn fn, void *data)
+void loop_timer_init(struct loop *loop, struct loop_timer *timer, loop_timer_fn fn, void *data)
 {
-	timer->fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (timer->fd < 0)
-		return -errno;
+	list_init(&timer->link);
+	timer->loop = loop;
 	timer->fn = fn;
 	timer->data = data;
-	timer->armed_for = 0;
-	int r = loop_watch_add(loop, &timer->watch, timer->fd, EPOLLIN, loop_timer_fired, timer);
-	if (r < 0) {
-		close(timer->fd);
-		timer->fd = -1;
+	timer->deadline = 0;
+}
+
+void loop_timer_arm_at(struct loop_timer *timer, unsigned long long deadline)
+{
+	struct loop *loop = timer->loop;
+
+	if (!loop || timer->deadline == deadline)
+		return; /* destroyed (or never made), or no change */
+	list_unlink(&timer->link);
+	timer->deadline = deadline;
+	if (deadline) {
+		/* Armed from a timer callback for a past deadline: the next wake-up. */
+		if (loop->firing_at && timer->deadline <= loop->firing_at)
+			timer->deadline = loop->firing_at + 1;
+		struct list *pos = loop->timers.next;
+		while (pos != &loop->timers &&
+		       list_entry(pos, struct loop_timer, link)->deadline <= timer->deadline)
+			pos = pos->next;
+		list_append(pos, &timer->link); /* i.e. insert before pos */
 	}
-	return r;
+	loop_timers_program(loop);
 }
 
-int loop_timer_arm(struct loop_timer *timer, unsigned long long usec)
+void loop_timer_arm(struct loop_timer *timer, unsigned long long usec)
 {
-	struct itimerspec its = {
-	    .it_value.tv_sec = (time_t)(usec / 1000000ULL),
-	    .it_value.tv_nsec = (long)(usec % 1000000ULL) * 1000L,
-	};
-
-	if (!timer->watch.added)
-		return -EBADF;
-	if (timerfd_settime(timer->fd, 0, &its, NULL) < 0)
-		return -errno;
-	timer->armed_for = usec ? ~0ULL : 0; /* relative: not a deadline arm_at knows */
-	return 0;
+	loop_timer_arm_at(timer, usec ? now_usec() + usec : 0);
 }
 
-int loop_timer_arm_at(struct loop_timer *timer, unsigned long long deadline)
+bool loop_timer_armed(const struct loop_timer *timer)
 {
-	if (timer->armed_for == deadline)
-		return 0;
-	unsigned long long now = now_usec();
-	/* Arming with 0 would disarm: a due deadline fires in 1 us. */
-	int r = loop_timer_arm(timer, deadline == 0 ? 0 : deadline > now ? deadline - now : 1);
-	if (r == 0)
-		timer->armed_for = deadline;
-	return r;
+	return timer->deadline != 0;
 }
 
-void loop_timer_destroy(struct loop *loop, struct loop_timer *timer)
+void loop_timer_destroy(struct loop_timer *timer)
 {
-	if (!timer->watch.added)
-		return;
-	loop_watch_remove(loop, &timer->watch);
-	close(timer->fd);
-	timer->fd = -1;
+	loop_timer_arm_at(timer, 0);
+	timer->loop = NULL; /* arming it again does nothing */
 }
 
 void loop_defer(struct loop *loop, struct loop_defer *defer, void (*fn)(void *data), void *data)
@@ -271,10 +324,8 @@ static void listener_starve(struct loop_listener *l, int error)
 	list_unlink(&l->starved_link);
 	list_append(&loop->starved, &l->starved_link);
 	listener_update(l);
-	/* The fallback for fds released without a watch; created with the first
-	 * listener, since no fd may be left to create it now. */
-	if (loop->starved_retry.watch.added)
-		(void)loop_timer_arm(&loop->starved_retry, LOOP_LISTENER_RETRY_USEC);
+	/* The fallback for fds released without a watch. */
+	loop_timer_arm(&loop->starved_retry, LOOP_LISTENER_RETRY_USEC);
 }
 
 static void listener_acceptable(void *data, uint32_t events)
@@ -311,17 +362,12 @@ static void loop_listeners_resume(void *data)
 		l->starved = false;
 		listener_update(l);
 	}
-	if (loop->starved_retry.watch.added)
-		(void)loop_timer_arm(&loop->starved_retry, 0);
+	loop_timer_arm(&loop->starved_retry, 0);
 }
 
 int loop_listener_start(struct loop *loop, struct loop_listener *l, int fd, const char *name,
 			loop_accept_fn fn, void *data)
 {
-	if (!loop->starved_retry.watch.added &&
-	    loop_timer_init(loop, &loop->starved_retry, loop_listeners_resume, loop) < 0)
-		log_warning("cannot create the accept retry timer: a listener short of fds "
-			    "resumes only when another fd is closed");
 	l->loop = loop;
 	l->fn = fn;
 	l->data = data;

@@ -1,7 +1,8 @@
 /* The event loop: one epoll instance that owns every fd the daemon waits on.
  * Sources are embedded in their owners' structs (no allocation per source);
- * a timer is a timerfd, armed only while something is due, so an idle daemon
- * never wakes up. Single-threaded: callbacks run one at a time and must not block. */
+ * every timer shares the loop's one timerfd, which is armed for the earliest
+ * deadline only while some timer is armed, so an idle daemon never wakes up. Single-threaded:
+ * callbacks run one at a time and must not block. */
 #pragma once
 
 #include "../basic/list.h"
@@ -34,11 +35,11 @@ struct loop_defer {
 };
 
 struct loop_timer {
-	struct loop_watch watch;
+	struct list link; /* in the loop's armed timers, earliest deadline first */
+	struct loop *loop;
 	loop_timer_fn fn;
 	void *data;
-	int fd;
-	unsigned long long armed_for; /* loop_timer_arm_at's deadline; 0: none */
+	unsigned long long deadline; /* on the now_usec() clock; 0: disarmed */
 };
 
 /**
@@ -47,7 +48,7 @@ struct loop_timer {
  *
  * Logs the cause of a failure.
  *
- * Return: 0, or -errno of epoll_create1().
+ * Return: 0, or -errno of epoll_create1(), timerfd_create() or epoll_ctl().
  */
 int loop_new(struct loop **out);
 
@@ -93,43 +94,54 @@ int loop_watch_modify(struct loop *loop, struct loop_watch *watch, uint32_t even
 void loop_watch_remove(struct loop *loop, struct loop_watch *watch);
 
 /**
- * loop_timer_init() - create a disarmed one-shot timer
+ * loop_timer_init() - make a disarmed one-shot timer
  * @loop:  the loop
  * @timer: the timer, embedded in its owner
  * @fn:    called as fn(data) when it fires
  * @data:  passed to @fn
  *
- * Return: 0 or -errno of timerfd_create().
+ * Takes no fd and no syscall: every timer shares the loop's timerfd, so a timer
+ * can neither fail to be made nor cost an fd when fds run out.
  */
-int loop_timer_init(struct loop *loop, struct loop_timer *timer, loop_timer_fn fn, void *data);
+void loop_timer_init(struct loop *loop, struct loop_timer *timer, loop_timer_fn fn, void *data);
 
 /**
  * loop_timer_arm() - arm the timer to fire once after @usec microseconds
  * @timer: an initialised timer
  * @usec:  the delay; 0 disarms it
  *
- * Return: 0 or -errno.
+ * Re-arming replaces the previous deadline. The loop's timerfd is set again only
+ * when the earliest deadline of all timers changes.
  */
-int loop_timer_arm(struct loop_timer *timer, unsigned long long usec);
+void loop_timer_arm(struct loop_timer *timer, unsigned long long usec);
 
 /**
- * loop_timer_arm_at() - the earliest-deadline timer: arm it for @deadline
+ * loop_timer_arm_at() - arm the timer for @deadline
  * @timer:    an initialised timer
- * @deadline: on the now_usec() clock; one already due fires at once; 0 disarms
+ * @deadline: on the now_usec() clock; one already due fires on the next dispatch;
+ *            0 disarms
  *
- * Skips the syscall when it is armed for that deadline already, so owners can call
- * it after every change of their deadlines.
- *
- * Return: 0 or -errno.
+ * Costs nothing when it is armed for that deadline already, so owners can call it
+ * after every change of their deadlines.
  */
-int loop_timer_arm_at(struct loop_timer *timer, unsigned long long deadline);
+void loop_timer_arm_at(struct loop_timer *timer, unsigned long long deadline);
 
 /**
- * loop_timer_destroy() - remove and close the timer
- * @loop:  the loop
- * @timer: the timer; safe on a zeroed or already destroyed timer
+ * loop_timer_armed() - whether the timer is armed
+ * @timer: an initialised or zeroed timer
+ *
+ * Return: true while it waits to fire.
  */
-void loop_timer_destroy(struct loop *loop, struct loop_timer *timer);
+bool loop_timer_armed(const struct loop_timer *timer);
+
+/**
+ * loop_timer_destroy() - disarm the timer for good
+ * @timer: the timer; safe on a zeroed or already destroyed timer
+ *
+ * Arming a destroyed (or zeroed) timer does nothing, so an owner that is stopping
+ * need not guard its arms.
+ */
+void loop_timer_destroy(struct loop_timer *timer);
 
 /**
  * loop_defer() - queue fn(data) to run after the current callback batch

@@ -127,7 +127,7 @@ static void write_process(struct metrics_writer *w, double start_time)
 				    (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
 	}
 	/* statm: size resident shared ... in pages (proc(5)). */
-	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	int fd = openat(AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		char statm[128];
 		ssize_t n = read(fd, statm, sizeof(statm) - 1);
