@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 
 enum option_kind { KIND_STRING, KIND_INT, KIND_DURATION, KIND_BOOL, KIND_CHOICE, KIND_MODE };
 
@@ -325,21 +326,18 @@ static int config_set(struct config *config, const struct option_spec *spec, con
 	return -EINVAL;
 }
 
-/* The field's value as a flag would give it; false for an unset string. */
-static bool config_format(const struct config *config, const struct option_spec *spec, char *buf,
-			  size_t size)
+/* The field's value as a flag would give it (in buf or static); NULL when unset. */
+static const char *config_format(const struct config *config, const struct option_spec *spec,
+				 char *buf, size_t size)
 {
 	const void *p = field_const(config, spec);
 
 	switch (spec->kind) {
 	case KIND_STRING:
-		if (!*(char *const *)p)
-			return false;
-		snprintf(buf, size, "%s", *(char *const *)p);
-		return true;
+		return *(char *const *)p;
 	case KIND_INT:
 		snprintf(buf, size, "%d", *(const int *)p);
-		return true;
+		return buf;
 	case KIND_DURATION: {
 		unsigned long long usec = *(const unsigned long long *)p;
 		size_t i = 0;
@@ -350,23 +348,20 @@ static bool config_format(const struct config *config, const struct option_spec 
 			i = 2;
 		snprintf(buf, size, "%llu%s", usec / duration_units[i].scale,
 			 duration_units[i].suffix);
-		return true;
+		return buf;
 	}
 	case KIND_BOOL:
-		snprintf(buf, size, "%s", *(const bool *)p ? "true" : "false");
-		return true;
+		return *(const bool *)p ? "true" : "false";
 	case KIND_CHOICE:
 		for (const struct choice *c = spec->choices; c->name; c++)
-			if (c->value == *(const int *)p) {
-				snprintf(buf, size, "%s", c->name);
-				return true;
-			}
-		return false;
+			if (c->value == *(const int *)p)
+				return c->name;
+		return NULL;
 	case KIND_MODE:
 		snprintf(buf, size, "%04o", (unsigned)*(const mode_t *)p);
-		return true;
+		return buf;
 	}
-	return false;
+	return NULL;
 }
 
 static void config_usage(const struct config *defaults, FILE *out)
@@ -383,32 +378,68 @@ static void config_usage(const struct config *defaults, FILE *out)
 		snprintf(left, sizeof(left), "%s%s%s%s", strlen(s->name) > 1 ? "--" : "-", s->name,
 			 s->metavar ? " " : "", s->metavar ? s->metavar : "");
 		fprintf(out, "  %-32s %s", left, s->help);
-		if (config_format(defaults, s, value, sizeof(value)))
-			fprintf(out, " (default %s)", value);
+		const char *v = config_format(defaults, s, value, sizeof(value));
+		if (v)
+			fprintf(out, " (default %s)", v);
 		fputc('\n', out);
 	}
 	fputs("  --help                           show this and exit\n"
 	      "  --version                        show the version and exit\n\n"
 	      "Every flag can also be set as an environment variable IOMMUFD_DP_<FLAG>,\n"
 	      "upper case with '_' for '-' (IOMMUFD_DP_DEVICES=4, "
-	      "IOMMUFD_DP_RLIMIT_MODE=best-effort); flags win.\n",
+	      "IOMMUFD_DP_RLIMIT_MODE=best-effort); flags win. A variable IOMMUFD_DP_*\n"
+	      "that names no flag is an error.\n",
 	      out);
 }
 
-/* IOMMUFD_DP_ + the flag's name in upper case with '_' for '-'. */
-static void env_name(const struct option_spec *spec, char *buf, size_t size)
+#define ENV_PREFIX "IOMMUFD_DP_"
+
+/* The flag an IOMMUFD_DP_ variable names: the rest of its name in lower case with
+ * '-' for '_'. Returns its index, or -1. */
+static int env_spec(const char *name, size_t len)
 {
-	size_t n = (size_t)snprintf(buf, size, "IOMMUFD_DP_%s", spec->name);
-	for (size_t i = strlen("IOMMUFD_DP_"); i < n && i < size; i++)
-		buf[i] = buf[i] == '-' ? '_' : (char)toupper((unsigned char)buf[i]);
+	char flag[96];
+
+	if (len >= sizeof(flag))
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		flag[i] = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
+	flag[len] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
+		if (!strcmp(specs[i].name, flag))
+			return (int)i;
+	return -1;
+}
+
+/* One pass over the environment (a getenv() per flag would be a pass per flag: a
+ * pod's environment holds a few variables per Service of its namespace). A variable
+ * that names no flag is a usage error, as an unknown flag is. */
+static int config_apply_environment(struct config *config, FILE *err)
+{
+	for (char **e = environ; e && *e; e++) {
+		if (strncmp(*e, ENV_PREFIX, strlen(ENV_PREFIX)))
+			continue;
+		const char *name = *e + strlen(ENV_PREFIX);
+		const char *eq = strchr(name, '=');
+		if (!eq)
+			continue;
+		int i = env_spec(name, (size_t)(eq - name));
+		char var[128];
+		snprintf(var, sizeof(var), "%.*s", (int)(eq - *e), *e);
+		if (i < 0) {
+			fprintf(err, "iommufd-device-plugin: %s names no flag. Try --help.\n", var);
+			return -EINVAL;
+		}
+		if (config_set(config, &specs[i], eq + 1, err, var) < 0)
+			return -EINVAL;
+	}
+	return 0;
 }
 
 enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err)
 {
 	struct option longopts[ARRAY_SIZE(specs) + 3];
 	enum { OPT_HELP = 1000, OPT_VERSION };
-	char name[96];
-
 	config_defaults(config);
 	/* Every string is ours to free, the defaults' too. */
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
@@ -416,12 +447,8 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 		if (specs[i].kind == KIND_STRING && *p)
 			*p = xstrdup(*p);
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
-		env_name(&specs[i], name, sizeof(name));
-		const char *value = getenv(name);
-		if (value && config_set(config, &specs[i], value, err, name) < 0)
-			return CONFIG_EXIT_USAGE;
-	}
+	if (config_apply_environment(config, err) < 0)
+		return CONFIG_EXIT_USAGE;
 
 	size_t n = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
@@ -495,17 +522,31 @@ void config_free(struct config *config)
 	*config = (struct config){0};
 }
 
+/* Appends the n bytes at s to line, as far as they fit (one byte kept for the NUL). */
+static void line_append(char *line, size_t size, size_t *used, const char *s, size_t n)
+{
+	if (*used + n >= size)
+		n = size - 1 - *used;
+	memcpy(line + *used, s, n);
+	*used += n;
+}
+
 void config_log(const struct config *config)
 {
 	char line[1536];
 	size_t used = 0;
 
-	for (size_t i = 0; i < ARRAY_SIZE(specs) && used < sizeof(line); i++) {
-		char value[512];
-		if (!config_format(config, &specs[i], value, sizeof(value)))
-			snprintf(value, sizeof(value), "(unset)");
-		used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%s=%s",
-					 used ? " " : "", specs[i].name, value);
+	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
+		char buf[32];
+		const char *v = config_format(config, &specs[i], buf, sizeof(buf));
+		if (!v)
+			v = "(unset)";
+		if (used)
+			line_append(line, sizeof(line), &used, " ", 1);
+		line_append(line, sizeof(line), &used, specs[i].name, strlen(specs[i].name));
+		line_append(line, sizeof(line), &used, "=", 1);
+		line_append(line, sizeof(line), &used, v, strlen(v));
 	}
+	line[used] = '\0';
 	log_info("configuration: %s", line);
 }

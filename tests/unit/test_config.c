@@ -191,6 +191,22 @@ static void config_environment_sets_flags_and_flags_win(void **state)
 	assert_int_equal(p.result, CONFIG_EXIT_USAGE);
 	assert_non_null(strstr(p.err, "IOMMUFD_DP_DEVICES: --devices wants a whole number"));
 	parsed_free(&p);
+
+	/* A variable that names no flag (a typo) is refused, as an unknown flag is;
+	 * other variables, with or without the prefix's look, are not ours. */
+	assert_int_equal(setenv("IOMMUFD_DP_DEVICES", "3", 1), 0);
+	assert_int_equal(setenv("IOMMUFD_DP_RLIMIT", "off", 1), 0);
+	parse(&p, NULL);
+	assert_int_equal(p.result, CONFIG_EXIT_USAGE);
+	assert_non_null(strstr(p.err, "IOMMUFD_DP_RLIMIT names no flag"));
+	parsed_free(&p);
+	assert_int_equal(unsetenv("IOMMUFD_DP_RLIMIT"), 0);
+	assert_int_equal(setenv("IOMMUFD_DPX", "1", 1), 0);
+	assert_int_equal(setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1", 1), 0);
+	parse(&p, NULL);
+	assert_int_equal(p.result, CONFIG_RUN);
+	assert_int_equal(p.config.kubelet.devices, 3);
+	parsed_free(&p);
 }
 
 static void config_bad_values_are_usage_errors_that_name_the_flag(void **state)
