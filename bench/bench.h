@@ -25,6 +25,7 @@ struct bench_options {
 	int cycles;
 	int batch;
 	int devices;
+	int starts;
 	int restarts;
 	int idle_ms;
 	int streams;

@@ -50,6 +50,7 @@ static const struct flag flags[] = {
     {"runs", OPTION(runs), FLAG_COUNT, 1},
     {"cycles", OPTION(cycles), FLAG_COUNT, 1},
     {"batch", OPTION(batch), FLAG_COUNT, 1},
+    {"starts", OPTION(starts), FLAG_COUNT, 1},
     {"restarts", OPTION(restarts), FLAG_COUNT, 1},
     {"idle-ms", OPTION(idle_ms), FLAG_COUNT, 0},
     {"streams", OPTION(streams), FLAG_COUNT, 1},
@@ -104,6 +105,7 @@ static void usage(FILE *out)
 	    "  --runs N             plugin processes measured one after the other (5)\n"
 	    "  --cycles N           Allocate + handoff cycles per run (10000)\n"
 	    "  --batch N            Allocates per batch, then as many handoffs (100)\n"
+	    "  --starts N           plugin starts timed per run, exec -> Register (10)\n"
 	    "  --restarts N         kubelet restarts per run (5)\n"
 	    "  --idle-ms N          idle window with ListAndWatch open (10000)\n"
 	    "  --streams N          cancelled ListAndWatch streams (1000)\n"
@@ -139,6 +141,7 @@ static void set_smoke(struct bench_options *o)
 	o->smoke = true;
 	o->runs = 2;
 	o->cycles = 300;
+	o->starts = 2;
 	o->restarts = 2;
 	o->idle_ms = 1000;
 	o->streams = 100;
@@ -290,13 +293,13 @@ static void print_header(const struct bench *b, int argc, char **argv, bool is_s
 	printf("private dir: %s (%s); load average (1 min) before %s, after %s\n", b->temp_root,
 	       statfs(b->temp_root, &fs) == 0 && fs.f_type == TMPFS_MAGIC ? "tmpfs" : "NOT tmpfs",
 	       load_before, load_after);
-	printf(
-	    "%sruns %d; per run: %d Allocate+handoff cycles in batches of %d, %d kubelet restarts, "
-	    "%d ms idle, %d cancelled streams, %d closed connections, %d Allocates with the "
-	    "device missing; --iommu-device %s, %d devices\n\n",
-	    o->smoke ? "SMOKE RUN, figures not meaningful: " : "", o->runs, o->cycles, o->batch,
-	    o->restarts, o->idle_ms, o->streams, o->connections, o->missing_allocations, o->device,
-	    o->devices);
+	printf("%sruns %d; per run: %d plugin starts, %d Allocate+handoff cycles in batches of %d, "
+	       "%d kubelet restarts, "
+	       "%d ms idle, %d cancelled streams, %d closed connections, %d Allocates with the "
+	       "device missing; --iommu-device %s, %d devices\n\n",
+	       o->smoke ? "SMOKE RUN, figures not meaningful: " : "", o->runs, o->starts, o->cycles,
+	       o->batch, o->restarts, o->idle_ms, o->streams, o->connections,
+	       o->missing_allocations, o->device, o->devices);
 }
 
 int main(int argc, char **argv)
@@ -310,6 +313,7 @@ int main(int argc, char **argv)
 		    .cycles = 10000,
 		    .batch = 100,
 		    .devices = 110,
+		    .starts = 10,
 		    .restarts = 5,
 		    .idle_ms = 10000,
 		    .streams = 1000,

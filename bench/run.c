@@ -289,12 +289,17 @@ void run_once(struct bench *b, int run, const char *dir)
 	s.handoff_latencies = xcalloc((size_t)o->cycles, sizeof(double));
 	s.paths = xcalloc((size_t)o->batch, sizeof(*s.paths));
 
-	/* exec -> Register: the kubelet is already up, as on a node. */
+	/* exec -> Register, --starts times (each plugin but the last stopped with SIGTERM):
+	 * the kubelet is already up, as on a node. */
 	fake_kubelet_start(&s.kubelet);
-	plugin_spawn(b, &s.plugin, o->device);
-	fake_kubelet_wait_register(&s.kubelet, 1);
-	figure_add(&b->figures, F_EXEC_REGISTER,
-		   (double)(s.kubelet.last_register_ns - *b->exec_stamp));
+	for (int i = 0; i < o->starts; i++) {
+		if (i)
+			plugin_stop(b, &s.plugin);
+		plugin_spawn(b, &s.plugin, o->device);
+		fake_kubelet_wait_register(&s.kubelet, s.kubelet.registrations + 1);
+		figure_add(&b->figures, F_EXEC_REGISTER,
+			   (double)(s.kubelet.last_register_ns - *b->exec_stamp));
+	}
 	session_connect(&s);
 	plugin_wait_idle(b, &s.plugin);
 	plugin_sample(b, &s.plugin, &sample);
