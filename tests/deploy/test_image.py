@@ -19,8 +19,11 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 ARCHES = ["amd64", "arm64"]
-# The issue's budget for the whole image.
-MAX_IMAGE_BYTES = 2 * 1024 * 1024
+# Issue 13's goal: what a node pulls per architecture (the config and the compressed
+# layer, as a registry serves their blobs) is at most 300 KiB.
+MAX_PULLED_BYTES = 300 * 1024
+# Issue 7's budget, kept for the files the layer unpacks to.
+MAX_UNPACKED_BYTES = 2 * 1024 * 1024
 EXPECTED_FILES = {"licenses/LICENSE", "usr/bin/iommufd-device-plugin", "usr/bin/iommufd-receive"}
 ELF_MACHINE = {"amd64": "x86-64", "arm64": "ARM aarch64"}
 
@@ -95,14 +98,19 @@ def test_image_is_scratch_plus_the_static_binaries(image):
         assert files[name][0] == 0o755
 
 
-def test_image_is_at_most_2_mib(image):
+def test_image_pulls_at_most_300_kib(image):
     arch, blobs = image
     _, manifest, _ = manifest_and_config(blobs)
-    pulled = sum(d["size"] for d in [manifest["config"]] + manifest["layers"])
+    pulled = 0
+    for descriptor in [manifest["config"]] + manifest["layers"]:
+        data = blob(blobs, descriptor["digest"])  # the bytes a registry serves for it
+        assert len(data) == descriptor["size"], "%s: manifest says %d bytes, blob has %d" % (
+            descriptor["digest"], descriptor["size"], len(data))
+        pulled += len(data)
     unpacked = sum(len(data) for _, data in layer_files(blobs, manifest).values())
-    print("%s image: %d bytes to pull, %d bytes unpacked" % (arch, pulled, unpacked))
-    assert pulled <= MAX_IMAGE_BYTES
-    assert unpacked <= MAX_IMAGE_BYTES
+    print("%s image: %d bytes to pull (%.1f KiB), %d bytes unpacked" % (arch, pulled, pulled / 1024, unpacked))
+    assert pulled <= MAX_PULLED_BYTES, "%s: %d bytes to pull, over 300 KiB" % (arch, pulled)
+    assert unpacked <= MAX_UNPACKED_BYTES
 
 
 def run_binary(arch, path, *args):
