@@ -24,8 +24,10 @@ packages=(
 	# nghttp2, protobuf-c and cmocka from Debian's source packages (the arm64 musl-dev
 	# comes through multiarch in scripts/musl.sh)
 	musl-tools musl-dev cmake dpkg-dev
-	# the systemd unit's checks (issue 13): systemd-analyze verify and security
-	systemd
+	# the systemd unit's checks (issue 13): systemd-analyze verify, security and
+	# syscall-filter; strace traces the unit's ExecStart for its filter (and counts the
+	# benchmark's syscalls, plugin-bench --strace); setpriv applies its capabilities
+	systemd strace util-linux
 )
 
 missing=()
