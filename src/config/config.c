@@ -417,7 +417,7 @@ static int env_spec(const char *name, size_t len)
 static int config_apply_environment(struct config *config, FILE *err)
 {
 	for (char **e = environ; e && *e; e++) {
-		if (strncmp(*e, ENV_PREFIX, strlen(ENV_PREFIX)))
+		if (strncmp(*e, ENV_PREFIX, strlen(ENV_PREFIX)) != 0)
 			continue;
 		const char *name = *e + strlen(ENV_PREFIX);
 		const char *eq = strchr(name, '=');
