@@ -202,10 +202,7 @@ static int daemon_serve_metrics(struct daemon *d)
 	return metrics_serve(m, d->loop, d->config.metrics_address);
 }
 
-/* Builds every module from the configuration. The Register call leaves as soon as our
- * socket listens, and the rest is built while it travels: nothing is served before
- * loop_run(), so the kubelet's first calls wait in our socket's backlog until all of
- * it is in place. Returns 0 or -errno (already logged). */
+/* Builds every module from the configuration. Returns 0 or -errno (already logged). */
 static int daemon_start(struct daemon *d)
 {
 	struct config *c = &d->config;
@@ -227,30 +224,32 @@ static int daemon_start(struct daemon *d)
 	c->handoff.labeler = d->labeler;
 	if ((r = handoff_new(d->loop, &c->handoff, &d->handoff)) < 0)
 		return r;
-	if ((r = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff, &d->plugin)) < 0)
-		return r;
-	if (kubelet_uses_kubelet_socket(&c->kubelet) &&
-	    ((r = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff, &d->registration)) <
-		 0 ||
-	     (r = registration_start(d->registration)) < 0))
-		return r;
-	if (kubelet_uses_plugin_watcher(&c->kubelet) &&
-	    ((r = plugin_watcher_new(d->loop, &c->kubelet, d->plugin, &d->plugin_watcher)) < 0 ||
-	     (r = plugin_watcher_start(d->plugin_watcher)) < 0))
+	if (c->pod_resources.interval_usec &&
+	    (r = pod_resources_new(d->loop, d->handoff, &c->pod_resources, &d->pod_resources)) < 0)
 		return r;
 
 	/* Before serving: a container created after a crash of our predecessor still
 	 * finds a live socket at the path its Allocate answer named. */
 	handoff_rescue(d->handoff, daemon_open_fd, d);
-	if (c->pod_resources.interval_usec &&
-	    (r = pod_resources_new(d->loop, d->handoff, &c->pod_resources, &d->pod_resources)) < 0)
+	if ((r = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff, &d->plugin)) < 0)
 		return r;
 	if ((r = device_presence_new(d->loop, c->iommufd.device_path, daemon_device_changed, d,
 				     &d->presence)) < 0)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
-	/* /healthz answers 503 until the Register answer has been read, in the loop. */
-	return c->metrics_address ? daemon_serve_metrics(d) : 0;
+	if (kubelet_uses_kubelet_socket(&c->kubelet) &&
+	    (r = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff, &d->registration)) <
+		0)
+		return r;
+	if (kubelet_uses_plugin_watcher(&c->kubelet) &&
+	    (r = plugin_watcher_new(d->loop, &c->kubelet, d->plugin, &d->plugin_watcher)) < 0)
+		return r;
+	/* Before registering, so /healthz answers 503 until the kubelet has us. */
+	if (c->metrics_address && (r = daemon_serve_metrics(d)) < 0)
+		return r;
+	if (d->plugin_watcher && (r = plugin_watcher_start(d->plugin_watcher)) < 0)
+		return r;
+	return d->registration ? registration_start(d->registration) : 0;
 }
 
 static void daemon_stop(struct daemon *d)
