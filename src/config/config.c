@@ -394,16 +394,19 @@ static void config_usage(const struct config *defaults, FILE *out)
 
 #define ENV_PREFIX "IOMMUFD_DP_"
 
-/* The flag an IOMMUFD_DP_ variable names: the rest of its name in lower case with
- * '-' for '_'. Returns its index, or -1. */
+/* The flag an IOMMUFD_DP_ variable names: the rest of its name, written in upper case
+ * with '_' for '-', in lower case with '-'. Returns its index, or -1. */
 static int env_spec(const char *name, size_t len)
 {
 	char flag[96];
 
 	if (len >= sizeof(flag))
 		return -1;
-	for (size_t i = 0; i < len; i++)
+	for (size_t i = 0; i < len; i++) {
+		if (islower((unsigned char)name[i]) || name[i] == '-')
+			return -1; /* not how the variables are written: no flag */
 		flag[i] = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
+	}
 	flag[len] = '\0';
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
 		if (!strcmp(specs[i].name, flag))

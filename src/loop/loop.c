@@ -133,13 +133,13 @@ static void loop_timers_program(struct loop *loop)
 	    list_empty(&loop->timers)
 		? 0
 		: list_first(&loop->timers, struct loop_timer, link)->deadline;
+
+	if (deadline == loop->timer_fd_deadline || loop->firing_at)
+		return; /* while firing: loop_timers_fire sets it once at the end */
 	struct itimerspec its = {
 	    .it_value.tv_sec = (time_t)(deadline / 1000000ULL),
 	    .it_value.tv_nsec = (long)(deadline % 1000000ULL) * 1000L,
 	};
-
-	if (deadline == loop->timer_fd_deadline || loop->firing_at)
-		return; /* while firing: loop_timers_fire sets it once at the end */
 	/* Only EINVAL or EFAULT are possible here, i.e. a bug of ours. */
 	if (timerfd_settime(loop->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
 		log_error("cannot set the loop's timerfd: %s", error_text(errno));

@@ -201,6 +201,13 @@ static void config_environment_sets_flags_and_flags_win(void **state)
 	assert_non_null(strstr(p.err, "IOMMUFD_DP_RLIMIT names no flag"));
 	parsed_free(&p);
 	assert_int_equal(unsetenv("IOMMUFD_DP_RLIMIT"), 0);
+	/* Only the upper-case, '_' spelling names a flag. */
+	assert_int_equal(setenv("IOMMUFD_DP_devices", "5", 1), 0);
+	parse(&p, NULL);
+	assert_int_equal(p.result, CONFIG_EXIT_USAGE);
+	assert_non_null(strstr(p.err, "IOMMUFD_DP_devices names no flag"));
+	parsed_free(&p);
+	assert_int_equal(unsetenv("IOMMUFD_DP_devices"), 0);
 	assert_int_equal(setenv("IOMMUFD_DPX", "1", 1), 0);
 	assert_int_equal(setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1", 1), 0);
 	parse(&p, NULL);
