@@ -30,7 +30,14 @@ struct device_plugin {
 	void (*drained)(void *data);
 	void *drained_data;
 	int draining; /* servers still closing their connections */
+	void (*stream_ended)(void *data); /* the kubelet ended a stream we still serve */
+	void *stream_ended_data;
 	bool device_present;
+	/* A newer instance of ours serves the kubelet: our streams stay open but carry
+	 * nothing more. The kubelet applies a device list to the resource name, whoever
+	 * sends it, so anything we sent would overwrite the newer instance's list. */
+	bool silent;
+	bool closing; /* shutting down or freed: streams end because we end them */
 	struct device_plugin_stats stats;
 };
 
@@ -46,11 +53,14 @@ static bool device_plugin_healthy(const struct device_plugin *plugin)
 	return plugin->device_present || plugin->config->missing_device == KUBELET_MISSING_ALLOW;
 }
 
-/* Sends the device list on one stream: all devices, or none when shutting down. */
-static void stream_send_devices(struct device_plugin *plugin, struct grpc_call *call, bool empty)
+/* Sends the device list on one stream, unless we have gone silent. */
+static void stream_send_devices(struct device_plugin *plugin, struct grpc_call *call)
 {
+	if (plugin->silent)
+		return;
+
 	V1beta1__ListAndWatchResponse response = V1BETA1__LIST_AND_WATCH_RESPONSE__INIT;
-	size_t count = empty ? 0 : (size_t)plugin->config->devices;
+	size_t count = (size_t)plugin->config->devices;
 	V1beta1__Device *devices = xcalloc(count, sizeof(*devices));
 	V1beta1__Device **pointers = xcalloc(count, sizeof(*pointers));
 	char(*ids)[32] = xcalloc(count, sizeof(*ids));
@@ -88,6 +98,10 @@ static void stream_cancelled(void *data, struct grpc_call *call)
 		if (s->call == call) {
 			log_debug(2, "ListAndWatch stream cancelled");
 			stream_remove(plugin, s);
+			/* The last one: nobody watches our devices any more. */
+			if (!plugin->closing && !plugin->silent && plugin->stream_ended &&
+			    list_empty(&plugin->streams))
+				plugin->stream_ended(plugin->stream_ended_data);
 			return;
 		}
 	}
@@ -107,7 +121,7 @@ static void handle_list_and_watch(void *data, struct grpc_call *call,
 	grpc_call_on_cancel(call, stream_cancelled, plugin);
 	log_info("ListAndWatch stream opened by pid %d: %d devices, %s", grpc_call_peer_pid(call),
 		 plugin->config->devices, device_plugin_healthy(plugin) ? "Healthy" : "Unhealthy");
-	stream_send_devices(plugin, call, false);
+	stream_send_devices(plugin, call);
 }
 
 static void handle_get_options(void *data, struct grpc_call *call, const ProtobufCMessage *request)
@@ -408,6 +422,7 @@ void device_plugin_free(struct device_plugin *plugin)
 	if (!plugin)
 		return;
 	/* Freeing a server cancels its streams, which takes them off our list. */
+	plugin->closing = true;
 	for (int i = 0; i < DEVICE_PLUGIN_ENDPOINT_COUNT; i++)
 		grpc_server_free(plugin->servers[i]);
 	free(plugin);
@@ -422,7 +437,8 @@ int device_plugin_listen(struct device_plugin *plugin, enum device_plugin_endpoi
 void device_plugin_stop_listening(struct device_plugin *plugin,
 				  enum device_plugin_endpoint endpoint)
 {
-	grpc_server_stop_listening(plugin->servers[endpoint], false);
+	/* Only our own file goes: after a replacement the path is another server's. */
+	grpc_server_stop_listening(plugin->servers[endpoint], true);
 }
 
 const struct file_id *device_plugin_socket_id(const struct device_plugin *plugin,
@@ -450,7 +466,7 @@ void device_plugin_set_device_present(struct device_plugin *plugin, bool present
 	struct list_and_watch_stream *s;
 
 	list_for_each (s, &plugin->streams, link)
-		stream_send_devices(plugin, s->call, false);
+		stream_send_devices(plugin, s->call);
 }
 
 static void device_plugin_server_drained(void *data)
@@ -461,16 +477,37 @@ static void device_plugin_server_drained(void *data)
 		plugin->drained(plugin->drained_data);
 }
 
-void device_plugin_shutdown(struct device_plugin *plugin, void (*done)(void *data), void *data)
+void device_plugin_set_stream_ended(struct device_plugin *plugin, void (*fn)(void *data),
+				    void *data)
+{
+	plugin->stream_ended = fn;
+	plugin->stream_ended_data = data;
+}
+
+void device_plugin_go_silent(struct device_plugin *plugin)
+{
+	plugin->silent = true;
+}
+
+void device_plugin_end_streams(struct device_plugin *plugin)
 {
 	while (!list_empty(&plugin->streams)) {
 		struct list_and_watch_stream *stream =
 		    list_first(&plugin->streams, struct list_and_watch_stream, link);
 		struct grpc_call *call = stream->call;
-		stream_send_devices(plugin, call, true);
 		stream_remove(plugin, stream);
 		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 	}
+}
+
+/* The streams end with no last, empty device list: the kubelet takes a stream's end
+ * as the plugin's going (the resource drops to 0 when it was the last endpoint), and
+ * an empty list would be applied to the resource name, zeroing a newer instance's
+ * devices during a rolling update (kubelet devicemanager, genericDeviceUpdateCallback). */
+void device_plugin_shutdown(struct device_plugin *plugin, void (*done)(void *data), void *data)
+{
+	plugin->closing = true;
+	device_plugin_end_streams(plugin);
 	plugin->drained = done;
 	plugin->drained_data = data;
 	plugin->draining = DEVICE_PLUGIN_ENDPOINT_COUNT;

@@ -67,7 +67,7 @@ int device_plugin_listen(struct device_plugin *plugin, enum device_plugin_endpoi
 /**
  * device_plugin_stop_listening() - stop serving an endpoint
  * @plugin:   the service
- * @endpoint: which one; its socket file is not removed (another server has it)
+ * @endpoint: which one; its socket file is removed if it is still ours
  */
 void device_plugin_stop_listening(struct device_plugin *plugin,
 				  enum device_plugin_endpoint endpoint);
@@ -107,6 +107,32 @@ void device_plugin_options(V1beta1__DevicePluginOptions *options);
  * Updates health and tells every stream.
  */
 void device_plugin_set_device_present(struct device_plugin *plugin, bool present);
+
+/**
+ * device_plugin_set_stream_ended() - be told when the kubelet ends a ListAndWatch stream
+ * @plugin: the service
+ * @fn:     called as fn(data) when a peer ends the last open stream (one we did
+ *          not end), while we neither shut down nor went silent; NULL: no longer
+ * @data:   passed to @fn
+ */
+void device_plugin_set_stream_ended(struct device_plugin *plugin, void (*fn)(void *data),
+				    void *data);
+
+/**
+ * device_plugin_go_silent() - send nothing more on any stream (a newer instance serves)
+ * @plugin: the service
+ *
+ * The streams stay open until shutdown: their end tells the kubelet we are gone.
+ */
+void device_plugin_go_silent(struct device_plugin *plugin);
+
+/**
+ * device_plugin_end_streams() - end every ListAndWatch stream (OK, no last list)
+ * @plugin: the service
+ *
+ * The kubelet then drops our endpoint, so another server on our path can register.
+ */
+void device_plugin_end_streams(struct device_plugin *plugin);
 
 /**
  * device_plugin_shutdown() - shut down

@@ -33,8 +33,12 @@ void registration_metrics_write(struct metrics_writer *w, const void *registrati
 			"Times a foreign device plugin was found serving our DevicePlugin socket "
 			"path.",
 			st->foreign_conflicts);
+	metrics_counter(w, "list_and_watch_ended_by_kubelet_total",
+			"Times the kubelet ended our ListAndWatch stream while we served (we "
+			"registered again at once).",
+			st->streams_ended);
 	metrics_gauge(w, "superseded",
-		      "1 once a newer instance of this plugin took over our DevicePlugin socket.",
+		      "1 once a newer instance of this plugin serves the kubelet in our place.",
 		      endpoint == REGISTRATION_ENDPOINT_SUPERSEDED);
 }
 

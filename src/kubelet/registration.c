@@ -2,9 +2,19 @@
  * kubelet removes every socket in its directory, then creates kubelet.sock: inotify
  * tells us both, so we serve our socket again and register within milliseconds.
  *
- * The socket path is shared with whoever else serves it, and we never fight over it:
- * - a newer instance of ours (a rolling update) takes it over atomically (rename) and
- *   the older one steps aside for good, serving only its pending offers;
+ * The kubelet (1.37, devicemanager/plugin/v1beta1) keys a resource's endpoints by
+ * socket path: a Register on a path whose endpoint is still connected fails ("device
+ * plugin already connected") and leaves that endpoint unremovable until the kubelet
+ * restarts, while two endpoints on two paths coexist, the newest serving, and the
+ * older one's end removes only itself. So two instances never share a path:
+ * - a newer instance of ours (a rolling update) serves the other of two names,
+ *   --socket-name and its alternate (kubevirt-iommufd-1.sock), and registers there;
+ *   the older one, seeing it appear, steps aside for good: it stops listening,
+ *   serves only its pending offers, and keeps its ListAndWatch stream open and
+ *   silent (the kubelet applies any device list to the resource name, so an empty
+ *   one would zero the newer instance's devices) until it exits;
+ * - if the kubelet ends our stream while we serve, we register again at once (older
+ *   kubelets end the newest endpoint's stream when any endpoint of the name goes);
  * - a live foreign server there (KubeVirt's in-tree plugin, the Go plugin) is never
  *   removed: we report the conflict (log, metric, /healthz) and serve again only
  *   once the path is free;
@@ -46,7 +56,9 @@ struct registration {
 	enum registration_endpoint endpoint;
 	struct loop_timer endpoint_timer; /* grace after a deletion, foreign probes */
 	char *kubelet_socket;
-	char *plugin_socket;
+	char *plugin_socket;	 /* --socket-name: where a foreign plugin would be */
+	char *alternate_socket;	 /* the other name, while an older instance has the first */
+	const char *serving;	 /* the one of the two we serve or will try first */
 	int inotify_fd;
 	struct loop_watch inotify_watch;
 	struct loop_timer retry_timer;	 /* backoff after a failed Register */
@@ -59,6 +71,33 @@ struct registration {
 };
 
 static void registration_register(struct registration *reg);
+
+static bool path_is_instance(const struct registration *reg, const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 &&
+	       handoff_endpoint_is_instance(reg->handoff,
+					    &(struct file_id){.dev = st.st_dev, .ino = st.st_ino});
+}
+
+static const char *socket_name_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
+char *registration_alternate_name(const char *socket_path)
+{
+	size_t len = strlen(socket_path);
+	const char *suffix = ".sock";
+	size_t suffix_len = strlen(suffix);
+
+	if (len > suffix_len && !strcmp(socket_path + len - suffix_len, suffix))
+		return xasprintf("%.*s-1%s", (int)(len - suffix_len), socket_path, suffix);
+	return xasprintf("%s-1", socket_path);
+}
 static int registration_claim(struct registration *reg);
 
 static void registration_cancel_call(struct registration *reg)
@@ -105,7 +144,7 @@ static void registration_done(void *data, enum grpc_status status, const char *m
 	reg->stats.registrations++;
 	log_info("%s with the kubelet as %s (endpoint %s)",
 		 reg->ever_registered ? "registered again" : "registered",
-		 reg->config->resource_name, reg->config->socket_name);
+		 reg->config->resource_name, socket_name_of(reg->serving));
 	reg->ever_registered = true;
 }
 
@@ -142,14 +181,19 @@ static void registration_step_aside(struct registration *reg, bool ours)
 	loop_timer_arm(&reg->retry_timer, 0);
 	device_plugin_stop_listening(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR);
 	if (ours) {
+		/* Our stream stays open until we exit, so the kubelet holds our endpoint
+		 * until the newer one's is connected: never a moment without one. */
+		device_plugin_go_silent(reg->plugin);
 		reg->endpoint = REGISTRATION_ENDPOINT_SUPERSEDED;
 		reg->registered = false;
 		loop_timer_arm(&reg->endpoint_timer, 0);
-		log_info("a newer instance of this plugin took over %s: no longer serving "
-			 "Allocate; pending handoff sockets are still served until we are stopped",
-			 reg->plugin_socket);
+		log_info("a newer instance of this plugin took over: no longer serving the "
+			 "kubelet; pending handoff sockets are still served until we are stopped");
 		return;
 	}
+	/* The foreign server registers on the path we served: the kubelet must drop our
+	 * endpoint there first, and it does when our stream ends. */
+	device_plugin_end_streams(reg->plugin);
 	reg->endpoint = REGISTRATION_ENDPOINT_FOREIGN;
 	reg->registered = false;
 	loop_timer_arm(&reg->endpoint_timer, FOREIGN_PROBE_USEC);
@@ -168,7 +212,6 @@ static void registration_step_aside(struct registration *reg, bool ours)
  * (-EADDRINUSE: a live server holds the path; we stepped aside). */
 static int registration_claim(struct registration *reg)
 {
-	struct stat st;
 	bool was_foreign = reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN;
 
 	if (reg->endpoint == REGISTRATION_ENDPOINT_SUPERSEDED)
@@ -176,36 +219,39 @@ static int registration_claim(struct registration *reg)
 	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING &&
 	    device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return 0;
-	int r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR,
-				     reg->plugin_socket, false, endpoint_bound, reg);
-	bool took_over = false;
-	if (r == -EADDRINUSE && stat(reg->plugin_socket, &st) == 0 &&
-	    handoff_endpoint_is_instance(reg->handoff,
-					 &(struct file_id){.dev = st.st_dev, .ino = st.st_ino})) {
-		/* An older instance of ours (a rolling update): take over in one step. */
-		r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR,
-					 reg->plugin_socket, true, endpoint_bound, reg);
-		took_over = r == 0;
+	const char *path = reg->plugin_socket;
+	int r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, path, false,
+				     endpoint_bound, reg);
+	bool beside = false;
+	if (r == -EADDRINUSE && path_is_instance(reg, path)) {
+		/* An older instance of ours (a rolling update): serve the other name, under
+		 * its final name only once our identity is recorded (rename), so the older
+		 * one knows it for ours. A third instance would replace a second there. */
+		path = reg->alternate_socket;
+		r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, path,
+					 true, endpoint_bound, reg);
+		beside = r == 0;
 	}
 	if (r == -EADDRINUSE) {
 		registration_step_aside(reg, false);
 		return r;
 	}
 	if (r < 0) {
-		log_error("cannot serve %s: %s", reg->plugin_socket, error_text(-r));
+		log_error("cannot serve %s: %s", path, error_text(-r));
 		return r;
 	}
 	if (reg->ever_registered)
 		reg->stats.socket_recreations++;
 	reg->endpoint = REGISTRATION_ENDPOINT_SERVING;
+	reg->serving = path;
 	loop_timer_arm(&reg->endpoint_timer, 0);
-	if (took_over)
-		log_info("took over %s from the running instance of this plugin; it keeps "
-			 "serving its pending handoff sockets",
-			 reg->plugin_socket);
+	if (beside)
+		log_info("the running instance of this plugin serves %s: serving %s beside it; "
+			 "it steps aside and keeps serving its pending handoff sockets",
+			 reg->plugin_socket, path);
 	else if (was_foreign)
-		log_info("%s is free again: serving it", reg->plugin_socket);
-	log_info("serving DevicePlugin on %s", reg->plugin_socket);
+		log_info("%s is free again: serving it", path);
+	log_info("serving DevicePlugin on %s", path);
 	return 0;
 }
 
@@ -213,8 +259,6 @@ static int registration_claim(struct registration *reg)
  * bind there) or replaced (another server bound or renamed onto the path). */
 static void registration_socket_changed(struct registration *reg)
 {
-	struct stat st;
-
 	if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN) {
 		/* The foreign server may be leaving: look once the dust has settled. */
 		loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
@@ -224,17 +268,30 @@ static void registration_socket_changed(struct registration *reg)
 	    device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return;
 	reg->registered = false;
-	if (unix_socket_probe(reg->plugin_socket) == 0 && stat(reg->plugin_socket, &st) == 0) {
-		bool ours = handoff_endpoint_is_instance(
-		    reg->handoff, &(struct file_id){.dev = st.st_dev, .ino = st.st_ino});
-		registration_step_aside(reg, ours);
+	if (unix_socket_probe(reg->serving) == 0) {
+		registration_step_aside(reg, path_is_instance(reg, reg->serving));
 		return;
 	}
 	log_info("%s was removed (kubelet restart?): serving it again when the kubelet starts "
 		 "or within %llu ms",
-		 reg->plugin_socket, SOCKET_GONE_GRACE_USEC / 1000);
+		 reg->serving, SOCKET_GONE_GRACE_USEC / 1000);
 	reg->endpoint = REGISTRATION_ENDPOINT_GONE;
 	loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
+}
+
+/* A socket appeared under the name we do not serve: a newer instance of ours (it
+ * found ours live), or a foreign plugin binding --socket-name while we serve the
+ * alternate. Either way it registers now, and we step aside. */
+static void registration_other_appeared(struct registration *reg)
+{
+	const char *other =
+	    reg->serving == reg->plugin_socket ? reg->alternate_socket : reg->plugin_socket;
+
+	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING || unix_socket_probe(other) < 0)
+		return;
+	bool ours = path_is_instance(reg, other);
+	if (ours || other == reg->plugin_socket)
+		registration_step_aside(reg, ours);
 }
 
 /* The grace after a deletion ran out, or it is time to look at a foreign server. */
@@ -282,7 +339,7 @@ static void registration_register(struct registration *reg)
 	}
 	device_plugin_options(&options);
 	request.version = "v1beta1";
-	request.endpoint = (char *)reg->config->socket_name; /* protobuf-c: not written */
+	request.endpoint = (char *)socket_name_of(reg->serving); /* protobuf-c: not written */
 	request.resource_name = (char *)reg->config->resource_name;
 	request.options = &options;
 	r = grpc_client_call(reg->client, "/v1beta1.Registration/Register", &request.base,
@@ -301,24 +358,37 @@ static void registration_retry(void *data)
 
 struct dir_events {
 	const struct registration *reg;
-	bool kubelet_started, plugin_socket_changed;
+	bool kubelet_started, ours_changed, other_appeared, canonical_changed;
 };
 
 static void registration_dir_event(void *data, const struct inotify_event *ev)
 {
 	struct dir_events *de = data;
+	const struct registration *reg = de->reg;
 
 	if (ev->mask & IN_Q_OVERFLOW) {
-		/* Events were lost: assume the worst and check everything. */
-		de->kubelet_started = de->plugin_socket_changed = true;
+		/* Events were lost: check what can be checked without them. */
+		de->kubelet_started = de->ours_changed = de->canonical_changed = true;
 		return;
 	}
 	if (!ev->len)
 		return;
-	if (!strcmp(ev->name, KUBELET_SOCKET) && (ev->mask & (IN_CREATE | IN_MOVED_TO)))
-		de->kubelet_started = true;
-	else if (!strcmp(ev->name, de->reg->config->socket_name))
-		de->plugin_socket_changed = true;
+	bool created = ev->mask & (IN_CREATE | IN_MOVED_TO);
+	if (!strcmp(ev->name, KUBELET_SOCKET)) {
+		de->kubelet_started |= created;
+		return;
+	}
+	bool canonical = !strcmp(ev->name, socket_name_of(reg->plugin_socket));
+	if (!canonical && strcmp(ev->name, socket_name_of(reg->alternate_socket)))
+		return;
+	de->canonical_changed |= canonical;
+	const char *name = socket_name_of(reg->plugin_socket);
+	if (reg->serving == reg->alternate_socket)
+		name = socket_name_of(reg->alternate_socket);
+	if (!strcmp(ev->name, name))
+		de->ours_changed = true;
+	else
+		de->other_appeared |= created;
 }
 
 static void registration_dir_changed(void *data, uint32_t events)
@@ -328,8 +398,11 @@ static void registration_dir_changed(void *data, uint32_t events)
 	(void)events;
 
 	inotify_read_events(reg->inotify_fd, registration_dir_event, &de);
-	if (de.plugin_socket_changed)
+	if (de.ours_changed ||
+	    (de.canonical_changed && reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN))
 		registration_socket_changed(reg);
+	if (de.other_appeared)
+		registration_other_appeared(reg);
 	if (de.kubelet_started && access(reg->kubelet_socket, F_OK) == 0) {
 		if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN ||
 		    reg->endpoint == REGISTRATION_ENDPOINT_SUPERSEDED) {
@@ -345,6 +418,22 @@ static void registration_dir_changed(void *data, uint32_t events)
 		reg->backoff_usec = 0;
 		registration_register(reg);
 	}
+}
+
+/* The kubelet ended our ListAndWatch stream while we serve and are not stopping: it
+ * dropped our endpoint (an older kubelet does so when another endpoint of the
+ * resource ends, and a kubelet that stops does too): register again at once. */
+static void registration_stream_ended(void *data)
+{
+	struct registration *reg = data;
+
+	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING || reg->client)
+		return;
+	reg->stats.streams_ended++;
+	log_info("the kubelet ended our ListAndWatch stream while we serve %s: registering again",
+		 reg->serving);
+	reg->backoff_usec = 0;
+	registration_register(reg);
 }
 
 int registration_new(struct loop *loop, const struct kubelet_options *config,
@@ -364,6 +453,8 @@ int registration_new(struct loop *loop, const struct kubelet_options *config,
 	loop_timer_init(loop, &reg->endpoint_timer, registration_endpoint_timer, reg);
 	reg->kubelet_socket = xasprintf("%s/%s", config->kubelet_dir, KUBELET_SOCKET);
 	reg->plugin_socket = xasprintf("%s/%s", config->kubelet_dir, config->socket_name);
+	reg->alternate_socket = registration_alternate_name(reg->plugin_socket);
+	reg->serving = reg->plugin_socket;
 	*out = reg;
 	return 0;
 }
@@ -395,6 +486,7 @@ int registration_start(struct registration *reg)
 		log_error("cannot watch the inotify fd: %s", error_text(-r));
 		return r;
 	}
+	device_plugin_set_stream_ended(reg->plugin, registration_stream_ended, reg);
 	r = registration_claim(reg);
 	if (r == -EADDRINUSE)
 		return 0; /* stepped aside: reported, and watched until the path is free */
@@ -409,6 +501,7 @@ int registration_start(struct registration *reg)
 
 void registration_stop(struct registration *reg)
 {
+	device_plugin_set_stream_ended(reg->plugin, NULL, NULL);
 	registration_cancel_call(reg);
 	loop_timer_destroy(&reg->retry_timer);
 	loop_timer_destroy(&reg->timeout_timer);
@@ -426,6 +519,7 @@ void registration_free(struct registration *reg)
 	registration_stop(reg);
 	free(reg->kubelet_socket);
 	free(reg->plugin_socket);
+	free(reg->alternate_socket);
 	free(reg);
 }
 

@@ -27,6 +27,7 @@ struct registration_stats {
 	unsigned long long register_failures;
 	unsigned long long socket_recreations; /* our socket was deleted and served again */
 	unsigned long long foreign_conflicts;  /* times a foreign server held our path */
+	unsigned long long streams_ended; /* the kubelet ended our stream while we served */
 };
 
 /**
@@ -68,6 +69,14 @@ int registration_start(struct registration *registration);
  * @registration: it
  */
 void registration_stop(struct registration *registration);
+
+/**
+ * registration_alternate_name() - the name a newer instance serves beside an older one
+ * @socket_path: the --socket-name path (…/kubevirt-iommufd.sock)
+ *
+ * Return: …/kubevirt-iommufd-1.sock (a name without .sock gets "-1"); free() it.
+ */
+char *registration_alternate_name(const char *socket_path);
 
 /**
  * registration_backoff_next() - the wait before the next Register after one more failure

@@ -172,7 +172,11 @@ class Env:
 
     @property
     def plugin_socket(self):
-        return os.path.join(self.kubelet_dir, self.socket_name)
+        """The DevicePlugin socket the kubelet was last told about: --socket-name, or the
+        alternate name a newer instance serves beside an older one (a rolling update)."""
+        history = self.kubelet.history
+        name = history[-1].endpoint if history else self.socket_name
+        return os.path.join(self.kubelet_dir, name)
 
     def base_args(self, iommu_device="/dev/null", rlimit_mode="best-effort"):
         # On /dev/null IOMMU_OPTION fails with ENOTTY: the default --rlimit-mode required

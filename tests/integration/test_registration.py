@@ -58,7 +58,27 @@ def test_kubelet_restart_recreates_socket_and_reregisters(env):
             call = c.list_and_watch()
             assert len(next(call).devices) == 110
             call.cancel()
-    assert env.kubelet.register_count == 4
+        # The kubelet (this test) ended the only stream while we serve: the daemon takes
+        # it for the kubelet dropping its endpoint and registers again at once.
+        assert env.kubelet.wait_register(timeout=5).endpoint == DEFAULT_SOCKET_NAME
+    assert env.kubelet.register_count == 7
+
+
+def test_kubelet_ending_the_last_stream_registers_again_but_not_while_another_is_open(env):
+    plugin = env.start("--devices", "2")
+    first = env.client().list_and_watch()
+    assert len(next(first).devices) == 2
+    second = env.client().list_and_watch()
+    assert len(next(second).devices) == 2
+    before = env.kubelet.register_count
+    second.cancel()
+    # Another stream is still open: the kubelet still watches us, nothing to do.
+    assert env.client().get_device_plugin_options() is not None
+    assert env.kubelet.register_count == before
+    first.cancel()
+    assert env.kubelet.wait_register(timeout=5).endpoint == DEFAULT_SOCKET_NAME
+    wait_until(lambda: "the kubelet ended our ListAndWatch stream while we serve" in plugin.stderr_text(),
+               5, what="the log line")
 
 
 def test_failed_register_is_retried(env):

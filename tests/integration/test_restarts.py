@@ -58,6 +58,9 @@ class Container:
         return self.proc.returncode, out, err
 
 
+ALTERNATE_SOCKET_NAME = "kubevirt-iommufd-1.sock"
+
+
 def lines(plugin, pattern):
     return [l for l in plugin.stderr_text().splitlines() if re.search(pattern, l)]
 
@@ -78,8 +81,7 @@ def test_sigterm_keeps_serving_a_mounted_socket_until_the_vm_connects(env, recei
     path = allocate_socket(client, "iommufd0")
     container = Container(receive_bin, path, delay)  # the container exists: its mount is made
     plugin.signal(signal.SIGTERM)
-    # Advertising stops at once: an empty device list, the stream ends OK, our socket goes.
-    assert len(next(stream).devices) == 0
+    # Advertising stops at once: the stream ends OK (no empty list), our socket goes.
     with pytest.raises(StopIteration):
         next(stream)
     assert stream.code() == grpc.StatusCode.OK
@@ -162,18 +164,26 @@ class InodeWatch:
 
 
 def test_new_instance_beside_a_live_one_takes_over_and_the_old_one_keeps_its_offers(env):
+    """A rolling update as the kubelet (1.37) needs it: the new instance registers on the
+    alternate name (two endpoints on one path would leave the kubelet stuck), the old
+    one's stream stays open and silent until it exits, and ends with no empty list."""
     old = env.start("--devices", "4")
+    old_stream = env.client().list_and_watch()
+    assert len(next(old_stream).devices) == 4
     old_path = allocate_socket(env.client(), "iommufd1")
     before = env.kubelet.register_count
-    watch = InodeWatch(env.plugin_socket)
     new = env.start("--devices", "4")  # waits for its Register
-    time.sleep(10)
-    inodes = watch.stop()
-    assert env.kubelet.register_count - before <= 2
-    assert len(inodes) <= 2, inodes
+    assert env.registration.endpoint == ALTERNATE_SOCKET_NAME
+    assert env.kubelet.register_count - before == 1
     assert old.alive() and new.alive()
-    assert lines(new, r"took over .* from the running instance")
-    assert lines(old, r"a newer instance of this plugin took over")
+    assert lines(new, r"serving .*%s beside it" % ALTERNATE_SOCKET_NAME)
+    wait_until(lambda: lines(old, r"a newer instance of this plugin took over"), 10,
+               what="the old instance to step aside")
+    # The old one stopped listening and removed its own socket file.
+    wait_until(lambda: not os.path.exists(os.path.join(env.kubelet_dir, env.socket_name)), 10,
+               what="the old instance's socket to go")
+    new_stream = env.client().list_and_watch()
+    assert len(next(new_stream).devices) == 4
     # Every new Allocate goes to the new instance...
     new_path = allocate_socket(env.client(), "iommufd2")
     assert os.path.dirname(new_path) != os.path.dirname(old_path)
@@ -184,10 +194,31 @@ def test_new_instance_beside_a_live_one_takes_over_and_the_old_one_keeps_its_off
     assert_is_dev_null(kubevirt_receive(old_path))
     old.signal(signal.SIGTERM)
     assert old.wait(timeout=20) == 0
-    # The new instance's socket and registration are untouched by the old one's exit.
+    # The old stream carried nothing after the takeover and ended with no empty list.
+    with pytest.raises(StopIteration):
+        next(old_stream)
+    # The new instance's socket, stream and registration are untouched by the old one's exit.
     assert os.path.exists(env.plugin_socket)
     assert env.client().get_device_plugin_options() is not None
-    assert env.kubelet.register_count - before <= 2
+    assert env.kubelet.register_count - before == 1
+    assert new.alive()
+
+
+def test_the_next_update_takes_the_first_name_again(env):
+    first = env.start("--devices", "2")
+    second = env.start("--devices", "2")
+    assert env.registration.endpoint == ALTERNATE_SOCKET_NAME
+    first.signal(signal.SIGTERM)
+    assert first.wait(timeout=20) == 0
+    third = env.start("--devices", "2")
+    assert env.registration.endpoint == env.socket_name
+    wait_until(lambda: lines(second, r"a newer instance of this plugin took over"), 10,
+               what="the second instance to step aside")
+    wait_until(lambda: not os.path.exists(os.path.join(env.kubelet_dir, ALTERNATE_SOCKET_NAME)), 10,
+               what="the second instance's socket to go")
+    assert_is_dev_null(kubevirt_receive(allocate_socket(env.client(), "iommufd0")))
+    assert lines(third, r"allocated iommufd0")
+    assert third.alive() and second.alive()
 
 
 def test_an_old_instance_that_exits_with_offers_left_hands_them_to_the_new_one(env):

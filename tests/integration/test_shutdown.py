@@ -1,4 +1,7 @@
-"""SIGTERM / SIGINT: devices withdrawn on every open stream, streams end OK, socket removed, exit 0."""
+"""SIGTERM / SIGINT: every open stream ends OK with no last (empty) device list, socket
+removed, exit 0. No empty list: the kubelet applies a list to the resource name, so during
+a rolling update it would zero the newer instance's devices; a stream's end is what tells
+the kubelet this endpoint is gone."""
 
 import os
 import signal
@@ -11,7 +14,7 @@ from kubelet import DevicePluginClient
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_sends_empty_device_list_ends_streams_ok_removes_socket_exits_0_at_once(env, sig):
+def test_signal_ends_streams_ok_without_an_empty_list_removes_socket_exits_0_at_once(env, sig):
     # A drain timeout no test waits for: exiting proves nothing waited for it.
     plugin = env.start("--devices", "3", "--drain-timeout", "10m")
     clients = [DevicePluginClient(env.plugin_socket) for _ in range(2)]
@@ -20,9 +23,7 @@ def test_signal_sends_empty_device_list_ends_streams_ok_removes_socket_exits_0_a
         assert len(next(call).devices) == 3
     plugin.signal(sig)
     for call in calls:
-        last = next(call)
-        assert len(last.devices) == 0
-        with pytest.raises(StopIteration):
+        with pytest.raises(StopIteration):  # no further message: the stream just ends
             next(call)
         assert call.code() == grpc.StatusCode.OK
     assert plugin.wait(timeout=5) == 0
