@@ -7,7 +7,7 @@ packages=(
 	# build
 	meson ninja-build pkg-config gcc libc6-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
 	# unit tests, sanitizers, checkers
-	libcmocka-dev clang libclang-rt-14-dev valgrind clang-tidy cppcheck
+	libcmocka-dev clang libclang-rt-14-dev valgrind clang-tidy clang-format cppcheck
 	# the kernel's kernel-doc script, run on our headers by scripts/check-kernel-doc.py
 	linux-kbuild-6.1
 	# integration tests: the official gRPC implementation plays the kubelet

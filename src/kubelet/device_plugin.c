@@ -29,7 +29,7 @@ struct device_plugin {
 	struct list streams; /* struct list_and_watch_stream.link */
 	void (*drained)(void *data);
 	void *drained_data;
-	int draining; /* servers still closing their connections */
+	int draining;			  /* servers still closing their connections */
 	void (*stream_ended)(void *data); /* the kubelet ended a stream we still serve */
 	void *stream_ended_data;
 	bool device_present;

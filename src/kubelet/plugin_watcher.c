@@ -4,6 +4,7 @@
 #include "plugin_watcher.h"
 #include "../basic/error_text.h"
 #include "device_plugin.h"
+#include "registration.h"
 #include "../grpc/server.h"
 #include "../log.h"
 #include "../util.h"
@@ -11,6 +12,7 @@
 #include "pluginregistration.pb-c.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 
 struct plugin_watcher {
 	const struct kubelet_options *config;
@@ -18,6 +20,7 @@ struct plugin_watcher {
 	struct grpc_server *server;
 	char *registration_socket;
 	char *endpoint;
+	char *other_registration_socket; /* the other name's, an older instance's */
 	bool registered;
 	struct plugin_watcher_stats stats;
 };
@@ -40,6 +43,24 @@ static void handle_get_info(void *data, struct grpc_call *call, const ProtobufCM
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
+/* We are registered: an older instance's registration socket under the other name
+ * goes, so the kubelet's watcher deregisters its endpoint alone (by path) while ours
+ * serves: the resource never drops to 0. The older instance keeps its offers. */
+static void plugin_watcher_retire_other(struct plugin_watcher *watcher)
+{
+	const char *other = watcher->other_registration_socket;
+	struct stat st;
+
+	if (lstat(other, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return;
+	if (unlink(other) < 0 && errno != ENOENT) {
+		log_warning("cannot remove the older instance's registration socket %s: %s", other,
+			    error_text(errno));
+		return;
+	}
+	log_info("removed %s: the kubelet deregisters the older instance's endpoint", other);
+}
+
 static void handle_notify(void *data, struct grpc_call *call, const ProtobufCMessage *request)
 {
 	const Pluginregistration__RegistrationStatus *status =
@@ -53,6 +74,7 @@ static void handle_notify(void *data, struct grpc_call *call, const ProtobufCMes
 		watcher->stats.registrations++;
 		log_info("the kubelet registered %s through the plugin watcher (endpoint %s)",
 			 watcher->config->resource_name, watcher->endpoint);
+		plugin_watcher_retire_other(watcher);
 	} else {
 		watcher->stats.registration_failures++;
 		log_error("the kubelet refused the plugin watcher registration of %s: %s",
@@ -80,6 +102,8 @@ int plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
 	watcher->endpoint = xasprintf("%s/%s", config->plugin_dir, config->socket_name);
 	watcher->registration_socket =
 	    xasprintf("%s/%s", config->plugins_registry_dir, config->socket_name);
+	watcher->other_registration_socket =
+	    registration_alternate_name(watcher->registration_socket);
 	int r = grpc_server_new(loop, plugin_watcher_methods, ARRAY_SIZE(plugin_watcher_methods),
 				watcher, &watcher->server);
 	if (r < 0) {
@@ -104,11 +128,23 @@ int plugin_watcher_start(struct plugin_watcher *watcher)
 		return r;
 	}
 	/* Both paths are this plugin's own (named after it, outside the kubelet's
-	 * directory): a live server there is an older instance of ours during a rolling
-	 * update, replaced atomically; the kubelet's watcher sees the new registration
-	 * socket and asks it. */
+	 * directory). A live server there is an older instance of ours during a rolling
+	 * update: we take the alternate names beside it, since the kubelet keys endpoints
+	 * by path (see registration.c), and retire its registration once ours is through.
+	 * A third instance would replace a second on the alternate names. */
 	r = device_plugin_listen(watcher->plugin, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
-				 watcher->endpoint, true, NULL, NULL);
+				 watcher->endpoint, false, NULL, NULL);
+	if (r == -EADDRINUSE) {
+		char *endpoint = registration_alternate_name(watcher->endpoint);
+		char *registration = watcher->other_registration_socket;
+
+		free(watcher->endpoint);
+		watcher->endpoint = endpoint;
+		watcher->other_registration_socket = watcher->registration_socket;
+		watcher->registration_socket = registration;
+		r = device_plugin_listen(watcher->plugin, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
+					 watcher->endpoint, true, NULL, NULL);
+	}
 	if (r < 0) {
 		log_error("cannot serve %s: %s", watcher->endpoint, error_text(-r));
 		return r;
@@ -136,6 +172,7 @@ void plugin_watcher_free(struct plugin_watcher *watcher)
 	grpc_server_free(watcher->server);
 	free(watcher->endpoint);
 	free(watcher->registration_socket);
+	free(watcher->other_registration_socket);
 	free(watcher);
 }
 

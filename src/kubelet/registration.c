@@ -56,9 +56,9 @@ struct registration {
 	enum registration_endpoint endpoint;
 	struct loop_timer endpoint_timer; /* grace after a deletion, foreign probes */
 	char *kubelet_socket;
-	char *plugin_socket;	 /* --socket-name: where a foreign plugin would be */
-	char *alternate_socket;	 /* the other name, while an older instance has the first */
-	const char *serving;	 /* the one of the two we serve or will try first */
+	char *plugin_socket;	/* --socket-name: where a foreign plugin would be */
+	char *alternate_socket; /* the other name, while an older instance has the first */
+	const char *serving;	/* the one of the two we serve or will try first */
 	int inotify_fd;
 	struct loop_watch inotify_watch;
 	struct loop_timer retry_timer;	 /* backoff after a failed Register */
@@ -379,7 +379,7 @@ static void registration_dir_event(void *data, const struct inotify_event *ev)
 		return;
 	}
 	bool canonical = !strcmp(ev->name, socket_name_of(reg->plugin_socket));
-	if (!canonical && strcmp(ev->name, socket_name_of(reg->alternate_socket)))
+	if (!canonical && strcmp(ev->name, socket_name_of(reg->alternate_socket)) != 0)
 		return;
 	de->canonical_changed |= canonical;
 	const char *name = socket_name_of(reg->plugin_socket);

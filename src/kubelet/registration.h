@@ -27,7 +27,7 @@ struct registration_stats {
 	unsigned long long register_failures;
 	unsigned long long socket_recreations; /* our socket was deleted and served again */
 	unsigned long long foreign_conflicts;  /* times a foreign server held our path */
-	unsigned long long streams_ended; /* the kubelet ended our stream while we served */
+	unsigned long long streams_ended;      /* the kubelet ended our stream while we served */
 };
 
 /**

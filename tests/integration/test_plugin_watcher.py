@@ -2,7 +2,8 @@
 
 grpcio plays the kubelet's plugin watcher: it dials the socket in plugins_registry/,
 calls GetInfo, dials the endpoint exactly as given, and reports the outcome with
-NotifyRegistrationStatus, as kubelet v1.32 does for device plugins."""
+NotifyRegistrationStatus, as the kubelet's plugin watcher does for device plugins (the
+real one is in tests/cluster)."""
 
 import importlib
 import os
@@ -119,19 +120,34 @@ def test_sigterm_removes_the_registration_socket_so_the_kubelet_deregisters(env)
     assert not os.path.exists(endpoint)
 
 
-def test_a_second_instance_takes_over_both_sockets_and_the_first_keeps_running(env):
+def test_a_second_instance_serves_beside_the_first_and_retires_its_registration(env):
+    """The kubelet keys endpoints by path: the second instance takes the alternate names,
+    and once the kubelet reports it registered, removes the first one's registration
+    socket, so the watcher deregisters the first endpoint alone. The first keeps running."""
     first, registration_socket, endpoint = start_with_plugin_watcher(env)
     inodes = (os.stat(registration_socket).st_ino, os.stat(endpoint).st_ino)
-    second, _, _ = start_with_plugin_watcher(env)
-    # Both, not either: the two sockets are taken over one after the other.
-    wait_until(lambda: os.stat(registration_socket).st_ino != inodes[0]
-               and os.stat(endpoint).st_ino != inodes[1], 10,
-               what="the second instance's sockets, both")
-    watcher = PluginWatcherClient(registration_socket)
+    registry, plugin_dir = os.path.dirname(registration_socket), os.path.dirname(endpoint)
+    second_registration = os.path.join(registry, "kubevirt-iommufd-1.sock")
+    second_endpoint = os.path.join(plugin_dir, "kubevirt-iommufd-1.sock")
+    second = env.start("--registration", "plugin-watcher", "--plugins-registry-dir", registry,
+                       "--plugin-dir", plugin_dir, "--devices", "4", start_kubelet=False,
+                       wait_register=False)
+    wait_until(lambda: os.path.exists(second_registration), 5, what="the second registration socket")
+    # The first instance's sockets are untouched until the second is registered.
+    assert (os.stat(registration_socket).st_ino, os.stat(endpoint).st_ino) == inodes
+    # No temporary name is left where the kubelet's watcher would try it.
+    assert sorted(os.listdir(registry)) == ["kubevirt-iommufd-1.sock", "kubevirt-iommufd.sock"]
+    watcher = PluginWatcherClient(second_registration)
     try:
-        assert watcher.get_info(pr.InfoRequest(), timeout=5).endpoint == endpoint
+        assert watcher.get_info(pr.InfoRequest(), timeout=5).endpoint == second_endpoint
+        watcher.notify(pr.RegistrationStatus(plugin_registered=True), timeout=5)
     finally:
         watcher.close()
+    wait_until(lambda: not os.path.exists(registration_socket), 10,
+               what="the first registration socket to be retired")
+    with DevicePluginClient(second_endpoint) as client:
+        assert client.get_device_plugin_options() is not None
+    # The first instance still serves its endpoint (its pending offers, its stream).
     with DevicePluginClient(endpoint) as client:
         assert client.get_device_plugin_options() is not None
     assert first.alive() and second.alive()
