@@ -83,7 +83,9 @@ func run(path string) {
 		if re, ok := err.(*recvError); ok {
 			fmt.Printf("iommufd: error: %s: %s\n", re.step, re.reason)
 			detail := fmt.Sprintf("n=%d oobn=%d flags=%#x", tr.n, tr.oobn, tr.flags)
-			if re.err != nil {
+			if re.step == "connect" {
+				detail = re.err.Error() // nothing was read
+			} else if re.err != nil {
 				detail = re.err.Error() + " " + detail
 			}
 			fmt.Printf("iommufd: detail: %s\n", detail)
