@@ -58,7 +58,7 @@ export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS=-modcacherw GOTO
 export GOFLAGS="$GOFLAGS -mod=readonly"
 tmp=$out.tmp.$$
 rm -rf "$tmp"
-mkdir -p "$tmp/bin" "$tmp/images" "$tmp/log"
+mkdir -p "$tmp/bin/cni" "$tmp/images" "$tmp/log/cni"
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
 
@@ -72,6 +72,7 @@ gobuild() {
 		cat "$tmp/log/$name.log" >&2
 		die "building $name failed"
 	fi
+	[ -x "$tmp/bin/$name" ] || die "go build gave no $tmp/bin/$name"
 	say "built $name in $(($(date +%s) - t0)) s ($(($(stat -c %s "$tmp/bin/$name") / 1048576)) MiB)"
 }
 
@@ -109,7 +110,6 @@ gobuild runtime ctr 0 "$ctags" github.com/containerd/containerd/v2/cmd/ctr "$cx"
 # runc needs cgo (its nsenter is C); seccomp through Debian's libseccomp, as upstream.
 rver=$(modversion runtime github.com/opencontainers/runc)
 gobuild runtime runc 1 "seccomp urfave_cli_no_docs" github.com/opencontainers/runc "-X main.version=${rver#v}"
-mkdir -p "$tmp/bin/cni"
 for p in ipam/host-local main/bridge main/loopback meta/portmap; do
 	gobuild runtime "cni/${p#*/}" 0 "" "github.com/containernetworking/plugins/plugins/$p"
 done
