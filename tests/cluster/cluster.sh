@@ -160,6 +160,9 @@ state = "$state/containerd/state"
     sandbox = "$(cat "$bin/../images/pause.ref")"
 
 [plugins."io.containerd.cri.v1.runtime"]
+  # Root without CAP_SYS_RESOURCE (as on this CI's VMs) cannot set the kubelet's
+  # negative oom_score_adj (-998 for sandboxes): clamp it to containerd's own.
+  restrict_oom_score_adj = true
   enable_cdi = true
   cdi_spec_dirs = ["/etc/cdi", "/var/run/cdi"]
   [plugins."io.containerd.cri.v1.runtime".containerd]
@@ -329,7 +332,7 @@ wait_up() {
 # ---------------------------------------------------------------- up ----
 
 record_machine() {
-	local p s
+	local p s c
 	mkdir -p "$state/record"
 	: >"$state/record/created"
 	for p in "${outside_paths[@]}"; do
@@ -340,8 +343,11 @@ record_machine() {
 		[ -r "/proc/sys/$s" ] && echo "$s $(cat "/proc/sys/$s")" >>"$state/record/sysctls"
 	done
 	: >"$state/record/cgroups"
-	for s in "$cgroup_root"/*/; do
-		[ -e "$s/kubepods" ] || echo "$s/kubepods" >>"$state/record/cgroups"
+	# kubepods: the kubelet's (cgroupfs driver); k8s.io: containerd's shims, per namespace.
+	for s in "$cgroup_root"/*; do
+		for c in kubepods k8s.io; do
+			[ -e "$s/$c" ] || echo "$s/$c" >>"$state/record/cgroups"
+		done
 	done
 }
 
@@ -460,6 +466,7 @@ kill_exe() {
 	for pid in $(ls /proc | grep -E '^[0-9]+$'); do
 		[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && echo "$pid"
 	done | while read -r pid; do stop_pid "$pid"; done
+	return 0
 }
 
 # The kubelet's cgroups (kubepods) in every v1 hierarchy: kill what still runs in them
