@@ -340,8 +340,12 @@ record_machine() {
 	done
 	: >"$state/record/sysctls"
 	for s in "${sysctls[@]}"; do
-		[ -r "/proc/sys/$s" ] && echo "$s $(cat "/proc/sys/$s")" >>"$state/record/sysctls"
+		if [ -r "/proc/sys/$s" ]; then
+			echo "$s $(cat "/proc/sys/$s")" >>"$state/record/sysctls"
+		fi
 	done
+	: >"$state/record/iptables"
+	record_iptables
 	: >"$state/record/cgroups"
 	# kubepods: the kubelet's (cgroupfs driver); k8s.io: containerd's shims, per namespace.
 	for s in "$cgroup_root"/*; do
@@ -349,6 +353,35 @@ record_machine() {
 			[ -e "$s/$c" ] || echo "$s/$c" >>"$state/record/cgroups"
 		done
 	done
+}
+
+# The kubelet's iptables chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT,
+# in both families): down deletes the rules that jump to KUBE-* chains and the chains,
+# for each family that had no KUBE- chain before up.
+record_iptables() {
+	local t
+	for t in iptables ip6tables; do
+		command -v "$t-save" >/dev/null || continue
+		"$t-save" 2>/dev/null | grep -q '^:KUBE-' || echo "$t" >>"$state/record/iptables"
+	done
+}
+
+clean_iptables() {
+	local t table rule chain
+	[ -f "$state/record/iptables" ] || return 0
+	while read -r t; do
+		for table in filter nat mangle; do
+			{ "$t-save" -t "$table" 2>/dev/null || true; } | { grep -E -- '^-A .* -j KUBE-' || true; } |
+				sed 's/^-A /-D /' | while read -r rule; do
+					eval "$t -w -t $table $rule" || say "warning: $t -t $table $rule failed"
+				done
+			for chain in $("$t-save" -t "$table" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do
+				"$t" -w -t "$table" -F "$chain" && "$t" -w -t "$table" -X "$chain" ||
+					say "warning: could not delete $t -t $table $chain"
+			done
+		done
+	done <"$state/record/iptables"
+	return 0
 }
 
 # /dev/iommu: the plugin opens it; this machine has no IOMMUFD, so a stand-in char
@@ -450,7 +483,7 @@ umount_under() {
 	local prefix m
 	for prefix in "$@"; do
 		[ -n "$prefix" ] || continue
-		findmnt -rn -o TARGET | awk -v p="$prefix" '$0 == p || index($0, p "/") == 1' |
+		{ findmnt -rn -o TARGET || true; } | awk -v p="$prefix" '$0 == p || index($0, p "/") == 1' |
 			awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- |
 			while read -r m; do
 				m=$(printf '%b' "$m") # findmnt escapes spaces as \x20
@@ -462,10 +495,15 @@ umount_under() {
 
 # kill_exe PATH: the processes whose executable is PATH (the shims our containerd started).
 kill_exe() {
-	local exe=$1 pid
-	for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-		[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && echo "$pid"
-	done | while read -r pid; do stop_pid "$pid"; done
+	local exe=$1 p pids=()
+	for p in /proc/[0-9]*; do
+		if [ "$(readlink "$p/exe" 2>/dev/null)" = "$exe" ]; then
+			pids+=("${p#/proc/}")
+		fi
+	done
+	for p in "${pids[@]}"; do
+		stop_pid "$p"
+	done
 	return 0
 }
 
@@ -482,8 +520,12 @@ clean_cgroups() {
 	done <"$state/record/cgroups"
 	sleep 0.5
 	while read -r c; do
-		[ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null
-		[ -d "$c" ] && say "warning: could not remove $c"
+		if [ -d "$c" ]; then
+			find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
+		fi
+		if [ -d "$c" ]; then
+			say "warning: could not remove $c"
+		fi
 	done <"$state/record/cgroups"
 	return 0
 }
@@ -514,10 +556,13 @@ cmd_down() {
 		done
 	fi
 	stop_component containerd
-	[ -n "$shim" ] && kill_exe "$shim"
+	if [ -n "$shim" ]; then
+		kill_exe "$shim"
+	fi
 	stop_component kube-apiserver
 	stop_component etcd
 	clean_cgroups
+	clean_iptables
 	# What a crashed run may have left: mounts under our dirs and the pods' netns.
 	local created=()
 	[ -f "$state/record/created" ] && mapfile -t created <"$state/record/created"
