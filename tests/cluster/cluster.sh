@@ -333,7 +333,6 @@ wait_up() {
 
 record_machine() {
 	local p s c
-	mkdir -p "$state/record"
 	: >"$state/record/created"
 	for p in "${outside_paths[@]}"; do
 		[ -e "$p" ] || echo "$p" >>"$state/record/created"
@@ -406,7 +405,8 @@ cmd_up() {
 	local t0
 	t0=$(date +%s)
 	find_bin
-	mkdir -p "$state"
+	mkdir -p "$state/record"
+	echo "$bin" >"$state/record/bin"
 	record_machine
 	make_iommu_standin
 	make_pki
@@ -493,15 +493,21 @@ umount_under() {
 	done
 }
 
-# kill_exe PATH: the processes whose executable is PATH (the shims our containerd started).
-kill_exe() {
-	local exe=$1 p pids=()
+# kill_shims: the containerd shims of this cluster, running or left by a crashed run:
+# the processes whose executable is the recorded bin dir's shim and whose command line
+# names this state dir's containerd socket.
+kill_shims() {
+	local p pids=() shim_bin
+	[ -f "$state/record/bin" ] || return 0
+	shim_bin=$(cat "$state/record/bin")/containerd-shim-runc-v2
 	for p in /proc/[0-9]*; do
-		if [ "$(readlink "$p/exe" 2>/dev/null)" = "$exe" ]; then
+		if [ "$(readlink "$p/exe" 2>/dev/null)" = "$shim_bin" ] &&
+			tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $state/containerd/containerd.sock "; then
 			pids+=("${p#/proc/}")
 		fi
 	done
 	for p in "${pids[@]}"; do
+		say "stopping containerd shim (pid $p)"
 		stop_pid "$p"
 	done
 	return 0
@@ -537,7 +543,7 @@ cmd_down() {
 		return 0
 	}
 	say "taking the cluster in $state down"
-	local ctr_bin="" c line shim=""
+	local ctr_bin="" c line
 	[ -f "$state/pids/containerd" ] && read -r _ c <"$state/pids/containerd" && ctr_bin=$(dirname "$c")/ctr
 	stop_component kube-scheduler
 	stop_component kube-controller-manager
@@ -545,7 +551,6 @@ cmd_down() {
 	# Containers first, through containerd while it runs: kill and delete every task
 	# (that unmounts their root filesystems) and remove the pod sandboxes' networks.
 	if [ -f "$state/pids/containerd" ] && alive "$state/pids/containerd" && [ -x "$ctr_bin" ]; then
-		shim=$(dirname "$c")/containerd-shim-runc-v2
 		local ctr=("$ctr_bin" --address "$state/containerd/containerd.sock" -n k8s.io)
 		for c in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
 			"${ctr[@]}" tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
@@ -556,9 +561,7 @@ cmd_down() {
 		done
 	fi
 	stop_component containerd
-	if [ -n "$shim" ]; then
-		kill_exe "$shim"
-	fi
+	kill_shims
 	stop_component kube-apiserver
 	stop_component etcd
 	clean_cgroups
