@@ -302,7 +302,13 @@ wait_for() {
 }
 
 kubectl_admin() { "$bin/kubectl" --kubeconfig "$state/kubeconfig/admin" "$@"; }
-ctr_k8s() { "$bin/ctr" --address "$state/containerd/containerd.sock" -n k8s.io "$@"; }
+# ctr_k8s ARGS...: ctr on this cluster's containerd, in the CRI's namespace, without its
+# one-line cgroup v1 deprecation warning on every call.
+ctr_k8s() {
+	local rc=0
+	"$bin/ctr" --address "$state/containerd/containerd.sock" -n k8s.io "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2) || rc=$?
+	return $rc
+}
 
 component_dead() { # NAME: fails with its log's tail if NAME has exited
 	if ! alive "$state/pids/$1"; then
