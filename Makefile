@@ -1,6 +1,6 @@
 # The README's commands. Meson + ninja do the real build; this file only names the
 # things a newcomer runs.
-.PHONY: all demo test test-fast static image release clean
+.PHONY: all demo test test-fast test-cluster static image release clean
 
 all:
 	scripts/deps.sh
@@ -16,9 +16,13 @@ demo:
 test:
 	scripts/test.sh
 
-# Everything but the real-kernel (qemu) test.
+# Everything but the real-kernel (qemu) test and the real-cluster suite.
 test-fast:
-	scripts/test.sh --no-vm
+	scripts/test.sh --no-vm --no-cluster
+
+# The real-cluster suite alone (tests/cluster; docs/cluster.md).
+test-cluster:
+	tests/cluster/run.sh
 
 # The release artifact: fully static musl binaries in build-static/ (scripts/musl.sh
 # gives the toolchain and the libraries). make static LIBC=glibc: static glibc

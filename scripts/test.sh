@@ -3,16 +3,19 @@
 # Debian's python3-grpcio as the kubelet) against a normal (glibc), an ASan+UBSan
 # (glibc: the sanitizers need it) and a static musl build (what the release ships),
 # then the real-kernel test in a qemu guest. Ends with one line 'N passed, N failed'.
-# Usage: scripts/test.sh [--no-vm]
+# Then the real-cluster suite (tests/cluster: a single-node Kubernetes built from
+# pinned sources). Usage: scripts/test.sh [--no-vm] [--no-cluster]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 run_vm=1
+run_cluster=1
 for arg in "$@"; do
 	case "$arg" in
 	--no-vm) run_vm=0 ;;
-	*) echo "usage: scripts/test.sh [--no-vm]" >&2; exit 2 ;;
+	--no-cluster) run_cluster=0 ;;
+	*) echo "usage: scripts/test.sh [--no-vm] [--no-cluster]" >&2; exit 2 ;;
 	esac
 done
 
@@ -133,6 +136,12 @@ if [ "$run_vm" -eq 1 ]; then
 	bad=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
 	if [ "$rc" -ne 0 ] && [ "${bad:-0}" -eq 0 ]; then bad=1; fi
 	count "real kernel (qemu)" "${ok:-0}" "${bad:-0}"
+fi
+
+if [ "$run_cluster" -eq 1 ]; then
+	# After the fast suites: it builds the cluster's programs the first time.
+	echo "== real cluster: building the pinned cluster (the first time only; see $logdir/real-cluster.log), then its tests"
+	pytest_suite tests/cluster/run.sh "" "real cluster"
 fi
 
 echo
