@@ -11,4 +11,4 @@ echo "cluster: running the cluster tests"
 export PYTHONDONTWRITEBYTECODE=1
 args=()
 for a in "$@"; do [ -n "$a" ] && args+=("$a"); done
-exec /usr/bin/python3 -m pytest -q -s -p no:cacheprovider tests/cluster/test_rolling_update.py "${args[@]}"
+exec /usr/bin/python3 -m pytest -q -s -p no:cacheprovider tests/cluster "${args[@]}"
