@@ -37,6 +37,10 @@ void registration_metrics_write(struct metrics_writer *w, const void *registrati
 			"Times the kubelet ended our ListAndWatch stream while we served (we "
 			"registered again at once).",
 			st->streams_ended);
+	metrics_counter(w, "stale_endpoint_moves_total",
+			"Times the kubelet refused our Register because it held a stale endpoint "
+			"on our path, and we moved to the other socket name.",
+			st->stale_endpoint_moves);
 	metrics_gauge(w, "superseded",
 		      "1 once a newer instance of this plugin serves the kubelet in our place.",
 		      endpoint == REGISTRATION_ENDPOINT_SUPERSEDED);

@@ -36,8 +36,11 @@
 #include <sys/stat.h>
 #include <string.h>
 
-#define KUBELET_SOCKET	      "kubelet.sock"
-#define REGISTER_TIMEOUT_USEC 5000000ULL
+#define KUBELET_SOCKET "kubelet.sock"
+/* The kubelet's answer to a Register on a path whose endpoint it still holds
+ * (devicemanager PluginConnected, 1.33+). */
+#define KUBELET_ALREADY_CONNECTED "device plugin already connected"
+#define REGISTER_TIMEOUT_USEC	  5000000ULL
 /* The kubelet's socket file appears at bind(), a moment before listen(): a connect in
  * between is refused, so the first retry comes quickly. */
 #define BACKOFF_FIRST_USEC 5000ULL
@@ -71,6 +74,8 @@ struct registration {
 };
 
 static void registration_register(struct registration *reg);
+static int registration_claim(struct registration *reg);
+static int registration_move(struct registration *reg);
 
 static bool path_is_instance(const struct registration *reg, const char *path)
 {
@@ -98,7 +103,6 @@ char *registration_alternate_name(const char *socket_path)
 		return xasprintf("%.*s-1%s", (int)(len - suffix_len), socket_path, suffix);
 	return xasprintf("%s-1", socket_path);
 }
-static int registration_claim(struct registration *reg);
 
 static void registration_cancel_call(struct registration *reg)
 {
@@ -136,6 +140,11 @@ static void registration_done(void *data, enum grpc_status status, const char *m
 		reg->stats.register_failures++;
 		log_error("Register with the kubelet on %s failed: status %d: %s",
 			  reg->kubelet_socket, (int)status, message);
+		if (message && strstr(message, KUBELET_ALREADY_CONNECTED) &&
+		    registration_move(reg) == 0) {
+			registration_register(reg);
+			return;
+		}
 		registration_schedule_retry(reg);
 		return;
 	}
@@ -252,6 +261,34 @@ static int registration_claim(struct registration *reg)
 	else if (was_foreign)
 		log_info("%s is free again: serving it", path);
 	log_info("serving DevicePlugin on %s", path);
+	return 0;
+}
+
+/* The kubelet refused our Register because it holds a connected endpoint on our path
+ * that is not ours any more (it then forgets how to remove it: only its own restart
+ * clears it). A path it does not hold is the way out: serve the other name. */
+static int registration_move(struct registration *reg)
+{
+	const char *other =
+	    reg->serving == reg->plugin_socket ? reg->alternate_socket : reg->plugin_socket;
+
+	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING)
+		return -EINVAL;
+	device_plugin_stop_listening(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR);
+	int r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, other, false,
+				     endpoint_bound, reg);
+	if (r < 0) {
+		log_error("the kubelet holds a stale endpoint on %s, and %s cannot be served: %s",
+			  reg->serving, other, error_text(-r));
+		/* The listener is gone with the attempt: serve our path again, retry later. */
+		reg->endpoint = REGISTRATION_ENDPOINT_NONE;
+		return registration_claim(reg) < 0 ? r : -EAGAIN;
+	}
+	log_warning("the kubelet holds a stale endpoint on %s (it says \"%s\"; only its restart "
+		    "clears that): serving %s instead",
+		    reg->serving, KUBELET_ALREADY_CONNECTED, other);
+	reg->stats.stale_endpoint_moves++;
+	reg->serving = other;
 	return 0;
 }
 

@@ -25,9 +25,10 @@ enum registration_endpoint {
 struct registration_stats {
 	unsigned long long registrations; /* Register calls the kubelet accepted */
 	unsigned long long register_failures;
-	unsigned long long socket_recreations; /* our socket was deleted and served again */
-	unsigned long long foreign_conflicts;  /* times a foreign server held our path */
-	unsigned long long streams_ended;      /* the kubelet ended our stream while we served */
+	unsigned long long socket_recreations;	 /* our socket was deleted and served again */
+	unsigned long long foreign_conflicts;	 /* times a foreign server held our path */
+	unsigned long long streams_ended;	 /* the kubelet ended our stream while we served */
+	unsigned long long stale_endpoint_moves; /* "already connected": moved to the other name */
 };
 
 /**

@@ -169,6 +169,7 @@ class FakeKubelet:
         self._requests = queue.Queue()
         self._lock = threading.Lock()
         self._fail_next = 0
+        self._fail_message = None
         self.register_count = 0
         self.history = []  # every RegisterRequest ever received, in order
 
@@ -180,15 +181,22 @@ class FakeKubelet:
             failing = self._fail_next > 0
             if failing:
                 self._fail_next -= 1
+            message = self._fail_message
         self._requests.put(request)
+        if failing and message:
+            # As the real kubelet answers (status UNKNOWN: a plain Go error).
+            context.abort(grpc.StatusCode.UNKNOWN, message % os.path.join(self.directory, request.endpoint))
         if failing:
             context.abort(grpc.StatusCode.UNAVAILABLE, "fake kubelet: refusing this registration")
         return pb.Empty()
 
-    def fail_next_registrations(self, n):
-        """The next n Register calls are answered UNAVAILABLE (they are still recorded)."""
+    def fail_next_registrations(self, n, message=None):
+        """The next n Register calls are answered UNAVAILABLE, or UNKNOWN with message
+        (%s: the endpoint's path), as the real kubelet answers a path it still holds
+        ("device plugin already connected: %s"). They are still recorded."""
         with self._lock:
             self._fail_next = n
+            self._fail_message = message
 
     def wait_register(self, timeout=5.0):
         """The next Register request received (raises queue.Empty after timeout)."""

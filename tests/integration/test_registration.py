@@ -81,6 +81,21 @@ def test_kubelet_ending_the_last_stream_registers_again_but_not_while_another_is
                5, what="the log line")
 
 
+def test_a_kubelet_holding_a_stale_endpoint_on_our_path_gets_the_other_name(env):
+    """kubelet 1.37 refuses a Register on a path whose endpoint it still holds, and keeps
+    refusing until it restarts: we move to the alternate name and register that."""
+    env.kubelet.start()
+    env.kubelet.fail_next_registrations(1, "device plugin already connected: %s")
+    plugin = env.start(wait_register=False)
+    assert env.kubelet.wait_register(timeout=10).endpoint == DEFAULT_SOCKET_NAME
+    moved = env.kubelet.wait_register(timeout=10)
+    assert moved.endpoint == "kubevirt-iommufd-1.sock"
+    wait_until(lambda: "registered with the kubelet" in plugin.stderr_text(), 10, what="the registration")
+    assert not os.path.exists(os.path.join(env.kubelet_dir, DEFAULT_SOCKET_NAME))
+    with env.client() as c:  # the endpoint the kubelet was told about
+        assert len(next(c.list_and_watch()).devices) == 110
+
+
 def test_failed_register_is_retried(env):
     env.kubelet.fail_next_registrations(2)
     env.kubelet.start()
