@@ -225,7 +225,7 @@ containerRuntimeEndpoint: unix://$state/containerd/containerd.sock
 registerNode: true
 failSwapOn: false
 clusterDomain: cluster.local
-maxPods: 30
+maxPods: 110
 # A busy or full CI disk must not evict the pods under test, nor collect their images.
 evictionHard:
   memory.available: "50Mi"

@@ -56,10 +56,10 @@ def plugin_image():
     raise AssertionError("no version in meson.build")
 
 
-def plugin_overlay(tmp, flags=None):
+def plugin_overlay(tmp, flags=None, components=()):
     """deploy/ with the imported image (never pulled), best-effort RLIMIT_MODE (the node's
-    /dev/iommu is a stand-in without the ioctl), and flags ({"registration": "both"}) set
-    as the daemon's IOMMUFD_DP_* variables."""
+    /dev/iommu is a stand-in without the ioctl), deploy/components/<name> for each of
+    components, and flags ({"registration": "both"}) set as IOMMUFD_DP_* variables."""
     image = plugin_image()
     name, tag = image.rsplit(":", 1)
     flags = dict({"rlimit-mode": "best-effort"}, **(flags or {}))
@@ -70,6 +70,8 @@ def plugin_overlay(tmp, flags=None):
     with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
         f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
                 "resources:\n  - %s\n" % os.path.relpath(os.path.join(ROOT, "deploy"), tmp) +
+                ("components:\n" + "".join("  - %s\n" % os.path.relpath(os.path.join(ROOT, "deploy", "components", c), tmp)
+                                           for c in components) if components else "") +
                 "images:\n  - name: iommufd-device-plugin\n    newName: %s\n    newTag: %s\n" % (name, tag) +
                 "patches:\n  - target: {kind: DaemonSet, name: %s}\n    patch: '%s'\n" % (DS, json.dumps(patch)))
     return tmp, image
@@ -95,36 +97,64 @@ def vm_pod(name, delay):
 
 
 class PodStream:
-    """Creates a VM-like pod every `period` seconds until stopped."""
+    """Creates a VM-like pod every `period` seconds until stopped, and reaps: each pod
+    whose outcome is known (it got its fd, or was refused or failed) is recorded and
+    deleted, so a long stream stays within the node's pod capacity."""
 
-    def __init__(self, prefix, period=0.5, delay=5):
+    def __init__(self, prefix, period=0.3, delay=5):
         self.prefix, self.period, self.delay = prefix, period, delay
-        self.names, self.errors = [], []
+        self.names, self.errors, self.results = [], [], {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._create, self._reap)]
+        for t in self._threads:
+            t.start()
 
-    def _run(self):
+    def _create(self):
         i = 0
         while not self._stop.is_set():
             name = "%s-%03d" % (self.prefix, i)
             i += 1
             p = kubectl("create", "-f", "-", input=json.dumps(vm_pod(name, self.delay)), check=False)
-            if p.returncode == 0:
-                self.names.append(name)
-            else:
-                self.errors.append(p.stderr)
+            with self._lock:
+                (self.names.append(name) if p.returncode == 0 else self.errors.append(p.stderr))
             self._stop.wait(self.period)
 
+    def reap_once(self):
+        with self._lock:
+            pending = [n for n in self.names if n not in self.results]
+        done = [n for n, r in ((n, pod_outcome(n)) for n in pending) if r is not None and
+                self.results.setdefault(n, r)]
+        if done:
+            kubectl("delete", "pod", "--wait=false", *done, check=False)
+        return len(pending) - len(done)
+
+    def _reap(self):
+        while not self._stop.is_set():
+            self.reap_once()
+            self._stop.wait(1)
+
     def stop(self):
+        """Stops creating; the pods made so far are still reaped by finish()."""
         self._stop.set()
-        self._thread.join()
+        for t in self._threads:
+            t.join()
+
+    def finish(self, timeout):
+        """Waits until every pod's outcome is known (or timeout); returns {name: outcome}."""
+        end = time.monotonic() + timeout
+        while self.reap_once() and time.monotonic() < end:
+            time.sleep(1)
+        return dict(self.results)
 
 
 def pod_outcome(name):
-    """'received', 'refused: <reason>', or None while undecided."""
-    pod = json.loads(kubectl("get", "pod", name, "-o", "json").stdout)
-    status = pod.get("status", {})
+    """'received', 'refused: <reason> <message>', 'failed: <consumer line>', or None while
+    undecided (and for a pod that no longer exists)."""
+    p = kubectl("get", "pod", name, "-o", "json", check=False)
+    if p.returncode != 0:
+        return None
+    status = json.loads(p.stdout).get("status", {})
     if status.get("phase") == "Failed":
         return "refused: %s %s" % (status.get("reason"), status.get("message"))
     if status.get("phase") != "Running":
@@ -136,18 +166,3 @@ def pod_outcome(name):
         if line.startswith("iommufd: error") or line.startswith("iommufd: socket absent"):
             return "failed: " + line
     return None
-
-
-def outcomes(names, timeout):
-    results = {}
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and len(results) < len(names):
-        for n in names:
-            if n not in results:
-                r = pod_outcome(n)
-                if r is not None:
-                    results[n] = r
-        time.sleep(1)
-    return results
-
-

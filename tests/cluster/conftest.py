@@ -15,14 +15,14 @@ from clusterlib import (CLUSTER, DEVICES, DS, HERE, NAMESPACE, ROOT, CONSUMER_IM
 class Cluster:
     """The running cluster, and the plugin's DaemonSet on it."""
 
-    def __init__(self, tmp_factory, image):
-        self.tmp_factory, self.image = tmp_factory, image
+    def __init__(self, tmp_factory, image, archive):
+        self.tmp_factory, self.image, self.archive = tmp_factory, image, archive
 
-    def deploy(self, flags=None, wait_devices=True):
+    def deploy(self, flags=None, components=(), wait_devices=True):
         """Applies deploy/ (kustomize) with the imported image, best-effort RLIMIT_MODE and
         these flags (clusterlib.plugin_overlay), and waits for the rollout and, unless told
         not to, for the node to advertise DEVICES."""
-        overlay, _ = plugin_overlay(str(self.tmp_factory.mktemp("overlay")), flags)
+        overlay, _ = plugin_overlay(str(self.tmp_factory.mktemp("overlay")), flags, components)
         kubectl("apply", "-k", overlay)
         kubectl("-n", NAMESPACE, "rollout", "status", "ds/" + DS, "--timeout=300s", timeout=320)
         if wait_devices:
@@ -44,9 +44,10 @@ def cluster(tmp_path_factory):
             os.environ[k] = v.replace("$PATH", os.environ["PATH"])
         arch = run("dpkg", "--print-architecture").stdout.strip()
         image = plugin_image()
-        run(CLUSTER, "import-image", os.path.join(ROOT, "build-image", "iommufd-device-plugin-%s.tar" % arch), image)
+        archive = os.path.join(ROOT, "build-image", "iommufd-device-plugin-%s.tar" % arch)
+        run(CLUSTER, "import-image", archive, image)
         run(CLUSTER, "import-image", consumer_tar, CONSUMER_IMAGE)
-        c = Cluster(tmp_path_factory, image)
+        c = Cluster(tmp_path_factory, image, archive)
         c.deploy()
         yield c
     finally:

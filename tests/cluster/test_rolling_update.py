@@ -9,57 +9,98 @@ plugin runs --rlimit-mode=best-effort, so nothing here is claimed about the ioct
 (tests/cluster/consumer): one connect, one recvmsg, one ACK byte.
 """
 
+import os
 import time
 
-from clusterlib import DEVICES, DS, NAMESPACE, PodStream, allocatable, kubectl, outcomes, wait_until
+import pytest
+
+from clusterlib import (CLUSTER, DEVICES, DS, NAMESPACE, PodStream, allocatable, kubectl, outcomes, run,
+                        wait_until)
+
+
+def kubelet_log_lines():
+    state = os.environ.get("IOMMUFD_CLUSTER_STATE", "/var/lib/iommufd-cluster")
+    with open(os.path.join(state, "logs", "kubelet.log"), errors="replace") as f:
+        return f.read().splitlines()
+
+
+def check_stream(stream, label):
+    """Every pod of the stream was admitted and got its fd; prints the counts."""
+    results = stream.finish(300)
+    received = sum(1 for r in results.values() if r == "received")
+    bad = {n: r for n, r in results.items() if r != "received"}
+    undecided = [n for n in stream.names if n not in results]
+    print("\n%s: %d pods created, %d got their fd, %d refused or failed, %d undecided"
+          % (label, len(stream.names), received, len(bad), len(undecided)))
+    assert not stream.errors, stream.errors[:3]
+    assert not bad, bad
+    assert not undecided, undecided
+    assert received == len(stream.names) > 0
 
 
 def rollout(restart_cmd, prefix):
-    before = allocatable()
-    assert before == DEVICES
+    assert allocatable() == DEVICES
     stream = PodStream(prefix)
     try:
         time.sleep(3)
         restart_cmd()
         kubectl("-n", NAMESPACE, "rollout", "status", "ds/" + DS, "--timeout=300s", timeout=320)
-        time.sleep(5)  # pods keep coming after the old pod's exit
+        # Pods keep coming until the old pod is gone, and a while after.
+        wait_until(lambda: len(plugin_pods()) == 1, 120, "the old plugin pod to be gone")
+        time.sleep(5)
     finally:
         stream.stop()
-    assert not stream.errors, stream.errors[:3]
-    results = outcomes(stream.names, 300)
-    received = sum(1 for r in results.values() if r == "received")
-    bad = {n: r for n, r in results.items() if r != "received"}
-    undecided = [n for n in stream.names if n not in results]
-    print("%s: %d pods created during the rollout, %d got their fd, %d refused or failed, %d undecided"
-          % (prefix, len(stream.names), received, len(bad), len(undecided)))
-    kubectl("delete", "pods", "-l", "app=vm-like", "--wait=true", "--timeout=120s", timeout=150, check=False)
-    assert not bad, bad
-    assert not undecided, undecided
-    assert received == len(stream.names) > 0
-    wait_until(lambda: allocatable() == DEVICES, 60, "allocatable back at %d" % DEVICES)
+    check_stream(stream, prefix)
+    assert allocatable() == DEVICES
+
+
+def plugin_pods():
+    out = kubectl("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=" + DS, "-o",
+                  "jsonpath={.items[*].metadata.name}").stdout
+    return out.split()
 
 
 def test_kubectl_rollout_restart_under_a_stream_of_vm_pods_refuses_none(cluster):
     rollout(lambda: kubectl("-n", NAMESPACE, "rollout", "restart", "ds/" + DS), "rr")
 
 
+def test_an_image_change_under_a_stream_of_vm_pods_refuses_none(plugin):
+    """A new release: the pod template changes (here its image reference, to the same
+    image under a second name, as a registry mirror would give it)."""
+    other = plugin.image.replace(":", "-mirror:", 1)
+    run(CLUSTER, "import-image", plugin.archive, other)
+    rollout(lambda: kubectl("-n", NAMESPACE, "set", "image", "ds/" + DS, "%s=%s" % (DS, other)), "img")
+
+
+@pytest.mark.parametrize("mode", ["plugin-watcher", "both"])
+def test_rolling_update_with_registration_through_the_plugin_watcher(plugin, mode):
+    """plugins_registry: the new instance's registration socket and endpoint sit beside
+    the old ones' (the kubelet keys endpoints by path), and the kubelet's watcher never
+    sees a temporary name (they start with '.', which it skips)."""
+    plugin.deploy(flags={"registration": mode}, components=["plugin-watcher"])
+    log_before = kubelet_log_lines()
+    rollout(lambda: kubectl("-n", NAMESPACE, "rollout", "restart", "ds/" + DS), "pw-" + mode)
+    retried = [l for l in kubelet_log_lines()[log_before:] if ".new" in l]
+    assert not retried, retried[:5]
+
+
 def test_plugin_pod_force_deleted_with_offers_pending_new_pods_still_get_fds(cluster):
+    """The plugin pod force-deleted (grace 0) while pods wait for their fd: the DaemonSet
+    starts a new one at once. Pods allocated before are re-served by the new instance
+    (rescue) or drained by the old; a pod admitted while no instance was registered may
+    be refused by the kubelet: those are counted and printed, and the pods created after
+    the new instance registered must all get their fd."""
     stream = PodStream("kill", delay=8)
     try:
         time.sleep(4)
-        pod = kubectl("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=" + DS, "-o",
-                      "jsonpath={.items[0].metadata.name}").stdout
-        kubectl("-n", NAMESPACE, "delete", "pod", pod, "--grace-period=0", "--force", check=False)
-        wait_until(lambda: kubectl("-n", NAMESPACE, "rollout", "status", "ds/" + DS, "--timeout=5s",
-                                   check=False).returncode == 0, 180, "the DaemonSet to be ready again")
-        time.sleep(5)
+        kubectl("-n", NAMESPACE, "delete", "pod", plugin_pods()[0], "--grace-period=0", "--force", check=False)
+        kubectl("-n", NAMESPACE, "rollout", "status", "ds/" + DS, "--timeout=300s", timeout=320)
+        wait_until(lambda: allocatable() == DEVICES, 120, "allocatable back at %d" % DEVICES)
+        first_after = len(stream.names)
+        time.sleep(8)
     finally:
         stream.stop()
-    results = outcomes(stream.names, 300)
-    print("sigkill: %d pods, outcomes %s" % (len(stream.names),
-                                             sorted(set(results.values()))))
-    kubectl("delete", "pods", "-l", "app=vm-like", "--wait=true", "--timeout=120s", timeout=150, check=False)
-    # Pods admitted after the new instance registered must all get their fd; a pod
-    # admitted while no plugin was registered is refused by the kubelet (reported).
-    late = stream.names[len(stream.names) // 2:]
-    assert all(results.get(n) == "received" for n in late), {n: results.get(n) for n in late}
+    results = stream.finish(300)
+    print("\nforce-delete: %d pods, outcomes %s" % (len(stream.names), sorted(set(results.values()))))
+    late = stream.names[first_after:]
+    assert late and all(results.get(n) == "received" for n in late), {n: results.get(n) for n in late}
