@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from clusterlib import (CLUSTER, DEVICES, DS, NAMESPACE, PodStream, allocatable, kubectl, outcomes, run,
+from clusterlib import (CLUSTER, DEVICES, DS, NAMESPACE, PodStream, allocatable, kubectl, run,
                         wait_until)
 
 
