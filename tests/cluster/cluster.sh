@@ -400,6 +400,23 @@ make_iommu_standin() {
 	fi
 }
 
+start_kubelet() {
+	start kubelet "$bin/kubelet" --config "$state/config/kubelet.yaml" \
+		--kubeconfig "$state/kubeconfig/kubelet" --hostname-override "$node" \
+		--root-dir "$kubelet_root" --v 1
+	wait_up kubelet "node $node registered" kubectl_admin get node "$node"
+	wait_up kubelet "node $node Ready" kubectl_admin wait --for=condition=Ready "node/$node" --timeout=5s
+}
+
+# restart-kubelet: what a node operator's `systemctl restart kubelet` does; pods and
+# containers keep running.
+cmd_restart_kubelet() {
+	find_bin
+	[ -f "$state/pids/kubelet" ] || die "no kubelet of ours is running (cluster.sh up first)"
+	stop_component kubelet
+	start_kubelet
+}
+
 cmd_up() {
 	[ "$(id -u)" -eq 0 ] || die "needs root"
 	[ "$(stat -fc %T "$cgroup_root")" = tmpfs ] ||
@@ -473,11 +490,7 @@ cmd_up() {
 	ctr_k8s images import "$bin/../images/pause.tar" >/dev/null ||
 		die "ctr could not import the pause image"
 
-	start kubelet "$bin/kubelet" --config "$state/config/kubelet.yaml" \
-		--kubeconfig "$state/kubeconfig/kubelet" --hostname-override "$node" \
-		--root-dir "$kubelet_root" --v 1
-	wait_up kubelet "node $node registered" kubectl_admin get node "$node"
-	wait_up kubelet "node $node Ready" kubectl_admin wait --for=condition=Ready "node/$node" --timeout=5s
+	start_kubelet
 	wait_up kube-controller-manager "default service account" kubectl_admin get serviceaccount default
 	say "up in $(($(date +%s) - t0)) s; run: eval \"\$($0 env)\""
 }
@@ -651,9 +664,10 @@ up) cmd_up ;;
 down) cmd_down ;;
 env) cmd_env ;;
 import-image) shift; cmd_import_image "$@" ;;
+restart-kubelet) cmd_restart_kubelet ;;
 status) cmd_status ;;
 *)
-	echo "usage: cluster.sh up|down|env|status|import-image ARCHIVE [NAME]" >&2
+	echo "usage: cluster.sh up|down|env|status|restart-kubelet|import-image ARCHIVE [NAME]" >&2
 	exit 2
 	;;
 esac

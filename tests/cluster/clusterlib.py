@@ -77,23 +77,55 @@ def plugin_overlay(tmp, flags=None, components=()):
     return tmp, image
 
 
-def vm_pod(name, delay):
-    """A pod as virt-launcher's: uid 107, no capabilities, one iommufd, connects late."""
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "vm-like"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "securityContext": {"runAsUser": 107, "runAsGroup": 107, "runAsNonRoot": True},
-            "containers": [{
-                "name": "compute", "image": CONSUMER_IMAGE, "imagePullPolicy": "Never",
-                "args": [str(delay)],
-                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                "resources": {"limits": {RESOURCE: "1"}},
-            }],
-        },
+def vm_pod(name, delay, init_wait=0):
+    """A pod as virt-launcher's: uid 107, no capabilities, one iommufd, connects `delay`
+    seconds after its container starts; with init_wait, an init container runs that long
+    first, so the container (and its mount of the handoff socket) is created that much
+    after the Allocate."""
+    security = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    spec = {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 1,
+        "securityContext": {"runAsUser": 107, "runAsGroup": 107, "runAsNonRoot": True},
+        "containers": [{
+            "name": "compute", "image": CONSUMER_IMAGE, "imagePullPolicy": "Never",
+            "args": [str(delay)], "securityContext": security,
+            "resources": {"limits": {RESOURCE: "1"}},
+        }],
     }
+    if init_wait:
+        spec["initContainers"] = [{
+            "name": "wait", "image": CONSUMER_IMAGE, "imagePullPolicy": "Never",
+            "args": [str(init_wait)], "env": [{"name": "CONSUMER_WAIT_ONLY", "value": "1"}],
+            "securityContext": security,
+        }]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "vm-like"}},
+            "spec": spec}
+
+
+def create_vm_pods(prefix, count, delay, init_wait=0):
+    names = ["%s-%d" % (prefix, i) for i in range(count)]
+    for n in names:
+        kubectl("create", "-f", "-", input=json.dumps(vm_pod(n, delay, init_wait)))
+    return names
+
+
+def wait_outcomes(names, timeout):
+    """{name: outcome} once every pod's outcome is known (pod_outcome), or at timeout."""
+    results = {}
+    end = time.monotonic() + timeout
+    while len(results) < len(names) and time.monotonic() < end:
+        for n in names:
+            if n not in results:
+                r = pod_outcome(n)
+                if r is not None:
+                    results[n] = r
+        time.sleep(1)
+    return results
+
+
+def pod_phase(name):
+    return json.loads(kubectl("get", "pod", name, "-o", "json").stdout).get("status", {}).get("phase")
 
 
 class PodStream:

@@ -37,8 +37,8 @@ def cluster(tmp_path_factory):
     run("make", "-C", ROOT, "image", timeout=1800)
     consumer_tar = str(tmp_path_factory.mktemp("consumer") / "consumer.tar")
     run(os.path.join(HERE, "consumer", "build-image.sh"), consumer_tar, timeout=1800)
-    run(CLUSTER, "up", timeout=600)
     try:
+        run(CLUSTER, "up", timeout=600)
         for line in run(CLUSTER, "env").stdout.splitlines():
             k, v = line.replace("export ", "", 1).split("=", 1)
             os.environ[k] = v.replace("$PATH", os.environ["PATH"])

@@ -128,6 +128,12 @@ func main() {
 		fmt.Printf("consumer: %v before the receive, exiting\n", s)
 		os.Exit(0)
 	}
+	// As an init container: only the wait (the VM's container is created after it, so
+	// a test controls when the handoff socket is mounted).
+	if os.Getenv("CONSUMER_WAIT_ONLY") != "" {
+		fmt.Println("consumer: waited, exiting (CONSUMER_WAIT_ONLY)")
+		os.Exit(0)
+	}
 
 	done := make(chan struct{})
 	go func() {
