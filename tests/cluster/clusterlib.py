@@ -64,8 +64,11 @@ def plugin_overlay(tmp, flags=None, components=()):
     name, tag = image.rsplit(":", 1)
     flags = dict({"rlimit-mode": "best-effort"}, **(flags or {}))
     env = [{"name": "IOMMUFD_DP_" + k.upper().replace("-", "_"), "value": v} for k, v in sorted(flags.items())]
-    patch = [{"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": e} for e in env]
-    patch.append({"op": "replace", "path": "/spec/template/spec/containers/0/imagePullPolicy", "value": "Never"})
+    # A strategic merge patch: env entries merge by name, so a flag a component also
+    # sets (plugin-watcher's IOMMUFD_DP_REGISTRATION) is overridden, not duplicated.
+    patch = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": DS, "namespace": NAMESPACE},
+             "spec": {"template": {"spec": {"containers": [
+                 {"name": DS, "imagePullPolicy": "Never", "env": env}]}}}}
     os.makedirs(tmp, exist_ok=True)
     with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
         f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
@@ -73,7 +76,7 @@ def plugin_overlay(tmp, flags=None, components=()):
                 ("components:\n" + "".join("  - %s\n" % os.path.relpath(os.path.join(ROOT, "deploy", "components", c), tmp)
                                            for c in components) if components else "") +
                 "images:\n  - name: iommufd-device-plugin\n    newName: %s\n    newTag: %s\n" % (name, tag) +
-                "patches:\n  - target: {kind: DaemonSet, name: %s}\n    patch: '%s'\n" % (DS, json.dumps(patch)))
+                "patches:\n  - patch: '%s'\n" % json.dumps(patch))
     return tmp, image
 
 

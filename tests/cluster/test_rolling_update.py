@@ -68,7 +68,7 @@ def test_an_image_change_under_a_stream_of_vm_pods_refuses_none(plugin):
     """A new release: the pod template changes (here its image reference, to the same
     image under a second name, as a registry mirror would give it)."""
     other = plugin.image.replace(":", "-mirror:", 1)
-    run(CLUSTER, "import-image", plugin.archive, other)
+    run("ctr", "images", "tag", "--force", plugin.image, other)  # CONTAINERD_ADDRESS/_NAMESPACE: cluster.sh env
     rollout(lambda: kubectl("-n", NAMESPACE, "set", "image", "ds/" + DS, "%s=%s" % (DS, other)), "img")
 
 
