@@ -193,7 +193,7 @@ static void measure_missing_device(struct bench *b, const char *dir)
 	p.socket_dir = xasprintf("%s/sockets-missing", dir);
 	p.log_path = xasprintf("%s/plugin-missing.log", dir);
 	cleanup_free char *device = xasprintf("%s/no-iommu", dir);
-	cleanup_free char *socket = xasprintf("%s/kubevirt-iommufd.sock", p.kubelet_dir);
+	cleanup_free char *socket = xasprintf("%s/kubevirt-iommufd-0.sock", p.kubelet_dir);
 	plugin_spawn(b, &p, device);
 
 	struct h2c *c = NULL;

@@ -103,7 +103,7 @@ int plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
 	watcher->registration_socket =
 	    xasprintf("%s/%s", config->plugins_registry_dir, config->socket_name);
 	watcher->other_registration_socket =
-	    registration_alternate_name(watcher->registration_socket);
+	    registration_slot_name(watcher->registration_socket, 1);
 	int r = grpc_server_new(loop, plugin_watcher_methods, ARRAY_SIZE(plugin_watcher_methods),
 				watcher, &watcher->server);
 	if (r < 0) {
@@ -135,7 +135,7 @@ int plugin_watcher_start(struct plugin_watcher *watcher)
 	r = device_plugin_listen(watcher->plugin, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
 				 watcher->endpoint, false, NULL, NULL);
 	if (r == -EADDRINUSE) {
-		char *endpoint = registration_alternate_name(watcher->endpoint);
+		char *endpoint = registration_slot_name(watcher->endpoint, 1);
 		char *registration = watcher->other_registration_socket;
 
 		free(watcher->endpoint);

@@ -4,22 +4,27 @@
  *
  * The kubelet (1.37, devicemanager/plugin/v1beta1) keys a resource's endpoints by
  * socket path: a Register on a path whose endpoint is still connected fails ("device
- * plugin already connected") and leaves that endpoint unremovable until the kubelet
- * restarts, while two endpoints on two paths coexist, the newest serving, and the
- * older one's end removes only itself. So two instances never share a path:
- * - a newer instance of ours (a rolling update) serves the other of two names,
- *   --socket-name and its alternate (kubevirt-iommufd-1.sock), and registers there;
- *   the older one, seeing it appear, steps aside for good: it stops listening,
- *   serves only its pending offers, and keeps its ListAndWatch stream open and
- *   silent (the kubelet applies any device list to the resource name, so an empty
+ * plugin already connected"), and the failed attempt leaves that endpoint
+ * unremovable until the kubelet restarts; two endpoints on two paths coexist, the one
+ * connected last serving, and one's end removes only itself. So no two servers ever
+ * register one path:
+ * - --socket-name (kubevirt-iommufd.sock) is KubeVirt's: its in-tree plugin (or the
+ *   Go plugin) removes whatever is there, binds and registers at once, which on a path
+ *   we had registered would race the kubelet into that stuck state. We never register
+ *   it: we serve one of two names of our own beside it, kubevirt-iommufd-0.sock and
+ *   kubevirt-iommufd-1.sock, and watch it. A live foreign server there is never
+ *   touched: we report it (log, metric, /healthz), end our streams so the kubelet
+ *   drops our endpoint alone, and serve again once it is gone;
+ * - a newer instance of ours (a rolling update) finds the first name live and serves
+ *   the other; the older one, seeing it appear, steps aside for good: it stops
+ *   listening, serves only its pending offers, and keeps its ListAndWatch stream open
+ *   and silent (the kubelet applies any device list to the resource name, so an empty
  *   one would zero the newer instance's devices) until it exits;
- * - if the kubelet ends our stream while we serve, we register again at once (older
- *   kubelets end the newest endpoint's stream when any endpoint of the name goes);
- * - a live foreign server there (KubeVirt's in-tree plugin, the Go plugin) is never
- *   removed: we report the conflict (log, metric, /healthz) and serve again only
- *   once the path is free;
+ * - if the kubelet ends our last stream while we serve, we register again at once
+ *   (older kubelets end the newest endpoint's stream when any endpoint of the name
+ *   goes), and a Register refused as "already connected" moves us to the other name;
  * - our socket deleted without a kubelet restart gets a grace before we serve it
- *   again, so a plugin that unlinks and rebinds it wins without a race. */
+ *   again. */
 #include "registration.h"
 #include "../basic/error_text.h"
 #include "device_plugin.h"
@@ -59,9 +64,9 @@ struct registration {
 	enum registration_endpoint endpoint;
 	struct loop_timer endpoint_timer; /* grace after a deletion, foreign probes */
 	char *kubelet_socket;
-	char *plugin_socket;	/* --socket-name: where a foreign plugin would be */
-	char *alternate_socket; /* the other name, while an older instance has the first */
-	const char *serving;	/* the one of the two we serve or will try first */
+	char *plugin_socket; /* --socket-name: KubeVirt's; watched, never served */
+	char *slots[2];	     /* our two names: the second while an older instance has the first */
+	const char *serving; /* the slot we serve, or will try first */
 	int inotify_fd;
 	struct loop_watch inotify_watch;
 	struct loop_timer retry_timer;	 /* backoff after a failed Register */
@@ -86,6 +91,18 @@ static bool path_is_instance(const struct registration *reg, const char *path)
 					    &(struct file_id){.dev = st.st_dev, .ino = st.st_ino});
 }
 
+/* A live server on --socket-name that is not an instance of ours. */
+static bool foreign_live(const struct registration *reg)
+{
+	return unix_socket_probe(reg->plugin_socket) == 0 &&
+	       !path_is_instance(reg, reg->plugin_socket);
+}
+
+static const char *other_slot(const struct registration *reg)
+{
+	return reg->serving == reg->slots[0] ? reg->slots[1] : reg->slots[0];
+}
+
 static const char *socket_name_of(const char *path)
 {
 	const char *slash = strrchr(path, '/');
@@ -93,15 +110,15 @@ static const char *socket_name_of(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-char *registration_alternate_name(const char *socket_path)
+char *registration_slot_name(const char *socket_path, int slot)
 {
 	size_t len = strlen(socket_path);
 	const char *suffix = ".sock";
 	size_t suffix_len = strlen(suffix);
 
 	if (len > suffix_len && !strcmp(socket_path + len - suffix_len, suffix))
-		return xasprintf("%.*s-1%s", (int)(len - suffix_len), socket_path, suffix);
-	return xasprintf("%s-1", socket_path);
+		return xasprintf("%.*s-%d%s", (int)(len - suffix_len), socket_path, slot, suffix);
+	return xasprintf("%s-%d", socket_path, slot);
 }
 
 static void registration_cancel_call(struct registration *reg)
@@ -217,8 +234,8 @@ static void registration_step_aside(struct registration *reg, bool ours)
 			  reg->plugin_socket, reg->config->resource_name);
 }
 
-/* Serves our socket unless someone else's live one is there. Returns 0 or -errno
- * (-EADDRINUSE: a live server holds the path; we stepped aside). */
+/* Serves one of our names unless a foreign plugin serves --socket-name. Returns 0 or
+ * -errno (-EADDRINUSE: a foreign plugin is there; we stepped aside). */
 static int registration_claim(struct registration *reg)
 {
 	bool was_foreign = reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN;
@@ -228,22 +245,23 @@ static int registration_claim(struct registration *reg)
 	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING &&
 	    device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return 0;
-	const char *path = reg->plugin_socket;
+	if (foreign_live(reg)) {
+		registration_step_aside(reg, false);
+		return -EADDRINUSE;
+	}
+	const char *path = reg->slots[0];
 	int r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, path, false,
 				     endpoint_bound, reg);
 	bool beside = false;
-	if (r == -EADDRINUSE && path_is_instance(reg, path)) {
-		/* An older instance of ours (a rolling update): serve the other name, under
-		 * its final name only once our identity is recorded (rename), so the older
-		 * one knows it for ours. A third instance would replace a second there. */
-		path = reg->alternate_socket;
+	if (r == -EADDRINUSE) {
+		/* An older instance of ours (a rolling update), or whoever took our
+		 * name: the other one, under its final name only once our identity is
+		 * recorded, so the older one knows it for ours. A third instance would
+		 * replace a second there. */
+		beside = path_is_instance(reg, path);
+		path = reg->slots[1];
 		r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, path,
 					 true, endpoint_bound, reg);
-		beside = r == 0;
-	}
-	if (r == -EADDRINUSE) {
-		registration_step_aside(reg, false);
-		return r;
 	}
 	if (r < 0) {
 		log_error("cannot serve %s: %s", path, error_text(-r));
@@ -257,9 +275,9 @@ static int registration_claim(struct registration *reg)
 	if (beside)
 		log_info("the running instance of this plugin serves %s: serving %s beside it; "
 			 "it steps aside and keeps serving its pending handoff sockets",
-			 reg->plugin_socket, path);
+			 reg->slots[0], path);
 	else if (was_foreign)
-		log_info("%s is free again: serving it", path);
+		log_info("%s is free again: serving %s", reg->plugin_socket, path);
 	log_info("serving DevicePlugin on %s", path);
 	return 0;
 }
@@ -269,8 +287,7 @@ static int registration_claim(struct registration *reg)
  * clears it). A path it does not hold is the way out: serve the other name. */
 static int registration_move(struct registration *reg)
 {
-	const char *other =
-	    reg->serving == reg->plugin_socket ? reg->alternate_socket : reg->plugin_socket;
+	const char *other = other_slot(reg);
 
 	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING)
 		return -EINVAL;
@@ -296,11 +313,6 @@ static int registration_move(struct registration *reg)
  * bind there) or replaced (another server bound or renamed onto the path). */
 static void registration_socket_changed(struct registration *reg)
 {
-	if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN) {
-		/* The foreign server may be leaving: look once the dust has settled. */
-		loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
-		return;
-	}
 	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING ||
 	    device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return;
@@ -316,19 +328,27 @@ static void registration_socket_changed(struct registration *reg)
 	loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
 }
 
-/* A socket appeared under the name we do not serve: a newer instance of ours (it
- * found ours live), or a foreign plugin binding --socket-name while we serve the
- * alternate. Either way it registers now, and we step aside. */
+/* A socket appeared under our other name: a newer instance of ours (it found ours
+ * live). It registers now, and we step aside. */
 static void registration_other_appeared(struct registration *reg)
 {
-	const char *other =
-	    reg->serving == reg->plugin_socket ? reg->alternate_socket : reg->plugin_socket;
+	const char *other = other_slot(reg);
 
-	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING || unix_socket_probe(other) < 0)
+	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING && unix_socket_probe(other) == 0 &&
+	    path_is_instance(reg, other))
+		registration_step_aside(reg, true);
+}
+
+/* --socket-name changed: a foreign plugin bound it (step aside), or left it. */
+static void registration_canonical_changed(struct registration *reg)
+{
+	if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN) {
+		/* The foreign server may be leaving: look once the dust has settled. */
+		loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
 		return;
-	bool ours = path_is_instance(reg, other);
-	if (ours || other == reg->plugin_socket)
-		registration_step_aside(reg, ours);
+	}
+	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING && foreign_live(reg))
+		registration_step_aside(reg, false);
 }
 
 /* The grace after a deletion ran out, or it is time to look at a foreign server. */
@@ -339,8 +359,7 @@ static void registration_endpoint_timer(void *data)
 	if (reg->endpoint != REGISTRATION_ENDPOINT_GONE &&
 	    reg->endpoint != REGISTRATION_ENDPOINT_FOREIGN)
 		return;
-	if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN &&
-	    unix_socket_probe(reg->plugin_socket) == 0) {
+	if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN && foreign_live(reg)) {
 		loop_timer_arm(&reg->endpoint_timer, FOREIGN_PROBE_USEC);
 		return;
 	}
@@ -411,20 +430,13 @@ static void registration_dir_event(void *data, const struct inotify_event *ev)
 	if (!ev->len)
 		return;
 	bool created = ev->mask & (IN_CREATE | IN_MOVED_TO);
-	if (!strcmp(ev->name, KUBELET_SOCKET)) {
+	if (!strcmp(ev->name, KUBELET_SOCKET))
 		de->kubelet_started |= created;
-		return;
-	}
-	bool canonical = !strcmp(ev->name, socket_name_of(reg->plugin_socket));
-	if (!canonical && strcmp(ev->name, socket_name_of(reg->alternate_socket)) != 0)
-		return;
-	de->canonical_changed |= canonical;
-	const char *name = socket_name_of(reg->plugin_socket);
-	if (reg->serving == reg->alternate_socket)
-		name = socket_name_of(reg->alternate_socket);
-	if (!strcmp(ev->name, name))
+	else if (!strcmp(ev->name, socket_name_of(reg->plugin_socket)))
+		de->canonical_changed = true;
+	else if (!strcmp(ev->name, socket_name_of(reg->serving)))
 		de->ours_changed = true;
-	else
+	else if (!strcmp(ev->name, socket_name_of(other_slot(reg))))
 		de->other_appeared |= created;
 }
 
@@ -435,8 +447,9 @@ static void registration_dir_changed(void *data, uint32_t events)
 	(void)events;
 
 	inotify_read_events(reg->inotify_fd, registration_dir_event, &de);
-	if (de.ours_changed ||
-	    (de.canonical_changed && reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN))
+	if (de.canonical_changed)
+		registration_canonical_changed(reg);
+	if (de.ours_changed)
 		registration_socket_changed(reg);
 	if (de.other_appeared)
 		registration_other_appeared(reg);
@@ -490,8 +503,9 @@ int registration_new(struct loop *loop, const struct kubelet_options *config,
 	loop_timer_init(loop, &reg->endpoint_timer, registration_endpoint_timer, reg);
 	reg->kubelet_socket = xasprintf("%s/%s", config->kubelet_dir, KUBELET_SOCKET);
 	reg->plugin_socket = xasprintf("%s/%s", config->kubelet_dir, config->socket_name);
-	reg->alternate_socket = registration_alternate_name(reg->plugin_socket);
-	reg->serving = reg->plugin_socket;
+	for (int i = 0; i < 2; i++)
+		reg->slots[i] = registration_slot_name(reg->plugin_socket, i);
+	reg->serving = reg->slots[0];
 	*out = reg;
 	return 0;
 }
@@ -556,7 +570,8 @@ void registration_free(struct registration *reg)
 	registration_stop(reg);
 	free(reg->kubelet_socket);
 	free(reg->plugin_socket);
-	free(reg->alternate_socket);
+	free(reg->slots[0]);
+	free(reg->slots[1]);
 	free(reg);
 }
 

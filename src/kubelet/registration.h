@@ -72,12 +72,13 @@ int registration_start(struct registration *registration);
 void registration_stop(struct registration *registration);
 
 /**
- * registration_alternate_name() - the name a newer instance serves beside an older one
+ * registration_slot_name() - one of the two names an instance of ours serves
  * @socket_path: the --socket-name path (…/kubevirt-iommufd.sock)
+ * @slot:        0, or 1 for a newer instance beside an older one
  *
- * Return: …/kubevirt-iommufd-1.sock (a name without .sock gets "-1"); free() it.
+ * Return: …/kubevirt-iommufd-<slot>.sock (a name without .sock gets "-<slot>"); free() it.
  */
-char *registration_alternate_name(const char *socket_path);
+char *registration_slot_name(const char *socket_path, int slot);
 
 /**
  * registration_backoff_next() - the wait before the next Register after one more failure

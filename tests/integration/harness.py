@@ -19,7 +19,9 @@ import pytest
 
 from kubelet import REPO, WAIT_SCALE, DevicePluginClient, FakeKubelet, deadline, is_sanitized  # noqa: F401
 
-DEFAULT_SOCKET_NAME = "kubevirt-iommufd.sock"
+DEFAULT_SOCKET_NAME = "kubevirt-iommufd.sock"  # --socket-name: KubeVirt's, never registered by us
+# The two names an instance of ours serves beside it (the second during a rolling update).
+SLOT_NAMES = ("kubevirt-iommufd-0.sock", "kubevirt-iommufd-1.sock")
 DEFAULT_RESOURCE = "devices.kubevirt.io/iommufd"
 CONTAINER_SOCKET = "/var/run/kubevirt/iommufd.sock"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "ERROR: ")
@@ -175,8 +177,18 @@ class Env:
         """The DevicePlugin socket the kubelet was last told about: --socket-name, or the
         alternate name a newer instance serves beside an older one (a rolling update)."""
         history = self.kubelet.history
-        name = history[-1].endpoint if history else self.socket_name
+        name = history[-1].endpoint if history else self.slot_name(0)
         return os.path.join(self.kubelet_dir, name)
+
+    def slot_name(self, i):
+        """The i-th of our two socket names for this env's --socket-name."""
+        stem = self.socket_name[:-len(".sock")] if self.socket_name.endswith(".sock") else self.socket_name
+        return "%s-%d%s" % (stem, i, ".sock" if self.socket_name.endswith(".sock") else "")
+
+    @property
+    def canonical_socket(self):
+        """--socket-name in the kubelet dir: where KubeVirt's plugin serves."""
+        return os.path.join(self.kubelet_dir, self.socket_name)
 
     def base_args(self, iommu_device="/dev/null", rlimit_mode="best-effort"):
         # On /dev/null IOMMU_OPTION fails with ENOTTY: the default --rlimit-mode required

@@ -336,7 +336,7 @@ def test_device_vanishing_and_returning_mid_run_is_followed_live(env, policy):
 def _kubelet_restart(env):
     env.kubelet.restart()
     req = env.kubelet.wait_register(timeout=10)
-    assert req.endpoint == env.socket_name
+    assert req.endpoint == env.slot_name(0)
     wait_until(lambda: os.path.exists(env.plugin_socket), 5, what="the daemon's socket after the restart")
     with DevicePluginClient(env.plugin_socket) as c:  # the new kubelet's stream
         call = c.list_and_watch()
@@ -377,7 +377,7 @@ def test_plugin_killed_with_sigkill_has_its_sockets_served_again_and_registers_a
         connect(env.plugin_socket).close()
     env.kubelet.drain()
     second = env.start("--devices", "4")  # waits for its Register
-    assert env.registration.endpoint == env.socket_name
+    assert env.registration.endpoint == env.slot_name(0)
     # The dead instance's offers are served again at the same paths, with fresh fds.
     assert handoff_sockets(env) == sorted(os.path.basename(p) for p in stale)
     for path in stale:
@@ -449,7 +449,7 @@ def test_kubelet_hanging_up_mid_register_is_retried_with_backoff_until_a_real_on
         bad.stop()
     env.kubelet.start()
     req = env.kubelet.wait_register(timeout=5)
-    assert req.endpoint == env.socket_name
+    assert req.endpoint == env.slot_name(0)
     assert env.client().get_device_plugin_options() is not None
     assert plugin.alive()
 

@@ -5,7 +5,7 @@ import socket
 import stat
 import time
 
-from harness import DEFAULT_RESOURCE, DEFAULT_SOCKET_NAME, wait_until
+from harness import DEFAULT_RESOURCE, SLOT_NAMES, wait_until
 from kubelet import pb
 
 
@@ -13,7 +13,7 @@ def test_register_request_carries_version_endpoint_resource_and_options(env):
     env.start()
     req = env.registration
     assert req.version == "v1beta1"
-    assert req.endpoint == DEFAULT_SOCKET_NAME
+    assert req.endpoint == SLOT_NAMES[0]
     assert req.resource_name == DEFAULT_RESOURCE
     assert req.options.pre_start_required is False
     assert req.options.get_preferred_allocation_available is True
@@ -22,9 +22,11 @@ def test_register_request_carries_version_endpoint_resource_and_options(env):
 def test_register_endpoint_and_resource_follow_flags(env):
     env.socket_name = "other.sock"
     env.start("--socket-name", "other.sock", "--resource-name", "example.com/thing")
-    assert env.registration.endpoint == "other.sock"
+    # --socket-name is the foreign plugin's name: ours are derived from it.
+    assert env.registration.endpoint == "other-0.sock"
     assert env.registration.resource_name == "example.com/thing"
-    assert stat.S_ISSOCK(os.stat(os.path.join(env.kubelet_dir, "other.sock")).st_mode)
+    assert stat.S_ISSOCK(os.stat(os.path.join(env.kubelet_dir, "other-0.sock")).st_mode)
+    assert not os.path.exists(os.path.join(env.kubelet_dir, "other.sock"))
 
 
 def test_get_device_plugin_options_equal_register_options(env):
@@ -41,7 +43,7 @@ def test_daemon_started_before_kubelet_registers_when_kubelet_appears(env):
     assert plugin.alive()
     env.kubelet.start()
     req = env.kubelet.wait_register(timeout=2)
-    assert req.endpoint == DEFAULT_SOCKET_NAME
+    assert req.endpoint == SLOT_NAMES[0]
     assert env.client().get_device_plugin_options().get_preferred_allocation_available
 
 
@@ -53,14 +55,14 @@ def test_kubelet_restart_recreates_socket_and_reregisters(env):
         req = env.kubelet.wait_register(timeout=5)
         wait_until(lambda: os.path.exists(env.plugin_socket), 5,
                    what="the daemon's socket after a kubelet restart")
-        assert req.endpoint == DEFAULT_SOCKET_NAME
+        assert req.endpoint == SLOT_NAMES[0]
         with env.client() as c:
             call = c.list_and_watch()
             assert len(next(call).devices) == 110
             call.cancel()
         # The kubelet (this test) ended the only stream while we serve: the daemon takes
         # it for the kubelet dropping its endpoint and registers again at once.
-        assert env.kubelet.wait_register(timeout=5).endpoint == DEFAULT_SOCKET_NAME
+        assert env.kubelet.wait_register(timeout=5).endpoint == SLOT_NAMES[0]
     assert env.kubelet.register_count == 7
 
 
@@ -76,7 +78,7 @@ def test_kubelet_ending_the_last_stream_registers_again_but_not_while_another_is
     assert env.client().get_device_plugin_options() is not None
     assert env.kubelet.register_count == before
     first.cancel()
-    assert env.kubelet.wait_register(timeout=5).endpoint == DEFAULT_SOCKET_NAME
+    assert env.kubelet.wait_register(timeout=5).endpoint == SLOT_NAMES[0]
     wait_until(lambda: "the kubelet ended our ListAndWatch stream while we serve" in plugin.stderr_text(),
                5, what="the log line")
 
@@ -87,11 +89,11 @@ def test_a_kubelet_holding_a_stale_endpoint_on_our_path_gets_the_other_name(env)
     env.kubelet.start()
     env.kubelet.fail_next_registrations(1, "device plugin already connected: %s")
     plugin = env.start(wait_register=False)
-    assert env.kubelet.wait_register(timeout=10).endpoint == DEFAULT_SOCKET_NAME
+    assert env.kubelet.wait_register(timeout=10).endpoint == SLOT_NAMES[0]
     moved = env.kubelet.wait_register(timeout=10)
-    assert moved.endpoint == "kubevirt-iommufd-1.sock"
+    assert moved.endpoint == SLOT_NAMES[1]
     wait_until(lambda: "registered with the kubelet" in plugin.stderr_text(), 10, what="the registration")
-    assert not os.path.exists(os.path.join(env.kubelet_dir, DEFAULT_SOCKET_NAME))
+    assert not os.path.exists(os.path.join(env.kubelet_dir, SLOT_NAMES[0]))
     with env.client() as c:  # the endpoint the kubelet was told about
         assert len(next(c.list_and_watch()).devices) == 110
 

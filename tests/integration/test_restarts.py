@@ -58,7 +58,7 @@ class Container:
         return self.proc.returncode, out, err
 
 
-ALTERNATE_SOCKET_NAME = "kubevirt-iommufd-1.sock"
+ALTERNATE_SOCKET_NAME = "kubevirt-iommufd-1.sock"  # our second name (harness.SLOT_NAMES)
 
 
 def lines(plugin, pattern):
@@ -180,7 +180,7 @@ def test_new_instance_beside_a_live_one_takes_over_and_the_old_one_keeps_its_off
     wait_until(lambda: lines(old, r"a newer instance of this plugin took over"), 10,
                what="the old instance to step aside")
     # The old one stopped listening and removed its own socket file.
-    wait_until(lambda: not os.path.exists(os.path.join(env.kubelet_dir, env.socket_name)), 10,
+    wait_until(lambda: not os.path.exists(os.path.join(env.kubelet_dir, env.slot_name(0))), 10,
                what="the old instance's socket to go")
     new_stream = env.client().list_and_watch()
     assert len(next(new_stream).devices) == 4
@@ -211,7 +211,7 @@ def test_the_next_update_takes_the_first_name_again(env):
     first.signal(signal.SIGTERM)
     assert first.wait(timeout=20) == 0
     third = env.start("--devices", "2")
-    assert env.registration.endpoint == env.socket_name
+    assert env.registration.endpoint == env.slot_name(0)
     wait_until(lambda: lines(second, r"a newer instance of this plugin took over"), 10,
                what="the second instance to step aside")
     wait_until(lambda: not os.path.exists(os.path.join(env.kubelet_dir, ALTERNATE_SOCKET_NAME)), 10,
@@ -268,7 +268,7 @@ class ForeignPlugin:
     it all again, and a failed Register is retried."""
 
     def __init__(self, env):
-        self.path = env.plugin_socket
+        self.path = env.canonical_socket  # KubeVirt's name: --socket-name
         self.kubelet_socket = os.path.join(env.kubelet_dir, KUBELET_SOCKET)
         self.serves = 0
         self.sock = None
@@ -356,20 +356,30 @@ def free_port():
 CONFLICT = r"another device plugin serves .*kubevirt-iommufd\.sock"
 
 
-def test_foreign_plugin_started_after_us_wins_the_path_and_we_do_not_fight(env):
+def test_foreign_plugin_started_after_us_is_reported_and_we_do_not_fight(env):
+    """KubeVirt's plugin binds --socket-name, which we never register: we end our stream
+    (the kubelet drops our endpoint alone, so its Register on its own path goes through),
+    stop serving ours, report it, and serve and register again once it is gone."""
     address = "127.0.0.1:%d" % free_port()
     plugin = env.start("--devices", "2", "--metrics-address", address)
+    ours = env.plugin_socket
+    stream = env.client().list_and_watch()
+    assert len(next(stream).devices) == 2
     before = env.kubelet.register_count
     foreign = ForeignPlugin(env)
-    watch = InodeWatch(env.plugin_socket)
+    watch = InodeWatch(env.canonical_socket)
     foreign.start()
     try:
+        # Our stream ends (no empty list) and our socket goes: the kubelet drops us.
+        with pytest.raises(StopIteration):
+            next(stream)
+        wait_until(lambda: not os.path.exists(ours), 10, what="our socket to go")
         time.sleep(10)
         inodes = watch.stop()
         assert plugin.alive()
-        assert foreign.serves == 1, "we took the path back %d times" % (foreign.serves - 1)
-        assert len(inodes) <= 2, inodes
-        assert env.kubelet.register_count - before <= 2
+        assert foreign.serves == 1, "we took the path %d times" % (foreign.serves - 1)
+        assert len(inodes) == 1, inodes
+        assert env.kubelet.register_count - before == 1  # the foreign plugin's
         assert len(lines(plugin, CONFLICT)) == 1
         assert re.search(r"^iommufd_device_plugin_socket_conflict 1$", metrics_text(address), re.M)
         status, body = healthz(address)
@@ -377,9 +387,10 @@ def test_foreign_plugin_started_after_us_wins_the_path_and_we_do_not_fight(env):
         assert healthz(address, "/livez") == (200, "ok\n")  # no restart would help
     finally:
         foreign.stop()
-    # The path is free again: we serve it and register.
-    wait_until(lambda: lines(plugin, r"is free again: serving it"), 30, what="serving the free path again")
+    # The path is free again: we serve ours and register.
+    wait_until(lambda: lines(plugin, r"is free again: serving"), 30, what="serving again")
     wait_until(lambda: healthz(address)[0] == 200, 30, what="/healthz ready again")
+    assert env.kubelet.history[-1].endpoint == env.slot_name(0)
     assert env.client().get_device_plugin_options() is not None
 
 
@@ -392,11 +403,12 @@ def test_foreign_plugin_already_serving_is_never_removed(env):
         plugin = env.start("--devices", "2", wait_register=False)
         wait_until(lambda: lines(plugin, CONFLICT), 10, what="the conflict to be reported")
         time.sleep(3)
-        assert os.stat(env.plugin_socket).st_ino == ino
+        assert os.stat(env.canonical_socket).st_ino == ino
         assert foreign.serves == 1
         assert plugin.alive()
-        assert all(r.endpoint == os.path.basename(env.plugin_socket) for r in env.kubelet.history)
+        assert all(r.endpoint == env.socket_name for r in env.kubelet.history)
         assert env.kubelet.register_count == 1  # the foreign plugin's only
+        assert not os.path.exists(os.path.join(env.kubelet_dir, env.slot_name(0)))
     finally:
         foreign.stop()
 
@@ -457,7 +469,7 @@ def test_fd_exhaustion_by_grpc_connections_does_not_park_waiting_consumers(env):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(env.plugin_socket)
         held.append(s)
-    wait_until(lambda: lines(plugin, r"cannot accept on .*kubevirt-iommufd\.sock: .*\(EMFILE\)"), 10,
+    wait_until(lambda: lines(plugin, r"cannot accept on .*kubevirt-iommufd-0\.sock: .*\(EMFILE\)"), 10,
                what="the gRPC listener to run out of fds")
     results = [None] * 5
 
@@ -482,5 +494,5 @@ def test_fd_exhaustion_by_grpc_connections_does_not_park_waiting_consumers(env):
         print(plugin.stderr_text())
     assert results == [True] * 5, results
     # Logged once per listener and episode, not every retry.
-    assert len(lines(plugin, r"cannot accept on .*kubevirt-iommufd\.sock")) == 1
+    assert len(lines(plugin, r"cannot accept on .*kubevirt-iommufd-0\.sock")) == 1
     resource.prlimit(plugin.pid, resource.RLIMIT_NOFILE, (1024, hard))

@@ -340,7 +340,7 @@ def start_execstart(env, unit, prefix=()):
                 os.environ[name] = value
     registration = env.kubelet.wait_register(timeout=10)
     assert registration.resource_name == "devices.kubevirt.io/iommufd"
-    assert registration.endpoint == "kubevirt-iommufd.sock"
+    assert registration.endpoint == "kubevirt-iommufd-0.sock"
     wait_until(lambda: os.path.exists(env.plugin_socket), 5, what="the DevicePlugin socket")
     return plugin, args, metrics
 
