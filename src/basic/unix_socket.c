@@ -59,6 +59,22 @@ int unix_socket_probe(const char *path)
 	return fd == -EAGAIN ? 0 : fd;
 }
 
+int unix_socket_remove_dead(const char *path)
+{
+	int r = unix_socket_probe(path);
+
+	if (r == 0)
+		return -EADDRINUSE;
+	if (r == -ENOTSOCK)
+		return -EEXIST;
+	if (r != -ECONNREFUSED && r != -ENOENT)
+		return r;
+	/* A dead socket (its server is gone), or one that just went: it may go. */
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
 int unix_socket_bind(const char *path, struct file_id *id)
 {
 	struct sockaddr_un addr;
@@ -71,16 +87,8 @@ int unix_socket_bind(const char *path, struct file_id *id)
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		if (errno != EADDRINUSE)
 			return -errno;
-		r = unix_socket_probe(path);
-		if (r == 0)
-			return -EADDRINUSE;
-		if (r == -ENOTSOCK)
-			return -EEXIST;
-		if (r != -ECONNREFUSED && r != -ENOENT)
+		if ((r = unix_socket_remove_dead(path)) < 0)
 			return r;
-		/* A dead socket (its server is gone), or one that just went: replace it. */
-		if (unlink(path) < 0 && errno != ENOENT)
-			return -errno;
 		if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
 			return -errno;
 	}

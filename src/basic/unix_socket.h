@@ -45,6 +45,15 @@ int unix_socket_connect(const char *path);
 int unix_socket_probe(const char *path);
 
 /**
+ * unix_socket_remove_dead() - make path free unless a live server or a non-socket is there
+ * @path: the socket path
+ *
+ * Return: 0 when nothing is at path any more (a dead socket was removed), -EADDRINUSE
+ * (a live server), -EEXIST (not a socket), or another -errno.
+ */
+int unix_socket_remove_dead(const char *path);
+
+/**
  * unix_socket_bind() - bind a new socket to @path, never taking it from a live server
  * @path: where to bind
  * @id: set to the socket file's identity (for unix_socket_is_ours())

@@ -516,16 +516,9 @@ static int server_publish(const char *tmp, const char *path)
 		}
 		if (errno != EEXIST)
 			return -errno;
-		int r = unix_socket_probe(path);
-		if (r == 0)
-			return -EADDRINUSE;
-		if (r == -ENOTSOCK)
-			return -EEXIST;
-		if (r != -ECONNREFUSED && r != -ENOENT)
+		int r = unix_socket_remove_dead(path);
+		if (r < 0)
 			return r;
-		/* A dead socket (its server is gone), or one that just went: replace it. */
-		if (unlink(path) < 0 && errno != ENOENT)
-			return -errno;
 	}
 	return -EADDRINUSE;
 }

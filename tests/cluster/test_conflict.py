@@ -1,15 +1,17 @@
 """KubeVirt's own iommufd plugin (virt-handler, IOMMUFD feature gate) on the same socket
 name and resource as ours, on a real kubelet: we report it (log, metric, /healthz 503 and
 so the pod NotReady through the API), never take its path, and serve again when it
-leaves. The KubeVirt side is a stand-in (tests/cluster/kubevirt_like_plugin.py: virt-handler
+leaves. The KubeVirt side is a stand-in (tests/integration/foreign_plugin.py: virt-handler
 cannot run here); the kubelet, the API server and our DaemonSet are real."""
 
 import json
 import os
+import sys
 import time
 
 from clusterlib import DEVICES, DS, NAMESPACE, PodStream, RESOURCE, allocatable, kubectl, wait_until
-from kubevirt_like_plugin import KubevirtLikePlugin
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from foreign_plugin import ForeignPlugin  # noqa: E402
 
 KUBELET_DIR = "/var/lib/kubelet/device-plugins"
 THEIR_DEVICES = 7
@@ -40,7 +42,7 @@ def metric(name):
 
 
 def test_a_kubevirt_like_plugin_is_reported_not_fought_and_we_serve_again_when_it_leaves(cluster):
-    kv = KubevirtLikePlugin(KUBELET_DIR, "kubevirt-iommufd.sock", RESOURCE, THEIR_DEVICES)
+    kv = ForeignPlugin(KUBELET_DIR, "kubevirt-iommufd.sock", RESOURCE, THEIR_DEVICES)
     kv.start()
     try:
         wait_until(lambda: kv.registered, 60, "the KubeVirt-like plugin's Register to be accepted")

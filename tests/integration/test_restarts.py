@@ -22,8 +22,9 @@ import shutil
 import grpc
 import pytest
 
-from harness import DEFAULT_RESOURCE, Plugin, wait_until
-from kubelet import KUBELET_SOCKET, API_VERSION, FakePodResources, pb
+from harness import DEFAULT_RESOURCE, wait_until
+from foreign_plugin import ForeignPlugin
+from kubelet import FakePodResources
 from receiver import allocate_socket, assert_is_dev_null, kubevirt_receive
 
 RECEIVED = re.compile(r"fd=\d+ rdev=1:3 ")  # /dev/null, as the tests' --iommu-device
@@ -262,73 +263,6 @@ def test_a_live_instances_sockets_are_not_touched_by_a_new_one(env):
 
 # -- 4. coexistence with KubeVirt's own plugin -------------------------------------------
 
-class ForeignPlugin:
-    """Behaves like KubeVirt's in-tree iommufd plugin on our socket name: removes the
-    path, listens, Registers; every second, if its socket is gone or replaced, it does
-    it all again, and a failed Register is retried."""
-
-    def __init__(self, env):
-        self.path = env.canonical_socket  # KubeVirt's name: --socket-name
-        self.kubelet_socket = os.path.join(env.kubelet_dir, KUBELET_SOCKET)
-        self.serves = 0
-        self.sock = None
-        self.inode = None
-        self._stop = threading.Event()
-        self._thread = None
-
-    def _serve(self):
-        if self.sock:
-            self.sock.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(64)
-        self.inode = os.stat(self.path).st_ino
-        self.serves += 1
-        self.registered = False
-
-    def _register(self):
-        with grpc.insecure_channel("unix://" + self.kubelet_socket) as ch:
-            register = ch.unary_unary("/%s.Registration/Register" % API_VERSION,
-                                      request_serializer=pb.RegisterRequest.SerializeToString,
-                                      response_deserializer=pb.Empty.FromString)
-            try:
-                register(pb.RegisterRequest(version=API_VERSION, endpoint=os.path.basename(self.path),
-                                            resource_name=DEFAULT_RESOURCE), timeout=5)
-                self.registered = True
-            except grpc.RpcError:
-                self.registered = False
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                mine = os.stat(self.path).st_ino == self.inode
-            except FileNotFoundError:
-                mine = False
-            if not mine:
-                self._serve()
-            if not self.registered:
-                self._register()
-            self._stop.wait(1.0)
-
-    def start(self):
-        self._serve()
-        self._register()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self, remove=True):
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-        self.sock.close()
-        if remove and os.path.exists(self.path) and os.stat(self.path).st_ino == self.inode:
-            os.unlink(self.path)
-
-
 def metrics_text(address):
     import urllib.request
     with urllib.request.urlopen("http://%s/metrics" % address, timeout=5) as r:
@@ -366,7 +300,7 @@ def test_foreign_plugin_started_after_us_is_reported_and_we_do_not_fight(env):
     stream = env.client().list_and_watch()
     assert len(next(stream).devices) == 2
     before = env.kubelet.register_count
-    foreign = ForeignPlugin(env)
+    foreign = ForeignPlugin(env.kubelet_dir, env.socket_name, DEFAULT_RESOURCE)
     watch = InodeWatch(env.canonical_socket)
     foreign.start()
     try:
@@ -395,7 +329,7 @@ def test_foreign_plugin_started_after_us_is_reported_and_we_do_not_fight(env):
 
 
 def test_foreign_plugin_already_serving_is_never_removed(env):
-    foreign = ForeignPlugin(env)
+    foreign = ForeignPlugin(env.kubelet_dir, env.socket_name, DEFAULT_RESOURCE)
     env.kubelet.start()
     foreign.start()
     try:

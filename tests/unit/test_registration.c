@@ -151,7 +151,7 @@ static void registration_retries_refused_registers_with_growing_waits(void **sta
 	assert_int_equal(f->register_calls, 4);
 	assert_int_equal(registration_stats(f->reg)->register_failures, 3);
 	assert_int_equal(registration_stats(f->reg)->registrations, 1);
-	assert_string_equal(f->endpoint, "kubevirt-iommufd.sock");
+	assert_string_equal(f->endpoint, "kubevirt-iommufd-0.sock");
 	/* The schedule, in order, without timing it. */
 	const char *a = strstr(log, "retrying Register in 5 ms");
 	const char *b = a ? strstr(a, "retrying Register in 10 ms") : NULL;

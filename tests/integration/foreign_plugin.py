@@ -1,27 +1,26 @@
 """A device plugin that behaves as KubeVirt's in-tree iommufd plugin in virt-handler
 (IOMMUFD feature gate) does towards the kubelet: same socket name, same resource. It
 removes the socket path, serves the DevicePlugin service there (Debian's python3-grpcio,
-a real gRPC server the real kubelet dials), Registers, and every second serves and
+a real gRPC server a real kubelet dials), Registers, and every second serves and
 registers again if its socket is gone or replaced or the Register failed. Its Allocate
-answers with no mounts: it is a stand-in for the conflict, not a second iommufd source.
+answers with no mounts: it stands in for the conflict, not for a second iommufd source.
 
 A stand-in: KubeVirt's virt-handler cannot run here (it needs the whole KubeVirt
-control plane). The test that uses it says so.
+control plane). Used by test_restarts.py (against the test kubelet) and by
+tests/cluster/test_conflict.py (against the real one).
 """
 
 import os
-import sys
 import threading
 from concurrent import futures
 
 import grpc
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from kubelet import API_VERSION, pb  # noqa: E402  (messages generated from proto/)
+from kubelet import API_VERSION, pb  # messages generated from proto/
 
 
-class KubevirtLikePlugin:
-    def __init__(self, kubelet_dir, socket_name, resource, devices):
+class ForeignPlugin:
+    def __init__(self, kubelet_dir, socket_name, resource, devices=4):
         self.path = os.path.join(kubelet_dir, socket_name)
         self.kubelet_socket = os.path.join(kubelet_dir, "kubelet.sock")
         self.resource, self.devices = resource, devices
@@ -108,18 +107,22 @@ class KubevirtLikePlugin:
             self._stop.wait(1.0)
 
     def start(self):
+        """Serves and registers once now, then keeps at it in a thread."""
+        self._serve()
+        self._register()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def stop(self):
+    def stop(self, remove=True):
         """Leaves as KubeVirt's plugin does when the feature gate is turned off: its
-        streams end and its socket goes."""
+        streams end and (remove) its socket goes."""
         self._stop.set()
-        self._thread.join()
+        if self._thread:
+            self._thread.join()
         if self._server:
             self._server.stop(None).wait(10)
         try:
-            if os.stat(self.path).st_ino == self.inode:
+            if remove and os.stat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
         except FileNotFoundError:
             pass
