@@ -151,3 +151,24 @@ def outcomes(names, timeout):
     return results
 
 
+
+
+def plugin_pods(selector="app.kubernetes.io/name=" + DS):
+    """The plugin's pods (JSON objects) that the selector picks, not being deleted."""
+    items = json.loads(kubectl("-n", NAMESPACE, "get", "pods", "-l", selector, "-o", "json").stdout)["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def plugin_log(pod, *args):
+    return kubectl("-n", NAMESPACE, "logs", pod, *args, check=False).stdout
+
+
+def pod_events(name, namespace="default"):
+    """[(type, reason, message)] of the events about pod `name`, as the API server has them."""
+    out = kubectl("-n", namespace, "get", "events", "--field-selector",
+                  "involvedObject.kind=Pod,involvedObject.name=" + name, "-o", "json").stdout
+    return [(e.get("type"), e.get("reason"), e.get("message")) for e in json.loads(out)["items"]]
+
+
+def delete_vm_pod(name):
+    kubectl("delete", "pod", name, "--ignore-not-found", "--wait=true", "--timeout=120s", timeout=150, check=False)
