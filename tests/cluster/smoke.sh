@@ -33,7 +33,7 @@ version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" "$root/meson.build" | hea
 image=docker.io/library/iommufd-device-plugin:$version
 
 up() {
-	"$cluster" up
+	"$cluster" up || return 1
 	eval "$("$cluster" env)"
 }
 
