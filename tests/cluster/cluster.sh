@@ -248,7 +248,7 @@ start() {
 	shift
 	mkdir -p "$state/logs" "$state/pids"
 	say "starting $name"
-	PATH="$bin:$PATH" setsid "$@" >>"$state/logs/$name.log" 2>&1 </dev/null 8<&- &
+	PATH="$bin:$PATH" setsid "$@" >>"$state/logs/$name.log" 2>&1 </dev/null 7<&- 8<&- &
 	echo "$! $1" >"$state/pids/$name"
 }
 
