@@ -47,6 +47,9 @@ def test_required_rlimit_mode_without_the_option_refuses_admission_with_the_reas
             print("event: %s %s %s" % e)
         kind, _, text = events[0]
         assert kind == "Warning" and "IOMMU_OPTION_RLIMIT_MODE" in text and "ENOTTY" in text, events
+        describe = kubectl("describe", "pod", name).stdout
+        print("kubectl describe pod %s, from Status:\n%s" % (name, describe[describe.find("\nStatus:"):]))
+        assert "UnexpectedAdmissionError" in describe[describe.find("\nEvents:"):], describe
 
         log = plugin_log(plugin_pods()[0]["metadata"]["name"])
         failures = [l for l in log.splitlines() if "Allocate failed: " in l]
