@@ -80,12 +80,14 @@ gobuild() {
 modversion() { (cd "$here/tools/$1" && go list -m -f '{{.Version}}' "$2"); }
 
 say "downloading modules"
+t_download=$(date +%s)
 for d in . etcd runtime; do
 	(cd "$here/tools/$d" && go mod download) >"$tmp/log/download.log" 2>&1 || {
 		cat "$tmp/log/download.log" >&2
 		die "go mod download in tools/$d failed"
 	}
 done
+say "downloaded modules in $(($(date +%s) - t_download)) s"
 
 # Kubernetes: the version stamps its own build (hack/lib/version.sh) sets, so the node
 # and kubectl report v1.37.x instead of v0.0.0-master.
@@ -158,5 +160,11 @@ rm -rf "$out"
 mv "$tmp" "$out"
 trap - EXIT
 touch "$out/done"
+# Keep the three newest builds (another checkout may pin other versions); drop the rest.
+# shellcheck disable=SC2012 # the names are hex keys
+ls -1dt "$cache/cluster"/*/ | tail -n +4 | while read -r old; do
+	say "removing the old build $old"
+	rm -rf "$old"
+done
 say "done in $(($(date +%s) - start)) s: $out"
 echo "$out/bin"

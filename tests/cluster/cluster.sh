@@ -248,7 +248,7 @@ start() {
 	shift
 	mkdir -p "$state/logs" "$state/pids"
 	say "starting $name"
-	PATH="$bin:$PATH" setsid "$@" >>"$state/logs/$name.log" 2>&1 </dev/null &
+	PATH="$bin:$PATH" setsid "$@" >>"$state/logs/$name.log" 2>&1 </dev/null 7<&- 8<&- &
 	echo "$! $1" >"$state/pids/$name"
 }
 
@@ -261,15 +261,15 @@ alive() {
 
 # stop_pid PID: SIGTERM, then SIGKILL after a grace period.
 stop_pid() {
-	local pid=$1 i
+	local pid=$1
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 1 50); do
+	for _ in $(seq 1 50); do
 		kill -0 "$pid" 2>/dev/null || return 0
 		sleep 0.2
 	done
 	say "pid $pid ignored SIGTERM for 10 s: SIGKILL"
 	kill -KILL "$pid" 2>/dev/null || true
-	for i in $(seq 1 25); do
+	for _ in $(seq 1 25); do
 		kill -0 "$pid" 2>/dev/null || return 0
 		sleep 0.2
 	done
@@ -325,7 +325,10 @@ wait_up() {
 	shift 2
 	t0=$(date +%s)
 	until "$@" >/dev/null 2>&1; do
-		component_dead "$name" && die "$name did not come up"
+		if component_dead "$name"; then
+			cmd_status >&2
+			die "$name did not come up (logs: $state/logs)"
+		fi
 		if [ $(($(date +%s) - t0)) -ge "$timeout_s" ]; then
 			tail -20 "$state/logs/$name.log" >&2
 			die "$what: not within $timeout_s s (log: $state/logs/$name.log)"
@@ -422,7 +425,15 @@ cmd_up() {
 	[ "$(stat -fc %T "$cgroup_root")" = tmpfs ] ||
 		say "warning: $cgroup_root is not cgroup v1 (tmpfs); this script is only tried on v1"
 	if [ -d "$state/record" ] || [ -d "$state/pids" ]; then
-		say "a previous cluster left state in $state: taking it down first"
+		local f running=()
+		for f in "$state"/pids/*; do
+			if [ -e "$f" ] && alive "$f"; then
+				running+=("$(basename "$f")")
+			fi
+		done
+		[ ${#running[@]} -eq 0 ] ||
+			die "a cluster is already running from $state (${running[*]}): cluster.sh down first"
+		say "a crashed cluster left state in $state: taking it down first"
 		cmd_down
 	fi
 	local t0
@@ -659,9 +670,17 @@ cmd_status() {
 	done
 }
 
+# up and down, from any caller, one at a time: they share /var/lib/kubelet, the ports and
+# the bridge. The lock is on the state dir's parent directory, so no lock file is left.
+lock() {
+	mkdir -p "$(dirname "$state")"
+	exec 8<"$(dirname "$state")"
+	flock -w 600 8 || die "another cluster.sh up/down held the lock for 10 minutes"
+}
+
 case "${1:-}" in
-up) cmd_up ;;
-down) cmd_down ;;
+up) lock; cmd_up ;;
+down) lock; cmd_down ;;
 env) cmd_env ;;
 import-image) shift; cmd_import_image "$@" ;;
 restart-kubelet) cmd_restart_kubelet ;;

@@ -201,3 +201,27 @@ def pod_outcome(name):
         if line.startswith("iommufd: error") or line.startswith("iommufd: socket absent"):
             return "failed: " + line
     return None
+def plugin_pods(selector="app.kubernetes.io/name=" + DS):
+    """The plugin's pods (JSON objects) that the selector picks, not being deleted."""
+    items = json.loads(kubectl("-n", NAMESPACE, "get", "pods", "-l", selector, "-o", "json").stdout)["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def plugin_log(pod=None, *args):
+    """The log of one plugin pod (default: the only one running)."""
+    if pod is None:
+        pods = plugin_pods()
+        assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+        pod = pods[0]["metadata"]["name"]
+    return kubectl("-n", NAMESPACE, "logs", pod, *args, check=False).stdout
+
+
+def pod_events(name, namespace="default"):
+    """[(type, reason, message)] of the events about pod `name`, as the API server has them."""
+    out = kubectl("-n", namespace, "get", "events", "--field-selector",
+                  "involvedObject.kind=Pod,involvedObject.name=" + name, "-o", "json").stdout
+    return [(e.get("type"), e.get("reason"), e.get("message")) for e in json.loads(out)["items"]]
+
+
+def delete_vm_pod(name):
+    kubectl("delete", "pod", name, "--ignore-not-found", "--wait=true", "--timeout=120s", timeout=150, check=False)

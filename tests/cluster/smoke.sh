@@ -23,6 +23,14 @@ check() { # NAME COMMAND...: one named check
 	fi
 }
 
+# The machine has one kubelet root: wait for any other user of the cluster (the pytest
+# session in conftest.py holds the same lock from up to down).
+exec 7>/run/iommufd-cluster.lock
+if ! flock -n 7; then
+	echo "smoke: waiting for another user of the cluster (/run/iommufd-cluster.lock)"
+	flock 7
+fi
+
 cleanup() { "$cluster" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -33,7 +41,7 @@ version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" "$root/meson.build" | hea
 image=docker.io/library/iommufd-device-plugin:$version
 
 up() {
-	"$cluster" up
+	"$cluster" up || return 1
 	eval "$("$cluster" env)"
 }
 

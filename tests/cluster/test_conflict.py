@@ -9,7 +9,8 @@ import os
 import sys
 import time
 
-from clusterlib import DEVICES, DS, NAMESPACE, PodStream, RESOURCE, allocatable, kubectl, wait_until
+from clusterlib import (DEVICES, NAMESPACE, PodStream, RESOURCE, allocatable, kubectl, plugin_log, plugin_pods,
+                        wait_until)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from foreign_plugin import ForeignPlugin  # noqa: E402
 
@@ -18,18 +19,13 @@ THEIR_DEVICES = 7
 
 
 def plugin_pod():
-    pods = json.loads(kubectl("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=" + DS,
-                              "-o", "json").stdout)["items"]
+    pods = plugin_pods()
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
     return pods[0]
 
 
 def ready(pod):
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-
-
-def plugin_log():
-    return kubectl("-n", NAMESPACE, "logs", plugin_pod()["metadata"]["name"]).stdout
 
 
 def metric(name):

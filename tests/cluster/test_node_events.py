@@ -2,17 +2,12 @@
 kubelet, and lose the plugin's process (SIGKILL, as an OOM kill) while VM pods wait for
 their fd. (The node's /dev/iommu is a stand-in; see test_rolling_update.py.)"""
 
-import json
 import os
 import signal
 import subprocess
 
-from clusterlib import (CLUSTER, DEVICES, DS, NAMESPACE, allocatable, create_vm_pods, kubectl, pod_phase,
-                        run, wait_outcomes, wait_until)
-
-
-def plugin_log(since_pod=None):
-    return kubectl("-n", NAMESPACE, "logs", "ds/" + DS).stdout
+from clusterlib import (CLUSTER, DEVICES, NAMESPACE, allocatable, create_vm_pods, kubectl, plugin_log,
+                        plugin_pods, pod_phase, run, wait_outcomes, wait_until)
 
 
 def test_kubelet_restart_with_vm_pods_pending_and_running(cluster):
@@ -35,8 +30,7 @@ def test_kubelet_restart_with_vm_pods_pending_and_running(cluster):
 
 
 def plugin_host_pid():
-    pod = json.loads(kubectl("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=" + DS,
-                             "-o", "json").stdout)["items"][0]
+    pod = plugin_pods()[0]
     out = subprocess.run(["pgrep", "-x", "iommufd-device"], capture_output=True, text=True).stdout.split()
     assert len(out) == 1, out  # one plugin process on the node (comm is cut at 15 chars)
     return int(out[0]), pod["metadata"]["name"]

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from clusterlib import (CLUSTER, DEVICES, DS, NAMESPACE, PodStream, allocatable, kubectl, run,
-                        wait_until)
+from clusterlib import DEVICES, DS, NAMESPACE, PodStream, allocatable, kubectl, plugin_pods, run, wait_until
 
 
 def kubelet_log_lines():
@@ -54,12 +53,6 @@ def rollout(restart_cmd, prefix):
     assert allocatable() == DEVICES
 
 
-def plugin_pods():
-    out = kubectl("-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=" + DS, "-o",
-                  "jsonpath={.items[*].metadata.name}").stdout
-    return out.split()
-
-
 def test_kubectl_rollout_restart_under_a_stream_of_vm_pods_refuses_none(cluster):
     rollout(lambda: kubectl("-n", NAMESPACE, "rollout", "restart", "ds/" + DS), "rr")
 
@@ -93,7 +86,7 @@ def test_plugin_pod_force_deleted_with_offers_pending_new_pods_still_get_fds(clu
     stream = PodStream("kill", delay=8)
     try:
         time.sleep(4)
-        kubectl("-n", NAMESPACE, "delete", "pod", plugin_pods()[0], "--grace-period=0", "--force", check=False)
+        kubectl("-n", NAMESPACE, "delete", "pod", plugin_pods()[0]["metadata"]["name"], "--grace-period=0", "--force", check=False)
         kubectl("-n", NAMESPACE, "rollout", "status", "ds/" + DS, "--timeout=300s", timeout=320)
         wait_until(lambda: allocatable() == DEVICES, 120, "allocatable back at %d" % DEVICES)
         first_after = len(stream.names)

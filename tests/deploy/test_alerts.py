@@ -90,6 +90,20 @@ def selector_errors(expr, series):
     return errors
 
 
+def samples(body):
+    """[(name, labels, value)] of a /metrics body (the Prometheus text format)."""
+    return [(s.name, dict(s.labels), s.value) for family in text_string_to_metric_families(body)
+            for s in family.samples]
+
+
+def series_labels(body):
+    """{metric: [labels of each series]} of a /metrics body."""
+    series = {}
+    for name, labels, _ in samples(body):
+        series.setdefault(name, []).append(labels)
+    return series
+
+
 def alert_rules():
     with open(RULES) as f:
         rule = yaml.safe_load(f)
@@ -129,10 +143,7 @@ def exported():
     finally:
         problems = env.teardown()
     assert not problems, problems
-    series = {}
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            series.setdefault(sample.name, []).append(dict(sample.labels))
+    series = series_labels(body)
     assert "iommufd_device_plugin_registered" in series, sorted(series)
     return series
 
@@ -301,7 +312,9 @@ FIRING = {
 }
 
 
-def promtool_test(tmp_path, rules, firing):
+def promtool_test(tmp_path, rules, firing, series=None):
+    """promtool test rules: at 20m of 1m-spaced series ({series: values}, default
+    SERIES), each alert of `firing` fires with exactly the labels listed."""
     # Without annotations: promtool compares them too, and they are prose.
     groups = yaml.safe_load(yaml.safe_dump(rules["spec"]["groups"]))
     for group in groups:
@@ -313,7 +326,7 @@ def promtool_test(tmp_path, rules, firing):
         "evaluation_interval": "1m",
         "tests": [{
             "interval": "1m",
-            "input_series": [{"series": s, "values": v} for s, v in SERIES.items()],
+            "input_series": [{"series": s, "values": v} for s, v in (series or SERIES).items()],
             "alert_rule_test": [{"eval_time": "20m", "alertname": name,
                                  "exp_alerts": [{"exp_labels": labels} for labels in alerts]}
                                 for name, alerts in firing.items()],
