@@ -38,6 +38,8 @@ def cluster(tmp_path_factory):
     consumer_tar = str(tmp_path_factory.mktemp("consumer") / "consumer.tar")
     run(os.path.join(HERE, "consumer", "build-image.sh"), consumer_tar, timeout=1800)
     try:
+        # A session that was killed may have left its cluster up: we hold the lock.
+        run(CLUSTER, "down", check=False, timeout=300)
         run(CLUSTER, "up", timeout=600)
         for line in run(CLUSTER, "env").stdout.splitlines():
             k, v = line.replace("export ", "", 1).split("=", 1)

@@ -4,7 +4,6 @@ so the pod NotReady through the API), never take its path, and serve again when 
 leaves. The KubeVirt side is a stand-in (tests/integration/foreign_plugin.py: virt-handler
 cannot run here); the kubelet, the API server and our DaemonSet are real."""
 
-import json
 import os
 import sys
 import time
