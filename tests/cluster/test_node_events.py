@@ -4,7 +4,6 @@ their fd. (The node's /dev/iommu is a stand-in; see test_rolling_update.py.)"""
 
 import os
 import signal
-import subprocess
 
 from clusterlib import (CLUSTER, DEVICES, NAMESPACE, allocatable, create_vm_pods, kubectl, plugin_log,
                         plugin_pods, pod_phase, run, wait_outcomes, wait_until)
@@ -30,10 +29,18 @@ def test_kubelet_restart_with_vm_pods_pending_and_running(cluster):
 
 
 def plugin_host_pid():
-    pod = plugin_pods()[0]
-    out = subprocess.run(["pgrep", "-x", "iommufd-device"], capture_output=True, text=True).stdout.split()
-    assert len(out) == 1, out  # one plugin process on the node (comm is cut at 15 chars)
-    return int(out[0]), pod["metadata"]["name"]
+    """The pid, in the host's namespace, of the one plugin process on the node."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv0 = f.read().split(b"\0")[0]
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and os.path.basename(argv0) == b"iommufd-device-plugin":
+            pids.append(int(entry))
+    assert len(pids) == 1, pids
+    return pids[0], plugin_pods()[0]["metadata"]["name"]
 
 
 def test_plugin_process_sigkilled_with_offers_pending(cluster):

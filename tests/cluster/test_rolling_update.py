@@ -71,7 +71,7 @@ def test_rolling_update_with_registration_through_the_plugin_watcher(plugin, mod
     the old ones' (the kubelet keys endpoints by path), and the kubelet's watcher never
     sees a temporary name (they start with '.', which it skips)."""
     plugin.deploy(flags={"registration": mode}, components=["plugin-watcher"])
-    log_before = kubelet_log_lines()
+    log_before = len(kubelet_log_lines())
     rollout(lambda: kubectl("-n", NAMESPACE, "rollout", "restart", "ds/" + DS), "pw-" + mode)
     retried = [l for l in kubelet_log_lines()[log_before:] if ".new" in l]
     assert not retried, retried[:5]
