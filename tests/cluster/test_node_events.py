@@ -37,8 +37,11 @@ def plugin_host_pid():
                 argv0 = f.read().split(b"\0")[0]
         except (OSError, ValueError):
             continue
-        if entry.isdigit() and os.path.basename(argv0) == b"iommufd-device-plugin":
-            pids.append(int(entry))
+        if not entry.isdigit() or os.path.basename(argv0) != b"iommufd-device-plugin":
+            continue
+        with open("/proc/%s/cgroup" % entry) as f:
+            if "kubepods" in f.read():  # the pod's, not a host process's
+                pids.append(int(entry))
     assert len(pids) == 1, pids
     return pids[0], plugin_pods()[0]["metadata"]["name"]
 
