@@ -11,7 +11,7 @@ without IOMMU_OPTION gives. Nothing here is claimed about the ioctl on a real io
 
 import json
 
-from clusterlib import DEVICES, RESOURCE, allocatable, delete_vm_pod, kubectl, plugin_log, plugin_pods, pod_events, \
+from clusterlib import DEVICES, allocatable, delete_vm_pod, kubectl, plugin_log, plugin_pods, pod_events, \
     vm_pod, wait_until
 
 
