@@ -403,10 +403,12 @@ make_iommu_standin() {
 	fi
 }
 
+# -v 2: the device manager's endpoint changes ("Device plugin connected", "Last device
+# plugin for this resource disconnected"), which the rolling-update tests read.
 start_kubelet() {
 	start kubelet "$bin/kubelet" --config "$state/config/kubelet.yaml" \
 		--kubeconfig "$state/kubeconfig/kubelet" --hostname-override "$node" \
-		--root-dir "$kubelet_root" --v 1
+		--root-dir "$kubelet_root" --v 2
 	wait_up kubelet "node $node registered" kubectl_admin get node "$node"
 	wait_up kubelet "node $node Ready" kubectl_admin wait --for=condition=Ready "node/$node" --timeout=5s
 }

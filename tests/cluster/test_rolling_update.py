@@ -37,8 +37,34 @@ def check_stream(stream, label):
     assert received == len(stream.names) > 0
 
 
+LAST_GONE = "Last device plugin for this resource disconnected"  # kubelet -v 2
+CONNECTED = "Device plugin connected"
+
+
+def stamp(line):
+    """The klog time of a kubelet log line, in seconds of the day."""
+    h, m, sec = line.split()[1].split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+def windows_at_zero(lines):
+    """[seconds] from each moment the kubelet dropped the resource's last endpoint (its
+    devices all unhealthy: allocatable 0) to the next endpoint connecting."""
+    out, since = [], None
+    for line in lines:
+        if "devices.kubevirt.io/iommufd" not in line:
+            continue
+        if LAST_GONE in line:
+            since = stamp(line)
+        elif CONNECTED in line and since is not None:
+            out.append(stamp(line) - since)
+            since = None
+    return out
+
+
 def rollout(restart_cmd, prefix):
     assert allocatable() == DEVICES
+    log_before = len(kubelet_log_lines())
     stream = PodStream(prefix)
     try:
         time.sleep(3)
@@ -51,6 +77,10 @@ def rollout(restart_cmd, prefix):
         stream.stop()
     check_stream(stream, prefix)
     assert allocatable() == DEVICES
+    # The kubelet never held the resource without an endpoint: never a moment at 0.
+    lines = kubelet_log_lines()[log_before:]
+    assert any(CONNECTED in l for l in lines), "kubelet -v 2 log lines missing"
+    assert not [l for l in lines if LAST_GONE in l]
 
 
 def test_kubectl_rollout_restart_under_a_stream_of_vm_pods_refuses_none(cluster):
@@ -88,6 +118,7 @@ def test_plugin_pod_force_deleted_with_offers_pending_new_pods_still_get_fds(clu
     (rescue) or drained by the old; a pod admitted while no instance was registered may
     be refused by the kubelet: those are counted and printed, and the pods created after
     the new instance registered must all get their fd."""
+    log_before = len(kubelet_log_lines())
     stream = PodStream("kill", delay=8)
     try:
         time.sleep(4)
@@ -99,6 +130,10 @@ def test_plugin_pod_force_deleted_with_offers_pending_new_pods_still_get_fds(clu
     finally:
         stream.stop()
     results = stream.finish(300)
-    print("\nforce-delete: %d pods, outcomes %s" % (len(stream.names), sorted(set(results.values()))))
+    counts = {}
+    for r in results.values():
+        counts[r] = counts.get(r, 0) + 1
+    print("\nforce-delete: %d pods; %s; resource at 0 for %s s" % (
+        len(stream.names), counts, windows_at_zero(kubelet_log_lines()[log_before:])))
     late = stream.names[first_after:]
     assert late and all(results.get(n) == "received" for n in late), {n: results.get(n) for n in late}
