@@ -107,7 +107,7 @@ def test_kubectl_apply_k_deploy_gives_a_ready_daemonset_and_110_devices(cluster)
     name = assert_ready_and_advertising("app.kubernetes.io/name=" + DS)
     labels = plugin_pods()[0]["metadata"]["labels"]
     assert "app.kubernetes.io/managed-by" not in labels, labels
-    assert our_sockets() == ["kubevirt-iommufd.sock"], our_sockets()
+    assert our_sockets() == ["kubevirt-iommufd-0.sock"], our_sockets()
     print("kustomize: %s Ready, node allocatable %d" % (name, allocatable()))
 
 
@@ -128,7 +128,7 @@ def test_helm_install_then_uninstall_leaves_only_what_install_md_says(plugin):
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
         assert env["IOMMUFD_DP_RLIMIT_MODE"] == "best-effort", env
         assert pod["spec"]["containers"][0]["imagePullPolicy"] == "Never"
-        assert our_sockets() == ["kubevirt-iommufd.sock"], our_sockets()
+        assert our_sockets() == ["kubevirt-iommufd-0.sock"], our_sockets()
         print("helm: %s Ready, node allocatable %d" % (name, allocatable()))
 
         helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "5m")
