@@ -53,6 +53,8 @@
 /* Our socket vanished without a kubelet restart: wait this long for whoever removed
  * it to bind there before we serve it again. */
 #define SOCKET_GONE_GRACE_USEC 1000000ULL
+/* A stream-ended Register again this long after the last one is at once again. */
+#define STREAM_ENDED_CALM_USEC 60000000ULL
 /* While a foreign server holds our path: how often to look whether it died. */
 #define FOREIGN_PROBE_USEC 10000000ULL
 
@@ -73,6 +75,8 @@ struct registration {
 	struct loop_timer timeout_timer; /* Register in flight for too long */
 	struct grpc_client *client;	 /* the Register call in flight, if any */
 	unsigned long long backoff_usec;
+	unsigned long long stream_ended_at;	/* now_usec() of the last stream-ended trigger */
+	unsigned long long stream_backoff_usec; /* before the next one's Register; 0: at once */
 	bool registered;
 	bool ever_registered;
 	struct registration_stats stats;
@@ -476,14 +480,32 @@ static void registration_dir_changed(void *data, uint32_t events)
 static void registration_stream_ended(void *data)
 {
 	struct registration *reg = data;
+	unsigned long long now = now_usec();
 
-	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING || reg->client)
+	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING || reg->client ||
+	    loop_timer_armed(&reg->retry_timer))
 		return;
 	reg->stats.streams_ended++;
-	log_info("the kubelet ended our ListAndWatch stream while we serve %s: registering again",
-		 reg->serving);
+	/* The first time at once; again soon after, with the backoff: whoever ends streams
+	 * over and over (a peer that opens and cancels them) gets a Register every 10 s
+	 * at most, not one per stream. */
+	if (now - reg->stream_ended_at > STREAM_ENDED_CALM_USEC)
+		reg->stream_backoff_usec = 0;
+	reg->stream_ended_at = now;
 	reg->backoff_usec = 0;
-	registration_register(reg);
+	if (!reg->stream_backoff_usec) {
+		log_info("the kubelet ended our ListAndWatch stream while we serve %s: "
+			 "registering again",
+			 reg->serving);
+		reg->stream_backoff_usec = registration_backoff_next(0);
+		registration_register(reg);
+		return;
+	}
+	log_info("our ListAndWatch streams ended again while we serve %s: registering again in "
+		 "%llu ms",
+		 reg->serving, reg->stream_backoff_usec / 1000);
+	loop_timer_arm(&reg->retry_timer, reg->stream_backoff_usec);
+	reg->stream_backoff_usec = registration_backoff_next(reg->stream_backoff_usec);
 }
 
 int registration_new(struct loop *loop, const struct kubelet_options *config,
