@@ -55,6 +55,8 @@
 #define SOCKET_GONE_GRACE_USEC 1000000ULL
 /* A stream-ended Register again this long after the last one is at once again. */
 #define STREAM_ENDED_CALM_USEC 60000000ULL
+/* Looks at a socket on --socket-name that does not answer yet: 1 s, then every 10 s. */
+#define CANONICAL_LOOKS 6
 /* While a foreign server holds our path: how often to look whether it died. */
 #define FOREIGN_PROBE_USEC 10000000ULL
 
@@ -77,6 +79,7 @@ struct registration {
 	unsigned long long backoff_usec;
 	unsigned long long stream_ended_at;	/* now_usec() of the last stream-ended trigger */
 	unsigned long long stream_backoff_usec; /* before the next one's Register; 0: at once */
+	int canonical_looks_left; /* more looks at a --socket-name that did not answer */
 	bool registered;
 	bool ever_registered;
 	struct registration_stats stats;
@@ -351,8 +354,20 @@ static void registration_canonical_changed(struct registration *reg)
 		loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
 		return;
 	}
-	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING && foreign_live(reg))
+	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING)
+		return;
+	if (foreign_live(reg)) {
 		registration_step_aside(reg, false);
+		return;
+	}
+	/* A socket that does not answer yet: a server between its bind() and listen().
+	 * Look again in a moment, then a few more times (a restarting server unlinks and
+	 * binds anew, which is another event). */
+	struct stat st;
+	if (lstat(reg->plugin_socket, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		reg->canonical_looks_left = CANONICAL_LOOKS;
+		loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
+	}
 }
 
 /* The grace after a deletion ran out, or it is time to look at a foreign server. */
@@ -360,6 +375,14 @@ static void registration_endpoint_timer(void *data)
 {
 	struct registration *reg = data;
 
+	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING) {
+		/* Looking again at a --socket-name that did not answer. */
+		if (foreign_live(reg))
+			registration_step_aside(reg, false);
+		else if (reg->canonical_looks_left && --reg->canonical_looks_left)
+			loop_timer_arm(&reg->endpoint_timer, FOREIGN_PROBE_USEC);
+		return;
+	}
 	if (reg->endpoint != REGISTRATION_ENDPOINT_GONE &&
 	    reg->endpoint != REGISTRATION_ENDPOINT_FOREIGN)
 		return;

@@ -297,7 +297,7 @@ def test_foreign_plugin_started_after_us_is_reported_and_we_do_not_fight(env):
     address = "127.0.0.1:%d" % free_port()
     plugin = env.start("--devices", "2", "--metrics-address", address)
     ours = env.plugin_socket
-    stream = env.client().list_and_watch()
+    stream = env.client().list_and_watch(timeout=60)  # a failure, never a hang
     assert len(next(stream).devices) == 2
     before = env.kubelet.register_count
     foreign = ForeignPlugin(env.kubelet_dir, env.socket_name, DEFAULT_RESOURCE)
@@ -326,6 +326,20 @@ def test_foreign_plugin_started_after_us_is_reported_and_we_do_not_fight(env):
     wait_until(lambda: healthz(address)[0] == 200, 30, what="/healthz ready again")
     assert env.kubelet.history[-1].endpoint == env.slot_name(0)
     assert env.client().get_device_plugin_options() is not None
+
+
+def test_a_foreign_socket_that_listens_a_moment_after_its_bind_is_still_seen(env):
+    """Between a server's bind() (the file appears: inotify) and its listen() a connect
+    is refused; we look again instead of taking it for a dead socket."""
+    plugin = env.start("--devices", "2")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(env.canonical_socket)
+        time.sleep(0.3)  # the window the bug lived in; its length decides nothing here
+        s.listen(8)
+        wait_until(lambda: lines(plugin, CONFLICT), 30, what="the conflict to be seen")
+    finally:
+        s.close()
 
 
 def test_foreign_plugin_already_serving_is_never_removed(env):
