@@ -207,8 +207,11 @@ def test_every_fd_of_a_busy_daemon_is_close_on_exec(env):
 def test_iommufd_receive_command_inherits_only_the_fd_it_asked_for(env, receive_bin, target):
     env.start("--devices", "2")
     path = allocate_socket(env.client(), "iommufd0")
+    # LC_ALL=C: sleep's setlocale() then opens no locale file, which a look at its fds
+    # right after the exec could otherwise catch open (seen once on a loaded machine).
     proc = subprocess.Popen([receive_bin, "--socket", path, "--fd", str(target), "--", "sleep", "30"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, LC_ALL="C"))
     try:
         wait_until(lambda: os.readlink("/proc/%d/exe" % proc.pid).endswith("/sleep"), 5,
                    what="iommufd-receive to exec the command")
