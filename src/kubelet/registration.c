@@ -166,7 +166,9 @@ static void registration_done(void *data, enum grpc_status status, const char *m
 			  reg->kubelet_socket, (int)status, message);
 		if (message && strstr(message, KUBELET_ALREADY_CONNECTED) &&
 		    registration_move(reg) == 0) {
-			registration_register(reg);
+			/* The other name is served: register it on the next turn. */
+			reg->backoff_usec = 0;
+			loop_timer_arm(&reg->retry_timer, BACKOFF_FIRST_USEC);
 			return;
 		}
 		registration_schedule_retry(reg);

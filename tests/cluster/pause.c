@@ -23,8 +23,8 @@ static void on_child(int sig)
 
 int main(int argc, char **argv)
 {
-	struct sigaction stop = { .sa_handler = on_stop };
-	struct sigaction child = { .sa_handler = on_child, .sa_flags = SA_NOCLDSTOP };
+	struct sigaction stop = {.sa_handler = on_stop};
+	struct sigaction child = {.sa_handler = on_child, .sa_flags = SA_NOCLDSTOP};
 
 	if (argc > 1 && strcmp(argv[1], "-v") == 0) {
 		puts("pause (iommufd-device-plugin tests/cluster)");
