@@ -93,12 +93,18 @@ def run_consumer(consumer_bin):
             c.proc.wait()
 
 
-def test_receives_fd_and_acks(run_consumer, tmp_path):
-    path = str(tmp_path / "iommufd.sock")
+def listening(path):
+    """A unix listener at path that accepts one connection, waiting at most 10 s."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(1)
     listener.settimeout(10)
+    return listener
+
+
+def test_receives_fd_and_acks(run_consumer, tmp_path):
+    path = str(tmp_path / "iommufd.sock")
+    listener = listening(path)
     devnull = os.open("/dev/null", os.O_RDWR)
     try:
         c = run_consumer(path, delay="1")
@@ -165,10 +171,7 @@ def test_sigterm_during_the_receive_exits_0(run_consumer, tmp_path):
     # A listener that accepts and never sends: the read has no deadline, so the
     # consumer waits; SIGTERM must still end it at once with status 0.
     path = str(tmp_path / "iommufd.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1)
-    listener.settimeout(10)
+    listener = listening(path)
     with listener:
         c = run_consumer(path)
         conn, _ = listener.accept()
