@@ -9,6 +9,7 @@ and the audit line of a real hand-over during the attack is always there.
 """
 
 import os
+import selectors
 import socket
 import subprocess
 import sys
@@ -66,22 +67,50 @@ def setpriv():
         pytest.skip("needs root and setpriv with ambient capabilities")
 
 
+def hold_idle_connections(host, port, count, stop):
+    """Keeps count connections open that never send a byte, opening a new one for each
+    the server closes, until stop is set: what holding a port's slots costs nobody."""
+    sel = selectors.DefaultSelector()
+
+    def open_one():
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, port))
+        sel.register(s, selectors.EVENT_READ)
+
+    for _ in range(count):
+        open_one()
+    while not stop.is_set():
+        for key, _ in sel.select(timeout=0.05):
+            try:
+                gone = key.fileobj.recv(1) == b""
+            except (BlockingIOError, InterruptedError):
+                gone = False
+            except OSError:
+                gone = True
+            if gone:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                open_one()
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+    sel.close()
+
+
 def test_idle_tcp_connections_cannot_keep_livez_out(env):
     address = "127.0.0.1:%d" % free_port()
     host, port = address.split(":")
     env.start("--devices", "2", "--metrics-address", address)
-    idle = []
+    stop = threading.Event()
+    holder = threading.Thread(target=hold_idle_connections, args=(host, int(port), 100, stop))
+    holder.start()
     try:
-        for _ in range(100):  # connected, never a byte: what a port scanner leaves
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex((host, int(port)))
-            idle.append(s)
+        time.sleep(0.5)  # let them connect: the probes come after them
         answers = [livez(address, timeout=5.0) for _ in range(10)]
     finally:
-        for s in idle:
-            s.close()
-    assert answers == [200] * 10, "/livez answers with 100 idle connections open: %r" % answers
+        stop.set()
+        holder.join()
+    assert answers == [200] * 10, "/livez answers with 100 idle connections held: %r" % answers
 
 
 def test_a_connect_loop_on_a_handoff_socket_neither_stalls_the_loop_nor_floods_the_log(
