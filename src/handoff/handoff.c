@@ -58,8 +58,8 @@ static void handoff_pending_changed(struct handoff *h)
 	struct handoff_pending_listener *l, *next;
 
 	h->notifying = true;
-	list_for_each_safe (l, next, &h->pending_listeners, link) /* it may remove itself */
-		l->fn(l->data, h->pending);
+	list_for_each_safe(l, next, &h->pending_listeners, link) /* it may remove itself */
+	    l->fn(l->data, h->pending);
 	h->notifying = false;
 }
 
@@ -100,7 +100,8 @@ static void offer_close(struct handoff_offer *offer, bool unlink_socket)
 	struct handoff_peer *peer, *next;
 
 	loop_listener_stop(&offer->listener);
-	list_for_each_safe (peer, next, &offer->peers, offer_link) {
+	list_for_each_safe(peer, next, &offer->peers, offer_link)
+	{
 		h->stats.refused++;
 		peer_close(peer);
 	}
@@ -319,7 +320,8 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 	deadline_list_init(loop, &h->expiries, offer_expired, h);
 	deadline_list_init(loop, &h->acks, ack_timed_out, h);
 	log_ratelimit_init(loop, &h->refusals, LOG_RATELIMIT_INTERVAL_USEC,
-			   "handoff connections refused (uid not in --allowed-uids, or an ACK before taking the fd)");
+			   "handoff connections refused (uid not in --allowed-uids, or an ACK "
+			   "before taking the fd)");
 	h->dir_watch_fd = -1;
 	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, &e);
 	if (r < 0) {
@@ -422,7 +424,7 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 			log_info("%s is allocated again; withdrawing its unclaimed socket %s",
 				 device_id, old->path);
 			offer_destroy(old);
-				break;
+			break;
 		}
 	}
 

@@ -26,8 +26,8 @@ struct handoff {
 	size_t pending;
 	struct handoff_stats stats;
 	struct list pending_listeners;
-	bool notifying; /* pending listeners are being called: they must not offer or
-			 * withdraw (asserted) */
+	bool notifying;		       /* pending listeners are being called: they must not offer or
+					* withdraw (asserted) */
 	struct log_ratelimit refusals; /* "refused pid ..." lines a peer can cause */
 	/* After handoff_rescue: watching the socket dir for an instance that exits with
 	 * sockets left (it drops a ".left-<id>" file once its lock is free). */

@@ -5,10 +5,9 @@
 
 static void deadline_list_rearm(struct deadline_list *list)
 {
-	unsigned long long at =
-	    list_empty(&list->entries)
-		? 0
-		: list_first(&list->entries, struct deadline_entry, link)->at;
+	unsigned long long at = list_empty(&list->entries)
+				    ? 0
+				    : list_first(&list->entries, struct deadline_entry, link)->at;
 
 	loop_timer_arm_at(&list->timer, at);
 }

@@ -12,7 +12,7 @@
 #define LOG_RATELIMIT_INTERVAL_USEC (10ULL * 1000000)
 
 struct log_ratelimit {
-	struct loop_timer timer;	 /* armed while an interval is open */
+	struct loop_timer timer; /* armed while an interval is open */
 	unsigned long long interval_usec;
 	unsigned long long suppressed; /* events counted, not logged, in this interval */
 	const char *what;	       /* static: "connections refused on handoff sockets" */

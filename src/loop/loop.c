@@ -23,8 +23,8 @@ struct loop {
 	struct epoll_event batch[LOOP_BATCH];
 	int batch_count;
 	struct list deferred; /* struct loop_defer.link, first queued first */
-	struct list starved; /* listeners waiting for an fd */
-	bool released;	     /* a watch was removed (its fd is being closed) */
+	struct list starved;  /* listeners waiting for an fd */
+	bool released;	      /* a watch was removed (its fd is being closed) */
 	struct loop_timer starved_retry;
 	int timer_fd;
 	struct loop_watch timer_watch;

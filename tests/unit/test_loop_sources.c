@@ -36,9 +36,18 @@ static void record(struct order *o, char c)
 	o->seen[o->count++] = c;
 }
 
-static void defer_a(void *data) { record(data, 'A'); }
-static void defer_d(void *data) { record(data, 'D'); }
-static void defer_c(void *data) { record(data, 'C'); }
+static void defer_a(void *data)
+{
+	record(data, 'A');
+}
+static void defer_d(void *data)
+{
+	record(data, 'D');
+}
+static void defer_c(void *data)
+{
+	record(data, 'C');
+}
 static void defer_b(void *data)
 {
 	struct order *o = data;
@@ -83,7 +92,8 @@ static void keep(void *data, int fd)
  * connected (the kernel completes the handshakes before accept). */
 static int listen_and_connect(int n, int *clients)
 {
-	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in addr = {.sin_family = AF_INET,
+				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(addr);
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
@@ -219,8 +229,8 @@ static void the_deadline_list_fires_in_deadline_order_as_moved(void **state)
 	deadline_set(&dl, &w[1].entry, now - 300);
 	deadline_set(&dl, &w[2].entry, now - 200);
 	deadline_set(&dl, &w[3].entry, now - 100);
-	deadline_set(&dl, &w[0].entry, now - 50);  /* moved: now last */
-	deadline_cancel(&dl, &w[2].entry);	   /* cancelled: never fires */
+	deadline_set(&dl, &w[0].entry, now - 50); /* moved: now last */
+	deadline_cancel(&dl, &w[2].entry);	  /* cancelled: never fires */
 	assert_true(loop_timer_armed(&dl.timer)); /* armed for B, the head */
 	assert_int_equal(loop_run_once(loop, 5000), 1);
 	assert_string_equal(o.seen, "BDA");
