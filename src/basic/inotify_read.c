@@ -4,22 +4,29 @@
 #include <errno.h>
 #include <unistd.h>
 
+int inotify_read_once(int fd, void (*fn)(void *data, const struct inotify_event *ev), void *data)
+{
+	char buf[INOTIFY_READ_SIZE] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+
+	do
+		n = read(fd, buf, sizeof(buf));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -errno;
+	for (char *p = buf; p < buf + n;) {
+		const struct inotify_event *ev = (const struct inotify_event *)p;
+		p += sizeof(*ev) + ev->len;
+		fn(data, ev);
+	}
+	return (int)n;
+}
+
 int inotify_read_events(int fd, void (*fn)(void *data, const struct inotify_event *ev), void *data)
 {
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	int r;
 
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EAGAIN ? 0 : -errno;
-		if (n == 0)
-			return 0;
-		for (char *p = buf; p < buf + n;) {
-			const struct inotify_event *ev = (const struct inotify_event *)p;
-			p += sizeof(*ev) + ev->len;
-			fn(data, ev);
-		}
-	}
+	while ((r = inotify_read_once(fd, fn, data)) > 0)
+		;
+	return r;
 }

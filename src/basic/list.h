@@ -101,3 +101,18 @@ static inline void list_unlink(struct list *node)
 	for ((pos) = list_entry((head)->next, __typeof__(*(pos)), member);                         \
 	     &(pos)->member != (head);                                                             \
 	     (pos) = list_entry((pos)->member.next, __typeof__(*(pos)), member))
+
+/**
+ * list_for_each_safe() - iterate over every entry; the body may unlink (or free) @pos
+ * @pos:    the loop cursor, a pointer to the entries' type
+ * @next:   another cursor of that type, holding the entry after @pos
+ * @head:   the list's head
+ * @member: the node's field name in the entries' type
+ *
+ * The body may unlink @pos but no other entry (in particular not @next).
+ */
+#define list_for_each_safe(pos, next, head, member)                                                \
+	for ((pos) = list_entry((head)->next, __typeof__(*(pos)), member),                         \
+	    (next) = list_entry((pos)->member.next, __typeof__(*(pos)), member);                   \
+	     &(pos)->member != (head);                                                             \
+	     (pos) = (next), (next) = list_entry((next)->member.next, __typeof__(*(pos)), member))

@@ -1,8 +1,8 @@
 /* Per-allocation handoff sockets: accept, send one 0x00 byte with the fd in
- * SCM_RIGHTS, wait for the peer's one-byte ACK; consumed once. Waiting peers sit in a
- * list in ACK-deadline order; offers' deadlines move (handoff_keep), so the TTL timer
- * is armed for the earliest of them. Re-serving a dead instance's sockets is in
- * handoff_rescue.c. */
+ * SCM_RIGHTS, wait for the peer's one-byte ACK; consumed once. Offers' TTLs and peers'
+ * ACK deadlines sit in two deadline lists, so every change re-arms its timer. A
+ * refused peer costs one log line per burst (log_ratelimit.h). Re-serving a dead
+ * instance's sockets is in handoff_rescue.c. */
 #include "handoff.h"
 #include "../basic/error_text.h"
 #include "handoff_internal.h"
@@ -14,6 +14,7 @@
 #include "../loop/loop.h"
 #include "../util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <linux/sockios.h>
 #include <stdbool.h>
@@ -28,13 +29,13 @@
 
 struct handoff_peer {
 	struct handoff_offer *offer;
-	struct list offer_link, waiting_link;
+	struct list offer_link;
 	int fd;
 	struct loop_watch watch;
 	bool sent;
 	struct ucred cred;
 	char *cgroup;
-	unsigned long long deadline;
+	struct deadline_entry ack; /* in handoff.acks */
 };
 
 void handoff_options_init(struct handoff_options *o)
@@ -51,39 +52,15 @@ void handoff_options_init(struct handoff_options *o)
 	};
 }
 
-static void handoff_rearm(struct handoff *h)
-{
-	unsigned long long ttl = 0, ack = 0;
-	struct handoff_offer *o;
-
-	/* Expiries move (handoff_keep), so scan: offers are a node's pods, a few hundred. */
-	list_for_each (o, &h->offers, link)
-		if (!ttl || o->expires < ttl)
-			ttl = o->expires;
-	if (!list_empty(&h->waiting_peers))
-		ack =
-		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link)->deadline;
-	loop_timer_arm_at(&h->ttl_timer, ttl);
-	loop_timer_arm_at(&h->ack_timer, ack);
-}
-
-/* Accepts while the offer has room for another peer. */
-static void offer_update_listening(struct handoff_offer *offer)
-{
-	if (!offer->closing)
-		loop_listener_hold(&offer->listener, offer->peer_count >= offer->h->opts.max_peers);
-}
-
+/* Tells the pending listeners the new count, with the change complete. */
 static void handoff_pending_changed(struct handoff *h)
 {
 	struct handoff_pending_listener *l, *next;
 
-	/* A listener may remove itself. */
-	for (l = list_first(&h->pending_listeners, struct handoff_pending_listener, link);
-	     &l->link != &h->pending_listeners; l = next) {
-		next = list_entry(l->link.next, struct handoff_pending_listener, link);
-		l->fn(l->data, h->pending);
-	}
+	h->notifying = true;
+	list_for_each_safe(l, next, &h->pending_listeners, link) /* it may remove itself */
+	    l->fn(l->data, h->pending);
+	h->notifying = false;
 }
 
 static void peer_close(struct handoff_peer *peer)
@@ -95,10 +72,9 @@ static void peer_close(struct handoff_peer *peer)
 	close(peer->fd);
 	free(peer->cgroup);
 	list_unlink(&peer->offer_link);
-	list_unlink(&peer->waiting_link);
-	offer->peer_count--;
+	deadline_cancel(&h->acks, &peer->ack);
 	free(peer);
-	offer_update_listening(offer);
+	loop_listener_closed(&offer->listener);
 }
 
 /* Drops a dir's count of offers; an adopted dir is removed with its last one. */
@@ -121,15 +97,14 @@ static void dir_offer_gone(struct handoff *h, struct handoff_dir *dir)
 static void offer_close(struct handoff_offer *offer, bool unlink_socket)
 {
 	struct handoff *h = offer->h;
+	struct handoff_peer *peer, *next;
 
-	offer->closing = true;
-	while (!list_empty(&offer->peers)) {
-		struct handoff_peer *peer =
-		    list_entry(offer->peers.next, struct handoff_peer, offer_link);
+	loop_listener_stop(&offer->listener);
+	list_for_each_safe(peer, next, &offer->peers, offer_link)
+	{
 		h->stats.refused++;
 		peer_close(peer);
 	}
-	loop_listener_stop(&offer->listener);
 	for (;;) {
 		int fd = unlink_socket ? accept4(offer->listen_fd, NULL, NULL, SOCK_CLOEXEC) : -1;
 		if (fd < 0)
@@ -142,6 +117,7 @@ static void offer_close(struct handoff_offer *offer, bool unlink_socket)
 		log_warning("cannot remove handoff socket %s: %s", offer->path, error_text(errno));
 	close(offer->fd);
 	list_unlink(&offer->link);
+	deadline_cancel(&h->expiries, &offer->expiry);
 	h->pending--;
 	if (unlink_socket)
 		dir_offer_gone(h, offer->dir);
@@ -167,7 +143,6 @@ static void peer_consumed(struct handoff_peer *peer)
 		 (unsigned)peer->cred.gid, peer->cgroup, offer->path);
 	peer_close(peer);
 	offer_destroy(offer);
-	handoff_rearm(h);
 }
 
 static void peer_gone(struct handoff_peer *peer, const char *why)
@@ -178,7 +153,6 @@ static void peer_gone(struct handoff_peer *peer, const char *why)
 	log_debug(1, "pid %d left %s before acknowledging (%s); the offer stays",
 		  (int)peer->cred.pid, peer->offer->path, why);
 	peer_close(peer);
-	handoff_rearm(h);
 }
 
 /* One data byte 0x00 and the fd as SCM_RIGHTS, in a single message. */
@@ -222,7 +196,6 @@ static void peer_send(struct handoff_peer *peer)
 		log_error("cannot watch handoff peer on %s: %s", peer->offer->path, error_text(-r));
 		h->stats.refused++;
 		peer_close(peer);
-		handoff_rearm(h);
 	}
 }
 
@@ -250,11 +223,11 @@ static void peer_event(void *data, uint32_t events)
 	int unread = 0;
 	if (ioctl(peer->fd, SIOCOUTQ, &unread) == 0 && unread > 0) {
 		h->stats.refused++;
-		log_warning("pid %d answered on %s without taking the fd; closing it, the offer "
-			    "stays",
-			    (int)peer->cred.pid, peer->offer->path);
+		if (log_ratelimit_allow(&h->refusals))
+			log_warning("refused pid %d on %s: it answered without taking the fd; "
+				    "closing it, the offer stays",
+				    (int)peer->cred.pid, peer->offer->path);
 		peer_close(peer);
-		handoff_rearm(h);
 		return;
 	}
 	peer_consumed(peer);
@@ -268,11 +241,14 @@ static void peer_start(struct handoff_offer *offer, int fd)
 	handoff_peer_identify(fd, offer->path, &who);
 	if (!handoff_peer_allowed(&h->opts, &who)) {
 		h->stats.unauthorized++;
-		log_warning("refused pid %d (uid %d, gid %d, cgroup %s) on %s: its uid is not in "
-			    "--allowed-uids; the offer stays",
-			    (int)who.cred.pid, (int)who.cred.uid, (int)who.cred.gid, who.cgroup,
-			    offer->path);
+		/* A peer can do this in a loop: one line per burst, then a count. */
+		if (log_ratelimit_allow(&h->refusals))
+			log_warning("refused pid %d (uid %d, gid %d, cgroup %s) on %s: its uid is "
+				    "not in --allowed-uids; the offer stays",
+				    (int)who.cred.pid, (int)who.cred.uid, (int)who.cred.gid,
+				    who.cgroup, offer->path);
 		close(fd);
+		loop_listener_closed(&offer->listener);
 		return;
 	}
 	struct handoff_peer *peer = xcalloc(1, sizeof(*peer));
@@ -282,10 +258,9 @@ static void peer_start(struct handoff_offer *offer, int fd)
 	peer->cgroup = xstrdup(who.cgroup);
 	log_debug(1, "pid %d (uid %u, gid %u, cgroup %s) connected to %s", (int)peer->cred.pid,
 		  (unsigned)peer->cred.uid, (unsigned)peer->cred.gid, peer->cgroup, offer->path);
-	peer->deadline = now_usec() + h->opts.ack_timeout_usec;
+	deadline_entry_init(&peer->ack);
+	deadline_set(&h->acks, &peer->ack, now_usec() + h->opts.ack_timeout_usec);
 	list_append(&offer->peers, &peer->offer_link);
-	list_append(&h->waiting_peers, &peer->waiting_link);
-	offer->peer_count++;
 	int r = loop_watch_add(h->loop, &peer->watch, fd, 0, peer_event, peer);
 	if (r < 0) {
 		log_error("cannot watch handoff peer on %s: %s", offer->path, error_text(-r));
@@ -298,54 +273,32 @@ static void peer_start(struct handoff_offer *offer, int fd)
 
 static void offer_accept(void *data, int fd)
 {
-	struct handoff_offer *offer = data;
-
-	peer_start(offer, fd);
-	offer_update_listening(offer);
-	handoff_rearm(offer->h);
+	peer_start(data, fd);
 }
 
-static void ttl_expired(void *data)
+static void offer_expired(void *data, struct deadline_entry *entry)
 {
+	struct handoff_offer *offer = container_of(entry, struct handoff_offer, expiry);
 	struct handoff *h = data;
 	unsigned long long now = now_usec();
 
-	for (bool again = true; again;) {
-		struct handoff_offer *offer;
-		again = false;
-		list_for_each (offer, &h->offers, link) {
-			if (offer->expires > now)
-				continue;
-			h->stats.expired++;
-			log_info("nobody took the fd of %s within %.1f s; removing %s",
-				 offer->device_id, (double)(now - offer->offered) / 1e6,
-				 offer->path);
-			offer_destroy(offer);
-			again = true; /* the list changed under the iteration */
-			break;
-		}
-	}
-	handoff_rearm(h);
+	h->stats.expired++;
+	log_info("nobody took the fd of %s within %.1f s; removing %s", offer->device_id,
+		 (double)(now - offer->offered) / 1e6, offer->path);
+	offer_destroy(offer);
 }
 
-static void ack_timed_out(void *data)
+static void ack_timed_out(void *data, struct deadline_entry *entry)
 {
+	struct handoff_peer *peer = container_of(entry, struct handoff_peer, ack);
 	struct handoff *h = data;
-	unsigned long long now = now_usec();
 
-	while (!list_empty(&h->waiting_peers)) {
-		struct handoff_peer *peer =
-		    list_entry(h->waiting_peers.next, struct handoff_peer, waiting_link);
-		if (peer->deadline > now)
-			break;
-		h->stats.ack_timeouts++;
-		log_warning("pid %d (uid %u) did not acknowledge on %s within %llu ms; closing "
-			    "it, the offer stays",
-			    (int)peer->cred.pid, (unsigned)peer->cred.uid, peer->offer->path,
-			    h->opts.ack_timeout_usec / 1000);
-		peer_close(peer);
-	}
-	handoff_rearm(h);
+	h->stats.ack_timeouts++;
+	log_warning("pid %d (uid %u) did not acknowledge on %s within %llu ms; closing it, the "
+		    "offer stays",
+		    (int)peer->cred.pid, (unsigned)peer->cred.uid, peer->offer->path,
+		    h->opts.ack_timeout_usec / 1000);
+	peer_close(peer);
 }
 
 int handoff_new(struct loop *loop, const struct handoff_options *o, struct handoff **out)
@@ -363,8 +316,12 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 	h->opts = *o;
 	h->opts.socket_dir = xstrdup(o->socket_dir);
 	list_init(&h->offers);
-	list_init(&h->waiting_peers);
 	list_init(&h->pending_listeners);
+	deadline_list_init(loop, &h->expiries, offer_expired, h);
+	deadline_list_init(loop, &h->acks, ack_timed_out, h);
+	log_ratelimit_init(loop, &h->refusals, LOG_RATELIMIT_INTERVAL_USEC,
+			   "handoff connections refused (uid not in --allowed-uids, or an ACK "
+			   "before taking the fd)");
 	h->dir_watch_fd = -1;
 	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, &e);
 	if (r < 0) {
@@ -372,8 +329,6 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 		handoff_free(h);
 		return r;
 	}
-	loop_timer_init(loop, &h->ttl_timer, ttl_expired, h);
-	loop_timer_init(loop, &h->ack_timer, ack_timed_out, h);
 	log_debug(1, "instance dir %s", h->own_dir->path);
 	*out = h;
 	return 0;
@@ -403,8 +358,9 @@ void handoff_free(struct handoff *h)
 	loop_watch_remove(h->loop, &h->dir_watch);
 	if (h->dir_watch_fd >= 0)
 		close(h->dir_watch_fd);
-	loop_timer_destroy(&h->ttl_timer);
-	loop_timer_destroy(&h->ack_timer);
+	deadline_list_destroy(&h->expiries);
+	deadline_list_destroy(&h->acks);
+	log_ratelimit_destroy(&h->refusals);
 	free((char *)h->opts.socket_dir);
 	free(h);
 }
@@ -421,6 +377,7 @@ bool handoff_device_id_valid(const char *id)
 int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id, int fd,
 			int listen_fd, char *path, struct error *e)
 {
+	assert(!h->notifying); /* handoff_pending_fn's rule */
 	struct handoff_offer *offer = xcalloc(1, sizeof(*offer));
 	offer->h = h;
 	offer->device_id = xstrdup(device_id);
@@ -431,11 +388,11 @@ int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *
 	offer->listen_fd = listen_fd;
 	offer->fd = fd;
 	offer->offered = now_usec();
-	offer->expires = offer->offered + h->opts.ttl_usec;
+	deadline_entry_init(&offer->expiry);
+	deadline_set(&h->expiries, &offer->expiry, offer->offered + h->opts.ttl_usec);
 	list_init(&offer->peers);
 	list_append(&h->offers, &offer->link);
 	h->pending++;
-	handoff_pending_changed(h);
 	int r = loop_listener_start(h->loop, &offer->listener, listen_fd, offer->path, offer_accept,
 				    offer);
 	if (r < 0) {
@@ -443,7 +400,8 @@ int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *
 		offer_destroy(offer);
 		return r;
 	}
-	handoff_rearm(h);
+	loop_listener_set_cap(&offer->listener, h->opts.max_peers);
+	handoff_pending_changed(h);
 	return 0;
 }
 
@@ -454,6 +412,7 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 	char *path = NULL;
 	struct handoff_offer *old;
 
+	assert(!h->notifying); /* handoff_pending_fn's rule */
 	if (!handoff_device_id_valid(device_id))
 		return error_set(e, -EINVAL,
 				 "invalid device id \"%.*s\": want 1-%d characters of "
@@ -465,7 +424,6 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 			log_info("%s is allocated again; withdrawing its unclaimed socket %s",
 				 device_id, old->path);
 			offer_destroy(old);
-			handoff_rearm(h);
 			break;
 		}
 	}
@@ -483,20 +441,6 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 	return 0;
 }
 
-void handoff_keep(struct handoff *h, const char *socket_path, unsigned long long until_usec)
-{
-	struct handoff_offer *offer;
-
-	list_for_each (offer, &h->offers, link) {
-		if (strcmp(offer->path, socket_path) == 0) {
-			if (until_usec > offer->expires)
-				offer->expires = until_usec;
-			break;
-		}
-	}
-	handoff_rearm(h);
-}
-
 static struct handoff_offer *offer_by_path(struct handoff *h, const char *socket_path)
 {
 	struct handoff_offer *offer;
@@ -507,16 +451,24 @@ static struct handoff_offer *offer_by_path(struct handoff *h, const char *socket
 	return NULL;
 }
 
+void handoff_keep(struct handoff *h, const char *socket_path, unsigned long long until_usec)
+{
+	struct handoff_offer *offer = offer_by_path(h, socket_path);
+
+	if (offer && until_usec > offer->expiry.at)
+		deadline_set(&h->expiries, &offer->expiry, until_usec);
+}
+
 void handoff_withdraw(struct handoff *h, const char *socket_path)
 {
 	struct handoff_offer *offer = offer_by_path(h, socket_path);
 
+	assert(!h->notifying); /* handoff_pending_fn's rule */
 	if (!offer)
 		return;
 	log_debug(1, "withdrawing %s: its Allocate failed", offer->path);
 	h->stats.withdrawn++; /* never answered: counted apart (counters only go up) */
 	offer_destroy(offer);
-	handoff_rearm(h);
 }
 
 size_t handoff_pending(const struct handoff *h)
@@ -560,13 +512,13 @@ void handoff_abandon(struct handoff *h, const char *socket_path, const char *why
 {
 	struct handoff_offer *offer = offer_by_path(h, socket_path);
 
+	assert(!h->notifying); /* handoff_pending_fn's rule */
 	if (!offer)
 		return;
 	h->stats.abandoned++;
 	log_info("withdrawing the unclaimed fd of %s and removing %s: %s", offer->device_id,
 		 offer->path, why);
 	offer_destroy(offer);
-	handoff_rearm(h);
 }
 
 const struct handoff_stats *handoff_stats(const struct handoff *h)

@@ -5,6 +5,8 @@
 #include "handoff.h"
 #include "handoff_socket.h"
 #include "../basic/list.h"
+#include "../loop/deadline_list.h"
+#include "../loop/log_ratelimit.h"
 #include "../loop/loop.h"
 
 #include <stdbool.h>
@@ -17,12 +19,16 @@ struct handoff {
 	struct handoff_dir *own_dir;  /* our instance dir: new offers go here */
 	struct handoff_dir **adopted; /* dead instances' dirs we re-serve sockets of */
 	size_t adopted_count;
-	struct list offers;	   /* by creation */
-	struct list waiting_peers; /* by accept, hence by ACK deadline */
+	struct list offers; /* by creation */
+	/* Every change of a deadline re-arms its list's timer (deadline_list.h). */
+	struct deadline_list expiries; /* offers' TTLs (moved by handoff_keep) */
+	struct deadline_list acks;     /* sent peers' ACK deadlines */
 	size_t pending;
-	struct loop_timer ttl_timer, ack_timer;
 	struct handoff_stats stats;
 	struct list pending_listeners;
+	bool notifying;		       /* pending listeners are being called: they must not offer or
+					* withdraw (asserted) */
+	struct log_ratelimit refusals; /* "refused pid ..." lines a peer can cause */
 	/* After handoff_rescue: watching the socket dir for an instance that exits with
 	 * sockets left (it drops a ".left-<id>" file once its lock is free). */
 	handoff_open_fn open_fd;
@@ -40,11 +46,9 @@ struct handoff_offer {
 	int fd;			 /* the fd handed over */
 	int listen_fd;
 	struct loop_listener listener;
-	bool closing; /* being destroyed: never resume accepting */
 	unsigned long long offered;
-	unsigned long long expires; /* the TTL, or later while a pod holds its device */
+	struct deadline_entry expiry; /* the TTL, or later while a pod holds its device */
 	struct list peers;
-	unsigned peer_count;
 };
 
 /**

@@ -1,10 +1,12 @@
 /* The HTTP server side: listen on TCP or a unix socket, accept non-blocking, read one
- * request head, answer once, close. Connections sit in a list in accept order, which
- * is deadline order, so one timer covers every deadline (as in handoff.c). */
+ * request head, answer once, close. Each connection has a deadline in one deadline
+ * list; at the connection cap the oldest connection still without a request head is
+ * evicted, so idle peers cannot keep /livez out. */
 #include "http.h"
 #include "../basic/error_text.h"
 #include "../basic/list.h"
 #include "../basic/unix_socket.h"
+#include "../loop/deadline_list.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -18,14 +20,16 @@
 #include <sys/un.h>
 #include <time.h>
 
-#define HTTP_LISTEN_BACKLOG 16
+/* Room for a burst of idle peers while evictions make room for the probes behind
+ * them (the kernel's cap is net.core.somaxconn). */
+#define HTTP_LISTEN_BACKLOG 128
 
 struct http_connection {
 	struct http_server *server;
-	struct list link; /* in http_server.connections */
+	struct list link; /* in http_server.connections, oldest first */
 	int fd;
 	struct loop_watch watch;
-	unsigned long long deadline;
+	struct deadline_entry deadline;
 	char request[HTTP_MAX_REQUEST];
 	size_t received;
 	char *answer; /* response head and body; NULL until the request is answered */
@@ -39,12 +43,11 @@ struct http_server {
 	char *unix_path; /* NULL for TCP */
 	struct file_id unix_id;
 	int listen_fd;
-	struct loop_listener listener;
-	struct loop_timer timer;
+	struct loop_listener listener; /* capped at HTTP_MAX_CONNECTIONS */
+	struct deadline_list deadlines;
 	http_handler_fn handler;
 	void *data;
-	struct list connections; /* struct http_connection.link, by deadline */
-	unsigned connection_count;
+	struct list connections; /* struct http_connection.link, by accept */
 };
 
 void http_response_append(struct http_response *r, const char *fmt, ...)
@@ -91,21 +94,6 @@ static const char *status_reason(int status)
 	}
 }
 
-static void server_rearm(struct http_server *s)
-{
-	unsigned long long due =
-	    list_empty(&s->connections)
-		? 0
-		: list_first(&s->connections, struct http_connection, link)->deadline;
-	loop_timer_arm_at(&s->timer, due);
-}
-
-/* Accepts while there is room for another connection. */
-static void server_update_listening(struct http_server *s)
-{
-	loop_listener_hold(&s->listener, s->connection_count >= HTTP_MAX_CONNECTIONS);
-}
-
 static void connection_close(struct http_connection *c)
 {
 	struct http_server *s = c->server;
@@ -113,12 +101,10 @@ static void connection_close(struct http_connection *c)
 	loop_watch_remove(s->loop, &c->watch);
 	close(c->fd);
 	list_unlink(&c->link);
-	s->connection_count--;
+	deadline_cancel(&s->deadlines, &c->deadline);
 	free(c->answer);
 	free(c);
-	server_update_listening(s);
-	/* Disarm, or move to the next deadline: no wake-up for a connection now gone. */
-	server_rearm(s);
+	loop_listener_closed(&s->listener);
 }
 
 /* Formats the answer: status line, headers, and the body unless the method is HEAD.
@@ -256,55 +242,62 @@ static void connection_event(void *data, uint32_t events)
 		connection_read(c);
 }
 
-static void connection_start(struct http_server *s, int fd)
+/* At the cap: closes the oldest connection that has not delivered a request head (it
+ * costs the peer nothing to hold one), so a probe always finds a slot. Without one
+ * (every slot is being answered) the listener waits at the cap. */
+static void server_evict_idle(struct http_server *s)
 {
-	struct http_connection *c = xcalloc(1, sizeof(*c));
+	struct http_connection *c;
 
-	c->server = s;
-	c->fd = fd;
-	c->deadline = now_usec() + HTTP_DEADLINE_USEC;
-	list_append(&s->connections, &c->link);
-	s->connection_count++;
-	int r = loop_watch_add(s->loop, &c->watch, fd, EPOLLIN, connection_event, c);
-	if (r < 0) {
-		log_error("cannot watch an HTTP connection on %s: %s", s->address, error_text(-r));
-		connection_close(c);
+	list_for_each (c, &s->connections, link) {
+		if (!c->answer) {
+			log_debug(2, "HTTP on %s: %d connections open; closing the oldest idle one",
+				  s->address, HTTP_MAX_CONNECTIONS);
+			connection_close(c);
+			return;
+		}
 	}
 }
 
 static void http_server_accept(void *data, int fd)
 {
 	struct http_server *s = data;
+	struct http_connection *c = xcalloc(1, sizeof(*c));
 
-	connection_start(s, fd);
-	server_update_listening(s);
-	server_rearm(s);
+	c->server = s;
+	c->fd = fd;
+	deadline_entry_init(&c->deadline);
+	list_append(&s->connections, &c->link);
+	int r = loop_watch_add(s->loop, &c->watch, fd, EPOLLIN, connection_event, c);
+	if (r < 0) {
+		log_error("cannot watch an HTTP connection on %s: %s", s->address, error_text(-r));
+		connection_close(c);
+		return;
+	}
+	/* The request head must be complete within this; then the answer gets as long. */
+	deadline_set(&s->deadlines, &c->deadline, now_usec() + HTTP_DEADLINE_USEC);
+	if (loop_listener_full(&s->listener))
+		server_evict_idle(s);
+	/* A probe sends its request with its connect: answer it now, before later
+	 * connections can make it the oldest idle one. */
+	connection_read(c);
 }
 
 /* Deadlines: a connection that has not been answered gets 408; one that has (its
  * peer is not reading, or not closing) is closed. */
-static void server_timer(void *data)
+static void connection_deadline(void *data, struct deadline_entry *entry)
 {
-	struct http_server *s = data;
-	unsigned long long now = now_usec();
+	struct http_connection *c = container_of(entry, struct http_connection, deadline);
+	(void)data;
 
-	while (!list_empty(&s->connections)) {
-		struct http_connection *c =
-		    list_first(&s->connections, struct http_connection, link);
-		if (c->deadline > now)
-			break;
-		if (c->answer || c->received == 0) {
-			connection_close(c);
-			continue;
-		}
-		/* Move it off the head: its answer gets one more deadline to go out. */
-		c->deadline = now + HTTP_DEADLINE_USEC;
-		list_unlink(&c->link);
-		list_append(&s->connections, &c->link);
-		connection_answer_error(c, 408, "the request did not arrive within 5 s");
-		http_connection_write(c);
+	if (c->answer || c->received == 0) {
+		connection_close(c);
+		return;
 	}
-	server_rearm(s);
+	/* Its answer gets one more deadline to go out. */
+	deadline_set(&c->server->deadlines, &c->deadline, now_usec() + HTTP_DEADLINE_USEC);
+	connection_answer_error(c, 408, "the request did not arrive within 5 s");
+	http_connection_write(c);
 }
 
 int http_address_parse(const char *address, struct sockaddr_storage *addr, socklen_t *len)
@@ -406,7 +399,7 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 	s->address = xstrdup(address);
 	s->unix_path = addr.ss_family == AF_UNIX ? xstrdup(address) : NULL;
 	s->listen_fd = -1;
-	loop_timer_init(loop, &s->timer, server_timer, s);
+	deadline_list_init(loop, &s->deadlines, connection_deadline, s);
 	s->handler = handler;
 	s->data = data;
 	r = server_listen(s, &addr, len);
@@ -420,6 +413,7 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 		log_error("cannot watch the HTTP listener on %s: %s", address, error_text(-r));
 		goto fail;
 	}
+	loop_listener_set_cap(&s->listener, HTTP_MAX_CONNECTIONS);
 	*out = s;
 	return 0;
 fail:
@@ -433,7 +427,7 @@ void http_server_free(struct http_server *s)
 		return;
 	while (!list_empty(&s->connections))
 		connection_close(list_first(&s->connections, struct http_connection, link));
-	loop_timer_destroy(&s->timer);
+	deadline_list_destroy(&s->deadlines);
 	loop_listener_stop(&s->listener);
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);

@@ -12,9 +12,12 @@
 
 /* A request head larger than this is answered 431 (status codes: RFC 9110 §15). */
 #define HTTP_MAX_REQUEST 4096
-/* Connections served at once; more wait in the listen backlog. */
+/* Connections served at once. Reaching it evicts the oldest connection that has not
+ * sent a complete request head, so a slot stays free for a probe; only when every one
+ * is being answered do more wait in the listen backlog. */
 #define HTTP_MAX_CONNECTIONS 16
-/* A connection must have sent its request and taken its answer within this. */
+/* A connection must have sent its request head within this (else 408, or closed if
+ * it sent nothing), and then taken its answer within as long again. */
 #define HTTP_DEADLINE_USEC (5ULL * 1000000)
 
 /* The parts of a request head the server acts on; pointers into the parsed buffer. */

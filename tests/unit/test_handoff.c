@@ -365,6 +365,38 @@ static void handoff_arms_no_timer_while_nothing_is_pending(void **state)
 	assert_int_equal(loop_wakeups(f->loop), wakeups + 1); /* only the timeout itself */
 }
 
+static void withdraw_from_the_listener(void *data, size_t pending)
+{
+	struct fixture *f = data;
+
+	if (pending > 0)
+		handoff_withdraw(f->handoff, "/nonexistent.sock"); /* breaks the rule */
+}
+
+/* handoff_pending_fn must not offer or withdraw: the handoff asserts it (a debug build's
+ * abort) instead of changing its offers in the middle of a change. */
+static void handoff_a_pending_listener_that_withdraws_is_stopped(void **state)
+{
+	struct fixture *f = *state;
+
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct handoff_pending_listener l = {0};
+		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (devnull >= 0)
+			dup2(devnull, STDERR_FILENO); /* the expected assertion message */
+		start(f);
+		handoff_add_pending_listener(f->handoff, &l, withdraw_from_the_listener, f);
+		offer(f, "iommufd0", "/dev/null");
+		_exit(0); /* not stopped: the rule is not enforced */
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -385,6 +417,7 @@ int main(void)
 	    T(handoff_keep_holds_an_offer_past_its_ttl),
 	    T(handoff_withdraw_removes_an_offer_and_counts_it_withdrawn),
 	    T(handoff_arms_no_timer_while_nothing_is_pending),
+	    T(handoff_a_pending_listener_that_withdraws_is_stopped),
 #undef T
 	};
 
