@@ -4,6 +4,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,3 +138,15 @@ int mkdir_parents(const char *path, unsigned int mode);
  * Return: CLOCK_MONOTONIC in microseconds.
  */
 unsigned long long now_usec(void);
+
+/**
+ * strings_contain() - whether an array of strings holds one equal to @s
+ * @strings: the array
+ * @count:   its length
+ * @s:       the string looked for
+ *
+ * A linear search: for short lists only (a peer's lists are looked up by index).
+ *
+ * Return: true if one of @strings equals @s.
+ */
+bool strings_contain(char *const *strings, size_t count, const char *s);

@@ -19,6 +19,16 @@
 
 /* More open connections than this are refused: the kubelet needs one or two. */
 #define SERVER_MAX_CONNECTIONS 128
+/* The connection's receive window: one request of the largest size plus the default
+ * window for the small calls beside it. Request bytes count against it until their
+ * call has been handled (call_release_input()), so what one connection can make us
+ * buffer is bounded by this, whatever its streams do: a peer that streams without
+ * END_STREAM is stopped by flow control, not by our memory. */
+#define SERVER_CONNECTION_WINDOW                                                                   \
+	(GRPC_PREFIX_SIZE + GRPC_MAX_MESSAGE_SIZE + NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE)
+/* What one request may take once unpacked: protobuf-c allocates a struct per
+ * element, so a 4 MiB message of 2 million empty entries would take 150 MiB. */
+#define SERVER_UNPACK_BUDGET (8u * 1024u * 1024u)
 
 struct server_connection {
 	struct grpc_connection conn; /* first: the closed callback casts back */
@@ -42,6 +52,7 @@ struct grpc_call {
 	enum grpc_status status;
 	char *message;
 	struct grpc_reader reader;
+	size_t held; /* request bytes received and not yet given back to the window */
 	uint8_t *out;
 	size_t out_len, out_pos;
 	grpc_cancel_fn cancel;
@@ -66,10 +77,20 @@ struct grpc_server {
 	struct grpc_server_stats stats;
 };
 
+/* Frees the request bytes and opens the connection's window by as much: the
+ * request has been handled (or refused) and its bytes are no longer needed. */
+static void call_release_input(struct grpc_call *call)
+{
+	grpc_reader_free(&call->reader);
+	if (call->held > 0)
+		(void)nghttp2_session_consume_connection(call->owner->conn.session, call->held);
+	call->held = 0;
+}
+
 static void call_free(struct grpc_call *call)
 {
 	list_unlink(&call->link);
-	grpc_reader_free(&call->reader);
+	call_release_input(call);
 	free(call->path);
 	free(call->message);
 	free(call->out);
@@ -194,6 +215,7 @@ static void call_fail(struct grpc_call *call, enum grpc_status status, const cha
 	log_debug(2, "%s: status %d: %s", call->path ? call->path : "(no path)", (int)status,
 		  message);
 	call->dispatched = true; /* nothing to cancel: the handler never saw it */
+	call_release_input(call);
 	grpc_call_finish(call, status, message);
 }
 
@@ -222,6 +244,33 @@ static const char *call_check_request(struct grpc_call *call, const uint8_t **ms
 	return NULL;
 }
 
+/* protobuf-c's allocator with a budget (SERVER_UNPACK_BUDGET): a request whose
+ * unpacked form would exceed it fails to unpack instead of growing our memory. */
+struct unpack_budget {
+	ProtobufCAllocator allocator;
+	size_t left;
+	bool exceeded;
+};
+
+static void *unpack_budget_alloc(void *data, size_t size)
+{
+	struct unpack_budget *budget = data;
+	size_t cost = size + 16; /* malloc's own header, roughly */
+
+	if (cost > budget->left) {
+		budget->exceeded = true;
+		return NULL;
+	}
+	budget->left -= cost;
+	return xmalloc(size);
+}
+
+static void unpack_budget_free(void *data, void *p)
+{
+	(void)data;
+	free(p);
+}
+
 static void call_dispatch(struct grpc_call *call)
 {
 	struct grpc_server *server = call->owner->server;
@@ -243,17 +292,24 @@ static void call_dispatch(struct grpc_call *call)
 	}
 	call->dispatched = true;
 	const struct grpc_method *method = call->method;
-	ProtobufCMessage *request = protobuf_c_message_unpack(method->request, NULL, len, msg);
+	struct unpack_budget budget = {
+	    .allocator = {unpack_budget_alloc, unpack_budget_free, &budget},
+	    .left = SERVER_UNPACK_BUDGET,
+	};
+	ProtobufCMessage *request =
+	    protobuf_c_message_unpack(method->request, &budget.allocator, len, msg);
 	if (!request) {
-		cleanup_free char *text =
-		    xasprintf("cannot decode %s", method->request->short_name);
+		cleanup_free char *text = xasprintf(
+		    "cannot decode %s%s", method->request->short_name,
+		    budget.exceeded ? ": it would take more than 8 MiB unpacked" : "");
 		call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, text);
 		if (method->rejected)
 			method->rejected(server->data);
 		return;
 	}
 	method->handler(server->data, call, request);
-	protobuf_c_message_free_unpacked(request, NULL);
+	protobuf_c_message_free_unpacked(request, &budget.allocator);
+	call_release_input(call);
 }
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
@@ -316,6 +372,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	return 0;
 }
 
+/* Request bytes are buffered until END_STREAM, within bounds: the stream's window is
+ * reopened as they are buffered (one message, checked by its prefix, is the stream's
+ * bound), the connection's only when the call is done with them. Bytes for a call
+ * already answered are dropped: the connection's window gets them back, the stream's
+ * stays shut, so a peer that goes on sending is stopped there. */
 static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 			      const uint8_t *data, size_t len, void *user_data)
 {
@@ -323,11 +384,21 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 	(void)user_data;
 	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
 
-	if (!call || call->dispatched)
+	if (!call || call->dispatched) {
+		(void)nghttp2_session_consume_connection(session, len);
 		return 0;
-	if (grpc_reader_append(&call->reader, data, len) == -EMSGSIZE)
+	}
+	call->held += len;
+	if (grpc_reader_append(&call->reader, data, len) == -EMSGSIZE) {
 		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			  "request message larger than 4194304 bytes");
+		return 0;
+	}
+	if (grpc_reader_pending(&call->reader) > GRPC_PREFIX_SIZE + GRPC_MAX_MESSAGE_SIZE) {
+		call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "more than one request message");
+		return 0;
+	}
+	(void)nghttp2_session_consume_stream(session, stream_id, len);
 	return 0;
 }
 
@@ -437,6 +508,10 @@ static void server_accept(void *data, int fd)
 	/* SETTINGS: cap concurrent streams; the kubelet opens a handful. */
 	nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
 	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, ARRAY_SIZE(settings));
+	rv = nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0,
+						   SERVER_CONNECTION_WINDOW);
+	if (rv != 0)
+		log_error("cannot open the connection window: %s", nghttp2_strerror(rv));
 	int r = grpc_connection_init(&sc->conn, server->loop, fd, session, connection_closed);
 	if (r < 0) {
 		log_error("cannot watch connection on %s: %s", server->path, error_text(-r));
@@ -476,6 +551,8 @@ int grpc_server_new(struct loop *loop, const struct grpc_method *methods, size_t
 	/* Closed streams are kept only for RFC 7540 priority, which gRPC does not use:
 	 * without this every cancelled stream would cost memory until the connection ends. */
 	nghttp2_option_set_no_closed_streams(server->options, 1);
+	/* The window opens only for bytes handled: see on_data_chunk_recv(). */
+	nghttp2_option_set_no_auto_window_update(server->options, 1);
 	*out = server;
 	return 0;
 }

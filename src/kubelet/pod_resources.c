@@ -79,14 +79,6 @@ static void free_strings(char **strings, size_t count)
 	free(strings);
 }
 
-static bool strings_contain(char *const *strings, size_t count, const char *s)
-{
-	for (size_t i = 0; i < count; i++)
-		if (strcmp(strings[i], s) == 0)
-			return true;
-	return false;
-}
-
 static void reconcile_offer(void *data, const struct handoff_offer_info *info)
 {
 	struct reconcile *rc = data;
