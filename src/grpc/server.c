@@ -28,7 +28,7 @@
 	(GRPC_PREFIX_SIZE + GRPC_MAX_MESSAGE_SIZE + NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE)
 /* What one request may take once unpacked: protobuf-c allocates a struct per
  * element, so a 4 MiB message of 2 million empty entries would take 150 MiB. */
-#define SERVER_UNPACK_BUDGET (8u * 1024u * 1024u)
+#define SERVER_UNPACK_BUDGET (16u * 1024u * 1024u)
 
 struct server_connection {
 	struct grpc_connection conn; /* first: the closed callback casts back */
@@ -301,7 +301,7 @@ static void call_dispatch(struct grpc_call *call)
 	if (!request) {
 		cleanup_free char *text = xasprintf(
 		    "cannot decode %s%s", method->request->short_name,
-		    budget.exceeded ? ": it would take more than 8 MiB unpacked" : "");
+		    budget.exceeded ? ": it would take more than 16 MiB unpacked" : "");
 		call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, text);
 		if (method->rejected)
 			method->rejected(server->data);
