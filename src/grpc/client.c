@@ -27,7 +27,7 @@ struct client_call {
 };
 
 struct grpc_client {
-	struct grpc_connection conn; /* first: the closed callback casts back */
+	struct grpc_connection conn;
 	struct list calls;	     /* struct client_call.link */
 	struct loop_defer free_later;
 	bool freeing;
@@ -95,7 +95,7 @@ int32_t grpc_request_submit(nghttp2_session *session, const char *path,
 int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
 		     grpc_client_message_fn on_message, grpc_client_done_fn on_done, void *data)
 {
-	if (client->conn.dead || client->freeing)
+	if (grpc_connection_is_closed(&client->conn) || client->freeing)
 		return -EIO;
 	struct client_call *call = xcalloc(1, sizeof(*call));
 	list_init(&call->link);
@@ -113,7 +113,7 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
 	}
 	call->stream_id = id;
 	list_append(&client->calls, &call->link);
-	grpc_connection_flush(&client->conn);
+	grpc_connection_flush_soon(&client->conn);
 	return 0;
 }
 
@@ -188,7 +188,7 @@ static int client_on_stream_close(nghttp2_session *session, int32_t stream_id, u
 
 static void client_closed(struct grpc_connection *conn)
 {
-	struct grpc_client *client = (struct grpc_client *)conn;
+	struct grpc_client *client = container_of(conn, struct grpc_client, conn);
 
 	while (!list_empty(&client->calls))
 		call_complete(list_first(&client->calls, struct client_call, link),
@@ -248,5 +248,6 @@ void grpc_client_free(struct grpc_client *client)
 	client->freeing = true;
 	loop_watch_remove(client->conn.loop, &client->conn.watch);
 	loop_defer_cancel(client->conn.loop, &client->conn.close_later);
+	loop_defer_cancel(client->conn.loop, &client->conn.flush_later);
 	loop_defer(client->conn.loop, &client->free_later, client_destroy, client);
 }

@@ -28,6 +28,16 @@ struct grpc_connection;
  * write). The owner must call grpc_connection_destroy() from it or later. */
 typedef void (*grpc_connection_closed_fn)(struct grpc_connection *conn);
 
+/* A connection's lifetime; every change goes through connection_set_state(), which
+ * checks and logs it. OPEN -> DRAINING -> LINGERING -> CLOSED, or OPEN/DRAINING ->
+ * CLOSED directly. */
+enum grpc_connection_state {
+	GRPC_CONNECTION_OPEN,	   /* reading and writing */
+	GRPC_CONNECTION_DRAINING,  /* a GOAWAY of ours is queued: half-close once idle */
+	GRPC_CONNECTION_LINGERING, /* writing shut down; discarding input until EOF */
+	GRPC_CONNECTION_CLOSED,	   /* finished: the closed callback is queued or has run */
+};
+
 struct grpc_connection {
 	struct loop *loop;
 	struct loop_watch watch;
@@ -36,17 +46,10 @@ struct grpc_connection {
 	int fd;
 	nghttp2_session *session;
 	grpc_connection_closed_fn closed;
+	enum grpc_connection_state state;
 	/* Frames gathered from nghttp2 and not yet written (the socket was full). */
 	uint8_t *out;
 	size_t out_len, out_pos, out_cap;
-	/* True while nghttp2 runs our callbacks: sending must wait until it returns. */
-	bool receiving;
-	bool dead;
-	/* Graceful end (set before a GOAWAY of ours): once nothing is left to send, shut
-	 * down writing and wait for the peer to close, so it reads our last frames
-	 * before it can see a broken pipe. */
-	bool linger;
-	bool lingering; /* writing is shut down; discarding input until EOF */
 };
 
 /**
@@ -57,7 +60,8 @@ struct grpc_connection {
  * @session: the nghttp2 session; taken on success
  * @closed:  called when the connection is finished
  *
- * Watches @fd for input.
+ * Watches @fd for input and sends what the session has queued once the current
+ * callback batch is done.
  *
  * Return: 0, or -errno of epoll_ctl(); on failure the caller still owns @fd and
  * @session.
@@ -66,25 +70,38 @@ int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd
 			 nghttp2_session *session, grpc_connection_closed_fn closed);
 
 /**
- * grpc_connection_flush() - send what the session has queued
+ * grpc_connection_flush_soon() - send what the session has queued, once the batch is done
  * @conn: the connection
  *
- * Call after anything that queues frames (submit, resume_data); a no-op inside
- * nghttp2 callbacks, where the receive path flushes afterwards. Never frees the
- * connection: a failure schedules the closed callback, so callers may go on using it.
- */
-void grpc_connection_flush(struct grpc_connection *conn);
-/**
- * grpc_connection_flush_soon() - grpc_connection_flush() once the batch is done
- * @conn: the connection
- *
- * Flushes once the current callback batch is done, so that everything queued in it
- * leaves together; a no-op inside nghttp2 callbacks (the receive path flushes).
+ * Call after anything that queues frames (submit, resume_data). The frames leave
+ * once the current callback batch is done, so that everything queued in it leaves
+ * together, and never from inside nghttp2's callbacks (nghttp2 forbids sending
+ * there). Never frees the connection: a failure schedules the closed callback.
  */
 void grpc_connection_flush_soon(struct grpc_connection *conn);
 
 /**
+ * grpc_connection_drain() - end the connection gracefully
+ * @conn: the connection
+ *
+ * Queues a GOAWAY naming the last stream processed; once everything queued has been
+ * written, writing is shut down and the connection waits for the peer's EOF, then
+ * reports closed.
+ */
+void grpc_connection_drain(struct grpc_connection *conn);
+
+/**
+ * grpc_connection_is_closed() - whether the connection has finished
+ * @conn: the connection
+ *
+ * Return: true once the closed callback is queued (or has run).
+ */
+bool grpc_connection_is_closed(const struct grpc_connection *conn);
+
+/**
  * grpc_connection_destroy() - stop watching, delete the session and close the fd
  * @conn: the connection
+ *
+ * No callback runs after this, even one already queued.
  */
 void grpc_connection_destroy(struct grpc_connection *conn);

@@ -31,7 +31,7 @@
 #define SERVER_UNPACK_BUDGET (16u * 1024u * 1024u)
 
 struct server_connection {
-	struct grpc_connection conn; /* first: the closed callback casts back */
+	struct grpc_connection conn;
 	struct grpc_server *server;
 	struct list link;  /* in grpc_server.connections, oldest first */
 	struct list calls; /* struct grpc_call.link */
@@ -74,6 +74,7 @@ struct grpc_server {
 	size_t connection_count;
 	void (*drained)(void *data);
 	void *drained_data;
+	struct loop_defer drained_later; /* drain completion, always from the loop */
 	struct grpc_server_stats stats;
 };
 
@@ -427,6 +428,16 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 	return 0;
 }
 
+static void server_report_drained(void *data)
+{
+	struct grpc_server *server = data;
+	void (*done)(void *) = server->drained;
+
+	server->drained = NULL;
+	if (done)
+		done(server->drained_data);
+}
+
 static void connection_free(struct server_connection *sc)
 {
 	struct grpc_server *server = sc->server;
@@ -438,16 +449,13 @@ static void connection_free(struct server_connection *sc)
 	list_unlink(&sc->link);
 	server->connection_count--;
 	free(sc);
-	if (server->drained && server->connection_count == 0) {
-		void (*done)(void *) = server->drained;
-		server->drained = NULL;
-		done(server->drained_data);
-	}
+	if (server->drained && server->connection_count == 0)
+		loop_defer(server->loop, &server->drained_later, server_report_drained, server);
 }
 
 static void connection_closed(struct grpc_connection *conn)
 {
-	connection_free((struct server_connection *)conn);
+	connection_free(container_of(conn, struct server_connection, conn));
 }
 
 /* At the connection cap, makes room for a new peer: closes the oldest connection that
@@ -462,7 +470,7 @@ static bool server_evict_idle(struct grpc_server *server)
 
 	/* Oldest first: the first match is the one to close. */
 	list_for_each (sc, &server->connections, link) {
-		if (!list_empty(&sc->calls) || sc->conn.dead)
+		if (!list_empty(&sc->calls) || grpc_connection_is_closed(&sc->conn))
 			continue;
 		if (!idle)
 			idle = sc;
@@ -524,7 +532,6 @@ static void server_accept(void *data, int fd)
 	server->connection_count++;
 	server->stats.connections_accepted++;
 	log_debug(4, "connection from pid %d on %s", sc->peer_pid, server->path);
-	grpc_connection_flush(&sc->conn);
 }
 
 int grpc_server_new(struct loop *loop, const struct grpc_method *methods, size_t method_count,
@@ -664,21 +671,16 @@ const struct file_id *grpc_server_socket_id(const struct grpc_server *server)
 
 void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), void *data)
 {
-	if (server->connection_count == 0) {
-		done(data);
-		return;
-	}
-	server->drained = done;
-	server->drained_data = data;
 	struct server_connection *sc;
 
-	list_for_each (sc, &server->connections, link) {
-		sc->conn.linger = true;
-		nghttp2_submit_goaway(sc->conn.session, NGHTTP2_FLAG_NONE,
-				      nghttp2_session_get_last_proc_stream_id(sc->conn.session),
-				      NGHTTP2_NO_ERROR, NULL, 0);
-		grpc_connection_flush(&sc->conn);
+	server->drained = done;
+	server->drained_data = data;
+	if (server->connection_count == 0) {
+		loop_defer(server->loop, &server->drained_later, server_report_drained, server);
+		return;
 	}
+	list_for_each (sc, &server->connections, link)
+		grpc_connection_drain(&sc->conn);
 }
 
 void grpc_server_free(struct grpc_server *server)
@@ -686,6 +688,7 @@ void grpc_server_free(struct grpc_server *server)
 	if (!server)
 		return;
 	server->drained = NULL;
+	loop_defer_cancel(server->loop, &server->drained_later);
 	grpc_server_stop_listening(server, false);
 	while (!list_empty(&server->connections))
 		connection_free(list_first(&server->connections, struct server_connection, link));
