@@ -16,7 +16,7 @@ struct client_call {
 	struct grpc_client *client;
 	struct list link; /* in grpc_client.calls */
 	int32_t stream_id;
-	struct grpc_request_body request;
+	struct grpc_body request;
 	struct grpc_reader reader;
 	int status; /* -1 until grpc-status arrives */
 	int http_status;
@@ -41,7 +41,7 @@ static void call_unlink(struct client_call *call)
 static void client_call_free(struct client_call *call)
 {
 	grpc_reader_free(&call->reader);
-	free(call->request.frame);
+	free(call->request.buf);
 	free(call->message);
 	free(call);
 }
@@ -55,27 +55,8 @@ static void call_complete(struct client_call *call, enum grpc_status status, con
 	client_call_free(call);
 }
 
-static ssize_t request_body_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-				 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-				 void *user_data)
-{
-	struct grpc_request_body *body = source->ptr;
-	size_t n = body->len - body->sent;
-	(void)session;
-	(void)stream_id;
-	(void)user_data;
-
-	if (n > length)
-		n = length;
-	memcpy(buf, body->frame + body->sent, n);
-	body->sent += n;
-	if (body->sent == body->len)
-		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
-	return (ssize_t)n;
-}
-
 int32_t grpc_request_submit(nghttp2_session *session, const char *path,
-			    struct grpc_request_body *body, void *stream_data)
+			    struct grpc_body *body, void *stream_data)
 {
 	nghttp2_nv headers[] = {
 	    GRPC_NV(":method", "POST"),
@@ -86,7 +67,7 @@ int32_t grpc_request_submit(nghttp2_session *session, const char *path,
 	    GRPC_NV("content-type", "application/grpc"),
 	    GRPC_NV("user-agent", "iommufd-device-plugin/" PLUGIN_VERSION),
 	};
-	nghttp2_data_provider provider = {.source.ptr = body, .read_callback = request_body_read};
+	nghttp2_data_provider provider = grpc_body_provider(body);
 
 	return nghttp2_submit_request(session, NULL, headers, ARRAY_SIZE(headers), &provider,
 				      stream_data);
@@ -104,7 +85,7 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
 	call->on_message = on_message;
 	call->on_done = on_done;
 	call->data = data;
-	call->request.frame = grpc_frame_pack(request, &call->request.len);
+	call->request.buf = grpc_frame_pack(request, &call->request.len);
 	int32_t id = grpc_request_submit(client->conn.session, path, &call->request, call);
 	if (id < 0) {
 		log_error("cannot start call %s: %s", path, nghttp2_strerror(id));

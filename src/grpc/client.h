@@ -4,6 +4,7 @@
 #pragma once
 
 #include "../loop/loop.h"
+#include "connection.h"
 #include "frame.h"
 
 #include <nghttp2/nghttp2.h>
@@ -42,19 +43,13 @@ int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client 
 int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
 		     grpc_client_message_fn on_message, grpc_client_done_fn on_done, void *data);
 
-/* A packed request (grpc_frame_pack) that nghttp2 reads as a stream's DATA. */
-struct grpc_request_body {
-	uint8_t *frame; /* owned by whoever owns the struct */
-	size_t len;
-	size_t sent; /* bytes nghttp2 has taken so far */
-};
-
 /**
  * grpc_request_submit() - queue a gRPC call on a client session
  * @session:     a client nghttp2 session
  * @path:        the method, "/package.Service/Method"
- * @body:        the packed request, sent as the DATA that ends the stream; must stay
- *               in place until nghttp2 has taken it all or the stream has closed
+ * @body:        the packed request (grpc_frame_pack() into body->buf, body->len),
+ *               sent as the DATA that ends the stream; must stay in place until
+ *               nghttp2 has taken it all or the stream has closed
  * @stream_data: becomes the stream's user data
  *
  * Queues HEADERS (POST, te: trailers, content-type application/grpc) and @body.
@@ -64,7 +59,7 @@ struct grpc_request_body {
  * Return: the stream id, or a negative nghttp2 error code.
  */
 int32_t grpc_request_submit(nghttp2_session *session, const char *path,
-			    struct grpc_request_body *body, void *stream_data);
+			    struct grpc_body *body, void *stream_data);
 
 /**
  * grpc_client_free() - free the client; pending calls get no callbacks

@@ -217,6 +217,42 @@ void grpc_connection_drain(struct grpc_connection *conn)
 	grpc_connection_flush_soon(conn);
 }
 
+static ssize_t body_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+			 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+			 void *user_data)
+{
+	struct grpc_body *body = source->ptr;
+	size_t n = body->len - body->sent;
+	(void)user_data;
+
+	if (n > length)
+		n = length;
+	if (n > 0)
+		memcpy(buf, body->buf + body->sent, n);
+	body->sent += n;
+	if (body->sent < body->len)
+		return (ssize_t)n;
+	body->sent = body->len = 0; /* all taken: the buffer is reused for what follows */
+	if (body->open)
+		return n > 0 ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+	if (body->end) {
+		int rv = body->end(body, session, stream_id);
+		if (rv != 0) {
+			log_error("cannot queue trailers on stream %d: %s", stream_id,
+				  nghttp2_strerror(rv));
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		}
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	}
+	*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+nghttp2_data_provider grpc_body_provider(struct grpc_body *body)
+{
+	return (nghttp2_data_provider){.source.ptr = body, .read_callback = body_read};
+}
+
 int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd,
 			 nghttp2_session *session, grpc_connection_closed_fn closed)
 {

@@ -52,6 +52,28 @@ struct grpc_connection {
 	size_t out_len, out_pos, out_cap;
 };
 
+/* What a stream sends as DATA, read by nghttp2 through grpc_body_provider(): the
+ * one data provider of the server's responses and the client's requests. */
+struct grpc_body {
+	uint8_t *buf; /* length-prefixed messages; owned by the body's owner */
+	size_t len;
+	size_t sent; /* bytes nghttp2 has taken so far */
+	/* More may be appended later: an empty body defers (resume with
+	 * nghttp2_session_resume_data()) instead of ending the DATA. */
+	bool open;
+	/* Optional: called once when the body ends, to submit trailers (the DATA then
+	 * ends without END_STREAM: the trailers end the stream). 0 or an nghttp2 error. */
+	int (*end)(struct grpc_body *body, nghttp2_session *session, int32_t stream_id);
+};
+
+/**
+ * grpc_body_provider() - the nghttp2 data provider that sends @body
+ * @body: the body; must stay in place until the stream is closed
+ *
+ * Return: the provider, for nghttp2_submit_request() or nghttp2_submit_response().
+ */
+nghttp2_data_provider grpc_body_provider(struct grpc_body *body);
+
 /**
  * grpc_connection_init() - drive an HTTP/2 session on a socket from the loop
  * @conn:    the connection, embedded in its owner

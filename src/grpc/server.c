@@ -53,8 +53,7 @@ struct grpc_call {
 	char *message;
 	struct grpc_reader reader;
 	size_t held; /* request bytes received and not yet given back to the window */
-	uint8_t *out;
-	size_t out_len, out_pos;
+	struct grpc_body body; /* the response messages; open until the status is decided */
 	grpc_cancel_fn cancel;
 	void *cancel_data;
 };
@@ -94,7 +93,7 @@ static void call_free(struct grpc_call *call)
 	call_release_input(call);
 	free(call->path);
 	free(call->message);
-	free(call->out);
+	free(call->body.buf);
 	free(call);
 }
 
@@ -106,44 +105,43 @@ static void call_cancel_and_free(struct grpc_call *call)
 	call_free(call);
 }
 
-static ssize_t call_read_data(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-			      size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-			      void *user_data)
-{
-	struct grpc_call *call = source->ptr;
-	size_t n = call->out_len - call->out_pos;
-	(void)user_data;
-
-	if (n > length)
-		n = length;
-	memcpy(buf, call->out + call->out_pos, n);
-	call->out_pos += n;
-	if (call->out_pos == call->out_len)
-		call->out_pos = call->out_len = 0;
-	if (call->out_len > 0)
-		return (ssize_t)n;
-	if (!call->finished)
-		return n > 0 ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
-
+/* The status as trailers, built in one place for both ways of sending them. */
+struct call_trailers {
 	char status[4];
-	snprintf(status, sizeof(status), "%d", (int)call->status);
-	cleanup_free char *message = grpc_percent_encode(call->message ? call->message : "");
-	nghttp2_nv trailers[] = {GRPC_NV("grpc-status", status), GRPC_NV("grpc-message", message)};
-	int rv = nghttp2_submit_trailer(session, stream_id, trailers, call->message ? 2 : 1);
-	if (rv != 0) {
-		log_error("cannot queue trailers on stream %d: %s", stream_id,
-			  nghttp2_strerror(rv));
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	}
-	*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-	return (ssize_t)n;
+	char *message; /* percent-encoded, or NULL */
+	nghttp2_nv nv[2];
+	size_t count;
+};
+
+static void call_trailers_build(const struct grpc_call *call, struct call_trailers *t)
+{
+	*t = (struct call_trailers){0};
+	snprintf(t->status, sizeof(t->status), "%d", (int)call->status);
+	t->message = call->message ? grpc_percent_encode(call->message) : NULL;
+	t->nv[0] = (nghttp2_nv)GRPC_NV("grpc-status", t->status);
+	if (t->message)
+		t->nv[1] = (nghttp2_nv)GRPC_NV("grpc-message", t->message);
+	t->count = t->message ? 2 : 1;
+}
+
+/* The body's end (grpc_body.end): the trailers follow the last message. */
+static int call_submit_trailers(struct grpc_body *body, nghttp2_session *session,
+				int32_t stream_id)
+{
+	struct grpc_call *call = container_of(body, struct grpc_call, body);
+	struct call_trailers t;
+
+	call_trailers_build(call, &t);
+	int rv = nghttp2_submit_trailer(session, stream_id, t.nv, t.count);
+	free(t.message);
+	return rv;
 }
 
 static int call_submit_headers(struct grpc_call *call)
 {
 	nghttp2_nv headers[] = {GRPC_NV(":status", "200"),
 				GRPC_NV("content-type", "application/grpc")};
-	nghttp2_data_provider provider = {.source.ptr = call, .read_callback = call_read_data};
+	nghttp2_data_provider provider = grpc_body_provider(&call->body);
 
 	call->headers_sent = true;
 	return nghttp2_submit_response(call->owner->conn.session, call->stream_id, headers,
@@ -153,23 +151,23 @@ static int call_submit_headers(struct grpc_call *call)
 /* Trailers-Only: one HEADERS frame with END_STREAM carrying the status. */
 static int call_submit_trailers_only(struct grpc_call *call)
 {
-	char status[4];
-	snprintf(status, sizeof(status), "%d", (int)call->status);
-	cleanup_free char *message = grpc_percent_encode(call->message ? call->message : "");
-	nghttp2_nv headers[] = {GRPC_NV(":status", "200"),
-				GRPC_NV("content-type", "application/grpc"),
-				GRPC_NV("grpc-status", status), GRPC_NV("grpc-message", message)};
+	struct call_trailers t;
 
+	call_trailers_build(call, &t);
+	nghttp2_nv headers[] = {GRPC_NV(":status", "200"),
+				GRPC_NV("content-type", "application/grpc"), t.nv[0], t.nv[1]};
 	call->headers_sent = true;
-	return nghttp2_submit_response(call->owner->conn.session, call->stream_id, headers,
-				       call->message ? 4 : 3, NULL);
+	int rv = nghttp2_submit_response(call->owner->conn.session, call->stream_id, headers,
+					 2 + t.count, NULL);
+	free(t.message);
+	return rv;
 }
 
 int grpc_call_send(struct grpc_call *call, const ProtobufCMessage *msg)
 {
 	if (call->finished)
 		return -ECANCELED;
-	grpc_frame_append(&call->out, &call->out_len, msg);
+	grpc_frame_append(&call->body.buf, &call->body.len, msg);
 	nghttp2_session *session = call->owner->conn.session;
 	int rv = call->headers_sent ? nghttp2_session_resume_data(session, call->stream_id)
 				    : call_submit_headers(call);
@@ -185,6 +183,7 @@ void grpc_call_finish(struct grpc_call *call, enum grpc_status status, const cha
 	if (call->finished)
 		return;
 	call->finished = true;
+	call->body.open = false;
 	call->status = status;
 	call->message = message ? xstrdup(message) : NULL;
 	nghttp2_session *session = call->owner->conn.session;
@@ -323,6 +322,8 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	sc->spoke = true;
 	call->owner = sc;
 	call->stream_id = frame->hd.stream_id;
+	call->body.open = true;
+	call->body.end = call_submit_trailers;
 	list_append(&sc->calls, &call->link);
 	nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
 	return 0;
