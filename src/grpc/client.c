@@ -109,12 +109,12 @@ static int client_on_header(nghttp2_session *session, const nghttp2_frame *frame
 
 	if (!call || frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
-	if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
+	if (span_equals(name, namelen, ":status")) {
 		call->http_status = atoi((const char *)value); /* nghttp2 NUL-terminates values */
-	} else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+	} else if (span_equals(name, namelen, "grpc-status")) {
 		int code = grpc_status_parse(value, valuelen);
 		call->status = code >= 0 ? code : GRPC_STATUS_UNKNOWN;
-	} else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+	} else if (span_equals(name, namelen, "grpc-message")) {
 		free(call->message);
 		call->message = grpc_percent_decode(value, valuelen);
 	}

@@ -332,17 +332,10 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 static const struct grpc_method *server_find_method(const struct grpc_server *server,
 						    const uint8_t *path, size_t len)
 {
-	for (size_t i = 0; i < server->method_count; i++) {
-		const char *p = server->methods[i].path;
-		if (strlen(p) == len && memcmp(p, path, len) == 0)
+	for (size_t i = 0; i < server->method_count; i++)
+		if (span_equals(path, len, server->methods[i].path))
 			return &server->methods[i];
-	}
 	return NULL;
-}
-
-static bool header_is(const uint8_t *name, size_t len, const char *want)
-{
-	return strlen(want) == len && memcmp(name, want, len) == 0;
 }
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
@@ -357,13 +350,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
 	if (!call)
 		return 0;
-	if (header_is(name, namelen, ":path")) {
+	if (span_equals(name, namelen, ":path")) {
 		free(call->path);
 		call->path = strndup((const char *)value, valuelen);
 		if (!call->path)
 			abort();
 		call->method = server_find_method(sc->server, value, valuelen);
-	} else if (header_is(name, namelen, "content-type")) {
+	} else if (span_equals(name, namelen, "content-type")) {
 		/* "application/grpc" optionally followed by "+proto" or ";..." */
 		static const char want[] = "application/grpc";
 		call->grpc_content_type =
