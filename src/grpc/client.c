@@ -9,6 +9,7 @@
 #include "../util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -24,6 +25,8 @@ struct client_call {
 	grpc_client_message_fn on_message;
 	grpc_client_done_fn on_done;
 	void *data;
+	unsigned long long timeout_usec;
+	struct loop_timer deadline; /* armed when timeout_usec > 0 */
 };
 
 struct grpc_client {
@@ -40,6 +43,7 @@ static void call_unlink(struct client_call *call)
 
 static void client_call_free(struct client_call *call)
 {
+	loop_timer_destroy(&call->deadline);
 	grpc_reader_free(&call->reader);
 	free(call->request.buf);
 	free(call->message);
@@ -73,13 +77,39 @@ int32_t grpc_request_submit(nghttp2_session *session, const char *path,
 				      stream_data);
 }
 
+/* The deadline passed first: the stream is reset and forgotten (the session keeps no
+ * pointer to the call), and the caller told. */
+static void call_deadline_passed(void *data)
+{
+	struct client_call *call = data;
+	nghttp2_session *session = call->client->conn.session;
+	char why[64];
+
+	(void)nghttp2_session_set_stream_user_data(session, call->stream_id, NULL);
+	(void)nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+					NGHTTP2_CANCEL);
+	grpc_connection_flush_soon(&call->client->conn);
+	snprintf(why, sizeof(why), "no answer within %.1f s", (double)call->timeout_usec / 1e6);
+	call_complete(call, GRPC_STATUS_DEADLINE_EXCEEDED, why);
+}
+
 int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
 		     grpc_client_message_fn on_message, grpc_client_done_fn on_done, void *data)
+{
+	return grpc_client_call_within(client, path, request, 0, on_message, on_done, data);
+}
+
+int grpc_client_call_within(struct grpc_client *client, const char *path,
+			    const ProtobufCMessage *request, unsigned long long timeout_usec,
+			    grpc_client_message_fn on_message, grpc_client_done_fn on_done,
+			    void *data)
 {
 	if (grpc_connection_is_closed(&client->conn) || client->freeing)
 		return -EIO;
 	struct client_call *call = xcalloc(1, sizeof(*call));
 	list_init(&call->link);
+	loop_timer_init(client->conn.loop, &call->deadline, call_deadline_passed, call);
+	call->timeout_usec = timeout_usec;
 	call->client = client;
 	call->status = -1;
 	call->on_message = on_message;
@@ -94,6 +124,8 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
 	}
 	call->stream_id = id;
 	list_append(&client->calls, &call->link);
+	if (timeout_usec > 0)
+		loop_timer_arm(&call->deadline, timeout_usec);
 	grpc_connection_flush_soon(&client->conn);
 	return 0;
 }

@@ -30,13 +30,34 @@ typedef void (*grpc_client_done_fn)(void *data, enum grpc_status status, const c
 int grpc_client_connect(struct loop *loop, const char *path, struct grpc_client **out);
 
 /**
- * grpc_client_call() - start a call
+ * grpc_client_call_within() - start a call that must end within a deadline
+ * @client:       the client
+ * @path:         the method, "/package.Service/Method"
+ * @request:      the one request message
+ * @timeout_usec: the call's deadline, from now; 0 for none. When it passes first, the
+ *                stream is reset (RST_STREAM CANCEL) and @on_done gets
+ *                GRPC_STATUS_DEADLINE_EXCEEDED: callers need no timer of their own.
+ * @on_message:   called for each response message
+ * @on_done:      called once when the call ends
+ * @data:         passed to the callbacks
+ *
+ * Return: 0, or -EIO if the connection is already dead.
+ */
+int grpc_client_call_within(struct grpc_client *client, const char *path,
+			    const ProtobufCMessage *request, unsigned long long timeout_usec,
+			    grpc_client_message_fn on_message, grpc_client_done_fn on_done,
+			    void *data);
+
+/**
+ * grpc_client_call() - grpc_client_call_within() without a deadline
  * @client:     the client
  * @path:       the method, "/package.Service/Method"
  * @request:    the one request message
  * @on_message: called for each response message
  * @on_done:    called once when the call ends
  * @data:       passed to the callbacks
+ *
+ * For streams that last as long as the connection (ListAndWatch).
  *
  * Return: 0, or -EIO if the connection is already dead.
  */
