@@ -5,11 +5,14 @@ of empty entries, a GetPreferredAllocation of a hundred thousand ids. Memory is 
 as the daemon's peak RSS (VmHWM), against the DaemonSet's 32 MiB limit.
 """
 
+import struct
 import threading
+import time
 
 import grpc
 import pytest
 
+import h2raw
 from kubelet import DevicePluginClient, deadline, pb
 from test_robustness import assert_serves
 
@@ -127,3 +130,71 @@ def test_preferred_allocation_with_more_ids_than_devices_is_invalid(env):
         env.client().get_preferred_allocation([(ids, [], 100000)], timeout=PREFERRED_DEADLINE)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
     assert_serves(env)
+
+
+def read_until_ping_ack(conn, credit, remaining):
+    """Reads frames up to a PING ACK, adding WINDOW_UPDATEs to credit (0: the connection)."""
+    end = time.monotonic() + deadline(10)
+    while True:
+        f = conn.read_frame(end)
+        assert f is not None, "the daemon closed the connection"
+        ftype, flags, sid, payload = f
+        if ftype == h2raw.WINDOW_UPDATE and sid in credit:
+            credit[sid] += struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+        elif ftype == h2raw.RST_STREAM and sid in remaining:
+            remaining[sid] = 0
+        elif ftype == h2raw.GOAWAY:
+            raise AssertionError("the daemon sent GOAWAY")
+        elif ftype == h2raw.PING and flags & h2raw.FLAG_ACK:
+            return
+
+
+def test_open_streams_are_stopped_by_the_connection_window(env, sanitized):
+    """20 Allocate streams of 3 MiB each (within the size limit), none ever ended.
+
+    The client obeys HTTP/2 flow control: it sends only what the daemon's windows
+    allow. Two PINGs in turn are the sentinel: the second ACK comes after every
+    WINDOW_UPDATE the data sent before them caused, so when no credit is left then,
+    the daemon has stopped us, and what it let us send is what it may hold.
+    """
+    plugin = env.start("--devices", "2")
+    prefix = struct.pack(">BI", 0, 3 * MIB)
+    streams = {sid: prefix for sid in range(1, 41, 2)}
+    remaining = {sid: 5 + 3 * MIB for sid in streams}
+    credit = {sid: 65535 for sid in streams}
+    credit[0] = 65535  # the connection's
+    sent = 0
+    with h2raw.RawConnection(env.plugin_socket, timeout=deadline(10)) as conn:
+        conn.handshake()
+        for sid in streams:
+            conn.send(h2raw.frame(h2raw.HEADERS, h2raw.FLAG_END_HEADERS, sid,
+                                  h2raw.grpc_request_headers(ALLOCATE)))
+        for _ in range(10000):  # bounded: 60 MiB would need far fewer rounds
+            progressed = False
+            for sid in streams:
+                n = min(16384, credit[0], credit[sid], remaining[sid])
+                if n <= 0:
+                    continue
+                head = 5 + 3 * MIB - remaining[sid]
+                chunk = (streams[sid][head:head + n] if head < 5 else b"")
+                chunk += b"\x00" * (n - len(chunk))
+                conn.send(h2raw.frame(h2raw.DATA, 0, sid, chunk))
+                remaining[sid] -= n
+                credit[sid] -= n
+                credit[0] -= n
+                sent += n
+                progressed = True
+            if progressed:
+                continue
+            # nghttp2 sends a PING ACK ahead of queued WINDOW_UPDATEs (its urgent
+            # queue), in the same write: the second ACK comes after all of them.
+            for ping in (b"sentinel", b"sentinl2"):
+                conn.send(h2raw.frame(h2raw.PING, 0, 0, ping))
+                read_until_ping_ack(conn, credit, remaining)
+            if not any(min(credit[0], credit[s], remaining[s]) > 0 for s in streams):
+                break
+        assert sum(remaining.values()) > 0, "the daemon took all 60 MiB"
+        # One request of the largest size and the default window: the connection's bound.
+        assert sent <= 5 + 4 * MIB + 2 * 65535, "the daemon let %d bytes in" % sent
+        assert_within_limit(plugin, sanitized)
+        assert_serves(env)
