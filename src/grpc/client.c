@@ -31,7 +31,7 @@ struct client_call {
 
 struct grpc_client {
 	struct grpc_connection conn;
-	struct list calls;	     /* struct client_call.link */
+	struct list calls; /* struct client_call.link */
 	struct loop_defer free_later;
 	bool freeing;
 };
@@ -59,8 +59,8 @@ static void call_complete(struct client_call *call, enum grpc_status status, con
 	client_call_free(call);
 }
 
-int32_t grpc_request_submit(nghttp2_session *session, const char *path,
-			    struct grpc_body *body, void *stream_data)
+int32_t grpc_request_submit(nghttp2_session *session, const char *path, struct grpc_body *body,
+			    void *stream_data)
 {
 	nghttp2_nv headers[] = {
 	    GRPC_NV(":method", "POST"),

@@ -79,8 +79,8 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
  *
  * Return: the stream id, or a negative nghttp2 error code.
  */
-int32_t grpc_request_submit(nghttp2_session *session, const char *path,
-			    struct grpc_body *body, void *stream_data);
+int32_t grpc_request_submit(nghttp2_session *session, const char *path, struct grpc_body *body,
+			    void *stream_data);
 
 /**
  * grpc_client_free() - free the client; pending calls get no callbacks

@@ -217,9 +217,8 @@ void grpc_connection_drain(struct grpc_connection *conn)
 	grpc_connection_flush_soon(conn);
 }
 
-static ssize_t body_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-			 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-			 void *user_data)
+static ssize_t body_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+			 uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	struct grpc_body *body = source->ptr;
 	size_t n = body->len - body->sent;
@@ -257,7 +256,10 @@ int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd
 			 nghttp2_session *session, grpc_connection_closed_fn closed)
 {
 	*conn = (struct grpc_connection){
-	    .loop = loop, .fd = fd, .session = session, .closed = closed,
+	    .loop = loop,
+	    .fd = fd,
+	    .session = session,
+	    .closed = closed,
 	    .state = GRPC_CONNECTION_OPEN,
 	};
 	int r = loop_watch_add(loop, &conn->watch, fd, EPOLLIN, connection_io, conn);

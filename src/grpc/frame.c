@@ -16,7 +16,8 @@ static uint32_t read_be32(const uint8_t *p)
  * first: a stream of acceptable messages may be followed by an oversized one. */
 static int reader_check_prefixes(struct grpc_reader *reader)
 {
-	while (reader->checked <= reader->len && reader->len - reader->checked >= GRPC_PREFIX_SIZE) {
+	while (reader->checked <= reader->len &&
+	       reader->len - reader->checked >= GRPC_PREFIX_SIZE) {
 		uint32_t size = read_be32(reader->buf + reader->checked + 1);
 		if (size > GRPC_MAX_MESSAGE_SIZE)
 			return -EMSGSIZE;

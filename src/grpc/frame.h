@@ -30,7 +30,7 @@ enum grpc_status {
 /* Accumulates the DATA of one stream and splits it into messages. */
 struct grpc_reader {
 	uint8_t *buf;
-	size_t pos; /* start of the first message not yet taken */
+	size_t pos;	/* start of the first message not yet taken */
 	size_t checked; /* every length prefix before this offset is within the limit */
 	size_t len;
 	size_t cap;

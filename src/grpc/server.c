@@ -52,7 +52,7 @@ struct grpc_call {
 	enum grpc_status status;
 	char *message;
 	struct grpc_reader reader;
-	size_t held; /* request bytes received and not yet given back to the window */
+	size_t held;	       /* request bytes received and not yet given back to the window */
 	struct grpc_body body; /* the response messages; open until the status is decided */
 	grpc_cancel_fn cancel;
 	void *cancel_data;
@@ -125,8 +125,7 @@ static void call_trailers_build(const struct grpc_call *call, struct call_traile
 }
 
 /* The body's end (grpc_body.end): the trailers follow the last message. */
-static int call_submit_trailers(struct grpc_body *body, nghttp2_session *session,
-				int32_t stream_id)
+static int call_submit_trailers(struct grpc_body *body, nghttp2_session *session, int32_t stream_id)
 {
 	struct grpc_call *call = container_of(body, struct grpc_call, body);
 	struct call_trailers t;
@@ -299,9 +298,9 @@ static void call_dispatch(struct grpc_call *call)
 	ProtobufCMessage *request =
 	    protobuf_c_message_unpack(method->request, &budget.allocator, len, msg);
 	if (!request) {
-		cleanup_free char *text = xasprintf(
-		    "cannot decode %s%s", method->request->short_name,
-		    budget.exceeded ? ": it would take more than 16 MiB unpacked" : "");
+		cleanup_free char *text =
+		    xasprintf("cannot decode %s%s", method->request->short_name,
+			      budget.exceeded ? ": it would take more than 16 MiB unpacked" : "");
 		call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, text);
 		if (method->rejected)
 			method->rejected(server->data);

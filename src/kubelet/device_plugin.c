@@ -209,7 +209,8 @@ static void handle_get_preferred_allocation(void *data, struct grpc_call *call,
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		const V1beta1__ContainerPreferredAllocationRequest *c =
 		    request->container_requests[i];
-		r = device_plugin_check_count(plugin, "available ids", c->n_available_deviceids, &e);
+		r = device_plugin_check_count(plugin, "available ids", c->n_available_deviceids,
+					      &e);
 		if (r == 0)
 			r = device_plugin_check_count(plugin, "must-include ids",
 						      c->n_must_include_deviceids, &e);

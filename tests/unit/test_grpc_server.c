@@ -46,14 +46,13 @@ static void half_close_sends_eof_and_drains_until_the_peer_closes(void **state)
 	char c;
 	(void)state;
 
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
-			 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	assert_int_equal(write(sv[0], "answer", 6), 6);
 	assert_int_equal(half_close_start(sv[0]), 0);
 	char buf[16];
 	assert_int_equal(read(sv[1], buf, sizeof(buf)), 6); /* what we sent arrives whole */
 	assert_int_equal(read(sv[1], buf, sizeof(buf)), 0); /* then our EOF */
-	assert_int_equal(half_close_drain(sv[0]), 0);	     /* peer still open: wait */
+	assert_int_equal(half_close_drain(sv[0]), 0);	    /* peer still open: wait */
 	assert_int_equal(write(sv[1], "late", 4), 4);
 	assert_int_equal(half_close_drain(sv[0]), 0); /* its input is discarded */
 	assert_int_equal(recv(sv[0], &c, 1, MSG_DONTWAIT), -1);
