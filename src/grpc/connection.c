@@ -144,7 +144,7 @@ static void connection_flush(struct grpc_connection *conn)
 
 /* Feeds what the socket has to the session: at most CONNECTION_READ_BATCH bytes per
  * wake-up, so one busy peer cannot hold the loop. */
-#define CONNECTION_READ_BATCH (16 * 16384)
+#define CONNECTION_READ_BATCH ((size_t)16 * 16384)
 
 static void connection_receive(struct grpc_connection *conn)
 {

@@ -28,7 +28,7 @@
 	(GRPC_PREFIX_SIZE + GRPC_MAX_MESSAGE_SIZE + NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE)
 /* What one request may take once unpacked: protobuf-c allocates a struct per
  * element, so a 4 MiB message of 2 million empty entries would take 150 MiB. */
-#define SERVER_UNPACK_BUDGET (16u * 1024u * 1024u)
+#define SERVER_UNPACK_BUDGET ((size_t)16 * 1024 * 1024)
 
 struct server_connection {
 	struct grpc_connection conn;
