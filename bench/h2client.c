@@ -186,9 +186,9 @@ static int h2c_read_once(struct h2c *c)
 int h2c_start(struct h2c *c, struct h2c_stream *s, const char *path,
 	      const ProtobufCMessage *request)
 {
-	struct grpc_request_body body = {0};
+	struct grpc_body body = {0};
 
-	body.frame = grpc_frame_pack(request, &body.len);
+	body.buf = grpc_frame_pack(request, &body.len);
 	s->status = -1;
 	s->closed = false;
 	s->messages = 0;
@@ -196,9 +196,9 @@ int h2c_start(struct h2c *c, struct h2c_stream *s, const char *path,
 	int r = id < 0 ? h2c_fail(c, -EIO, "cannot start %s: %s", path, nghttp2_strerror(id))
 		       : h2c_flush(c);
 	/* A unix socket takes a small request whole: nghttp2 has read all of body now. */
-	if (r == 0 && body.sent != body.len)
+	if (r == 0 && body.len != 0)
 		r = h2c_fail(c, -EIO, "request for %s not sent whole", path);
-	free(body.frame);
+	free(body.buf);
 	s->id = id;
 	return r;
 }

@@ -87,3 +87,11 @@ int mkdir_parents(const char *path, unsigned int mode)
 		return -errno;
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
+
+bool strings_contain(char *const *strings, size_t count, const char *s)
+{
+	for (size_t i = 0; i < count; i++)
+		if (strcmp(strings[i], s) == 0)
+			return true;
+	return false;
+}

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 /**
@@ -137,3 +139,46 @@ int mkdir_parents(const char *path, unsigned int mode);
  * Return: CLOCK_MONOTONIC in microseconds.
  */
 unsigned long long now_usec(void);
+
+/**
+ * strings_contain() - whether an array of strings holds one equal to @s
+ * @strings: the array
+ * @count:   its length
+ * @s:       the string looked for
+ *
+ * A linear search: for short lists only (a peer's lists are looked up by index).
+ *
+ * Return: true if one of @strings equals @s.
+ */
+bool strings_contain(char *const *strings, size_t count, const char *s);
+
+/**
+ * span_equals() - whether a span of bytes (not NUL-terminated) is the string @s
+ * @p:   the bytes: a header name or value, a method, a path
+ * @len: their number
+ * @s:   a NUL-terminated string
+ *
+ * The one way header names and the like are compared, in gRPC (HTTP/2 names are
+ * lower case) and in HTTP/1 (see span_equals_ignore_case()).
+ *
+ * Return: true if the @len bytes at @p are exactly @s.
+ */
+static inline bool span_equals(const void *p, size_t len, const char *s)
+{
+	return strlen(s) == len && memcmp(p, s, len) == 0;
+}
+
+/**
+ * span_equals_ignore_case() - span_equals() ignoring ASCII case
+ * @p:   the bytes
+ * @len: their number
+ * @s:   a NUL-terminated string
+ *
+ * For HTTP/1 header names, which are case-insensitive (RFC 9110 §5.1).
+ *
+ * Return: true if the @len bytes at @p are @s but for case.
+ */
+static inline bool span_equals_ignore_case(const void *p, size_t len, const char *s)
+{
+	return strlen(s) == len && strncasecmp(p, s, len) == 0;
+}

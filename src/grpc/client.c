@@ -9,6 +9,7 @@
 #include "../util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -16,7 +17,7 @@ struct client_call {
 	struct grpc_client *client;
 	struct list link; /* in grpc_client.calls */
 	int32_t stream_id;
-	struct grpc_request_body request;
+	struct grpc_body request;
 	struct grpc_reader reader;
 	int status; /* -1 until grpc-status arrives */
 	int http_status;
@@ -24,11 +25,13 @@ struct client_call {
 	grpc_client_message_fn on_message;
 	grpc_client_done_fn on_done;
 	void *data;
+	unsigned long long timeout_usec;
+	struct loop_timer deadline; /* armed when timeout_usec > 0 */
 };
 
 struct grpc_client {
-	struct grpc_connection conn; /* first: the closed callback casts back */
-	struct list calls;	     /* struct client_call.link */
+	struct grpc_connection conn;
+	struct list calls; /* struct client_call.link */
 	struct loop_defer free_later;
 	bool freeing;
 };
@@ -40,8 +43,9 @@ static void call_unlink(struct client_call *call)
 
 static void client_call_free(struct client_call *call)
 {
+	loop_timer_destroy(&call->deadline);
 	grpc_reader_free(&call->reader);
-	free(call->request.frame);
+	free(call->request.buf);
 	free(call->message);
 	free(call);
 }
@@ -55,27 +59,8 @@ static void call_complete(struct client_call *call, enum grpc_status status, con
 	client_call_free(call);
 }
 
-static ssize_t request_body_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-				 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-				 void *user_data)
-{
-	struct grpc_request_body *body = source->ptr;
-	size_t n = body->len - body->sent;
-	(void)session;
-	(void)stream_id;
-	(void)user_data;
-
-	if (n > length)
-		n = length;
-	memcpy(buf, body->frame + body->sent, n);
-	body->sent += n;
-	if (body->sent == body->len)
-		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
-	return (ssize_t)n;
-}
-
-int32_t grpc_request_submit(nghttp2_session *session, const char *path,
-			    struct grpc_request_body *body, void *stream_data)
+int32_t grpc_request_submit(nghttp2_session *session, const char *path, struct grpc_body *body,
+			    void *stream_data)
 {
 	nghttp2_nv headers[] = {
 	    GRPC_NV(":method", "POST"),
@@ -86,25 +71,51 @@ int32_t grpc_request_submit(nghttp2_session *session, const char *path,
 	    GRPC_NV("content-type", "application/grpc"),
 	    GRPC_NV("user-agent", "iommufd-device-plugin/" PLUGIN_VERSION),
 	};
-	nghttp2_data_provider provider = {.source.ptr = body, .read_callback = request_body_read};
+	nghttp2_data_provider provider = grpc_body_provider(body);
 
 	return nghttp2_submit_request(session, NULL, headers, ARRAY_SIZE(headers), &provider,
 				      stream_data);
 }
 
+/* The deadline passed first: the stream is reset and forgotten (the session keeps no
+ * pointer to the call), and the caller told. */
+static void call_deadline_passed(void *data)
+{
+	struct client_call *call = data;
+	nghttp2_session *session = call->client->conn.session;
+	char why[64];
+
+	(void)nghttp2_session_set_stream_user_data(session, call->stream_id, NULL);
+	(void)nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+					NGHTTP2_CANCEL);
+	grpc_connection_flush_soon(&call->client->conn);
+	snprintf(why, sizeof(why), "no answer within %.1f s", (double)call->timeout_usec / 1e6);
+	call_complete(call, GRPC_STATUS_DEADLINE_EXCEEDED, why);
+}
+
 int grpc_client_call(struct grpc_client *client, const char *path, const ProtobufCMessage *request,
 		     grpc_client_message_fn on_message, grpc_client_done_fn on_done, void *data)
 {
-	if (client->conn.dead || client->freeing)
+	return grpc_client_call_within(client, path, request, 0, on_message, on_done, data);
+}
+
+int grpc_client_call_within(struct grpc_client *client, const char *path,
+			    const ProtobufCMessage *request, unsigned long long timeout_usec,
+			    grpc_client_message_fn on_message, grpc_client_done_fn on_done,
+			    void *data)
+{
+	if (grpc_connection_is_closed(&client->conn) || client->freeing)
 		return -EIO;
 	struct client_call *call = xcalloc(1, sizeof(*call));
 	list_init(&call->link);
+	loop_timer_init(client->conn.loop, &call->deadline, call_deadline_passed, call);
+	call->timeout_usec = timeout_usec;
 	call->client = client;
 	call->status = -1;
 	call->on_message = on_message;
 	call->on_done = on_done;
 	call->data = data;
-	call->request.frame = grpc_frame_pack(request, &call->request.len);
+	call->request.buf = grpc_frame_pack(request, &call->request.len);
 	int32_t id = grpc_request_submit(client->conn.session, path, &call->request, call);
 	if (id < 0) {
 		log_error("cannot start call %s: %s", path, nghttp2_strerror(id));
@@ -113,7 +124,9 @@ int grpc_client_call(struct grpc_client *client, const char *path, const Protobu
 	}
 	call->stream_id = id;
 	list_append(&client->calls, &call->link);
-	grpc_connection_flush(&client->conn);
+	if (timeout_usec > 0)
+		loop_timer_arm(&call->deadline, timeout_usec);
+	grpc_connection_flush_soon(&client->conn);
 	return 0;
 }
 
@@ -128,12 +141,12 @@ static int client_on_header(nghttp2_session *session, const nghttp2_frame *frame
 
 	if (!call || frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
-	if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
+	if (span_equals(name, namelen, ":status")) {
 		call->http_status = atoi((const char *)value); /* nghttp2 NUL-terminates values */
-	} else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+	} else if (span_equals(name, namelen, "grpc-status")) {
 		int code = grpc_status_parse(value, valuelen);
 		call->status = code >= 0 ? code : GRPC_STATUS_UNKNOWN;
-	} else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+	} else if (span_equals(name, namelen, "grpc-message")) {
 		free(call->message);
 		call->message = grpc_percent_decode(value, valuelen);
 	}
@@ -188,7 +201,7 @@ static int client_on_stream_close(nghttp2_session *session, int32_t stream_id, u
 
 static void client_closed(struct grpc_connection *conn)
 {
-	struct grpc_client *client = (struct grpc_client *)conn;
+	struct grpc_client *client = container_of(conn, struct grpc_client, conn);
 
 	while (!list_empty(&client->calls))
 		call_complete(list_first(&client->calls, struct client_call, link),
@@ -248,5 +261,6 @@ void grpc_client_free(struct grpc_client *client)
 	client->freeing = true;
 	loop_watch_remove(client->conn.loop, &client->conn.watch);
 	loop_defer_cancel(client->conn.loop, &client->conn.close_later);
+	loop_defer_cancel(client->conn.loop, &client->conn.flush_later);
 	loop_defer(client->conn.loop, &client->free_later, client_destroy, client);
 }

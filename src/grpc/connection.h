@@ -28,6 +28,16 @@ struct grpc_connection;
  * write). The owner must call grpc_connection_destroy() from it or later. */
 typedef void (*grpc_connection_closed_fn)(struct grpc_connection *conn);
 
+/* A connection's lifetime; every change goes through connection_set_state(), which
+ * checks and logs it. OPEN -> DRAINING -> LINGERING -> CLOSED, or OPEN/DRAINING ->
+ * CLOSED directly. */
+enum grpc_connection_state {
+	GRPC_CONNECTION_OPEN,	   /* reading and writing */
+	GRPC_CONNECTION_DRAINING,  /* a GOAWAY of ours is queued: half-close once idle */
+	GRPC_CONNECTION_LINGERING, /* writing shut down; discarding input until EOF */
+	GRPC_CONNECTION_CLOSED,	   /* finished: the closed callback is queued or has run */
+};
+
 struct grpc_connection {
 	struct loop *loop;
 	struct loop_watch watch;
@@ -36,18 +46,33 @@ struct grpc_connection {
 	int fd;
 	nghttp2_session *session;
 	grpc_connection_closed_fn closed;
+	enum grpc_connection_state state;
 	/* Frames gathered from nghttp2 and not yet written (the socket was full). */
 	uint8_t *out;
 	size_t out_len, out_pos, out_cap;
-	/* True while nghttp2 runs our callbacks: sending must wait until it returns. */
-	bool receiving;
-	bool dead;
-	/* Graceful end (set before a GOAWAY of ours): once nothing is left to send, shut
-	 * down writing and wait for the peer to close, so it reads our last frames
-	 * before it can see a broken pipe. */
-	bool linger;
-	bool lingering; /* writing is shut down; discarding input until EOF */
 };
+
+/* What a stream sends as DATA, read by nghttp2 through grpc_body_provider(): the
+ * one data provider of the server's responses and the client's requests. */
+struct grpc_body {
+	uint8_t *buf; /* length-prefixed messages; owned by the body's owner */
+	size_t len;
+	size_t sent; /* bytes nghttp2 has taken so far */
+	/* More may be appended later: an empty body defers (resume with
+	 * nghttp2_session_resume_data()) instead of ending the DATA. */
+	bool open;
+	/* Optional: called once when the body ends, to submit trailers (the DATA then
+	 * ends without END_STREAM: the trailers end the stream). 0 or an nghttp2 error. */
+	int (*end)(struct grpc_body *body, nghttp2_session *session, int32_t stream_id);
+};
+
+/**
+ * grpc_body_provider() - the nghttp2 data provider that sends @body
+ * @body: the body; must stay in place until the stream is closed
+ *
+ * Return: the provider, for nghttp2_submit_request() or nghttp2_submit_response().
+ */
+nghttp2_data_provider grpc_body_provider(struct grpc_body *body);
 
 /**
  * grpc_connection_init() - drive an HTTP/2 session on a socket from the loop
@@ -57,7 +82,8 @@ struct grpc_connection {
  * @session: the nghttp2 session; taken on success
  * @closed:  called when the connection is finished
  *
- * Watches @fd for input.
+ * Watches @fd for input and sends what the session has queued once the current
+ * callback batch is done.
  *
  * Return: 0, or -errno of epoll_ctl(); on failure the caller still owns @fd and
  * @session.
@@ -66,25 +92,38 @@ int grpc_connection_init(struct grpc_connection *conn, struct loop *loop, int fd
 			 nghttp2_session *session, grpc_connection_closed_fn closed);
 
 /**
- * grpc_connection_flush() - send what the session has queued
+ * grpc_connection_flush_soon() - send what the session has queued, once the batch is done
  * @conn: the connection
  *
- * Call after anything that queues frames (submit, resume_data); a no-op inside
- * nghttp2 callbacks, where the receive path flushes afterwards. Never frees the
- * connection: a failure schedules the closed callback, so callers may go on using it.
- */
-void grpc_connection_flush(struct grpc_connection *conn);
-/**
- * grpc_connection_flush_soon() - grpc_connection_flush() once the batch is done
- * @conn: the connection
- *
- * Flushes once the current callback batch is done, so that everything queued in it
- * leaves together; a no-op inside nghttp2 callbacks (the receive path flushes).
+ * Call after anything that queues frames (submit, resume_data). The frames leave
+ * once the current callback batch is done, so that everything queued in it leaves
+ * together, and never from inside nghttp2's callbacks (nghttp2 forbids sending
+ * there). Never frees the connection: a failure schedules the closed callback.
  */
 void grpc_connection_flush_soon(struct grpc_connection *conn);
 
 /**
+ * grpc_connection_drain() - end the connection gracefully
+ * @conn: the connection
+ *
+ * Queues a GOAWAY naming the last stream processed; once everything queued has been
+ * written, writing is shut down and the connection waits for the peer's EOF, then
+ * reports closed.
+ */
+void grpc_connection_drain(struct grpc_connection *conn);
+
+/**
+ * grpc_connection_is_closed() - whether the connection has finished
+ * @conn: the connection
+ *
+ * Return: true once the closed callback is queued (or has run).
+ */
+bool grpc_connection_is_closed(const struct grpc_connection *conn);
+
+/**
  * grpc_connection_destroy() - stop watching, delete the session and close the fd
  * @conn: the connection
+ *
+ * No callback runs after this, even one already queued.
  */
 void grpc_connection_destroy(struct grpc_connection *conn);

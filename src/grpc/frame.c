@@ -12,6 +12,20 @@ static uint32_t read_be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Checks the length prefix of every message whose prefix has arrived, not only the
+ * first: a stream of acceptable messages may be followed by an oversized one. */
+static int reader_check_prefixes(struct grpc_reader *reader)
+{
+	while (reader->checked <= reader->len &&
+	       reader->len - reader->checked >= GRPC_PREFIX_SIZE) {
+		uint32_t size = read_be32(reader->buf + reader->checked + 1);
+		if (size > GRPC_MAX_MESSAGE_SIZE)
+			return -EMSGSIZE;
+		reader->checked += GRPC_PREFIX_SIZE + size;
+	}
+	return 0;
+}
+
 int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t len)
 {
 	if (len == 0)
@@ -19,6 +33,7 @@ int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t l
 	if (reader->pos > 0) {
 		memmove(reader->buf, reader->buf + reader->pos, reader->len - reader->pos);
 		reader->len -= reader->pos;
+		reader->checked -= reader->pos;
 		reader->pos = 0;
 	}
 	if (reader->len + len > reader->cap) {
@@ -30,11 +45,10 @@ int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t l
 	}
 	memcpy(reader->buf + reader->len, data, len);
 	reader->len += len;
-	if (reader->len >= GRPC_PREFIX_SIZE && read_be32(reader->buf + 1) > GRPC_MAX_MESSAGE_SIZE) {
-		reader->len = 0;
-		return -EMSGSIZE;
-	}
-	return 0;
+	int r = reader_check_prefixes(reader);
+	if (r < 0)
+		grpc_reader_free(reader); /* nothing of this stream is kept */
+	return r;
 }
 
 int grpc_reader_next(struct grpc_reader *reader, const uint8_t **msg, size_t *len)

@@ -30,7 +30,8 @@ enum grpc_status {
 /* Accumulates the DATA of one stream and splits it into messages. */
 struct grpc_reader {
 	uint8_t *buf;
-	size_t pos; /* start of the first message not yet taken */
+	size_t pos;	/* start of the first message not yet taken */
+	size_t checked; /* every length prefix before this offset is within the limit */
 	size_t len;
 	size_t cap;
 };
@@ -41,8 +42,10 @@ struct grpc_reader {
  * @data:   the bytes
  * @len:    their number
  *
- * Return: 0, or -EMSGSIZE as soon as the prefix announces a message larger than
- * GRPC_MAX_MESSAGE_SIZE (nothing more is buffered then).
+ * Every message's length prefix is checked as soon as it has arrived.
+ *
+ * Return: 0, or -EMSGSIZE as soon as a prefix (of any message, not only the first)
+ * announces a message larger than GRPC_MAX_MESSAGE_SIZE: the buffer is freed then.
  */
 int grpc_reader_append(struct grpc_reader *reader, const uint8_t *data, size_t len);
 

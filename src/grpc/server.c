@@ -19,9 +19,19 @@
 
 /* More open connections than this are refused: the kubelet needs one or two. */
 #define SERVER_MAX_CONNECTIONS 128
+/* The connection's receive window: one request of the largest size plus the default
+ * window for the small calls beside it. Request bytes count against it until their
+ * call has been handled (call_release_input()), so what one connection can make us
+ * buffer is bounded by this, whatever its streams do: a peer that streams without
+ * END_STREAM is stopped by flow control, not by our memory. */
+#define SERVER_CONNECTION_WINDOW                                                                   \
+	(GRPC_PREFIX_SIZE + GRPC_MAX_MESSAGE_SIZE + NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE)
+/* What one request may take once unpacked: protobuf-c allocates a struct per
+ * element, so a 4 MiB message of 2 million empty entries would take 150 MiB. */
+#define SERVER_UNPACK_BUDGET ((size_t)16 * 1024 * 1024)
 
 struct server_connection {
-	struct grpc_connection conn; /* first: the closed callback casts back */
+	struct grpc_connection conn;
 	struct grpc_server *server;
 	struct list link;  /* in grpc_server.connections, oldest first */
 	struct list calls; /* struct grpc_call.link */
@@ -42,8 +52,8 @@ struct grpc_call {
 	enum grpc_status status;
 	char *message;
 	struct grpc_reader reader;
-	uint8_t *out;
-	size_t out_len, out_pos;
+	size_t held;	       /* request bytes received and not yet given back to the window */
+	struct grpc_body body; /* the response messages; open until the status is decided */
 	grpc_cancel_fn cancel;
 	void *cancel_data;
 };
@@ -63,16 +73,27 @@ struct grpc_server {
 	size_t connection_count;
 	void (*drained)(void *data);
 	void *drained_data;
+	struct loop_defer drained_later; /* drain completion, always from the loop */
 	struct grpc_server_stats stats;
 };
+
+/* Frees the request bytes and opens the connection's window by as much: the
+ * request has been handled (or refused) and its bytes are no longer needed. */
+static void call_release_input(struct grpc_call *call)
+{
+	grpc_reader_free(&call->reader);
+	if (call->held > 0)
+		(void)nghttp2_session_consume_connection(call->owner->conn.session, call->held);
+	call->held = 0;
+}
 
 static void call_free(struct grpc_call *call)
 {
 	list_unlink(&call->link);
-	grpc_reader_free(&call->reader);
+	call_release_input(call);
 	free(call->path);
 	free(call->message);
-	free(call->out);
+	free(call->body.buf);
 	free(call);
 }
 
@@ -84,44 +105,42 @@ static void call_cancel_and_free(struct grpc_call *call)
 	call_free(call);
 }
 
-static ssize_t call_read_data(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-			      size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-			      void *user_data)
-{
-	struct grpc_call *call = source->ptr;
-	size_t n = call->out_len - call->out_pos;
-	(void)user_data;
-
-	if (n > length)
-		n = length;
-	memcpy(buf, call->out + call->out_pos, n);
-	call->out_pos += n;
-	if (call->out_pos == call->out_len)
-		call->out_pos = call->out_len = 0;
-	if (call->out_len > 0)
-		return (ssize_t)n;
-	if (!call->finished)
-		return n > 0 ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
-
+/* The status as trailers, built in one place for both ways of sending them. */
+struct call_trailers {
 	char status[4];
-	snprintf(status, sizeof(status), "%d", (int)call->status);
-	cleanup_free char *message = grpc_percent_encode(call->message ? call->message : "");
-	nghttp2_nv trailers[] = {GRPC_NV("grpc-status", status), GRPC_NV("grpc-message", message)};
-	int rv = nghttp2_submit_trailer(session, stream_id, trailers, call->message ? 2 : 1);
-	if (rv != 0) {
-		log_error("cannot queue trailers on stream %d: %s", stream_id,
-			  nghttp2_strerror(rv));
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	}
-	*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-	return (ssize_t)n;
+	char *message; /* percent-encoded, or NULL */
+	nghttp2_nv nv[2];
+	size_t count;
+};
+
+static void call_trailers_build(const struct grpc_call *call, struct call_trailers *t)
+{
+	*t = (struct call_trailers){0};
+	snprintf(t->status, sizeof(t->status), "%d", (int)call->status);
+	t->message = call->message ? grpc_percent_encode(call->message) : NULL;
+	t->nv[0] = (nghttp2_nv)GRPC_NV("grpc-status", t->status);
+	if (t->message)
+		t->nv[1] = (nghttp2_nv)GRPC_NV("grpc-message", t->message);
+	t->count = t->message ? 2 : 1;
+}
+
+/* The body's end (grpc_body.end): the trailers follow the last message. */
+static int call_submit_trailers(struct grpc_body *body, nghttp2_session *session, int32_t stream_id)
+{
+	struct grpc_call *call = container_of(body, struct grpc_call, body);
+	struct call_trailers t;
+
+	call_trailers_build(call, &t);
+	int rv = nghttp2_submit_trailer(session, stream_id, t.nv, t.count);
+	free(t.message);
+	return rv;
 }
 
 static int call_submit_headers(struct grpc_call *call)
 {
 	nghttp2_nv headers[] = {GRPC_NV(":status", "200"),
 				GRPC_NV("content-type", "application/grpc")};
-	nghttp2_data_provider provider = {.source.ptr = call, .read_callback = call_read_data};
+	nghttp2_data_provider provider = grpc_body_provider(&call->body);
 
 	call->headers_sent = true;
 	return nghttp2_submit_response(call->owner->conn.session, call->stream_id, headers,
@@ -131,23 +150,23 @@ static int call_submit_headers(struct grpc_call *call)
 /* Trailers-Only: one HEADERS frame with END_STREAM carrying the status. */
 static int call_submit_trailers_only(struct grpc_call *call)
 {
-	char status[4];
-	snprintf(status, sizeof(status), "%d", (int)call->status);
-	cleanup_free char *message = grpc_percent_encode(call->message ? call->message : "");
-	nghttp2_nv headers[] = {GRPC_NV(":status", "200"),
-				GRPC_NV("content-type", "application/grpc"),
-				GRPC_NV("grpc-status", status), GRPC_NV("grpc-message", message)};
+	struct call_trailers t;
 
+	call_trailers_build(call, &t);
+	nghttp2_nv headers[] = {GRPC_NV(":status", "200"),
+				GRPC_NV("content-type", "application/grpc"), t.nv[0], t.nv[1]};
 	call->headers_sent = true;
-	return nghttp2_submit_response(call->owner->conn.session, call->stream_id, headers,
-				       call->message ? 4 : 3, NULL);
+	int rv = nghttp2_submit_response(call->owner->conn.session, call->stream_id, headers,
+					 2 + t.count, NULL);
+	free(t.message);
+	return rv;
 }
 
 int grpc_call_send(struct grpc_call *call, const ProtobufCMessage *msg)
 {
 	if (call->finished)
 		return -ECANCELED;
-	grpc_frame_append(&call->out, &call->out_len, msg);
+	grpc_frame_append(&call->body.buf, &call->body.len, msg);
 	nghttp2_session *session = call->owner->conn.session;
 	int rv = call->headers_sent ? nghttp2_session_resume_data(session, call->stream_id)
 				    : call_submit_headers(call);
@@ -163,6 +182,7 @@ void grpc_call_finish(struct grpc_call *call, enum grpc_status status, const cha
 	if (call->finished)
 		return;
 	call->finished = true;
+	call->body.open = false;
 	call->status = status;
 	call->message = message ? xstrdup(message) : NULL;
 	nghttp2_session *session = call->owner->conn.session;
@@ -194,6 +214,7 @@ static void call_fail(struct grpc_call *call, enum grpc_status status, const cha
 	log_debug(2, "%s: status %d: %s", call->path ? call->path : "(no path)", (int)status,
 		  message);
 	call->dispatched = true; /* nothing to cancel: the handler never saw it */
+	call_release_input(call);
 	grpc_call_finish(call, status, message);
 }
 
@@ -222,6 +243,33 @@ static const char *call_check_request(struct grpc_call *call, const uint8_t **ms
 	return NULL;
 }
 
+/* protobuf-c's allocator with a budget (SERVER_UNPACK_BUDGET): a request whose
+ * unpacked form would exceed it fails to unpack instead of growing our memory. */
+struct unpack_budget {
+	ProtobufCAllocator allocator;
+	size_t left;
+	bool exceeded;
+};
+
+static void *unpack_budget_alloc(void *data, size_t size)
+{
+	struct unpack_budget *budget = data;
+	size_t cost = size + 16; /* malloc's own header, roughly */
+
+	if (cost > budget->left) {
+		budget->exceeded = true;
+		return NULL;
+	}
+	budget->left -= cost;
+	return xmalloc(size);
+}
+
+static void unpack_budget_free(void *data, void *p)
+{
+	(void)data;
+	free(p);
+}
+
 static void call_dispatch(struct grpc_call *call)
 {
 	struct grpc_server *server = call->owner->server;
@@ -243,17 +291,24 @@ static void call_dispatch(struct grpc_call *call)
 	}
 	call->dispatched = true;
 	const struct grpc_method *method = call->method;
-	ProtobufCMessage *request = protobuf_c_message_unpack(method->request, NULL, len, msg);
+	struct unpack_budget budget = {
+	    .allocator = {unpack_budget_alloc, unpack_budget_free, &budget},
+	    .left = SERVER_UNPACK_BUDGET,
+	};
+	ProtobufCMessage *request =
+	    protobuf_c_message_unpack(method->request, &budget.allocator, len, msg);
 	if (!request) {
 		cleanup_free char *text =
-		    xasprintf("cannot decode %s", method->request->short_name);
+		    xasprintf("cannot decode %s%s", method->request->short_name,
+			      budget.exceeded ? ": it would take more than 16 MiB unpacked" : "");
 		call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, text);
 		if (method->rejected)
 			method->rejected(server->data);
 		return;
 	}
 	method->handler(server->data, call, request);
-	protobuf_c_message_free_unpacked(request, NULL);
+	protobuf_c_message_free_unpacked(request, &budget.allocator);
+	call_release_input(call);
 }
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
@@ -266,6 +321,8 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 	sc->spoke = true;
 	call->owner = sc;
 	call->stream_id = frame->hd.stream_id;
+	call->body.open = true;
+	call->body.end = call_submit_trailers;
 	list_append(&sc->calls, &call->link);
 	nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
 	return 0;
@@ -274,17 +331,10 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 static const struct grpc_method *server_find_method(const struct grpc_server *server,
 						    const uint8_t *path, size_t len)
 {
-	for (size_t i = 0; i < server->method_count; i++) {
-		const char *p = server->methods[i].path;
-		if (strlen(p) == len && memcmp(p, path, len) == 0)
+	for (size_t i = 0; i < server->method_count; i++)
+		if (span_equals(path, len, server->methods[i].path))
 			return &server->methods[i];
-	}
 	return NULL;
-}
-
-static bool header_is(const uint8_t *name, size_t len, const char *want)
-{
-	return strlen(want) == len && memcmp(name, want, len) == 0;
 }
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
@@ -299,13 +349,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
 	if (!call)
 		return 0;
-	if (header_is(name, namelen, ":path")) {
+	if (span_equals(name, namelen, ":path")) {
 		free(call->path);
 		call->path = strndup((const char *)value, valuelen);
 		if (!call->path)
 			abort();
 		call->method = server_find_method(sc->server, value, valuelen);
-	} else if (header_is(name, namelen, "content-type")) {
+	} else if (span_equals(name, namelen, "content-type")) {
 		/* "application/grpc" optionally followed by "+proto" or ";..." */
 		static const char want[] = "application/grpc";
 		call->grpc_content_type =
@@ -316,6 +366,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	return 0;
 }
 
+/* Request bytes are buffered until END_STREAM, within bounds: the stream's window is
+ * reopened as they are buffered (one message, checked by its prefix, is the stream's
+ * bound), the connection's only when the call is done with them. Bytes for a call
+ * already answered are dropped: the connection's window gets them back, the stream's
+ * stays shut, so a peer that goes on sending is stopped there. */
 static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
 			      const uint8_t *data, size_t len, void *user_data)
 {
@@ -323,11 +378,21 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 	(void)user_data;
 	struct grpc_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
 
-	if (!call || call->dispatched)
+	if (!call || call->dispatched) {
+		(void)nghttp2_session_consume_connection(session, len);
 		return 0;
-	if (grpc_reader_append(&call->reader, data, len) == -EMSGSIZE)
+	}
+	call->held += len;
+	if (grpc_reader_append(&call->reader, data, len) == -EMSGSIZE) {
 		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			  "request message larger than 4194304 bytes");
+		return 0;
+	}
+	if (grpc_reader_pending(&call->reader) > GRPC_PREFIX_SIZE + GRPC_MAX_MESSAGE_SIZE) {
+		call_fail(call, GRPC_STATUS_INVALID_ARGUMENT, "more than one request message");
+		return 0;
+	}
+	(void)nghttp2_session_consume_stream(session, stream_id, len);
 	return 0;
 }
 
@@ -356,6 +421,16 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 	return 0;
 }
 
+static void server_report_drained(void *data)
+{
+	struct grpc_server *server = data;
+	void (*done)(void *) = server->drained;
+
+	server->drained = NULL;
+	if (done)
+		done(server->drained_data);
+}
+
 static void connection_free(struct server_connection *sc)
 {
 	struct grpc_server *server = sc->server;
@@ -367,16 +442,13 @@ static void connection_free(struct server_connection *sc)
 	list_unlink(&sc->link);
 	server->connection_count--;
 	free(sc);
-	if (server->drained && server->connection_count == 0) {
-		void (*done)(void *) = server->drained;
-		server->drained = NULL;
-		done(server->drained_data);
-	}
+	if (server->drained && server->connection_count == 0)
+		loop_defer(server->loop, &server->drained_later, server_report_drained, server);
 }
 
 static void connection_closed(struct grpc_connection *conn)
 {
-	connection_free((struct server_connection *)conn);
+	connection_free(container_of(conn, struct server_connection, conn));
 }
 
 /* At the connection cap, makes room for a new peer: closes the oldest connection that
@@ -391,7 +463,7 @@ static bool server_evict_idle(struct grpc_server *server)
 
 	/* Oldest first: the first match is the one to close. */
 	list_for_each (sc, &server->connections, link) {
-		if (!list_empty(&sc->calls) || sc->conn.dead)
+		if (!list_empty(&sc->calls) || grpc_connection_is_closed(&sc->conn))
 			continue;
 		if (!idle)
 			idle = sc;
@@ -437,6 +509,10 @@ static void server_accept(void *data, int fd)
 	/* SETTINGS: cap concurrent streams; the kubelet opens a handful. */
 	nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
 	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, settings, ARRAY_SIZE(settings));
+	rv = nghttp2_session_set_local_window_size(session, NGHTTP2_FLAG_NONE, 0,
+						   SERVER_CONNECTION_WINDOW);
+	if (rv != 0)
+		log_error("cannot open the connection window: %s", nghttp2_strerror(rv));
 	int r = grpc_connection_init(&sc->conn, server->loop, fd, session, connection_closed);
 	if (r < 0) {
 		log_error("cannot watch connection on %s: %s", server->path, error_text(-r));
@@ -449,7 +525,6 @@ static void server_accept(void *data, int fd)
 	server->connection_count++;
 	server->stats.connections_accepted++;
 	log_debug(4, "connection from pid %d on %s", sc->peer_pid, server->path);
-	grpc_connection_flush(&sc->conn);
 }
 
 int grpc_server_new(struct loop *loop, const struct grpc_method *methods, size_t method_count,
@@ -476,6 +551,8 @@ int grpc_server_new(struct loop *loop, const struct grpc_method *methods, size_t
 	/* Closed streams are kept only for RFC 7540 priority, which gRPC does not use:
 	 * without this every cancelled stream would cost memory until the connection ends. */
 	nghttp2_option_set_no_closed_streams(server->options, 1);
+	/* The window opens only for bytes handled: see on_data_chunk_recv(). */
+	nghttp2_option_set_no_auto_window_update(server->options, 1);
 	*out = server;
 	return 0;
 }
@@ -587,21 +664,16 @@ const struct file_id *grpc_server_socket_id(const struct grpc_server *server)
 
 void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), void *data)
 {
-	if (server->connection_count == 0) {
-		done(data);
-		return;
-	}
-	server->drained = done;
-	server->drained_data = data;
 	struct server_connection *sc;
 
-	list_for_each (sc, &server->connections, link) {
-		sc->conn.linger = true;
-		nghttp2_submit_goaway(sc->conn.session, NGHTTP2_FLAG_NONE,
-				      nghttp2_session_get_last_proc_stream_id(sc->conn.session),
-				      NGHTTP2_NO_ERROR, NULL, 0);
-		grpc_connection_flush(&sc->conn);
+	server->drained = done;
+	server->drained_data = data;
+	if (server->connection_count == 0) {
+		loop_defer(server->loop, &server->drained_later, server_report_drained, server);
+		return;
 	}
+	list_for_each (sc, &server->connections, link)
+		grpc_connection_drain(&sc->conn);
 }
 
 void grpc_server_free(struct grpc_server *server)
@@ -609,6 +681,7 @@ void grpc_server_free(struct grpc_server *server)
 	if (!server)
 		return;
 	server->drained = NULL;
+	loop_defer_cancel(server->loop, &server->drained_later);
 	grpc_server_stop_listening(server, false);
 	while (!list_empty(&server->connections))
 		connection_free(list_first(&server->connections, struct server_connection, link));

@@ -108,8 +108,9 @@ const struct file_id *grpc_server_socket_id(const struct grpc_server *server);
 /**
  * grpc_server_drain() - send GOAWAY on every connection
  * @server: the server
- * @done:   called as done(data) once all of them have flushed and closed (at once if
- *          there are none)
+ * @done:   called as done(data) once all of them have flushed and closed; always
+ *          from the loop (loop_defer), never from inside this call, even when no
+ *          connection is open
  * @data:   passed to @done
  */
 void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), void *data);

@@ -4,6 +4,7 @@
  * evicted, so idle peers cannot keep /livez out. */
 #include "http.h"
 #include "../basic/error_text.h"
+#include "../basic/half_close.h"
 #include "../basic/list.h"
 #include "../basic/unix_socket.h"
 #include "../loop/deadline_list.h"
@@ -173,7 +174,7 @@ static void http_connection_write(struct http_connection *c)
 		}
 		c->answer_sent += (size_t)n;
 	}
-	if (shutdown(c->fd, SHUT_WR) < 0) {
+	if (half_close_start(c->fd) < 0) {
 		connection_close(c);
 		return;
 	}
@@ -201,9 +202,7 @@ static void connection_dispatch(struct http_connection *c, const struct http_req
 static void connection_read(struct http_connection *c)
 {
 	if (c->lingering) {
-		char drain[512];
-		ssize_t n = read(c->fd, drain, sizeof(drain));
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		if (half_close_drain(c->fd))
 			connection_close(c);
 		return;
 	}

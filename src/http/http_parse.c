@@ -4,6 +4,7 @@
  * than this file for features we refuse anyway (bodies, chunking, keep-alive,
  * upgrades). It is strict rather than clever, and the fuzzing work drives it. */
 #include "http.h"
+#include "../util.h"
 
 #include <errno.h>
 #include <string.h>
@@ -138,7 +139,7 @@ static int parse_field_line(const char *line, size_t n, unsigned *host_count)
 	/* No whitespace between name and colon (RFC 9112 §5.1: must be rejected). */
 	if (i == 0 || i == n || line[i] != ':')
 		return -EBADMSG;
-	if (i == 4 && !strncasecmp(line, "host", 4))
+	if (span_equals_ignore_case(line, i, "host"))
 		(*host_count)++;
 	for (i++; i < n; i++)
 		if (!is_field_value_char((unsigned char)line[i]))
@@ -176,17 +177,12 @@ int http_parse_request(const char *buf, size_t len, struct http_request *req)
 	return 0;
 }
 
-static bool span_is(const char *p, size_t n, const char *s)
-{
-	return strlen(s) == n && memcmp(p, s, n) == 0;
-}
-
 bool http_method_is(const struct http_request *req, const char *s)
 {
-	return span_is(req->method, req->method_len, s);
+	return span_equals(req->method, req->method_len, s);
 }
 
 bool http_path_is(const struct http_request *req, const char *s)
 {
-	return span_is(req->path, req->path_len, s);
+	return span_equals(req->path, req->path_len, s);
 }

@@ -145,26 +145,55 @@ static void handle_pre_start(void *data, struct grpc_call *call, const ProtobufC
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
-/* Whether id is one we advertise: "iommufd" followed by 0..devices-1, no leading zeros. */
-static bool device_plugin_advertises(const struct device_plugin *plugin, const char *id)
+/* The index of id if it is one we advertise ("iommufd" followed by 0..devices-1, no
+ * leading zeros), else -1. */
+static long device_plugin_index(const struct device_plugin *plugin, const char *id)
 {
 	const char *digits = id + strlen(DEVICE_ID_PREFIX);
 	char *end;
 
 	if (strncmp(id, DEVICE_ID_PREFIX, strlen(DEVICE_ID_PREFIX)) != 0 || !*digits ||
 	    (digits[0] == '0' && digits[1]) || digits[0] < '0' || digits[0] > '9')
-		return false;
+		return -1;
 	errno = 0;
 	unsigned long n = strtoul(digits, &end, 10);
-	return !errno && !*end && n < (unsigned long)plugin->config->devices;
+	return !errno && !*end && n < (unsigned long)plugin->config->devices ? (long)n : -1;
 }
 
-static bool string_in(char *const *list, size_t count, const char *s)
+/* A request naming more containers or ids than we advertise devices is refused
+ * before any work: each must name distinct devices of ours (security.md, row 8). */
+static int device_plugin_check_count(const struct device_plugin *plugin, const char *what,
+				     size_t count, struct error *e)
 {
-	for (size_t i = 0; i < count; i++)
-		if (!strcmp(list[i], s))
-			return true;
-	return false;
+	if (count <= (size_t)plugin->config->devices)
+		return 0;
+	return error_set(e, -EINVAL, "%zu %s in one request: this plugin advertises %d devices",
+			 count, what, plugin->config->devices);
+}
+
+/* Picks up to want ids, must_include first, each id once, in one pass over both
+ * lists: an id is remembered by its index in seen (ids that are not ours are
+ * skipped). Writes into out, which has room for want ids. */
+static size_t preferred_pick(const struct device_plugin *plugin,
+			     const V1beta1__ContainerPreferredAllocationRequest *c, bool *seen,
+			     char **out, size_t want)
+{
+	char *const *lists[] = {c->must_include_deviceids, c->available_deviceids};
+	size_t counts[] = {c->n_must_include_deviceids, c->n_available_deviceids};
+	size_t n = 0;
+
+	for (size_t l = 0; l < ARRAY_SIZE(lists); l++) {
+		for (size_t j = 0; j < counts[l] && n < want; j++) {
+			long index = device_plugin_index(plugin, lists[l][j]);
+			if (index < 0 || seen[index])
+				continue;
+			seen[index] = true;
+			out[n++] = lists[l][j];
+		}
+	}
+	for (size_t j = 0; j < n; j++) /* back to all false for the next container */
+		seen[device_plugin_index(plugin, out[j])] = false;
+	return n;
 }
 
 static void handle_get_preferred_allocation(void *data, struct grpc_call *call,
@@ -172,30 +201,43 @@ static void handle_get_preferred_allocation(void *data, struct grpc_call *call,
 {
 	const V1beta1__PreferredAllocationRequest *request =
 	    (const V1beta1__PreferredAllocationRequest *)message;
-	(void)data;
+	const struct device_plugin *plugin = data;
+	struct error e = {0};
 
 	size_t n = request->n_container_requests;
+	int r = device_plugin_check_count(plugin, "container requests", n, &e);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		const V1beta1__ContainerPreferredAllocationRequest *c =
+		    request->container_requests[i];
+		r = device_plugin_check_count(plugin, "available ids", c->n_available_deviceids,
+					      &e);
+		if (r == 0)
+			r = device_plugin_check_count(plugin, "must-include ids",
+						      c->n_must_include_deviceids, &e);
+	}
+	if (r < 0) {
+		log_warning("GetPreferredAllocation refused: %s", error_message(&e));
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, error_message(&e));
+		return;
+	}
+
 	V1beta1__PreferredAllocationResponse response =
 	    V1BETA1__PREFERRED_ALLOCATION_RESPONSE__INIT;
 	V1beta1__ContainerPreferredAllocationResponse *containers = xcalloc(n, sizeof(*containers));
 	V1beta1__ContainerPreferredAllocationResponse **pointers = xcalloc(n, sizeof(*pointers));
+	cleanup_free bool *seen = xcalloc((size_t)plugin->config->devices, sizeof(*seen));
 
 	for (size_t i = 0; i < n; i++) {
 		V1beta1__ContainerPreferredAllocationRequest *c = request->container_requests[i];
 		V1beta1__ContainerPreferredAllocationResponse *out = &containers[i];
 		size_t want = c->allocation_size > 0 ? (size_t)c->allocation_size : 0;
 
+		if (want > (size_t)plugin->config->devices)
+			want = (size_t)plugin->config->devices;
 		v1beta1__container_preferred_allocation_response__init(out);
 		/* Borrow the request's strings: the response is packed before they go. */
-		out->deviceids =
-		    xcalloc(c->n_must_include_deviceids + c->n_available_deviceids, sizeof(char *));
-		for (size_t j = 0; j < c->n_must_include_deviceids && out->n_deviceids < want; j++)
-			if (!string_in(out->deviceids, out->n_deviceids,
-				       c->must_include_deviceids[j]))
-				out->deviceids[out->n_deviceids++] = c->must_include_deviceids[j];
-		for (size_t j = 0; j < c->n_available_deviceids && out->n_deviceids < want; j++)
-			if (!string_in(out->deviceids, out->n_deviceids, c->available_deviceids[j]))
-				out->deviceids[out->n_deviceids++] = c->available_deviceids[j];
+		out->deviceids = xcalloc(want ? want : 1, sizeof(char *));
+		out->n_deviceids = preferred_pick(plugin, c, seen, out->deviceids, want);
 		pointers[i] = out;
 	}
 	response.n_container_responses = n;
@@ -277,6 +319,12 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 static int device_plugin_validate(const struct device_plugin *plugin,
 				  const V1beta1__AllocateRequest *request, struct error *e)
 {
+	/* Containers are bounded here; ids by seen: the first id beyond the devices we
+	 * advertise is unknown or named twice, so the loop ends within devices + 1. */
+	int r = device_plugin_check_count(plugin, "container requests",
+					  request->n_container_requests, e);
+	if (r < 0)
+		return r;
 	cleanup_free bool *seen = xcalloc((size_t)plugin->config->devices, sizeof(*seen));
 
 	for (size_t i = 0; i < request->n_container_requests; i++) {
@@ -284,15 +332,13 @@ static int device_plugin_validate(const struct device_plugin *plugin,
 		if (c->n_devices_ids == 0)
 			return error_set(e, -EINVAL, "container request %zu names no device", i);
 		for (size_t j = 0; j < c->n_devices_ids; j++) {
-			if (!device_plugin_advertises(plugin, c->devices_ids[j]))
+			long index = device_plugin_index(plugin, c->devices_ids[j]);
+			if (index < 0)
 				return error_set(e, -EINVAL,
 						 "unknown device id \"%s\": this plugin advertises "
 						 "%s0..%s%d",
 						 c->devices_ids[j], DEVICE_ID_PREFIX,
 						 DEVICE_ID_PREFIX, plugin->config->devices - 1);
-			/* Valid, so the digits after the prefix are an index below devices. */
-			unsigned long index =
-			    strtoul(c->devices_ids[j] + strlen(DEVICE_ID_PREFIX), NULL, 10);
 			if (seen[index])
 				return error_set(e, -EINVAL,
 						 "device id \"%s\" is named more than once in the "
@@ -340,10 +386,11 @@ static void device_plugin_allocate(void *data, struct grpc_call *call,
 	struct device_plugin *plugin = data;
 	struct error e = {0};
 
-	size_t n = request->n_container_requests;
-	struct container_answer *answers = xcalloc(n, sizeof(*answers));
-	V1beta1__ContainerAllocateResponse **pointers = xcalloc(n, sizeof(*pointers));
+	/* Validated before anything is allocated for it: the count is bounded then. */
 	int r = device_plugin_validate(plugin, request, &e);
+	size_t n = r == 0 ? request->n_container_requests : 0;
+	struct container_answer *answers = xcalloc(n ? n : 1, sizeof(*answers));
+	V1beta1__ContainerAllocateResponse **pointers = xcalloc(n ? n : 1, sizeof(*pointers));
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		r = device_plugin_allocate_container(plugin, request->container_requests[i],
 						     &answers[i], &e);

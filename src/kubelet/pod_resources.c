@@ -22,7 +22,7 @@ struct pod_resources {
 	char *socket_path;
 	char *resource_name;
 	unsigned long long interval_usec, grace_usec, deadline_usec;
-	struct loop_timer poll_timer, deadline_timer;
+	struct loop_timer poll_timer;
 	struct grpc_client *client;		/* the List in flight, if any */
 	V1__ListPodResourcesResponse *response; /* its answer, once decoded */
 	bool undecodable;			/* its answer could not be decoded */
@@ -77,14 +77,6 @@ static void free_strings(char **strings, size_t count)
 	for (size_t i = 0; i < count; i++)
 		free(strings[i]);
 	free(strings);
-}
-
-static bool strings_contain(char *const *strings, size_t count, const char *s)
-{
-	for (size_t i = 0; i < count; i++)
-		if (strcmp(strings[i], s) == 0)
-			return true;
-	return false;
 }
 
 static void reconcile_offer(void *data, const struct handoff_offer_info *info)
@@ -149,7 +141,6 @@ static void list_end(struct pod_resources *pr)
 {
 	grpc_client_free(pr->client); /* safe inside its own callbacks */
 	pr->client = NULL;
-	loop_timer_arm(&pr->deadline_timer, 0);
 	if (pr->response)
 		v1__list_pod_resources_response__free_unpacked(pr->response, NULL);
 	pr->response = NULL;
@@ -201,17 +192,6 @@ static void list_done(void *data, enum grpc_status status, const char *message)
 	poll_schedule(pr);
 }
 
-static void list_timed_out(void *data)
-{
-	struct pod_resources *pr = data;
-	char why[64];
-
-	snprintf(why, sizeof(why), "no answer within %.1f s", (double)pr->deadline_usec / 1e6);
-	list_end(pr); /* no callbacks any more */
-	list_failed(pr, why);
-	poll_schedule(pr);
-}
-
 static void poll_now(void *data)
 {
 	struct pod_resources *pr = data;
@@ -227,14 +207,15 @@ static void poll_now(void *data)
 		poll_schedule(pr);
 		return;
 	}
-	r = grpc_client_call(pr->client, LIST_METHOD, &request.base, list_message, list_done, pr);
+	/* The client's deadline ends the call: list_done() gets DEADLINE_EXCEEDED. */
+	r = grpc_client_call_within(pr->client, LIST_METHOD, &request.base, pr->deadline_usec,
+				    list_message, list_done, pr);
 	if (r < 0) {
 		list_end(pr);
 		list_failed(pr, error_text(-r));
 		poll_schedule(pr);
 		return;
 	}
-	loop_timer_arm(&pr->deadline_timer, pr->deadline_usec);
 }
 
 static void pod_resources_pending_changed(void *data, size_t pending)
@@ -279,7 +260,6 @@ int pod_resources_new(struct loop *loop, struct handoff *h, const struct pod_res
 	pr->deadline_usec =
 	    o->interval_usec < LIST_DEADLINE_MAX_USEC ? o->interval_usec : LIST_DEADLINE_MAX_USEC;
 	loop_timer_init(loop, &pr->poll_timer, poll_now, pr);
-	loop_timer_init(loop, &pr->deadline_timer, list_timed_out, pr);
 	handoff_add_pending_listener(h, &pr->pending_listener, pod_resources_pending_changed, pr);
 	pod_resources_pending_changed(pr, handoff_pending(h));
 	*out = pr;
@@ -299,7 +279,6 @@ void pod_resources_free(struct pod_resources *pr)
 		return;
 	pod_resources_stop(pr);
 	loop_timer_destroy(&pr->poll_timer);
-	loop_timer_destroy(&pr->deadline_timer);
 	free_strings(pr->audited, pr->audited_count);
 	free(pr->socket_path);
 	free(pr->resource_name);

@@ -69,6 +69,20 @@ static void reader_refuses_a_message_over_4_mib_from_its_prefix(void **state)
 	grpc_reader_free(&reader);
 }
 
+static void reader_refuses_an_oversized_message_after_a_good_one(void **state)
+{
+	struct grpc_reader reader = {0};
+	const uint8_t frames[] = {0, 0, 0, 0, 1, 'a', 0, 0, 0x40, 0, 1}; /* 1 byte, 4 MiB + 1 */
+	(void)state;
+
+	assert_int_equal(grpc_reader_append(&reader, frames, 6), 0);
+	assert_int_equal(grpc_reader_append(&reader, frames + 6, 3), 0); /* prefix cut short */
+	assert_int_equal(grpc_reader_append(&reader, frames + 9, 2), -EMSGSIZE);
+	assert_int_equal(grpc_reader_pending(&reader), 0);
+	assert_null(reader.buf); /* freed, not kept until the stream ends */
+	grpc_reader_free(&reader);
+}
+
 static void reader_accepts_a_message_of_exactly_4_mib(void **state)
 {
 	struct grpc_reader reader = {0};
@@ -199,6 +213,7 @@ int main(void)
 	    cmocka_unit_test(reader_returns_a_message_split_across_chunks),
 	    cmocka_unit_test(reader_splits_two_messages_in_one_chunk),
 	    cmocka_unit_test(reader_refuses_a_message_over_4_mib_from_its_prefix),
+	    cmocka_unit_test(reader_refuses_an_oversized_message_after_a_good_one),
 	    cmocka_unit_test(reader_accepts_a_message_of_exactly_4_mib),
 	    cmocka_unit_test(reader_reports_the_compressed_flag),
 	    cmocka_unit_test(reader_rejects_an_unknown_flags_byte),

@@ -1,0 +1,200 @@
+"""A hostile client on the DevicePlugin socket cannot grow our memory or block the loop.
+
+security.md rows 7, 8 and 9: a request stream that never ends, a request of millions
+of empty entries, a GetPreferredAllocation of a hundred thousand ids. Memory is read
+as the daemon's peak RSS (VmHWM), against the DaemonSet's 32 MiB limit.
+"""
+
+import struct
+import threading
+import time
+
+import grpc
+import pytest
+
+import h2raw
+from kubelet import DevicePluginClient, deadline, pb
+from test_robustness import assert_serves
+
+ALLOCATE = "/v1beta1.DevicePlugin/Allocate"
+DAEMONSET_LIMIT_KIB = 32 * 1024
+MIB = 1024 * 1024
+
+
+def peak_rss_kib(plugin):
+    with open("/proc/%d/status" % plugin.pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for pid %d" % plugin.pid)
+
+
+def assert_within_limit(plugin, sanitized):
+    peak = peak_rss_kib(plugin)
+    # ASan's shadow memory and quarantine alone exceed the DaemonSet's limit.
+    limit = DAEMONSET_LIMIT_KIB * (8 if sanitized else 1)
+    assert peak < limit, "peak RSS %d KiB, limit %d KiB" % (peak, limit)
+
+
+def streaming_allocate(client):
+    """Allocate called as a client stream: the daemon's side is unary, ours sends many."""
+    return client.channel.stream_unary(ALLOCATE, request_serializer=None, response_deserializer=None)
+
+
+def test_allocate_stream_that_never_ends_is_bounded_by_flow_control(env, sanitized):
+    plugin = env.start("--devices", "2")
+    message = pb.AllocateRequest()
+    message.container_requests.add(devices_ids=["x" * (MIB - 16)])
+    payload = message.SerializeToString()
+    sent = []
+    stop = threading.Event()
+
+    def messages():
+        # 200 MiB if nothing stops us: the daemon must, long before.
+        for _ in range(200):
+            if stop.is_set():
+                return
+            sent.append(len(payload))
+            yield payload
+
+    client = env.client(options=[("grpc.max_send_message_length", -1)])
+    call = streaming_allocate(client).future(messages(), timeout=deadline(60))
+    # While that stream is open (or after the daemon ended it), others are served.
+    assert_serves(env)
+    with pytest.raises(grpc.RpcError) as err:
+        call.result()
+    stop.set()
+    assert err.value.code() != grpc.StatusCode.DEADLINE_EXCEEDED, "the daemon never ended the stream"
+    assert_within_limit(plugin, sanitized)
+    assert_serves(env)
+
+
+def test_oversized_second_message_is_resource_exhausted(env, sanitized):
+    plugin = env.start("--devices", "2")
+    small = pb.AllocateRequest()
+    small.container_requests.add(devices_ids=["iommufd0"])
+    big = pb.AllocateRequest()
+    big.container_requests.add(devices_ids=["x" * (5 * MIB)])
+    client = env.client(options=[("grpc.max_send_message_length", -1)])
+    with pytest.raises(grpc.RpcError) as err:
+        streaming_allocate(client)(iter([small.SerializeToString(), big.SerializeToString()]),
+                                   timeout=deadline(30))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
+    assert_within_limit(plugin, sanitized)
+    assert_serves(env)
+
+
+def test_allocate_of_two_million_empty_requests_is_invalid_and_bounded(env, sanitized):
+    plugin = env.start("--devices", "2")
+    payload = b"\x0a\x00" * 2_000_000  # field 1 (container_requests), length 0: 4 MB
+    client = env.client(options=[("grpc.max_send_message_length", -1)])
+    call = client.channel.unary_unary(ALLOCATE, request_serializer=None, response_deserializer=None)
+    future = call.future(payload, timeout=deadline(60))
+    # A second connection is answered meanwhile (and after).
+    with DevicePluginClient(env.plugin_socket) as other:
+        assert other.get_device_plugin_options().get_preferred_allocation_available
+    with pytest.raises(grpc.RpcError) as err:
+        future.result()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+    assert_within_limit(plugin, sanitized)
+    assert_serves(env)
+
+
+def test_allocate_naming_more_containers_than_devices_is_invalid(env):
+    env.start("--devices", "2")
+    with pytest.raises(grpc.RpcError) as err:
+        env.client().allocate(["iommufd0"], ["iommufd1"], ["iommufd0"])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+    assert "3 container requests" in err.value.details()
+
+
+# The old code compared every id with every id picked before it: 100,000 ids took
+# minutes. Linear work answers in well under a second; 10 s leaves room for load.
+PREFERRED_DEADLINE = 10
+
+
+def test_preferred_allocation_of_100000_ids_is_answered_promptly(env):
+    env.start("--devices", "100000")
+    ids = ["iommufd%d" % i for i in range(100000)]
+    resp = env.client().get_preferred_allocation([(ids, ids[::-1], 100000)],
+                                                 timeout=PREFERRED_DEADLINE)
+    picked = resp.container_responses[0].deviceIDs
+    assert len(picked) == 100000 and picked[0] == "iommufd99999"
+    assert_serves(env)
+
+
+def test_preferred_allocation_with_more_ids_than_devices_is_invalid(env):
+    env.start("--devices", "100000")
+    ids = ["iommufd%d" % (i % 100000) for i in range(300000)]  # 4 MB, within the size limit
+    with pytest.raises(grpc.RpcError) as err:
+        env.client().get_preferred_allocation([(ids, [], 100000)], timeout=PREFERRED_DEADLINE)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+    assert_serves(env)
+
+
+def read_until_ping_ack(conn, credit, remaining):
+    """Reads frames up to a PING ACK, adding WINDOW_UPDATEs to credit (0: the connection)."""
+    end = time.monotonic() + deadline(10)
+    while True:
+        f = conn.read_frame(end)
+        assert f is not None, "the daemon closed the connection"
+        ftype, flags, sid, payload = f
+        if ftype == h2raw.WINDOW_UPDATE and sid in credit:
+            credit[sid] += struct.unpack(">I", payload)[0] & 0x7FFFFFFF
+        elif ftype == h2raw.RST_STREAM and sid in remaining:
+            remaining[sid] = 0
+        elif ftype == h2raw.GOAWAY:
+            raise AssertionError("the daemon sent GOAWAY")
+        elif ftype == h2raw.PING and flags & h2raw.FLAG_ACK:
+            return
+
+
+def test_open_streams_are_stopped_by_the_connection_window(env, sanitized):
+    """20 Allocate streams of 3 MiB each (within the size limit), none ever ended.
+
+    The client obeys HTTP/2 flow control: it sends only what the daemon's windows
+    allow. Two PINGs in turn are the sentinel: the second ACK comes after every
+    WINDOW_UPDATE the data sent before them caused, so when no credit is left then,
+    the daemon has stopped us, and what it let us send is what it may hold.
+    """
+    plugin = env.start("--devices", "2")
+    prefix = struct.pack(">BI", 0, 3 * MIB)
+    streams = {sid: prefix for sid in range(1, 41, 2)}
+    remaining = {sid: 5 + 3 * MIB for sid in streams}
+    credit = {sid: 65535 for sid in streams}
+    credit[0] = 65535  # the connection's
+    sent = 0
+    with h2raw.RawConnection(env.plugin_socket, timeout=deadline(10)) as conn:
+        conn.handshake()
+        for sid in streams:
+            conn.send(h2raw.frame(h2raw.HEADERS, h2raw.FLAG_END_HEADERS, sid,
+                                  h2raw.grpc_request_headers(ALLOCATE)))
+        for _ in range(10000):  # bounded: 60 MiB would need far fewer rounds
+            progressed = False
+            for sid in streams:
+                n = min(16384, credit[0], credit[sid], remaining[sid])
+                if n <= 0:
+                    continue
+                head = 5 + 3 * MIB - remaining[sid]
+                chunk = (streams[sid][head:head + n] if head < 5 else b"")
+                chunk += b"\x00" * (n - len(chunk))
+                conn.send(h2raw.frame(h2raw.DATA, 0, sid, chunk))
+                remaining[sid] -= n
+                credit[sid] -= n
+                credit[0] -= n
+                sent += n
+                progressed = True
+            if progressed:
+                continue
+            # nghttp2 sends a PING ACK ahead of queued WINDOW_UPDATEs (its urgent
+            # queue), in the same write: the second ACK comes after all of them.
+            for ping in (b"sentinel", b"sentinl2"):
+                conn.send(h2raw.frame(h2raw.PING, 0, 0, ping))
+                read_until_ping_ack(conn, credit, remaining)
+            if not any(min(credit[0], credit[s], remaining[s]) > 0 for s in streams):
+                break
+        assert sum(remaining.values()) > 0, "the daemon took all 60 MiB"
+        # One request of the largest size and the default window: the connection's bound.
+        assert sent <= 5 + 4 * MIB + 2 * 65535, "the daemon let %d bytes in" % sent
+        assert_within_limit(plugin, sanitized)
+        assert_serves(env)
