@@ -68,16 +68,19 @@ def test_verbosity_flag_is_accepted(env):
     assert env.client().get_device_plugin_options().get_preferred_allocation_available
 
 
-def test_durations_whose_deadlines_would_wrap_exit_2_naming_the_cap(plugin_bin):
+def test_durations_whose_deadlines_would_wrap_exit_2_naming_the_cap(plugin_bin, tmp_path):
     # Issue 19 row 11: now + 5124095576h wraps a 64-bit microsecond clock, which
     # withdrew every offer at once. Every duration flag is capped at 24h.
     for flag in ("--handoff-ttl", "--ack-timeout", "--drain-timeout", "--pod-resources-interval",
                  "--pod-resources-grace"):
-        r = run(plugin_bin, flag, "5124095576h")
+        # Paths of our own: a binary that accepts the flag must not touch the host's.
+        r = run(plugin_bin, "--kubelet-dir", str(tmp_path / "k"), "--socket-dir", str(tmp_path / "s"),
+                flag, "5124095576h")
         assert r.returncode == 2, (flag, r.returncode, r.stderr)
         assert f"{flag} is at most 24h" in r.stderr, (flag, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = run(plugin_bin, "--handoff-ttl", "25h")
+    r = run(plugin_bin, "--kubelet-dir", str(tmp_path / "k"), "--socket-dir", str(tmp_path / "s"),
+            "--handoff-ttl", "25h")
     assert r.returncode == 2 and "at most 24h" in r.stderr, r.stderr
 
 
@@ -102,7 +105,7 @@ def test_socket_dir_at_the_bound_is_accepted_and_one_byte_more_is_not(env, plugi
     if len(sockets) > 58:
         pytest.skip(f"the test's directory {env.tmp} is too long for this bound")
     sockets += "x" * (59 - len(sockets))
-    r = run(plugin_bin, "--devices", "10", "--socket-dir", sockets + "x")
+    r = run(plugin_bin, "--devices", "10", "--socket-dir", sockets + "x", "--kubelet-dir", env.kubelet_dir)
     assert r.returncode == 2 and "would be 108 bytes" in r.stderr, r.stderr
     env.start("--devices", "10", "--socket-dir", sockets)
     resp = env.client().allocate(["iommufd9"])
