@@ -153,11 +153,26 @@ static int daemon_open_fd(void *data, const char *device_id, int *fd, struct err
 	return iommufd_open(d->opener, fd, e);
 }
 
+/* Under --missing-device=allow a missing device changes nothing the kubelet sees
+ * (devices stay Healthy, /healthz 200): this line, at start and at each
+ * disappearance, and the device_present gauge are what tell an operator. */
+static void daemon_warn_if_missing(const struct daemon *d, bool present)
+{
+	const struct kubelet_options *k = &d->config.kubelet;
+
+	if (!present && k->missing_device == KUBELET_MISSING_ALLOW)
+		log_warning("%s is missing: with --missing-device=allow the %d devices stay "
+			    "Healthy and each Allocate hands over no IOMMUFD fd "
+			    "(--missing-device=unhealthy marks them Unhealthy instead)",
+			    k->iommu_device, k->devices);
+}
+
 static void daemon_device_changed(void *data, bool present)
 {
 	struct daemon *d = data;
 
 	device_plugin_set_device_present(d->plugin, present);
+	daemon_warn_if_missing(d, present);
 }
 
 static int daemon_setup_signals(struct daemon *d)
@@ -237,6 +252,7 @@ static int daemon_start(struct daemon *d)
 				     &d->presence)) < 0)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
+	daemon_warn_if_missing(d, device_presence_present(d->presence));
 	if (kubelet_uses_kubelet_socket(&c->kubelet) &&
 	    (r = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff, &d->registration)) <
 		0)
