@@ -17,7 +17,7 @@
 #define COUNTER_DIGITS_MAX	 20
 /* Our DevicePlugin sockets are --socket-name with "-0"/"-1" before ".sock"
  * (registration_slot_name()). */
-#define SLOT_SUFFIX_LEN 2
+#define SLOT_SUFFIX_LEN	   2
 #define KUBELET_SOCKET_LEN (sizeof("kubelet.sock") - 1)
 
 static size_t decimal_digits(unsigned long long n)
@@ -32,8 +32,7 @@ static size_t decimal_digits(unsigned long long n)
 }
 
 /* One path under dir with a name of name_len bytes; prints the refusal. */
-static int check(FILE *err, const char *flag, const char *dir, size_t name_len,
-		 const char *what)
+static int check(FILE *err, const char *flag, const char *dir, size_t name_len, const char *what)
 {
 	size_t len = strlen(dir) + (name_len ? 1 + name_len : 0);
 
