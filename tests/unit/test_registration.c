@@ -2,6 +2,7 @@
  * server, failing Register as often as the test says): the backoff schedule, retries
  * only while kubelet.sock exists, registering again at once when a kubelet starts,
  * and the backoff starting over after a success. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include "handoff/handoff.h"
 #include "kubelet/device_plugin.h"
 #include "kubelet/registration.h"
+#include "log.h"
 #include "test_helpers.h"
 
 /* Generous: the machine may be loaded; only behaviour is asserted, never a time. */
@@ -215,6 +217,46 @@ static void registration_backoff_starts_over_after_a_success(void **state)
 	free(log);
 }
 
+/* Issue 22: the lifecycle is one state, and a move it does not have is refused. */
+static void registration_set_state_refuses_moves_the_lifecycle_lacks(void **state)
+{
+	struct fixture *f = *state;
+	struct test_stderr_capture capture;
+
+	assert_int_equal(registration_state(f->reg), REGISTRATION_NONE);
+	log_set_verbosity(2);
+	test_capture_stderr_begin(&capture);
+	/* Registered without serving or a Register: refused, nothing changes. */
+	int refused = registration_set_state(f->reg, REGISTRATION_REGISTERED);
+	int serving = registration_set_state(f->reg, REGISTRATION_SERVING);
+	int again = registration_set_state(f->reg, REGISTRATION_SERVING);
+	int superseded = registration_set_state(f->reg, REGISTRATION_SUPERSEDED);
+	/* Superseded is final: a newer instance serves the kubelet. */
+	int back = registration_set_state(f->reg, REGISTRATION_SERVING);
+	char *log = test_capture_stderr_end(&capture);
+	log_set_verbosity(0);
+	assert_int_equal(refused, -EINVAL);
+	assert_int_equal(serving, 0);
+	assert_int_equal(again, 0);
+	assert_int_equal(superseded, 0);
+	assert_int_equal(back, -EINVAL);
+	assert_int_equal(registration_state(f->reg), REGISTRATION_SUPERSEDED);
+	assert_false(registration_registered(f->reg));
+	/* Each move is logged once, each refusal once; staying is silent. */
+	assert_non_null(strstr(log, "refusing the move from none to registered"));
+	assert_non_null(strstr(log, "refusing the move from superseded to serving"));
+	assert_int_equal(test_count_substrings(log, "registration: none -> serving"), 1);
+	assert_int_equal(test_count_substrings(log, "registration: serving -> superseded"), 1);
+	assert_int_equal(test_count_substrings(log, "registration: serving -> serving"), 0);
+	free(log);
+	/* Every state has a name, and none moves to itself through the table. */
+	for (int s = 0; s < REGISTRATION_STATE_COUNT; s++) {
+		assert_string_not_equal(registration_state_name(s), "invalid");
+		assert_false(registration_transition_allowed(s, s));
+		assert_false(registration_transition_allowed(REGISTRATION_SUPERSEDED, s));
+	}
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -224,6 +266,7 @@ int main(void)
 	    T(registration_retries_refused_registers_with_growing_waits),
 	    T(registration_waits_for_kubelet_sock_instead_of_retrying),
 	    T(registration_backoff_starts_over_after_a_success),
+	    T(registration_set_state_refuses_moves_the_lifecycle_lacks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
