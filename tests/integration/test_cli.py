@@ -88,12 +88,14 @@ def test_a_socket_dir_too_long_for_sun_path_exits_2(plugin_bin, tmp_path):
     # Issue 19 row 12: accepted, it advertised Healthy devices whose every Allocate
     # failed INTERNAL. A dir that fits by itself but not with the instance dir and the
     # longest socket name in it is refused too.
-    long_dir = "/" + "d" * 60
+    # Under tmp_path: a binary that accepts it must not create it at the root.
+    long_dir = os.path.join(str(tmp_path), "d" * 60)
     r = run(plugin_bin, "--socket-dir", long_dir, "--kubelet-dir", str(tmp_path))
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "--socket-dir" in r.stderr and "too long" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = run(plugin_bin, "--kubelet-dir", "/" + "k" * 100)
+    r = run(plugin_bin, "--kubelet-dir", os.path.join(str(tmp_path), "k" * 100), "--socket-dir",
+            str(tmp_path / "s"))
     assert r.returncode == 2 and "--kubelet-dir" in r.stderr and "too long" in r.stderr, r.stderr
 
 
