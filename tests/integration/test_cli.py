@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import tempfile
 
 import pytest
 
@@ -94,8 +95,8 @@ def test_a_socket_dir_too_long_for_sun_path_exits_2(plugin_bin, tmp_path):
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "--socket-dir" in r.stderr and "too long" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = run(plugin_bin, "--kubelet-dir", os.path.join(str(tmp_path), "k" * 100), "--socket-dir",
-            str(tmp_path / "s"))
+    with tempfile.TemporaryDirectory(prefix="cli", dir="/tmp") as short:  # fits as --socket-dir
+        r = run(plugin_bin, "--kubelet-dir", os.path.join(short, "k" * 100), "--socket-dir", short)
     assert r.returncode == 2 and "--kubelet-dir" in r.stderr and "too long" in r.stderr, r.stderr
 
 
