@@ -24,7 +24,8 @@
  *   (older kubelets end the newest endpoint's stream when any endpoint of the name
  *   goes), and a Register refused as "already connected" moves us to the other name;
  * - our socket deleted without a kubelet restart gets a grace before we serve it
- *   again. */
+ *   again.
+ * Where we are is one enum registration_state, changed only by registration_set_state(). */
 #include "registration.h"
 #include "registration_names.h"
 #include "../basic/error_text.h"
