@@ -397,6 +397,7 @@ static void config_usage(const struct config *defaults, FILE *out)
 	}
 	fputs("  --help                           show this and exit\n"
 	      "  --version                        show the version and exit\n\n"
+	      "Durations: 500ms, 10s, 15m, 1h or plain seconds, at most 24h.\n"
 	      "Every flag can also be set as an environment variable IOMMUFD_DP_<FLAG>,\n"
 	      "upper case with '_' for '-' (IOMMUFD_DP_DEVICES=4, "
 	      "IOMMUFD_DP_RLIMIT_MODE=best-effort); flags win. A variable IOMMUFD_DP_*\n"
