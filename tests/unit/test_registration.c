@@ -120,6 +120,13 @@ static bool refused_once_more(void *data)
 	return f->fail_next == 0 && registration_stats(f->reg)->register_failures > 0;
 }
 
+static bool refused_once_more_any(void *data)
+{
+	struct fixture *f = data;
+
+	return registration_stats(f->reg)->register_failures > 0;
+}
+
 static void registration_backoff_doubles_from_5_ms_up_to_10_s(void **state)
 {
 	unsigned long long wait = 0, last = 0;
@@ -165,29 +172,43 @@ static void registration_retries_refused_registers_with_growing_waits(void **sta
 	assert_int_equal(test_count_armed_timerfds(), 0);
 }
 
+struct failures_after {
+	struct fixture *f;
+	unsigned long long base;
+};
+
+static bool failed_once_more(void *data)
+{
+	const struct failures_after *fa = data;
+
+	return registration_stats(fa->f->reg)->register_failures > fa->base;
+}
+
 static void registration_waits_for_kubelet_sock_instead_of_retrying(void **state)
 {
 	struct fixture *f = *state;
 	struct test_stderr_capture capture;
 
 	kubelet_start(f);
-	f->fail_next = 1;
+	f->fail_next = 1000; /* a retry before the kubelet goes is refused too */
 	assert_int_equal(registration_start(f->reg), 0);
-	assert_true(test_run_until(f->loop, refused_once_more, f, DEADLINE_MS));
-	/* The kubelet goes away before the retry: no timer polls for it. */
+	assert_true(test_run_until(f->loop, refused_once_more_any, f, DEADLINE_MS));
+	/* The kubelet goes away: the next attempt (the retry, or the Register in flight
+	 * ending) fails, finds no kubelet.sock, and arms nothing: no timer polls for it. */
 	kubelet_stop(f);
+	struct failures_after fa = {f, registration_stats(f->reg)->register_failures};
 	test_capture_stderr_begin(&capture);
-	test_run_for(f->loop, 100);
+	bool failed = test_run_until(f->loop, failed_once_more, &fa, DEADLINE_MS);
 	char *log = test_capture_stderr_end(&capture);
+	assert_true(failed);
 	int calls = f->register_calls;
 	assert_false(registration_registered(f->reg));
-	if (test_count_substrings(log, "retrying Register") > 0) {
-		/* The retry fired before the socket went: it then found none. */
-		assert_non_null(strstr(log, "waiting for"));
-	}
+	assert_non_null(strstr(log, "waiting for"));
+	assert_null(strstr(log, "retrying Register"));
 	free(log);
 	assert_int_equal(test_count_armed_timerfds(), 0);
 	/* A kubelet starts (kubelet.sock appears): Register at once, accepted. */
+	f->fail_next = 0;
 	kubelet_start(f);
 	assert_true(test_run_until(f->loop, registered, f, DEADLINE_MS));
 	assert_int_equal(f->register_calls, calls + 1);
