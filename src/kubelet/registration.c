@@ -33,11 +33,11 @@
 #include "../basic/unix_socket.h"
 #include "../grpc/client.h"
 #include "../handoff/handoff.h"
+#include "../loop/loop_inotify.h"
 #include "../log.h"
 #include "../util.h"
 
 #include <errno.h>
-#include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <string.h>
@@ -72,11 +72,11 @@ struct registration {
 	char *plugin_socket; /* --socket-name: KubeVirt's; watched, never served */
 	char *slots[2];	     /* our two names: the second while an older instance has the first */
 	const char *serving; /* the slot we serve, or will try first */
-	int inotify_fd;
-	struct loop_watch inotify_watch;
-	struct loop_timer retry_timer;	 /* backoff after a failed Register */
-	struct loop_timer timeout_timer; /* Register in flight for too long */
-	struct grpc_client *client;	 /* the Register call in flight, if any */
+	struct loop_inotify dir_watch;		/* the kubelet's directory */
+	struct registration_dir_events changes; /* of the batch being read */
+	struct loop_timer retry_timer;		/* backoff after a failed Register */
+	struct loop_timer timeout_timer;	/* Register in flight for too long */
+	struct grpc_client *client;		/* the Register call in flight, if any */
 	unsigned long long backoff_usec;
 	unsigned long long stream_ended_at;	/* now_usec() of the last stream-ended trigger */
 	unsigned long long stream_backoff_usec; /* before the next one's Register; 0: at once */
@@ -427,17 +427,23 @@ static void registration_retry(void *data)
 	registration_register(data);
 }
 
-static void registration_dir_changed(void *data, uint32_t events)
+static void registration_dir_event(void *data, const struct inotify_event *ev)
 {
 	struct registration *reg = data;
-	struct registration_dir_events de = {
-	    .canonical = registration_socket_name(reg->plugin_socket),
-	    .serving = registration_socket_name(reg->serving),
-	    .other = registration_socket_name(other_slot(reg)),
-	};
-	(void)events;
 
-	registration_dir_events_read(reg->inotify_fd, &de);
+	reg->changes.canonical = registration_socket_name(reg->plugin_socket);
+	reg->changes.serving = registration_socket_name(reg->serving);
+	reg->changes.other = registration_socket_name(other_slot(reg));
+	registration_dir_events_add(&reg->changes, ev);
+}
+
+/* A batch of the directory's events is read: act on what changed, once. */
+static void registration_dir_changed(void *data)
+{
+	struct registration *reg = data;
+	struct registration_dir_events de = reg->changes;
+
+	reg->changes = (struct registration_dir_events){0};
 	if (de.canonical_changed)
 		registration_canonical_changed(reg);
 	if (de.ours_changed)
@@ -505,7 +511,6 @@ int registration_new(struct loop *loop, const struct kubelet_options *config,
 	reg->plugin = plugin;
 	reg->handoff = handoff;
 	reg->state = REGISTRATION_NONE;
-	reg->inotify_fd = -1;
 	loop_timer_init(loop, &reg->retry_timer, registration_retry, reg);
 	loop_timer_init(loop, &reg->timeout_timer, registration_timed_out, reg);
 	loop_timer_init(loop, &reg->endpoint_timer, registration_endpoint_timer, reg);
@@ -526,23 +531,11 @@ int registration_start(struct registration *reg)
 		log_error("cannot create %s: %s", reg->config->kubelet_dir, error_text(-r));
 		return r;
 	}
-	reg->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-	if (reg->inotify_fd < 0) {
-		r = -errno;
-		log_error("cannot create an inotify instance: %s", error_text(-r));
-		return r;
-	}
-	if (inotify_add_watch(reg->inotify_fd, reg->config->kubelet_dir,
-			      IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) <
-	    0) {
-		r = -errno;
-		log_error("cannot watch %s: %s", reg->config->kubelet_dir, error_text(-r));
-		return r;
-	}
-	r = loop_watch_add(reg->loop, &reg->inotify_watch, reg->inotify_fd, EPOLLIN,
-			   registration_dir_changed, reg);
+	r = loop_inotify_start(reg->loop, &reg->dir_watch, reg->config->kubelet_dir,
+			       IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM,
+			       registration_dir_event, registration_dir_changed, reg);
 	if (r < 0) {
-		log_error("cannot watch the inotify fd: %s", error_text(-r));
+		log_error("cannot watch %s: %s", reg->config->kubelet_dir, error_text(-r));
 		return r;
 	}
 	device_plugin_set_stream_ended(reg->plugin, registration_stream_ended, reg);
@@ -565,10 +558,7 @@ void registration_stop(struct registration *reg)
 	loop_timer_destroy(&reg->retry_timer);
 	loop_timer_destroy(&reg->timeout_timer);
 	loop_timer_destroy(&reg->endpoint_timer);
-	loop_watch_remove(reg->loop, &reg->inotify_watch);
-	if (reg->inotify_fd >= 0)
-		close(reg->inotify_fd);
-	reg->inotify_fd = -1;
+	loop_inotify_stop(&reg->dir_watch);
 }
 
 void registration_free(struct registration *reg)

@@ -3,7 +3,6 @@
  * inotify events touched. */
 #include "registration.h"
 #include "registration_names.h"
-#include "../basic/inotify_read.h"
 #include "../util.h"
 
 #include <string.h>
@@ -29,10 +28,8 @@ char *registration_slot_name(const char *socket_path, int slot)
 	return xasprintf("%s-%d", socket_path, slot);
 }
 
-static void dir_event(void *data, const struct inotify_event *ev)
+void registration_dir_events_add(struct registration_dir_events *de, const struct inotify_event *ev)
 {
-	struct registration_dir_events *de = data;
-
 	if (ev->mask & IN_Q_OVERFLOW) {
 		/* Events were lost: check what can be checked without them. */
 		de->kubelet_started = de->ours_changed = de->canonical_changed = true;
@@ -49,9 +46,4 @@ static void dir_event(void *data, const struct inotify_event *ev)
 		de->ours_changed = true;
 	else if (!strcmp(ev->name, de->other))
 		de->other_appeared |= created;
-}
-
-void registration_dir_events_read(int inotify_fd, struct registration_dir_events *events)
-{
-	inotify_read_events(inotify_fd, dir_event, events);
 }

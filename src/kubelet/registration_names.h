@@ -4,8 +4,9 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/inotify.h>
 
-/* What one read of the directory's inotify fd said. The names are file names
+/* What one batch of the directory's inotify events said. The names are file names
  * (registration_socket_name()), borrowed. */
 struct registration_dir_events {
 	const char *canonical; /* --socket-name: KubeVirt's */
@@ -26,10 +27,11 @@ struct registration_dir_events {
 const char *registration_socket_name(const char *path);
 
 /**
- * registration_dir_events_read() - read the pending events of the directory's watch
- * @inotify_fd: the nonblocking inotify fd watching the kubelet's directory
- * @events:     the names to look for; the flags are set (never cleared) for what
- *              happened. A queue overflow sets every flag that can be checked
- *              without the events.
+ * registration_dir_events_add() - note what one inotify event of the directory says
+ * @events: the names to look for (set by the caller); the flags are set (never
+ *          cleared) for what happened. A queue overflow sets every flag that can be
+ *          checked without the events.
+ * @ev:     the event
  */
-void registration_dir_events_read(int inotify_fd, struct registration_dir_events *events);
+void registration_dir_events_add(struct registration_dir_events *events,
+				 const struct inotify_event *ev);
