@@ -356,6 +356,24 @@ static void registration_canonical_changed(struct registration *reg)
 	}
 }
 
+/* Serves our socket and registers if the kubelet is there: the way in at start and
+ * once a grace or a foreign server ends. Returns 0 (stepped aside too: reported, and
+ * watched until the path is free) or the -errno of serving the socket (logged). */
+static int registration_serve(struct registration *reg)
+{
+	int r = registration_claim(reg);
+
+	if (r < 0)
+		return r == -EADDRINUSE ? 0 : r;
+	if (access(reg->kubelet_socket, F_OK) < 0) {
+		log_info("waiting for the kubelet: %s does not exist yet", reg->kubelet_socket);
+		return 0;
+	}
+	reg->backoff_usec = 0;
+	registration_register(reg);
+	return 0;
+}
+
 /* The grace after a deletion ran out, or it is time to look at a foreign server. */
 static void registration_endpoint_timer(void *data)
 {
@@ -375,10 +393,7 @@ static void registration_endpoint_timer(void *data)
 		loop_timer_arm(&reg->endpoint_timer, FOREIGN_PROBE_USEC);
 		return;
 	}
-	if (registration_claim(reg) == 0 && access(reg->kubelet_socket, F_OK) == 0) {
-		reg->backoff_usec = 0;
-		registration_register(reg);
-	}
+	registration_serve(reg); /* a failure is logged; the next change tries again */
 }
 
 static void registration_register(struct registration *reg)
@@ -539,16 +554,7 @@ int registration_start(struct registration *reg)
 		return r;
 	}
 	device_plugin_set_stream_ended(reg->plugin, registration_stream_ended, reg);
-	r = registration_claim(reg);
-	if (r == -EADDRINUSE)
-		return 0; /* stepped aside: reported, and watched until the path is free */
-	if (r < 0)
-		return r;
-	if (access(reg->kubelet_socket, F_OK) == 0)
-		registration_register(reg);
-	else
-		log_info("waiting for the kubelet: %s does not exist yet", reg->kubelet_socket);
-	return 0;
+	return registration_serve(reg);
 }
 
 void registration_stop(struct registration *reg)
