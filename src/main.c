@@ -27,6 +27,17 @@
 /* A stream or connection that will not flush in time must not hold up the exit. */
 #define SHUTDOWN_DEADLINE_USEC 800000ULL
 
+/* The daemon's shutdown, one way: a signal closes the kubelet's connections, pending
+ * handoffs may then be drained, and the loop is told to quit once. Each step checks
+ * the state, so a callback that comes synchronously (inside the call that asked for
+ * it) or later through the loop finds the same thing. */
+enum daemon_state {
+	DAEMON_RUNNING,
+	DAEMON_CLOSING,	 /* signalled: the kubelet's connections are closing */
+	DAEMON_DRAINING, /* they are closed; pending handoff sockets are still served */
+	DAEMON_EXITING,	 /* loop_quit() called: nothing more happens */
+};
+
 struct daemon {
 	struct config config;
 	struct loop *loop;
@@ -45,11 +56,28 @@ struct daemon {
 	struct loop_timer shutdown_deadline; /* gRPC connections must close by then */
 	struct loop_timer drain_deadline;    /* --drain-timeout */
 	struct handoff_pending_listener drain_listener;
-	bool shutting_down;
-	bool connections_closed;
+	enum daemon_state state;
 	struct handoff_stats at_signal; /* to count what the drain did */
 	size_t pending_at_signal;
 };
+
+static const char *const daemon_state_names[] = {
+    [DAEMON_RUNNING] = "running",
+    [DAEMON_CLOSING] = "closing",
+    [DAEMON_DRAINING] = "draining",
+    [DAEMON_EXITING] = "exiting",
+};
+
+/* Moves the shutdown forward; it never goes back, and exiting is final. Returns false
+ * (and changes nothing) for any other move: the caller has nothing to do. */
+static bool daemon_set_state(struct daemon *d, enum daemon_state next)
+{
+	if (next <= d->state)
+		return false;
+	log_debug(2, "shutdown: %s -> %s", daemon_state_names[d->state], daemon_state_names[next]);
+	d->state = next;
+	return true;
+}
 
 static void daemon_exit(struct daemon *d)
 {
@@ -59,7 +87,11 @@ static void daemon_exit(struct daemon *d)
 	    st->expired - d->at_signal.expired + st->abandoned - d->at_signal.abandoned;
 	size_t left = handoff_pending(d->handoff);
 
+	if (!daemon_set_state(d, DAEMON_EXITING))
+		return;
 	handoff_remove_pending_listener(&d->drain_listener);
+	loop_timer_arm(&d->shutdown_deadline, 0);
+	loop_timer_arm(&d->drain_deadline, 0);
 	if (d->pending_at_signal || left)
 		log_info(
 		    "shut down: %zu pending handoff socket(s) at the signal; drained %llu (%llu "
@@ -74,7 +106,7 @@ static void daemon_pending_changed(void *data, size_t pending)
 {
 	struct daemon *d = data;
 
-	if (pending == 0 && d->connections_closed)
+	if (pending == 0 && d->state == DAEMON_DRAINING)
 		daemon_exit(d);
 }
 
@@ -89,20 +121,21 @@ static void daemon_drain_deadline(void *data)
 }
 
 /* The kubelet's connections are closed (or did not close in time): only pending
- * handoffs can keep us now. */
+ * handoffs can keep us now. Called at most once per shutdown whatever calls it (the
+ * device plugin, synchronously or later, or the deadline). */
 static void daemon_connections_closed(void *data)
 {
 	struct daemon *d = data;
 	size_t pending = handoff_pending(d->handoff);
 
-	if (d->connections_closed)
+	if (d->state != DAEMON_CLOSING)
 		return;
-	d->connections_closed = true;
 	loop_timer_arm(&d->shutdown_deadline, 0);
 	if (pending == 0 || d->config.drain_timeout_usec == 0) {
 		daemon_exit(d);
 		return;
 	}
+	daemon_set_state(d, DAEMON_DRAINING);
 	log_info("draining: serving %zu pending handoff socket(s) for up to %.1f s, until "
 		 "their containers take the fd or their pods are gone",
 		 pending, (double)d->config.drain_timeout_usec / 1e6);
@@ -126,12 +159,14 @@ static void daemon_signal(void *data, uint32_t events)
 
 	if (read(d->signal_fd, &info, sizeof(info)) != sizeof(info))
 		return;
-	if (d->shutting_down) {
-		log_warning("received %s again: exiting now", strsignal((int)info.ssi_signo));
+	if (d->state != DAEMON_RUNNING) {
+		if (d->state != DAEMON_EXITING)
+			log_warning("received %s again: exiting now",
+				    strsignal((int)info.ssi_signo));
 		daemon_exit(d);
 		return;
 	}
-	d->shutting_down = true;
+	daemon_set_state(d, DAEMON_CLOSING);
 	d->at_signal = *handoff_stats(d->handoff);
 	d->pending_at_signal = handoff_pending(d->handoff);
 	log_info("received %s: shutting down", strsignal((int)info.ssi_signo));
@@ -141,6 +176,7 @@ static void daemon_signal(void *data, uint32_t events)
 		plugin_watcher_stop(d->plugin_watcher);
 	/* PodResources stays: it withdraws the offers whose pods are gone while we drain. */
 	loop_timer_arm(&d->shutdown_deadline, SHUTDOWN_DEADLINE_USEC);
+	/* Last: its callback may run before this returns, and may exit. */
 	device_plugin_shutdown(d->plugin, daemon_connections_closed, d);
 }
 
@@ -153,11 +189,26 @@ static int daemon_open_fd(void *data, const char *device_id, int *fd, struct err
 	return iommufd_open(d->opener, fd, e);
 }
 
+/* Under --missing-device=allow a missing device changes nothing the kubelet sees
+ * (devices stay Healthy, /healthz 200): this line, at start and at each
+ * disappearance, and the device_present gauge are what tell an operator. */
+static void daemon_warn_if_missing(const struct daemon *d, bool present)
+{
+	const struct kubelet_options *k = &d->config.kubelet;
+
+	if (!present && k->missing_device == KUBELET_MISSING_ALLOW)
+		log_warning("%s is missing: with --missing-device=allow the %d devices stay "
+			    "Healthy and each Allocate hands over no IOMMUFD fd "
+			    "(--missing-device=unhealthy marks them Unhealthy instead)",
+			    k->iommu_device, k->devices);
+}
+
 static void daemon_device_changed(void *data, bool present)
 {
 	struct daemon *d = data;
 
 	device_plugin_set_device_present(d->plugin, present);
+	daemon_warn_if_missing(d, present);
 }
 
 static int daemon_setup_signals(struct daemon *d)
@@ -237,6 +288,7 @@ static int daemon_start(struct daemon *d)
 				     &d->presence)) < 0)
 		return r;
 	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
+	daemon_warn_if_missing(d, device_presence_present(d->presence));
 	if (kubelet_uses_kubelet_socket(&c->kubelet) &&
 	    (r = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff, &d->registration)) <
 		0)

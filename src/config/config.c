@@ -3,6 +3,7 @@
  * cannot drift apart. The table names the fields of the modules' option structs; the
  * defaults are the modules' own, printed from the values. */
 #include "config.h"
+#include "config_check.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -279,14 +280,24 @@ static int config_set(struct config *config, const struct option_spec *spec, con
 		*(int *)p = (int)n;
 		return 0;
 	}
-	case KIND_DURATION:
-		if (parse_duration(value, p) < 0) {
+	case KIND_DURATION: {
+		unsigned long long usec;
+		if (parse_duration(value, &usec) < 0) {
 			fprintf(err,
 				"%s: --%s wants a duration like 500ms, 10s, 15m or 1h, not '%s'\n",
 				origin, spec->name, value);
 			return -EINVAL;
 		}
+		/* Deadlines are now + duration in microseconds: a cap keeps every one of
+		 * them far from wrapping (and no wait we have is meant to last a day). */
+		if (usec > CONFIG_DURATION_MAX_USEC) {
+			fprintf(err, "%s: --%s is at most %lluh, not '%s'\n", origin, spec->name,
+				CONFIG_DURATION_MAX_USEC / 3600000000ULL, value);
+			return -ERANGE;
+		}
+		*(unsigned long long *)p = usec;
 		return 0;
+	}
 	case KIND_BOOL:
 		if (!value || !strcmp(value, "true") || !strcmp(value, "1")) {
 			*(bool *)p = true;
@@ -386,6 +397,7 @@ static void config_usage(const struct config *defaults, FILE *out)
 	}
 	fputs("  --help                           show this and exit\n"
 	      "  --version                        show the version and exit\n\n"
+	      "Durations: 500ms, 10s, 15m, 1h or plain seconds, at most 24h.\n"
 	      "Every flag can also be set as an environment variable IOMMUFD_DP_<FLAG>,\n"
 	      "upper case with '_' for '-' (IOMMUFD_DP_DEVICES=4, "
 	      "IOMMUFD_DP_RLIMIT_MODE=best-effort); flags win. A variable IOMMUFD_DP_*\n"
@@ -396,7 +408,8 @@ static void config_usage(const struct config *defaults, FILE *out)
 #define ENV_PREFIX "IOMMUFD_DP_"
 
 /* The flag an IOMMUFD_DP_ variable names: the rest of its name, written in upper case
- * with '_' for '-', in lower case with '-'. Returns its index, or -1. */
+ * with '_' for '-' (IOMMUFD_DP_HANDOFF_TTL is --handoff-ttl). A lower-case letter or a
+ * '-' in it names no flag. Returns its index, or -1. */
 static int env_spec(const char *name, size_t len)
 {
 	char flag[96];
@@ -512,7 +525,7 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 		fprintf(err, "iommufd-device-plugin: --resource-name must be domain/name\n");
 		return CONFIG_EXIT_USAGE;
 	}
-	if (config_finish(config, err) < 0)
+	if (config_finish(config, err) < 0 || config_check_paths(config, err) < 0)
 		return CONFIG_EXIT_USAGE;
 	return CONFIG_RUN;
 }

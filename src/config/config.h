@@ -33,6 +33,10 @@ struct config {
 	uid_t *allowed_uid_list;  /* handoff.allowed_uids */
 };
 
+/* The longest any duration flag may be: 24 h. Deadlines are now + duration in
+ * microseconds, so this keeps them far from wrapping. */
+#define CONFIG_DURATION_MAX_USEC (24ULL * 3600 * 1000000)
+
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
 
 /**

@@ -11,7 +11,7 @@ void registration_metrics_write(struct metrics_writer *w, const void *registrati
 {
 	const struct registration *reg = registration;
 	const struct registration_stats *st = registration_stats(reg);
-	enum registration_endpoint endpoint = registration_endpoint_state(reg);
+	enum registration_state state = registration_state(reg);
 
 	metrics_counter(w, "registrations_total", "Register calls the kubelet accepted.",
 			st->registrations);
@@ -28,7 +28,7 @@ void registration_metrics_write(struct metrics_writer *w, const void *registrati
 	metrics_gauge(w, "socket_conflict",
 		      "1 while another, foreign device plugin serves our DevicePlugin socket path "
 		      "(we stand aside; see docs/operations.md).",
-		      endpoint == REGISTRATION_ENDPOINT_FOREIGN);
+		      state == REGISTRATION_FOREIGN);
 	metrics_counter(w, "socket_conflicts_total",
 			"Times a foreign device plugin was found serving our DevicePlugin socket "
 			"path.",
@@ -43,7 +43,7 @@ void registration_metrics_write(struct metrics_writer *w, const void *registrati
 			st->stale_endpoint_moves);
 	metrics_gauge(w, "superseded",
 		      "1 once a newer instance of this plugin serves the kubelet in our place.",
-		      endpoint == REGISTRATION_ENDPOINT_SUPERSEDED);
+		      state == REGISTRATION_SUPERSEDED);
 }
 
 void plugin_watcher_metrics_write(struct metrics_writer *w, const void *watcher)

@@ -12,12 +12,11 @@ const char *kubelet_readiness_reason(const void *readiness)
 	if ((k->registration && registration_registered(k->registration)) ||
 	    (k->plugin_watcher && plugin_watcher_registered(k->plugin_watcher)))
 		return NULL;
-	switch (k->registration ? registration_endpoint_state(k->registration)
-				: REGISTRATION_ENDPOINT_SERVING) {
-	case REGISTRATION_ENDPOINT_FOREIGN:
+	switch (k->registration ? registration_state(k->registration) : REGISTRATION_NONE) {
+	case REGISTRATION_FOREIGN:
 		return "another device plugin serves our socket path (KubeVirt's IOMMUFD feature "
 		       "gate?): not registered";
-	case REGISTRATION_ENDPOINT_SUPERSEDED:
+	case REGISTRATION_SUPERSEDED:
 		return "a newer instance took over: serving pending handoffs only";
 	default:
 		return "not registered with the kubelet";

@@ -24,19 +24,20 @@
  *   (older kubelets end the newest endpoint's stream when any endpoint of the name
  *   goes), and a Register refused as "already connected" moves us to the other name;
  * - our socket deleted without a kubelet restart gets a grace before we serve it
- *   again. */
+ *   again.
+ * Where we are is one enum registration_state, changed only by registration_set_state(). */
 #include "registration.h"
+#include "registration_names.h"
 #include "../basic/error_text.h"
 #include "device_plugin.h"
-#include "../basic/inotify_read.h"
 #include "../basic/unix_socket.h"
 #include "../grpc/client.h"
 #include "../handoff/handoff.h"
+#include "../loop/loop_inotify.h"
 #include "../log.h"
 #include "../util.h"
 
 #include <errno.h>
-#include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <string.h>
@@ -64,30 +65,33 @@ struct registration {
 	struct loop *loop;
 	const struct kubelet_options *config;
 	struct device_plugin *plugin;
-	struct handoff *handoff; /* knows our other instances */
-	enum registration_endpoint endpoint;
+	struct handoff *handoff;	  /* knows our other instances */
+	enum registration_state state;	  /* changed only by registration_set_state() */
 	struct loop_timer endpoint_timer; /* grace after a deletion, foreign probes */
 	char *kubelet_socket;
 	char *plugin_socket; /* --socket-name: KubeVirt's; watched, never served */
 	char *slots[2];	     /* our two names: the second while an older instance has the first */
 	const char *serving; /* the slot we serve, or will try first */
-	int inotify_fd;
-	struct loop_watch inotify_watch;
-	struct loop_timer retry_timer;	 /* backoff after a failed Register */
-	struct loop_timer timeout_timer; /* Register in flight for too long */
-	struct grpc_client *client;	 /* the Register call in flight, if any */
+	struct loop_inotify dir_watch;		/* the kubelet's directory */
+	struct registration_dir_events changes; /* of the batch being read */
+	struct loop_timer retry_timer;		/* backoff after a failed Register */
+	struct loop_timer timeout_timer;	/* Register in flight for too long */
+	struct grpc_client *client;		/* the Register call in flight, if any */
 	unsigned long long backoff_usec;
 	unsigned long long stream_ended_at;	/* now_usec() of the last stream-ended trigger */
 	unsigned long long stream_backoff_usec; /* before the next one's Register; 0: at once */
 	int canonical_looks_left; /* more looks at a --socket-name that did not answer */
-	bool registered;
-	bool ever_registered;
 	struct registration_stats stats;
 };
 
 static void registration_register(struct registration *reg);
 static int registration_claim(struct registration *reg);
 static int registration_move(struct registration *reg);
+
+int registration_set_state(struct registration *reg, enum registration_state next)
+{
+	return registration_state_change(&reg->state, next);
+}
 
 static bool path_is_instance(const struct registration *reg, const char *path)
 {
@@ -108,24 +112,6 @@ static bool foreign_live(const struct registration *reg)
 static const char *other_slot(const struct registration *reg)
 {
 	return reg->serving == reg->slots[0] ? reg->slots[1] : reg->slots[0];
-}
-
-static const char *socket_name_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	return slash ? slash + 1 : path;
-}
-
-char *registration_slot_name(const char *socket_path, int slot)
-{
-	size_t len = strlen(socket_path);
-	const char *suffix = ".sock";
-	size_t suffix_len = strlen(suffix);
-
-	if (len > suffix_len && !strcmp(socket_path + len - suffix_len, suffix))
-		return xasprintf("%.*s-%d%s", (int)(len - suffix_len), socket_path, slot, suffix);
-	return xasprintf("%s-%d", socket_path, slot);
 }
 
 static void registration_cancel_call(struct registration *reg)
@@ -161,6 +147,7 @@ static void registration_done(void *data, enum grpc_status status, const char *m
 
 	registration_cancel_call(reg);
 	if (status != GRPC_STATUS_OK) {
+		registration_set_state(reg, REGISTRATION_SERVING);
 		reg->stats.register_failures++;
 		log_error("Register with the kubelet on %s failed: status %d: %s",
 			  reg->kubelet_socket, (int)status, message);
@@ -174,13 +161,12 @@ static void registration_done(void *data, enum grpc_status status, const char *m
 		registration_schedule_retry(reg);
 		return;
 	}
-	reg->registered = true;
+	registration_set_state(reg, REGISTRATION_REGISTERED);
 	reg->backoff_usec = 0;
-	reg->stats.registrations++;
 	log_info("%s with the kubelet as %s (endpoint %s)",
-		 reg->ever_registered ? "registered again" : "registered",
-		 reg->config->resource_name, socket_name_of(reg->serving));
-	reg->ever_registered = true;
+		 reg->stats.registrations ? "registered again" : "registered",
+		 reg->config->resource_name, registration_socket_name(reg->serving));
+	reg->stats.registrations++;
 }
 
 static void registration_response(void *data, const uint8_t *msg, size_t len)
@@ -210,7 +196,7 @@ static void endpoint_bound(void *data, const struct file_id *id)
 /* Someone else's live socket is at our path: step aside. */
 static void registration_step_aside(struct registration *reg, bool ours)
 {
-	enum registration_endpoint was = reg->endpoint;
+	enum registration_state was = reg->state;
 
 	registration_cancel_call(reg);
 	loop_timer_arm(&reg->retry_timer, 0);
@@ -219,8 +205,7 @@ static void registration_step_aside(struct registration *reg, bool ours)
 		/* Our stream stays open until we exit, so the kubelet holds our endpoint
 		 * until the newer one's is connected: never a moment without one. */
 		device_plugin_go_silent(reg->plugin);
-		reg->endpoint = REGISTRATION_ENDPOINT_SUPERSEDED;
-		reg->registered = false;
+		registration_set_state(reg, REGISTRATION_SUPERSEDED);
 		loop_timer_arm(&reg->endpoint_timer, 0);
 		log_info("a newer instance of this plugin took over: no longer serving the "
 			 "kubelet; pending handoff sockets are still served until we are stopped");
@@ -229,29 +214,28 @@ static void registration_step_aside(struct registration *reg, bool ours)
 	/* The foreign server registers on the path we served: the kubelet must drop our
 	 * endpoint there first, and it does when our stream ends. */
 	device_plugin_end_streams(reg->plugin);
-	reg->endpoint = REGISTRATION_ENDPOINT_FOREIGN;
-	reg->registered = false;
+	registration_set_state(reg, REGISTRATION_FOREIGN);
 	loop_timer_arm(&reg->endpoint_timer, FOREIGN_PROBE_USEC);
-	if (was != REGISTRATION_ENDPOINT_FOREIGN)
-		reg->stats.foreign_conflicts++;
-	if (was != REGISTRATION_ENDPOINT_FOREIGN)
-		log_error("another device plugin serves %s (for example KubeVirt's own iommufd "
-			  "plugin in virt-handler with the IOMMUFD feature gate on): not "
-			  "registering %s while it does. Turn the IOMMUFD feature gate off, or "
-			  "run this plugin with another --socket-name and --resource-name; we "
-			  "serve the path once it is free",
-			  reg->plugin_socket, reg->config->resource_name);
+	if (was == REGISTRATION_FOREIGN)
+		return;
+	reg->stats.foreign_conflicts++;
+	log_error("another device plugin serves %s (for example KubeVirt's own iommufd "
+		  "plugin in virt-handler with the IOMMUFD feature gate on): not "
+		  "registering %s while it does. Turn the IOMMUFD feature gate off, or "
+		  "run this plugin with another --socket-name and --resource-name; we "
+		  "serve the path once it is free",
+		  reg->plugin_socket, reg->config->resource_name);
 }
 
 /* Serves one of our names unless a foreign plugin serves --socket-name. Returns 0 or
  * -errno (-EADDRINUSE: a foreign plugin is there; we stepped aside). */
 static int registration_claim(struct registration *reg)
 {
-	bool was_foreign = reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN;
+	bool was_foreign = reg->state == REGISTRATION_FOREIGN;
 
-	if (reg->endpoint == REGISTRATION_ENDPOINT_SUPERSEDED)
+	if (reg->state == REGISTRATION_SUPERSEDED)
 		return -EADDRINUSE;
-	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING &&
+	if (registration_state_serving(reg->state) &&
 	    device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return 0;
 	if (foreign_live(reg)) {
@@ -276,9 +260,9 @@ static int registration_claim(struct registration *reg)
 		log_error("cannot serve %s: %s", path, error_text(-r));
 		return r;
 	}
-	if (reg->ever_registered)
+	if (reg->stats.registrations)
 		reg->stats.socket_recreations++;
-	reg->endpoint = REGISTRATION_ENDPOINT_SERVING;
+	registration_set_state(reg, REGISTRATION_SERVING);
 	reg->serving = path;
 	loop_timer_arm(&reg->endpoint_timer, 0);
 	if (beside)
@@ -298,7 +282,7 @@ static int registration_move(struct registration *reg)
 {
 	const char *other = other_slot(reg);
 
-	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING)
+	if (!registration_state_serving(reg->state))
 		return -EINVAL;
 	device_plugin_stop_listening(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR);
 	int r = device_plugin_listen(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR, other, false,
@@ -307,7 +291,6 @@ static int registration_move(struct registration *reg)
 		log_error("the kubelet holds a stale endpoint on %s, and %s cannot be served: %s",
 			  reg->serving, other, error_text(-r));
 		/* The listener is gone with the attempt: serve our path again, retry later. */
-		reg->endpoint = REGISTRATION_ENDPOINT_NONE;
 		return registration_claim(reg) < 0 ? r : -EAGAIN;
 	}
 	log_warning("the kubelet holds a stale endpoint on %s (it says \"%s\"; only its restart "
@@ -322,10 +305,9 @@ static int registration_move(struct registration *reg)
  * bind there) or replaced (another server bound or renamed onto the path). */
 static void registration_socket_changed(struct registration *reg)
 {
-	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING ||
+	if (!registration_state_serving(reg->state) ||
 	    device_plugin_socket_present(reg->plugin, DEVICE_PLUGIN_ENDPOINT_KUBELET_DIR))
 		return;
-	reg->registered = false;
 	if (unix_socket_probe(reg->serving) == 0) {
 		registration_step_aside(reg, path_is_instance(reg, reg->serving));
 		return;
@@ -333,7 +315,9 @@ static void registration_socket_changed(struct registration *reg)
 	log_info("%s was removed (kubelet restart?): serving it again when the kubelet starts "
 		 "or within %llu ms",
 		 reg->serving, SOCKET_GONE_GRACE_USEC / 1000);
-	reg->endpoint = REGISTRATION_ENDPOINT_GONE;
+	/* A Register in flight names a socket that is gone. */
+	registration_cancel_call(reg);
+	registration_set_state(reg, REGISTRATION_GONE);
 	loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
 }
 
@@ -343,7 +327,7 @@ static void registration_other_appeared(struct registration *reg)
 {
 	const char *other = other_slot(reg);
 
-	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING && unix_socket_probe(other) == 0 &&
+	if (registration_state_serving(reg->state) && unix_socket_probe(other) == 0 &&
 	    path_is_instance(reg, other))
 		registration_step_aside(reg, true);
 }
@@ -351,12 +335,12 @@ static void registration_other_appeared(struct registration *reg)
 /* --socket-name changed: a foreign plugin bound it (step aside), or left it. */
 static void registration_canonical_changed(struct registration *reg)
 {
-	if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN) {
+	if (reg->state == REGISTRATION_FOREIGN) {
 		/* The foreign server may be leaving: look once the dust has settled. */
 		loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
 		return;
 	}
-	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING)
+	if (!registration_state_serving(reg->state))
 		return;
 	if (foreign_live(reg)) {
 		registration_step_aside(reg, false);
@@ -372,12 +356,30 @@ static void registration_canonical_changed(struct registration *reg)
 	}
 }
 
+/* Serves our socket and registers if the kubelet is there: the way in at start and
+ * once a grace or a foreign server ends. Returns 0 (stepped aside too: reported, and
+ * watched until the path is free) or the -errno of serving the socket (logged). */
+static int registration_serve(struct registration *reg)
+{
+	int r = registration_claim(reg);
+
+	if (r < 0)
+		return r == -EADDRINUSE ? 0 : r;
+	if (access(reg->kubelet_socket, F_OK) < 0) {
+		log_info("waiting for the kubelet: %s does not exist yet", reg->kubelet_socket);
+		return 0;
+	}
+	reg->backoff_usec = 0;
+	registration_register(reg);
+	return 0;
+}
+
 /* The grace after a deletion ran out, or it is time to look at a foreign server. */
 static void registration_endpoint_timer(void *data)
 {
 	struct registration *reg = data;
 
-	if (reg->endpoint == REGISTRATION_ENDPOINT_SERVING) {
+	if (registration_state_serving(reg->state)) {
 		/* Looking again at a --socket-name that did not answer. */
 		if (foreign_live(reg))
 			registration_step_aside(reg, false);
@@ -385,17 +387,13 @@ static void registration_endpoint_timer(void *data)
 			loop_timer_arm(&reg->endpoint_timer, FOREIGN_PROBE_USEC);
 		return;
 	}
-	if (reg->endpoint != REGISTRATION_ENDPOINT_GONE &&
-	    reg->endpoint != REGISTRATION_ENDPOINT_FOREIGN)
+	if (reg->state != REGISTRATION_GONE && reg->state != REGISTRATION_FOREIGN)
 		return;
-	if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN && foreign_live(reg)) {
+	if (reg->state == REGISTRATION_FOREIGN && foreign_live(reg)) {
 		loop_timer_arm(&reg->endpoint_timer, FOREIGN_PROBE_USEC);
 		return;
 	}
-	if (registration_claim(reg) == 0 && access(reg->kubelet_socket, F_OK) == 0) {
-		reg->backoff_usec = 0;
-		registration_register(reg);
-	}
+	registration_serve(reg); /* a failure is logged; the next change tries again */
 }
 
 static void registration_register(struct registration *reg)
@@ -405,7 +403,8 @@ static void registration_register(struct registration *reg)
 
 	registration_cancel_call(reg);
 	loop_timer_arm(&reg->retry_timer, 0);
-	reg->registered = false;
+	if (reg->state == REGISTRATION_REGISTERING || reg->state == REGISTRATION_REGISTERED)
+		registration_set_state(reg, REGISTRATION_SERVING);
 	int claimed = registration_claim(reg);
 	if (claimed == -EADDRINUSE)
 		return; /* someone else serves the path: nothing to register */
@@ -424,9 +423,11 @@ static void registration_register(struct registration *reg)
 	}
 	device_plugin_options(&options);
 	request.version = "v1beta1";
-	request.endpoint = (char *)socket_name_of(reg->serving); /* protobuf-c: not written */
+	request.endpoint =
+	    (char *)registration_socket_name(reg->serving); /* protobuf-c: not written */
 	request.resource_name = (char *)reg->config->resource_name;
 	request.options = &options;
+	registration_set_state(reg, REGISTRATION_REGISTERING);
 	r = grpc_client_call(reg->client, "/v1beta1.Registration/Register", &request.base,
 			     registration_response, registration_done, reg);
 	if (r < 0) {
@@ -441,41 +442,23 @@ static void registration_retry(void *data)
 	registration_register(data);
 }
 
-struct dir_events {
-	const struct registration *reg;
-	bool kubelet_started, ours_changed, other_appeared, canonical_changed;
-};
-
 static void registration_dir_event(void *data, const struct inotify_event *ev)
 {
-	struct dir_events *de = data;
-	const struct registration *reg = de->reg;
+	struct registration *reg = data;
 
-	if (ev->mask & IN_Q_OVERFLOW) {
-		/* Events were lost: check what can be checked without them. */
-		de->kubelet_started = de->ours_changed = de->canonical_changed = true;
-		return;
-	}
-	if (!ev->len)
-		return;
-	bool created = ev->mask & (IN_CREATE | IN_MOVED_TO);
-	if (!strcmp(ev->name, KUBELET_SOCKET))
-		de->kubelet_started |= created;
-	else if (!strcmp(ev->name, socket_name_of(reg->plugin_socket)))
-		de->canonical_changed = true;
-	else if (!strcmp(ev->name, socket_name_of(reg->serving)))
-		de->ours_changed = true;
-	else if (!strcmp(ev->name, socket_name_of(other_slot(reg))))
-		de->other_appeared |= created;
+	reg->changes.canonical = registration_socket_name(reg->plugin_socket);
+	reg->changes.serving = registration_socket_name(reg->serving);
+	reg->changes.other = registration_socket_name(other_slot(reg));
+	registration_dir_events_add(&reg->changes, ev);
 }
 
-static void registration_dir_changed(void *data, uint32_t events)
+/* A batch of the directory's events is read: act on what changed, once. */
+static void registration_dir_changed(void *data)
 {
 	struct registration *reg = data;
-	struct dir_events de = {.reg = reg};
-	(void)events;
+	struct registration_dir_events de = reg->changes;
 
-	inotify_read_events(reg->inotify_fd, registration_dir_event, &de);
+	reg->changes = (struct registration_dir_events){0};
 	if (de.canonical_changed)
 		registration_canonical_changed(reg);
 	if (de.ours_changed)
@@ -483,13 +466,12 @@ static void registration_dir_changed(void *data, uint32_t events)
 	if (de.other_appeared)
 		registration_other_appeared(reg);
 	if (de.kubelet_started && access(reg->kubelet_socket, F_OK) == 0) {
-		if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN ||
-		    reg->endpoint == REGISTRATION_ENDPOINT_SUPERSEDED) {
+		if (reg->state == REGISTRATION_FOREIGN || reg->state == REGISTRATION_SUPERSEDED) {
 			/* The other plugin re-registers too: it keeps the path if it wants. */
 			log_info("%s appeared; another server had %s, looking again in %llu ms",
 				 reg->kubelet_socket, reg->plugin_socket,
 				 SOCKET_GONE_GRACE_USEC / 1000);
-			if (reg->endpoint == REGISTRATION_ENDPOINT_FOREIGN)
+			if (reg->state == REGISTRATION_FOREIGN)
 				loop_timer_arm(&reg->endpoint_timer, SOCKET_GONE_GRACE_USEC);
 			return;
 		}
@@ -507,7 +489,7 @@ static void registration_stream_ended(void *data)
 	struct registration *reg = data;
 	unsigned long long now = now_usec();
 
-	if (reg->endpoint != REGISTRATION_ENDPOINT_SERVING || reg->client ||
+	if (!registration_state_serving(reg->state) || reg->client ||
 	    loop_timer_armed(&reg->retry_timer))
 		return;
 	reg->stats.streams_ended++;
@@ -543,8 +525,7 @@ int registration_new(struct loop *loop, const struct kubelet_options *config,
 	reg->config = config;
 	reg->plugin = plugin;
 	reg->handoff = handoff;
-	reg->endpoint = REGISTRATION_ENDPOINT_NONE;
-	reg->inotify_fd = -1;
+	reg->state = REGISTRATION_NONE;
 	loop_timer_init(loop, &reg->retry_timer, registration_retry, reg);
 	loop_timer_init(loop, &reg->timeout_timer, registration_timed_out, reg);
 	loop_timer_init(loop, &reg->endpoint_timer, registration_endpoint_timer, reg);
@@ -565,36 +546,15 @@ int registration_start(struct registration *reg)
 		log_error("cannot create %s: %s", reg->config->kubelet_dir, error_text(-r));
 		return r;
 	}
-	reg->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-	if (reg->inotify_fd < 0) {
-		r = -errno;
-		log_error("cannot create an inotify instance: %s", error_text(-r));
-		return r;
-	}
-	if (inotify_add_watch(reg->inotify_fd, reg->config->kubelet_dir,
-			      IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) <
-	    0) {
-		r = -errno;
+	r = loop_inotify_start(reg->loop, &reg->dir_watch, reg->config->kubelet_dir,
+			       IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM,
+			       registration_dir_event, registration_dir_changed, reg);
+	if (r < 0) {
 		log_error("cannot watch %s: %s", reg->config->kubelet_dir, error_text(-r));
 		return r;
 	}
-	r = loop_watch_add(reg->loop, &reg->inotify_watch, reg->inotify_fd, EPOLLIN,
-			   registration_dir_changed, reg);
-	if (r < 0) {
-		log_error("cannot watch the inotify fd: %s", error_text(-r));
-		return r;
-	}
 	device_plugin_set_stream_ended(reg->plugin, registration_stream_ended, reg);
-	r = registration_claim(reg);
-	if (r == -EADDRINUSE)
-		return 0; /* stepped aside: reported, and watched until the path is free */
-	if (r < 0)
-		return r;
-	if (access(reg->kubelet_socket, F_OK) == 0)
-		registration_register(reg);
-	else
-		log_info("waiting for the kubelet: %s does not exist yet", reg->kubelet_socket);
-	return 0;
+	return registration_serve(reg);
 }
 
 void registration_stop(struct registration *reg)
@@ -604,10 +564,7 @@ void registration_stop(struct registration *reg)
 	loop_timer_destroy(&reg->retry_timer);
 	loop_timer_destroy(&reg->timeout_timer);
 	loop_timer_destroy(&reg->endpoint_timer);
-	loop_watch_remove(reg->loop, &reg->inotify_watch);
-	if (reg->inotify_fd >= 0)
-		close(reg->inotify_fd);
-	reg->inotify_fd = -1;
+	loop_inotify_stop(&reg->dir_watch);
 }
 
 void registration_free(struct registration *reg)
@@ -624,12 +581,12 @@ void registration_free(struct registration *reg)
 
 bool registration_registered(const struct registration *reg)
 {
-	return reg->registered;
+	return reg->state == REGISTRATION_REGISTERED;
 }
 
-enum registration_endpoint registration_endpoint_state(const struct registration *reg)
+enum registration_state registration_state(const struct registration *reg)
 {
-	return reg->endpoint;
+	return reg->state;
 }
 
 const struct registration_stats *registration_stats(const struct registration *reg)

@@ -13,14 +13,54 @@ struct registration;
 struct device_plugin;
 struct handoff;
 
-/* Who has our DevicePlugin socket path. */
-enum registration_endpoint {
-	REGISTRATION_ENDPOINT_NONE,    /* not started yet */
-	REGISTRATION_ENDPOINT_SERVING, /* we serve it */
-	REGISTRATION_ENDPOINT_GONE,    /* deleted: served again at kubelet start or after a grace */
-	REGISTRATION_ENDPOINT_FOREIGN, /* a live server that is not one of our instances */
-	REGISTRATION_ENDPOINT_SUPERSEDED, /* a newer instance of ours took it: for good */
+/* The registration's one state: who has our DevicePlugin socket path and, while we
+ * serve it, how far the Register on kubelet.sock got. Moves are checked
+ * (registration_transition_allowed()) and logged at -v 2. */
+enum registration_state {
+	REGISTRATION_NONE,	  /* not started yet */
+	REGISTRATION_SERVING,	  /* we serve it; not registered (waiting, or a retry is due) */
+	REGISTRATION_REGISTERING, /* we serve it; a Register is in flight */
+	REGISTRATION_REGISTERED,  /* we serve it; the kubelet accepted our Register */
+	REGISTRATION_GONE,	  /* deleted: served again at kubelet start or after a grace */
+	REGISTRATION_FOREIGN,	  /* a live server that is not one of our instances has it */
+	REGISTRATION_SUPERSEDED,  /* a newer instance of ours took it: for good */
+	REGISTRATION_STATE_COUNT
 };
+
+/**
+ * registration_transition_allowed() - whether the registration may move between states
+ * @from: the state it is in
+ * @to:   the state asked for (a different one)
+ *
+ * Return: true if the move is one the lifecycle has (superseded is final, for one).
+ */
+bool registration_transition_allowed(enum registration_state from, enum registration_state to);
+
+/**
+ * registration_state_name() - a state's name, for the log
+ * @state: the state
+ *
+ * Return: a static string ("invalid" for a value outside the enum).
+ */
+const char *registration_state_name(enum registration_state state);
+
+/**
+ * registration_state_change() - registration_set_state() on a bare state
+ * @state: the state to change
+ * @next:  the state to move to
+ *
+ * Return: 0 (moved and logged at -v 2, or already there), or -EINVAL for a move
+ * registration_transition_allowed() refuses (logged as a bug; *@state unchanged).
+ */
+int registration_state_change(enum registration_state *state, enum registration_state next);
+
+/**
+ * registration_state_serving() - whether we serve our socket in this state
+ * @state: the state
+ *
+ * Return: true for serving, registering and registered.
+ */
+bool registration_state_serving(enum registration_state state);
 
 struct registration_stats {
 	unsigned long long registrations; /* Register calls the kubelet accepted */
@@ -93,17 +133,30 @@ unsigned long long registration_backoff_next(unsigned long long current_usec);
  * registration_registered() - whether we are registered through kubelet.sock
  * @registration: it
  *
- * Return: true while registered.
+ * Return: true in REGISTRATION_REGISTERED.
  */
 bool registration_registered(const struct registration *registration);
 
 /**
- * registration_endpoint_state() - who has our DevicePlugin socket path
+ * registration_set_state() - move the registration to another state
+ * @registration: it
+ * @next:         the state to move to
+ *
+ * The one place its state changes (registration.c's, and its tests'): a move the
+ * lifecycle has is logged at -v 2; staying is nothing.
+ *
+ * Return: 0, or -EINVAL for a move registration_transition_allowed() refuses (logged as
+ * a bug; the state is unchanged).
+ */
+int registration_set_state(struct registration *registration, enum registration_state next);
+
+/**
+ * registration_state() - the registration's state
  * @registration: it
  *
- * Return: the state, see enum registration_endpoint.
+ * Return: the state, see enum registration_state.
  */
-enum registration_endpoint registration_endpoint_state(const struct registration *registration);
+enum registration_state registration_state(const struct registration *registration);
 
 /**
  * registration_stats() - counters, for metrics

@@ -197,7 +197,7 @@ def test_every_runbook_url_points_at_a_heading_of_operations_md():
     rules = alert_rules()
     assert {r["alert"] for r in rules} >= {"IommufdPluginNotRegistered", "IommufdRlimitModeNotSet",
                                            "IommufdHandoffsAbandoned", "IommufdUnauthorizedPeer",
-                                           "IommufdPodResourcesFailing"}
+                                           "IommufdPodResourcesFailing", "IommufdDeviceMissing"}
     for rule in rules:
         url = urllib.parse.urlparse(rule["annotations"]["runbook_url"])
         assert url.path.endswith("/docs/operations.md"), url
@@ -284,6 +284,7 @@ SERIES = {
     P + 'registered{pod="a"}': "0x25", P + 'socket_conflict{pod="a"}': "0x25",
     P + 'registered{pod="b"}': "0x25", P + 'socket_conflict{pod="b"}': "1x25",
     P + 'registered{pod="c"}': "1x25", P + 'socket_conflict{pod="c"}': "0x25",
+    P + 'device_present{pod="a"}': "0x25", P + 'device_present{pod="c"}': "1x25",
     P + 'rlimit_mode_outcomes_total{pod="a",outcome="unsupported"}': "0+1x25",
     P + 'rlimit_mode_outcomes_total{pod="c",outcome="set"}': "0+1x25",
     P + 'allocation_failures_total{pod="a"}': "0+1x25",
@@ -302,6 +303,7 @@ SERIES = {
 FIRING = {
     "IommufdPluginNotRegistered": [{"pod": "a", "severity": "critical"}],
     "IommufdSocketConflict": [{"pod": "b", "severity": "warning"}],
+    "IommufdDeviceMissing": [{"pod": "a", "severity": "warning"}],
     "IommufdRlimitModeNotSet": [{"pod": "a", "outcome": "unsupported", "severity": "critical"}],
     "IommufdAllocationsFailing": [{"pod": "a", "severity": "warning"}],
     "IommufdHandoffsExpiring": [{"pod": "a", "outcome": "expired", "severity": "warning"}],
@@ -355,3 +357,17 @@ def test_each_alert_fires_for_the_pod_in_trouble_and_no_other(tmp_path):
         {"pod": "b", "severity": "critical"}])
     result = promtool_test(tmp_path, rules, wrong)
     assert result.returncode != 0 and "IommufdPluginNotRegistered" in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not PROMTOOL, reason="PROMTOOL unset (tests/deploy/run.sh sets it from Debian's prometheus package)")
+def test_device_missing_fires_only_after_ten_minutes_without_the_device(tmp_path):
+    """Issue 19: a missing /dev/iommu under --missing-device=allow is an alert. A node
+    whose device is back (pod c) or was gone less than 10 minutes (pod b) is quiet."""
+    with open(RULES) as f:
+        rules = yaml.safe_load(f)
+    series = {P + 'device_present{pod="a"}': "1 1 1 1 1 0x20",
+              P + 'device_present{pod="b"}': "1x12 0x12",
+              P + 'device_present{pod="c"}': "0x5 1x20"}
+    result = promtool_test(tmp_path, rules, {"IommufdDeviceMissing": [{"pod": "a", "severity": "warning"}]},
+                           series)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,6 +1,10 @@
 """Command line: --help, --version, bad flags, --flag=value."""
 
+import os
 import subprocess
+import tempfile
+
+import pytest
 
 from harness import child_env, sanitizer_report
 
@@ -63,3 +67,49 @@ def test_equals_form_of_flags_is_accepted(env):
 def test_verbosity_flag_is_accepted(env):
     env.start("-v", "4", "--devices", "1")
     assert env.client().get_device_plugin_options().get_preferred_allocation_available
+
+
+def test_durations_whose_deadlines_would_wrap_exit_2_naming_the_cap(plugin_bin, tmp_path):
+    # Issue 19 row 11: now + 5124095576h wraps a 64-bit microsecond clock, which
+    # withdrew every offer at once. Every duration flag is capped at 24h.
+    for flag in ("--handoff-ttl", "--ack-timeout", "--drain-timeout", "--pod-resources-interval",
+                 "--pod-resources-grace"):
+        # Paths of our own: a binary that accepts the flag must not touch the host's.
+        r = run(plugin_bin, "--kubelet-dir", str(tmp_path / "k"), "--socket-dir", str(tmp_path / "s"),
+                flag, "5124095576h")
+        assert r.returncode == 2, (flag, r.returncode, r.stderr)
+        assert f"{flag} is at most 24h" in r.stderr, (flag, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run(plugin_bin, "--kubelet-dir", str(tmp_path / "k"), "--socket-dir", str(tmp_path / "s"),
+            "--handoff-ttl", "25h")
+    assert r.returncode == 2 and "at most 24h" in r.stderr, r.stderr
+
+
+def test_a_socket_dir_too_long_for_sun_path_exits_2(plugin_bin, tmp_path):
+    # Issue 19 row 12: accepted, it advertised Healthy devices whose every Allocate
+    # failed INTERNAL. A dir that fits by itself but not with the instance dir and the
+    # longest socket name in it is refused too.
+    # Under tmp_path: a binary that accepts it must not create it at the root.
+    long_dir = os.path.join(str(tmp_path), "d" * 60)
+    r = run(plugin_bin, "--socket-dir", long_dir, "--kubelet-dir", str(tmp_path))
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "--socket-dir" in r.stderr and "too long" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    with tempfile.TemporaryDirectory(prefix="cli", dir="/tmp") as short:  # fits as --socket-dir
+        r = run(plugin_bin, "--kubelet-dir", os.path.join(short, "k" * 100), "--socket-dir", short)
+    assert r.returncode == 2 and "--kubelet-dir" in r.stderr and "too long" in r.stderr, r.stderr
+
+
+def test_socket_dir_at_the_bound_is_accepted_and_one_byte_more_is_not(env, plugin_bin):
+    # The bound is the longest real path, not a guess. With --devices 10 a handoff
+    # socket adds "/<12 hex>/iommufd9-<20 digits>.sock" (48 bytes) to --socket-dir, so
+    # a 59-byte dir fills sun_path's 107 exactly; 60 does not fit.
+    sockets = os.path.join(env.tmp, "s")
+    if len(sockets) > 58:
+        pytest.skip(f"the test's directory {env.tmp} is too long for this bound")
+    sockets += "x" * (59 - len(sockets))
+    r = run(plugin_bin, "--devices", "10", "--socket-dir", sockets + "x", "--kubelet-dir", env.kubelet_dir)
+    assert r.returncode == 2 and "would be 108 bytes" in r.stderr, r.stderr
+    env.start("--devices", "10", "--socket-dir", sockets)
+    resp = env.client().allocate(["iommufd9"])
+    assert len(resp.container_responses[0].mounts) == 1

@@ -6,6 +6,7 @@ import stat
 import grpc
 import pytest
 
+from harness import wait_until
 from receiver import assert_is_dev_null, kubevirt_receive
 
 
@@ -79,3 +80,45 @@ def test_device_present_at_start_is_healthy_and_allocatable_in_unhealthy_mode(en
     call.cancel()
     resp = client.allocate(["iommufd0"])
     assert_is_dev_null(kubevirt_receive(resp.container_responses[0].mounts[0].host_path))
+
+
+def test_missing_device_under_allow_is_a_warning_at_start_and_at_each_disappearance(env):
+    # Issue 19: under the default allow, a missing device changed nothing anyone could
+    # see (Healthy devices, /healthz 200, no line at any verbosity).
+    dev = os.path.join(env.tmp, "iommu")
+    plugin = env.start("--devices", "3", iommu_device=dev)
+    warning = dev + " is missing: with --missing-device=allow"
+
+    def count(needle):
+        return len([l for l in plugin.stderr_text().splitlines() if needle in l])
+
+    # At start: exactly once, and it is a warning (klog's W prefix).
+    wait_until(lambda: count(warning) >= 1, 10, what="the warning at start")
+    lines = [l for l in plugin.stderr_text().splitlines() if warning in l]
+    assert len(lines) == 1 and lines[0].startswith("W"), lines
+
+    # The device appears (the plugin logs it: our sentinel that the event was handled):
+    # no new warning.
+    mknod_null(dev)
+    wait_until(lambda: count(dev + " appeared") == 1, 10, what="the device to appear")
+    assert count(warning) == 1
+
+    # It disappears: the warning again, once.
+    os.unlink(dev)
+    wait_until(lambda: count(warning) == 2, 10, what="the warning at the disappearance")
+    assert count(dev + " disappeared") == 1
+
+    # Restored: appears again, and nothing more is warned.
+    mknod_null(dev)
+    wait_until(lambda: count(dev + " appeared") == 2, 10, what="the device to come back")
+    assert count(warning) == 2
+
+
+def test_missing_device_under_unhealthy_is_not_warned_about(env):
+    # Unhealthy devices say it themselves: the warning is for allow only.
+    dev = os.path.join(env.tmp, "iommu")
+    plugin = env.start("--devices", "3", "--missing-device", "unhealthy", iommu_device=dev)
+    call = env.client().list_and_watch()
+    assert healths(next(call)) == {"Unhealthy"}
+    call.cancel()
+    assert "is missing: with --missing-device=allow" not in plugin.stderr_text()

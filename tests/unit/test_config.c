@@ -305,6 +305,49 @@ static void config_log_names_every_flag_with_its_value(void **state)
 	parsed_free(&p);
 }
 
+/* Issue 19 rows 11 and 12: configuration that parses but cannot work is refused. */
+static void config_refuses_durations_over_a_day_and_socket_paths_over_sun_path(void **state)
+{
+	struct parsed p;
+	char dir[128], flag[160];
+	(void)state;
+
+	expect_usage_error("--handoff-ttl=5124095576h", "--handoff-ttl is at most 24h");
+	expect_usage_error("--ack-timeout=5124095576h", "--ack-timeout is at most 24h");
+	expect_usage_error("--drain-timeout=1441m", "--drain-timeout is at most 24h");
+	expect_usage_error("--pod-resources-grace=86401s", "--pod-resources-grace is at most 24h");
+	expect_usage_error("--pod-resources-interval=25h",
+			   "--pod-resources-interval is at most 24h");
+	parse(&p, "--handoff-ttl=24h", "--ack-timeout=86400s", NULL);
+	assert_int_equal(p.result, CONFIG_RUN);
+	assert_int_equal(p.config.handoff.ttl_usec, 24ULL * 3600 * 1000000);
+	parsed_free(&p);
+
+	/* --devices 10: a handoff socket adds 48 bytes to --socket-dir; 107 fit. */
+	memset(dir, 'd', 59);
+	dir[0] = '/';
+	dir[59] = '\0';
+	snprintf(flag, sizeof(flag), "--socket-dir=%s", dir);
+	parse(&p, "--devices=10", flag, NULL);
+	assert_int_equal(p.result, CONFIG_RUN);
+	parsed_free(&p);
+	snprintf(flag, sizeof(flag), "--socket-dir=%sd", dir);
+	parse(&p, "--devices=10", flag, NULL);
+	assert_int_equal(p.result, CONFIG_EXIT_USAGE);
+	assert_non_null(strstr(p.err, "would be 108 bytes, a unix socket path holds at most 107"));
+	parsed_free(&p);
+	/* Our slot name (kubevirt-iommufd-1.sock, 23 bytes) under --kubelet-dir. */
+	memset(dir, 'k', 84);
+	dir[0] = '/';
+	dir[84] = '\0';
+	snprintf(flag, sizeof(flag), "--kubelet-dir=%s", dir);
+	expect_usage_error(flag, "--kubelet-dir");
+	expect_usage_error("--container-socket-path=/"
+			   "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+			   "cccccccccccccccccccccccccccccccccccccc",
+			   "--container-socket-path");
+}
+
 #define T(f) cmocka_unit_test_setup(f, clear_environment)
 
 int main(void)
@@ -314,6 +357,7 @@ int main(void)
 	    T(config_flags_of_every_kind_reach_the_module_fields),
 	    T(config_environment_sets_flags_and_flags_win),
 	    T(config_bad_values_are_usage_errors_that_name_the_flag),
+	    T(config_refuses_durations_over_a_day_and_socket_paths_over_sun_path),
 	    T(config_help_prints_the_module_defaults_and_exits_ok),
 	    T(config_log_names_every_flag_with_its_value),
 	};

@@ -2,6 +2,7 @@
  * server, failing Register as often as the test says): the backoff schedule, retries
  * only while kubelet.sock exists, registering again at once when a kubelet starts,
  * and the backoff starting over after a success. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include "handoff/handoff.h"
 #include "kubelet/device_plugin.h"
 #include "kubelet/registration.h"
+#include "log.h"
 #include "test_helpers.h"
 
 /* Generous: the machine may be loaded; only behaviour is asserted, never a time. */
@@ -118,6 +120,13 @@ static bool refused_once_more(void *data)
 	return f->fail_next == 0 && registration_stats(f->reg)->register_failures > 0;
 }
 
+static bool refused_once_more_any(void *data)
+{
+	struct fixture *f = data;
+
+	return registration_stats(f->reg)->register_failures > 0;
+}
+
 static void registration_backoff_doubles_from_5_ms_up_to_10_s(void **state)
 {
 	unsigned long long wait = 0, last = 0;
@@ -163,29 +172,43 @@ static void registration_retries_refused_registers_with_growing_waits(void **sta
 	assert_int_equal(test_count_armed_timerfds(), 0);
 }
 
+struct failures_after {
+	struct fixture *f;
+	unsigned long long base;
+};
+
+static bool failed_once_more(void *data)
+{
+	const struct failures_after *fa = data;
+
+	return registration_stats(fa->f->reg)->register_failures > fa->base;
+}
+
 static void registration_waits_for_kubelet_sock_instead_of_retrying(void **state)
 {
 	struct fixture *f = *state;
 	struct test_stderr_capture capture;
 
 	kubelet_start(f);
-	f->fail_next = 1;
+	f->fail_next = 1000; /* a retry before the kubelet goes is refused too */
 	assert_int_equal(registration_start(f->reg), 0);
-	assert_true(test_run_until(f->loop, refused_once_more, f, DEADLINE_MS));
-	/* The kubelet goes away before the retry: no timer polls for it. */
+	assert_true(test_run_until(f->loop, refused_once_more_any, f, DEADLINE_MS));
+	/* The kubelet goes away: the next attempt (the retry, or the Register in flight
+	 * ending) fails, finds no kubelet.sock, and arms nothing: no timer polls for it. */
 	kubelet_stop(f);
+	struct failures_after fa = {f, registration_stats(f->reg)->register_failures};
 	test_capture_stderr_begin(&capture);
-	test_run_for(f->loop, 100);
+	bool failed = test_run_until(f->loop, failed_once_more, &fa, DEADLINE_MS);
 	char *log = test_capture_stderr_end(&capture);
+	assert_true(failed);
 	int calls = f->register_calls;
 	assert_false(registration_registered(f->reg));
-	if (test_count_substrings(log, "retrying Register") > 0) {
-		/* The retry fired before the socket went: it then found none. */
-		assert_non_null(strstr(log, "waiting for"));
-	}
+	assert_non_null(strstr(log, "waiting for"));
+	assert_null(strstr(log, "retrying Register"));
 	free(log);
 	assert_int_equal(test_count_armed_timerfds(), 0);
 	/* A kubelet starts (kubelet.sock appears): Register at once, accepted. */
+	f->fail_next = 0;
 	kubelet_start(f);
 	assert_true(test_run_until(f->loop, registered, f, DEADLINE_MS));
 	assert_int_equal(f->register_calls, calls + 1);
@@ -215,6 +238,46 @@ static void registration_backoff_starts_over_after_a_success(void **state)
 	free(log);
 }
 
+/* Issue 22: the lifecycle is one state, and a move it does not have is refused. */
+static void registration_set_state_refuses_moves_the_lifecycle_lacks(void **state)
+{
+	struct fixture *f = *state;
+	struct test_stderr_capture capture;
+
+	assert_int_equal(registration_state(f->reg), REGISTRATION_NONE);
+	log_set_verbosity(2);
+	test_capture_stderr_begin(&capture);
+	/* Registered without serving or a Register: refused, nothing changes. */
+	int refused = registration_set_state(f->reg, REGISTRATION_REGISTERED);
+	int serving = registration_set_state(f->reg, REGISTRATION_SERVING);
+	int again = registration_set_state(f->reg, REGISTRATION_SERVING);
+	int superseded = registration_set_state(f->reg, REGISTRATION_SUPERSEDED);
+	/* Superseded is final: a newer instance serves the kubelet. */
+	int back = registration_set_state(f->reg, REGISTRATION_SERVING);
+	char *log = test_capture_stderr_end(&capture);
+	log_set_verbosity(0);
+	assert_int_equal(refused, -EINVAL);
+	assert_int_equal(serving, 0);
+	assert_int_equal(again, 0);
+	assert_int_equal(superseded, 0);
+	assert_int_equal(back, -EINVAL);
+	assert_int_equal(registration_state(f->reg), REGISTRATION_SUPERSEDED);
+	assert_false(registration_registered(f->reg));
+	/* Each move is logged once, each refusal once; staying is silent. */
+	assert_non_null(strstr(log, "refusing the move from none to registered"));
+	assert_non_null(strstr(log, "refusing the move from superseded to serving"));
+	assert_int_equal(test_count_substrings(log, "registration: none -> serving"), 1);
+	assert_int_equal(test_count_substrings(log, "registration: serving -> superseded"), 1);
+	assert_int_equal(test_count_substrings(log, "registration: serving -> serving"), 0);
+	free(log);
+	/* Every state has a name, and none moves to itself through the table. */
+	for (int s = 0; s < REGISTRATION_STATE_COUNT; s++) {
+		assert_string_not_equal(registration_state_name(s), "invalid");
+		assert_false(registration_transition_allowed(s, s));
+		assert_false(registration_transition_allowed(REGISTRATION_SUPERSEDED, s));
+	}
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -224,6 +287,7 @@ int main(void)
 	    T(registration_retries_refused_registers_with_growing_waits),
 	    T(registration_waits_for_kubelet_sock_instead_of_retrying),
 	    T(registration_backoff_starts_over_after_a_success),
+	    T(registration_set_state_refuses_moves_the_lifecycle_lacks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

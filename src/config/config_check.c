@@ -1,0 +1,79 @@
+/* Refuses, at start, socket paths that could not fit sun_path: found later, each would
+ * be an Allocate failing INTERNAL or a registration that never happens, with Healthy
+ * devices advertised all along. */
+#include "config_check.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/un.h>
+
+/* sun_path holds the path and its NUL (unix(7)). */
+#define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+/* What a handoff socket's path adds to --socket-dir (handoff_socket.c: an instance dir
+ * of 12 hex digits, then "<device id>-<counter>.sock" with a decimal unsigned long long
+ * counter, 20 digits at most); the device id is "iommufd<n>" (device_plugin.c). */
+#define HANDOFF_INSTANCE_DIR_LEN 12
+#define DEVICE_ID_PREFIX_LEN	 (sizeof("iommufd") - 1)
+#define COUNTER_DIGITS_MAX	 20
+/* Our DevicePlugin sockets are --socket-name with "-0"/"-1" before ".sock"
+ * (registration_slot_name()). */
+#define SLOT_SUFFIX_LEN	   2
+#define KUBELET_SOCKET_LEN (sizeof("kubelet.sock") - 1)
+
+static size_t decimal_digits(unsigned long long n)
+{
+	size_t digits = 1;
+
+	while (n >= 10) {
+		n /= 10;
+		digits++;
+	}
+	return digits;
+}
+
+/* One path under dir with a name of name_len bytes; prints the refusal. */
+static int check(FILE *err, const char *flag, const char *dir, size_t name_len, const char *what)
+{
+	size_t len = strlen(dir) + (name_len ? 1 + name_len : 0);
+
+	if (len <= SOCKET_PATH_MAX)
+		return 0;
+	fprintf(err,
+		"iommufd-device-plugin: --%s %s is too long: %s would be %zu bytes, a unix "
+		"socket path holds at most %zu\n",
+		flag, dir, what, len, SOCKET_PATH_MAX);
+	return -ENAMETOOLONG;
+}
+
+int config_check_paths(const struct config *config, FILE *err)
+{
+	const struct kubelet_options *k = &config->kubelet;
+	size_t handoff_name = HANDOFF_INSTANCE_DIR_LEN + 1 + DEVICE_ID_PREFIX_LEN +
+			      decimal_digits((unsigned long long)(k->devices - 1)) + 1 +
+			      COUNTER_DIGITS_MAX + strlen(".sock");
+	size_t slot_name = strlen(k->socket_name) + SLOT_SUFFIX_LEN;
+	int r = 0;
+
+	if (r == 0)
+		r = check(err, "socket-dir", config->handoff.socket_dir, handoff_name,
+			  "its longest handoff socket path");
+	if (r == 0 && kubelet_uses_kubelet_socket(k))
+		r = check(err, "kubelet-dir", k->kubelet_dir,
+			  slot_name > KUBELET_SOCKET_LEN ? slot_name : KUBELET_SOCKET_LEN,
+			  "our DevicePlugin socket path");
+	if (r == 0 && kubelet_uses_plugin_watcher(k))
+		r = check(err, "plugin-dir", k->plugin_dir, strlen(k->socket_name),
+			  "our DevicePlugin socket path");
+	if (r == 0 && kubelet_uses_plugin_watcher(k))
+		r = check(err, "plugins-registry-dir", k->plugins_registry_dir,
+			  strlen(k->socket_name), "our registration socket path");
+	if (r == 0 && config->pod_resources.interval_usec)
+		r = check(err, "pod-resources-socket", config->pod_resources.socket_path, 0,
+			  "the path");
+	if (r == 0 && config->metrics_address && config->metrics_address[0] == '/')
+		r = check(err, "metrics-address", config->metrics_address, 0, "the path");
+	if (r == 0)
+		r = check(err, "container-socket-path", k->container_socket_path, 0,
+			  "the path qemu connects to");
+	return r;
+}
