@@ -75,7 +75,6 @@ struct registration {
 	struct loop_inotify dir_watch;		/* the kubelet's directory */
 	struct registration_dir_events changes; /* of the batch being read */
 	struct loop_timer retry_timer;		/* backoff after a failed Register */
-	struct loop_timer timeout_timer;	/* Register in flight for too long */
 	struct grpc_client *client;		/* the Register call in flight, if any */
 	unsigned long long backoff_usec;
 	unsigned long long stream_ended_at;	/* now_usec() of the last stream-ended trigger */
@@ -118,7 +117,6 @@ static void registration_cancel_call(struct registration *reg)
 {
 	grpc_client_free(reg->client);
 	reg->client = NULL;
-	loop_timer_arm(&reg->timeout_timer, 0);
 }
 
 unsigned long long registration_backoff_next(unsigned long long current_usec)
@@ -174,13 +172,6 @@ static void registration_response(void *data, const uint8_t *msg, size_t len)
 	(void)data;
 	(void)msg;
 	(void)len; /* Register returns Empty: the status is all that matters. */
-}
-
-static void registration_timed_out(void *data)
-{
-	struct registration *reg = data;
-
-	registration_done(reg, GRPC_STATUS_DEADLINE_EXCEEDED, "no answer within 5 s");
 }
 
 static void endpoint_bound(void *data, const struct file_id *id)
@@ -428,13 +419,11 @@ static void registration_register(struct registration *reg)
 	request.resource_name = (char *)reg->config->resource_name;
 	request.options = &options;
 	registration_set_state(reg, REGISTRATION_REGISTERING);
-	r = grpc_client_call(reg->client, "/v1beta1.Registration/Register", &request.base,
-			     registration_response, registration_done, reg);
-	if (r < 0) {
+	r = grpc_client_call_within(reg->client, "/v1beta1.Registration/Register", &request.base,
+				    REGISTER_TIMEOUT_USEC, registration_response, registration_done,
+				    reg);
+	if (r < 0)
 		registration_done(reg, GRPC_STATUS_UNAVAILABLE, "connection failed");
-		return;
-	}
-	loop_timer_arm(&reg->timeout_timer, REGISTER_TIMEOUT_USEC);
 }
 
 static void registration_retry(void *data)
@@ -527,7 +516,6 @@ int registration_new(struct loop *loop, const struct kubelet_options *config,
 	reg->handoff = handoff;
 	reg->state = REGISTRATION_NONE;
 	loop_timer_init(loop, &reg->retry_timer, registration_retry, reg);
-	loop_timer_init(loop, &reg->timeout_timer, registration_timed_out, reg);
 	loop_timer_init(loop, &reg->endpoint_timer, registration_endpoint_timer, reg);
 	reg->kubelet_socket = xasprintf("%s/%s", config->kubelet_dir, KUBELET_SOCKET);
 	reg->plugin_socket = xasprintf("%s/%s", config->kubelet_dir, config->socket_name);
@@ -562,7 +550,6 @@ void registration_stop(struct registration *reg)
 	device_plugin_set_stream_ended(reg->plugin, NULL, NULL);
 	registration_cancel_call(reg);
 	loop_timer_destroy(&reg->retry_timer);
-	loop_timer_destroy(&reg->timeout_timer);
 	loop_timer_destroy(&reg->endpoint_timer);
 	loop_inotify_stop(&reg->dir_watch);
 }
