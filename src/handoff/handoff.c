@@ -400,9 +400,7 @@ void handoff_free(struct handoff *h)
 			    "re-serve%s",
 			    left, r < 0 ? "" : " (announced to a running one)");
 	}
-	loop_watch_remove(h->loop, &h->dir_watch);
-	if (h->dir_watch_fd >= 0)
-		close(h->dir_watch_fd);
+	handoff_rescue_stop(h);
 	loop_timer_destroy(&h->ttl_timer);
 	loop_timer_destroy(&h->ack_timer);
 	free((char *)h->opts.socket_dir);
