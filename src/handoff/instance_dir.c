@@ -49,13 +49,13 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define LOCK_NAME	      ".lock"
-#define ENDPOINT_NAME	      "endpoint"
-#define ALIVE_NAME	      "alive"
+#define LOCK_NAME     ".lock"
+#define ENDPOINT_NAME "endpoint"
+#define ALIVE_NAME    "alive"
 /* Siblings' watching connections wait in this backlog unaccepted: more than a few
  * instances beside each other is a mistake, and a full one only leaves one unwatched. */
-#define ALIVE_BACKLOG 64
-#define INSTANCE_NAME_LEN     12
+#define ALIVE_BACKLOG	  64
+#define INSTANCE_NAME_LEN 12
 
 static bool has_suffix(const char *s, const char *suffix)
 {
@@ -111,11 +111,13 @@ int instance_dir_make_private(const char *path, struct error *e)
 
 	if (r < 0)
 		return error_set(e, r, "cannot create %s: %s", path, error_text(-r));
-	cleanup_close int fd = openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	cleanup_close int fd =
+	    openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
 		if (r == -ELOOP || r == -ENOTDIR)
-			return error_set(e, r, "refusing %s: it is a symlink or not a directory", path);
+			return error_set(e, r, "refusing %s: it is a symlink or not a directory",
+					 path);
 		return error_set(e, r, "cannot open %s: %s", path, error_text(-r));
 	}
 	if (fstat(fd, &st) < 0) {

@@ -15,7 +15,7 @@ struct file_id;
 struct handoff_dir {
 	char *path;
 	int lock_fd;
-	int alive_fd; /* our own: the listening "alive" socket siblings watch; else -1 */
+	int alive_fd;  /* our own: the listening "alive" socket siblings watch; else -1 */
 	size_t offers; /* offers whose socket is in it */
 	bool own;
 };
