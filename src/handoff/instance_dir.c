@@ -412,27 +412,26 @@ static bool endpoint_matches(const char *dir, const struct file_id *id)
 	       ino == (unsigned long long)id->ino;
 }
 
+struct endpoint_search {
+	const struct file_id *id;
+	bool found;
+};
+
+static void endpoint_check(void *data, const char *path, const char *name)
+{
+	struct endpoint_search *search = data;
+	(void)name;
+
+	if (!search->found && endpoint_matches(path, search->id))
+		search->found = true;
+}
+
 bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct handoff_dir *own,
 				       const struct file_id *id)
 {
-	cleanup_closedir DIR *d = opendir(socket_dir);
-	struct dirent *de;
+	struct endpoint_search search = {.id = id};
 
-	if (!d)
-		return false;
-	while ((de = readdir(d))) {
-		if (!instance_name_valid(de->d_name))
-			continue;
-		cleanup_free char *path = xasprintf("%s/%s", socket_dir, de->d_name);
-		if (own && !strcmp(path, own->path))
-			continue;
-		int fd = lock_dir(path, false);
-		if (fd >= 0) {
-			close(fd); /* dead: its record means nothing */
-			continue;
-		}
-		if (fd == -EWOULDBLOCK && endpoint_matches(path, id))
-			return true;
-	}
-	return false;
+	/* Only live instances: a dead one's record means nothing. */
+	handoff_dirs_each_live(socket_dir, own, endpoint_check, &search);
+	return search.found;
 }
