@@ -4,8 +4,10 @@
  * until they are consumed or withdrawn or --drain-timeout passes, then exit 0. A
  * second signal exits at once. */
 #include "config/config.h"
+#include "basic/error.h"
 #include "basic/error_text.h"
 #include "handoff/handoff.h"
+#include "handoff/instance_dir.h"
 #include "iommufd/device_presence.h"
 #include "iommufd/iommufd.h"
 #include "selinux/selinux.h"
@@ -23,6 +25,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 
 /* A stream or connection that will not flush in time must not hold up the exit. */
 #define SHUTDOWN_DEADLINE_USEC 800000ULL
@@ -340,10 +343,25 @@ int main(int argc, char **argv)
 	case CONFIG_RUN:
 		break;
 	}
+	/* Every file we create gets its mode at creation, never from whoever started us:
+	 * the DevicePlugin socket is root's 0700 (issue 19 row 10); sockets that must be
+	 * wider get a narrow umask around their bind(). */
+	umask(077);
 	log_set_verbosity(d.config.verbosity);
 	log_set_format(d.config.log_format);
 	log_info("iommufd-device-plugin %s starting", PLUGIN_VERSION);
 	config_log(&d.config);
+	/* Before anything is created in them: dirs others could write are made ours
+	 * (root, 0700, through an O_NOFOLLOW fd), or we refuse to start. */
+	const char *own_dirs[] = {d.config.handoff.socket_dir, d.config.scratch_dir};
+	for (size_t i = 0; i < sizeof(own_dirs) / sizeof(own_dirs[0]); i++) {
+		struct error e = {0};
+		if (own_dirs[i] && instance_dir_make_private(own_dirs[i], &e) < 0) {
+			log_error("%s", error_message(&e));
+			config_free(&d.config);
+			return 2;
+		}
+	}
 
 	int r = daemon_start(&d);
 	if (r == 0)

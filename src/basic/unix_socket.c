@@ -1,4 +1,5 @@
-/* Unix socket files: address, probe, listen without stealing, unlink only our own. */
+/* Unix socket files: address, probe, listen without stealing, unlink only our own,
+ * the peer's credentials. */
 #include "unix_socket.h"
 #include "../util.h"
 
@@ -75,7 +76,23 @@ int unix_socket_remove_dead(const char *path)
 	return 0;
 }
 
-int unix_socket_bind(const char *path, struct file_id *id)
+/* bind() under umask ~mode: for AF_UNIX the kernel gives the new file
+ * 0777 & ~umask (unix_bind_bsd(), net/unix/af_unix.c), and fchmod() on a socket fd
+ * does not reach the file, so the umask is the only way to create it with its mode
+ * (never a chmod by path afterwards, which a symlink renamed over it would follow).
+ * The daemon is single-threaded: nothing else creates a file meanwhile. */
+static int bind_with_mode(int fd, const struct sockaddr_un *addr, mode_t mode)
+{
+	mode_t old = umask(~mode & 0777);
+	int r = bind(fd, (const struct sockaddr *)addr, sizeof(*addr));
+	int saved = errno;
+
+	umask(old);
+	errno = saved;
+	return r;
+}
+
+int unix_socket_bind_mode(const char *path, mode_t mode, struct file_id *id)
 {
 	struct sockaddr_un addr;
 	struct stat st;
@@ -84,15 +101,15 @@ int unix_socket_bind(const char *path, struct file_id *id)
 
 	if (fd < 0)
 		return fd;
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+	if (bind_with_mode(fd, &addr, mode) < 0) {
 		if (errno != EADDRINUSE)
 			return -errno;
 		if ((r = unix_socket_remove_dead(path)) < 0)
 			return r;
-		if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		if (bind_with_mode(fd, &addr, mode) < 0)
 			return -errno;
 	}
-	if (stat(path, &st) < 0) {
+	if (lstat(path, &st) < 0) {
 		r = -errno;
 		(void)unlink(path);
 		return r;
@@ -100,6 +117,25 @@ int unix_socket_bind(const char *path, struct file_id *id)
 	id->dev = st.st_dev;
 	id->ino = st.st_ino;
 	return take_fd(&fd);
+}
+
+int unix_socket_bind(const char *path, struct file_id *id)
+{
+	mode_t mask = umask(0);
+
+	umask(mask);
+	return unix_socket_bind_mode(path, 0777 & ~mask, id);
+}
+
+int unix_peer_credentials(int fd, struct ucred *cred)
+{
+	socklen_t len = sizeof(*cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0) {
+		*cred = (struct ucred){.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+		return -errno;
+	}
+	return 0;
 }
 
 bool unix_socket_is_ours(const char *path, const struct file_id *id)

@@ -1,9 +1,11 @@
 /* Unix stream socket files, once for every module: the address, binding a path
  * without ever taking it from a live server, telling a live socket from a dead one,
- * and removing a socket file only while it is still the one we bound. */
+ * removing a socket file only while it is still the one we bound, and who the peer
+ * on a connection is (SO_PEERCRED). */
 #pragma once
 
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
 
@@ -62,11 +64,34 @@ int unix_socket_remove_dead(const char *path);
  * The caller sets the file's mode, owner and label and then calls listen(), so no
  * peer can connect before the file is right.
  *
+ * The file's mode comes from the process umask at bind().
+ *
  * Return: the bound, non-blocking, close-on-exec socket (the caller owns it), or
  * -errno: -EADDRINUSE if a live server holds @path, -EEXIST if a file that is not a
- * socket is there, -ENAMETOOLONG, or socket/bind/stat's errno.
+ * socket is there, -ENAMETOOLONG, or socket/bind/lstat's errno.
  */
 int unix_socket_bind(const char *path, struct file_id *id);
+
+/**
+ * unix_socket_bind_mode() - unix_socket_bind() with the file created at @mode
+ * @path: where to bind
+ * @mode: the socket file's permission bits, set by bind() itself (a narrow umask
+ *        around it), never by a chmod of @path afterwards
+ * @id:   set to the socket file's identity
+ *
+ * Return: as unix_socket_bind().
+ */
+int unix_socket_bind_mode(const char *path, mode_t mode, struct file_id *id);
+
+/**
+ * unix_peer_credentials() - the credentials of the peer on a connected unix socket
+ * @fd:   the connection
+ * @cred: filled from SO_PEERCRED (pid as our pid namespace sees it: 0 when the peer
+ *        is outside it); on failure pid 0, uid and gid -1
+ *
+ * Return: 0 or -errno of getsockopt().
+ */
+int unix_peer_credentials(int fd, struct ucred *cred);
 
 /**
  * unix_socket_is_ours() - whether @path still names the socket file @id

@@ -483,8 +483,7 @@ static bool server_evict_idle(struct grpc_server *server)
 static void server_accept(void *data, int fd)
 {
 	struct grpc_server *server = data;
-	struct ucred cred = {0};
-	socklen_t cred_len = sizeof(cred);
+	struct ucred cred;
 
 	if (server->connection_count >= SERVER_MAX_CONNECTIONS && !server_evict_idle(server)) {
 		log_warning("refusing a connection on %s: %d connections are open, all busy",
@@ -492,8 +491,7 @@ static void server_accept(void *data, int fd)
 		close(fd);
 		return;
 	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0)
-		cred.pid = 0;
+	(void)unix_peer_credentials(fd, &cred);
 	struct server_connection *sc = xcalloc(1, sizeof(*sc));
 	list_init(&sc->calls);
 	sc->server = server;

@@ -355,9 +355,7 @@ void handoff_free(struct handoff *h)
 			    "re-serve%s",
 			    left, r < 0 ? "" : " (announced to a running one)");
 	}
-	loop_watch_remove(h->loop, &h->dir_watch);
-	if (h->dir_watch_fd >= 0)
-		close(h->dir_watch_fd);
+	handoff_rescue_stop(h);
 	deadline_list_destroy(&h->expiries);
 	deadline_list_destroy(&h->acks);
 	log_ratelimit_destroy(&h->refusals);

@@ -1,5 +1,6 @@
 /* The handoff module's shared state, for its own files only (handoff.c: offers and
- * peers; handoff_rescue.c: re-serving what dead instances left). */
+ * peers; handoff_rescue.c: re-serving what dead instances left; instance_dir.c: the
+ * on-disk protocol between instances). */
 #pragma once
 
 #include "handoff.h"
@@ -11,6 +12,19 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+/* At most this many siblings are watched; more instances beside each other is a
+ * mistake (a rolling update runs two), and an unwatched one is still rescued at our
+ * next start or its ".left-" announcement. */
+#define HANDOFF_MAX_SIBLINGS 8
+
+/* A live instance beside us, watched through its "alive" socket. */
+struct handoff_sibling {
+	struct handoff *h;
+	char *path; /* its instance dir; NULL: the slot is free */
+	int fd;	    /* connected to its alive socket; -1: it died, its lock not yet free */
+	struct loop_watch watch;
+};
 
 struct handoff {
 	struct loop *loop;
@@ -35,6 +49,10 @@ struct handoff {
 	void *open_data;
 	int dir_watch_fd;
 	struct loop_watch dir_watch;
+	/* After handoff_rescue: siblings whose death re-serves their offers at once. */
+	struct handoff_sibling siblings[HANDOFF_MAX_SIBLINGS];
+	struct loop_timer rescue_retry; /* a dead sibling's lock is not free yet */
+	unsigned rescue_retries;
 };
 
 struct handoff_offer {
@@ -67,6 +85,12 @@ struct handoff_offer {
  */
 int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id, int fd,
 			int listen_fd, char *path, struct error *e);
+
+/**
+ * handoff_rescue_stop() - stop watching the socket dir and the siblings
+ * @h: the handoff; what handoff_rescue() started is undone (nothing if it never ran)
+ */
+void handoff_rescue_stop(struct handoff *h);
 
 /**
  * handoff_device_id_valid() - whether a device id is safe as a socket file name part

@@ -4,6 +4,7 @@
 #include "handoff_peer.h"
 #include "../basic/error_text.h"
 #include "handoff.h"
+#include "../basic/unix_socket.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -74,13 +75,11 @@ static void peer_cgroup(pid_t pid, char *out, size_t size)
 
 void handoff_peer_identify(int fd, const char *socket_path, struct handoff_peer_identity *id)
 {
-	socklen_t len = sizeof(id->cred);
+	int r = unix_peer_credentials(fd, &id->cred);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &id->cred, &len) < 0) {
+	if (r < 0)
 		log_warning("cannot read the credentials of a peer on %s: %s", socket_path,
-			    error_text(errno));
-		id->cred = (struct ucred){.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
-	}
+			    error_text(-r));
 	peer_cgroup(id->cred.pid, id->cgroup, sizeof(id->cgroup));
 }
 

@@ -1,7 +1,9 @@
-/* Re-serving what dead instances left: at start-up (handoff_rescue) and whenever an
- * instance beside us exits with unclaimed sockets (it drops a ".left-" file in the
- * socket dir, which we watch with inotify). Each such socket is served again at the
- * same path with a fresh fd, so a container created later still gets one. */
+/* Re-serving what dead instances left: at start-up (handoff_rescue), as soon as a
+ * sibling instance's process ends however it ends (its "alive" connection hangs up,
+ * see instance_dir.c), and when an older sibling drops a ".left-" file in the socket
+ * dir (watched with inotify, which also tells us of new siblings). Each such socket
+ * is served again at the same path with a fresh fd, so a container created later
+ * still gets one. */
 #include "handoff_internal.h"
 #include "../basic/error_text.h"
 #include "../basic/error.h"
@@ -10,9 +12,11 @@
 #include "../util.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 
 /* The device id in a socket name "<device_id>-<n>.sock", or NULL. Caller frees. */
 static char *device_id_from_name(const char *name)
@@ -78,6 +82,8 @@ static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
 		log_warning("cannot remove %s: %s", path, error_text(errno));
 }
 
+static void sibling_watch(void *data, const char *path, const char *name);
+
 static size_t handoff_rescue_now(struct handoff *h)
 {
 	struct rescue rs = {.h = h, .open_fd = h->open_fd, .data = h->open_data};
@@ -94,36 +100,178 @@ static size_t handoff_rescue_now(struct handoff *h)
 			i++;
 		}
 	}
+	handoff_dirs_each_live(h->opts.socket_dir, h->own_dir, sibling_watch, h);
 	return rs.count;
 }
 
-static void handoff_dir_event(void *data, const struct inotify_event *ev)
-{
-	bool *announced = data;
+/* Retries of a dead sibling's lock: its process is gone, but the kernel may close
+ * its lock file a moment after its alive socket. 100 x 10 ms. */
+#define RESCUE_RETRY_USEC  10000ULL
+#define RESCUE_RETRY_LIMIT 100
 
-	if ((ev->mask & IN_Q_OVERFLOW) || (ev->len && handoff_dirs_is_announcement(ev->name)))
-		*announced = true;
+static bool adopted_by_us(const struct handoff *h, const char *path)
+{
+	for (size_t i = 0; i < h->adopted_count; i++)
+		if (!strcmp(h->adopted[i]->path, path))
+			return true;
+	return false;
 }
 
-/* Another instance exited with sockets left: re-serve them now. */
+static void sibling_forget(struct handoff_sibling *s)
+{
+	if (s->fd >= 0) {
+		loop_watch_remove(s->h->loop, &s->watch);
+		close(s->fd);
+	}
+	s->fd = -1;
+	free(s->path);
+	s->path = NULL;
+}
+
+/* Re-serves what dead instances left; says so when there was something. */
+static void rescue_after_exit(struct handoff *h, const char *why)
+{
+	size_t n = handoff_rescue_now(h);
+
+	if (n)
+		log_info("an instance beside us exited with unclaimed handoff sockets: re-served "
+			 "%zu (%s)",
+			 n, why);
+	else
+		log_debug(1, "rescan after %s: nothing to re-serve", why);
+}
+
+/* Dead siblings whose dir is adopted (or gone) are done; those still locked are
+ * tried again shortly. */
+static void rescue_dead_siblings(struct handoff *h)
+{
+	bool waiting = false;
+
+	rescue_after_exit(h, "a sibling's process ended");
+	for (size_t i = 0; i < HANDOFF_MAX_SIBLINGS; i++) {
+		struct handoff_sibling *s = &h->siblings[i];
+		struct stat st;
+		if (!s->path || s->fd >= 0)
+			continue;
+		if (lstat(s->path, &st) == 0 && !adopted_by_us(h, s->path) &&
+		    handoff_dir_is_locked(s->path)) {
+			waiting = true;
+			continue;
+		}
+		sibling_forget(s);
+	}
+	if (!waiting) {
+		h->rescue_retries = 0;
+	} else if (++h->rescue_retries <= RESCUE_RETRY_LIMIT) {
+		loop_timer_arm(&h->rescue_retry, RESCUE_RETRY_USEC);
+	} else {
+		log_warning("a sibling instance's process ended but its instance dir is still "
+			    "locked; its sockets are re-served when a rescan finds it free");
+		h->rescue_retries = 0;
+		for (size_t i = 0; i < HANDOFF_MAX_SIBLINGS; i++)
+			if (h->siblings[i].path && h->siblings[i].fd < 0)
+				sibling_forget(&h->siblings[i]);
+	}
+}
+
+static void rescue_retry_fired(void *data)
+{
+	rescue_dead_siblings(data);
+}
+
+/* The alive connection hung up: the sibling's process has ended. */
+static void sibling_gone(void *data, uint32_t events)
+{
+	struct handoff_sibling *s = data;
+	struct handoff *h = s->h;
+	(void)events;
+
+	log_info("the instance of %s has ended: re-serving what it left", s->path);
+	loop_watch_remove(h->loop, &s->watch);
+	close(s->fd);
+	s->fd = -1;
+	h->rescue_retries = 0;
+	rescue_dead_siblings(h);
+}
+
+static void sibling_watch(void *data, const char *path, const char *name)
+{
+	struct handoff *h = data;
+	struct handoff_sibling *free_slot = NULL;
+	(void)name;
+
+	if (adopted_by_us(h, path))
+		return;
+	for (size_t i = 0; i < HANDOFF_MAX_SIBLINGS; i++) {
+		if (h->siblings[i].path && !strcmp(h->siblings[i].path, path))
+			return;
+		if (!h->siblings[i].path && !free_slot)
+			free_slot = &h->siblings[i];
+	}
+	if (!free_slot) {
+		log_warning("not watching instance %s: %d siblings are watched already", path,
+			    HANDOFF_MAX_SIBLINGS);
+		return;
+	}
+	int fd = handoff_dir_watch_alive(path);
+	if (fd < 0) {
+		/* -ENOENT: an older version; -ECONNREFUSED: it died meanwhile (the next
+		 * rescan adopts it). */
+		log_debug(1, "cannot watch instance %s: %s", path, error_text(-fd));
+		return;
+	}
+	free_slot->h = h;
+	free_slot->fd = fd;
+	if (loop_watch_add(h->loop, &free_slot->watch, fd, EPOLLRDHUP, sibling_gone, free_slot) <
+	    0) {
+		log_warning("cannot watch instance %s: %s", path, error_text(errno));
+		close(fd);
+		free_slot->fd = -1;
+		return;
+	}
+	free_slot->path = xstrdup(path);
+	log_debug(1, "watching instance %s", path);
+}
+
+struct dir_events {
+	bool announced, instance;
+};
+
+static void handoff_dir_event(void *data, const struct inotify_event *ev)
+{
+	struct dir_events *seen = data;
+
+	if (ev->mask & IN_Q_OVERFLOW)
+		seen->announced = seen->instance = true;
+	else if (ev->len && handoff_dirs_is_announcement(ev->name))
+		seen->announced = true;
+	else if (ev->len && handoff_dirs_is_instance(ev->name))
+		seen->instance = true;
+}
+
+/* An older instance exited with sockets left, or a new instance appeared. */
 static void handoff_dir_changed(void *data, uint32_t events)
 {
 	struct handoff *h = data;
-	bool announced = false;
+	struct dir_events seen = {0};
 	(void)events;
 
-	inotify_read_events(h->dir_watch_fd, handoff_dir_event, &announced);
-	if (announced) {
+	inotify_read_events(h->dir_watch_fd, handoff_dir_event, &seen);
+	if (seen.announced) {
 		handoff_dirs_clear_announcements(h->opts.socket_dir);
-		size_t n = handoff_rescue_now(h);
-		log_info(
-		    "an instance beside us exited with unclaimed handoff sockets: re-served %zu",
-		    n);
+		rescue_after_exit(h, "a .left- announcement");
+	} else if (seen.instance) {
+		handoff_dirs_each_live(h->opts.socket_dir, h->own_dir, sibling_watch, h);
 	}
 }
 
 size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 {
+	if (!h->open_fd) {
+		for (size_t i = 0; i < HANDOFF_MAX_SIBLINGS; i++)
+			h->siblings[i] = (struct handoff_sibling){.h = h, .fd = -1};
+		loop_timer_init(h->loop, &h->rescue_retry, rescue_retry_fired, h);
+	}
 	h->open_fd = open_fd;
 	h->open_data = data;
 	if (h->dir_watch_fd < 0) {
@@ -139,6 +287,19 @@ size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 	}
 	handoff_dirs_clear_announcements(h->opts.socket_dir);
 	return handoff_rescue_now(h);
+}
+
+void handoff_rescue_stop(struct handoff *h)
+{
+	loop_watch_remove(h->loop, &h->dir_watch);
+	if (h->dir_watch_fd >= 0)
+		close(h->dir_watch_fd);
+	h->dir_watch_fd = -1;
+	if (!h->open_fd)
+		return;
+	for (size_t i = 0; i < HANDOFF_MAX_SIBLINGS; i++)
+		sibling_forget(&h->siblings[i]);
+	loop_timer_destroy(&h->rescue_retry);
 }
 
 int handoff_record_endpoint(struct handoff *h, const struct file_id *id)

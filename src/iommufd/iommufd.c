@@ -222,10 +222,14 @@ static int open_direct(struct iommufd_opener *o, int *fd, struct error *e)
 /* Opens the device through a temporary node with the device's rdev, labelled so a
  * container_t process passes security_file_receive() on the fd; the node is unlinked
  * right after open, the fd keeps the inode. Falls back to open_direct() if this very
- * labelling learned that labels are unsupported. */
+ * labelling learned that labels are unsupported. Everything in the scratch dir goes
+ * through its O_NOFOLLOW fd, and the opened fd must be a character device with the
+ * device's rdev: a symlink or another file renamed over the node (issue 19 row 2) is
+ * an error, never handed over. O_NONBLOCK at open: a FIFO put there cannot block us. */
 static int open_via_labelled_node(struct iommufd_opener *o, int *fd, struct error *e)
 {
-	struct stat st;
+	struct stat st, got;
+	char name[64];
 	int r;
 
 	if (stat(o->device_path, &st) < 0) {
@@ -237,23 +241,31 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, struct erro
 		return error_set(e, -ENODEV, "cannot open %s: not a character device",
 				 o->device_path);
 
-	cleanup_free char *node =
-	    xasprintf("%s/iommu-%d-%llu.node", o->scratch_dir, (int)getpid(), o->node_counter++);
-	if (unlink(node) < 0 && errno != ENOENT) {
+	cleanup_close int dir =
+	    openat(AT_FDCWD, o->scratch_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dir < 0) {
+		r = -errno;
+		return error_set(e, r, "cannot open scratch dir %s: %s", o->scratch_dir,
+				 error_text(-r));
+	}
+	snprintf(name, sizeof(name), "iommu-%d-%llu.node", (int)getpid(), o->node_counter++);
+	cleanup_free char *node = xasprintf("%s/%s", o->scratch_dir, name);
+	if (unlinkat(dir, name, 0) < 0 && errno != ENOENT) {
 		r = -errno;
 		return error_set(e, r, "cannot remove stale temporary device node %s: %s", node,
 				 error_text(-r));
 	}
-	if (mknod(node, S_IFCHR | 0600, st.st_rdev) < 0) {
+	if (mknodat(dir, name, S_IFCHR | 0600, st.st_rdev) < 0) {
 		r = -errno;
 		return error_set(e, r, "cannot make temporary device node %s (%u:%u, for %s): %s",
 				 node, major(st.st_rdev), minor(st.st_rdev), o->device_path,
 				 error_text(-r));
 	}
 
+	/* lsetxattr: a symlink put there is labelled itself, not followed. */
 	r = selinux_label_path(o->labeler, node);
 	if (r <= 0) {
-		if (unlink(node) < 0)
+		if (unlinkat(dir, name, 0) < 0)
 			log_warning("cannot remove temporary device node %s: %s", node,
 				    error_text(errno));
 		if (r == 0)
@@ -262,13 +274,31 @@ static int open_via_labelled_node(struct iommufd_opener *o, int *fd, struct erro
 				 selinux_label(o->labeler), error_text(-r));
 	}
 
-	*fd = openat(AT_FDCWD, node, O_RDWR | O_CLOEXEC | O_NOCTTY);
-	r = *fd < 0 ? -errno : 0;
-	if (unlink(node) < 0)
+	cleanup_close int opened =
+	    openat(dir, name, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
+	r = opened < 0 ? -errno : 0;
+	if (unlinkat(dir, name, 0) < 0)
 		log_warning("cannot remove temporary device node %s: %s", node, error_text(errno));
 	if (r < 0)
 		return error_set(e, r, "cannot open labelled device node %s (for %s): %s%s", node,
 				 o->device_path, error_text(-r), open_remedy(-r));
+	if (fstat(opened, &got) < 0) {
+		r = -errno;
+		return error_set(e, r, "cannot stat labelled device node %s: %s", node,
+				 error_text(-r));
+	}
+	if (!S_ISCHR(got.st_mode) || got.st_rdev != st.st_rdev)
+		return error_set(e, -EPERM,
+				 "temporary device node %s was replaced (it opened %s, not %u:%u "
+				 "of %s): not handed over",
+				 node, S_ISCHR(got.st_mode) ? "another device" : "no device",
+				 major(st.st_rdev), minor(st.st_rdev), o->device_path);
+	int flags = fcntl(opened, F_GETFL);
+	if (flags < 0 || fcntl(opened, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+		r = -errno;
+		return error_set(e, r, "cannot clear O_NONBLOCK on %s: %s", node, error_text(-r));
+	}
+	*fd = take_fd(&opened);
 	return 0;
 }
 

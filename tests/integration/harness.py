@@ -237,7 +237,7 @@ class Env:
                 out.append(name)
                 continue
             try:
-                out += [f for f in os.listdir(path) if f not in (".lock", "endpoint", ".endpoint")]
+                out += [f for f in os.listdir(path) if f not in (".lock", "endpoint", ".endpoint", "alive")]
             except FileNotFoundError:
                 pass
         return sorted(out)
