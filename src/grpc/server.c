@@ -6,6 +6,7 @@
 #include "connection.h"
 #include "../basic/list.h"
 #include "../basic/unix_socket.h"
+#include "../loop/log_ratelimit.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -67,6 +68,7 @@ struct grpc_server {
 	nghttp2_option *options;
 	int listen_fd;
 	struct loop_listener listener;
+	struct log_ratelimit evictions; /* "closing the oldest" lines a peer can cause */
 	char *path;
 	struct file_id socket_id;
 	struct list connections; /* struct server_connection.link, oldest first */
@@ -442,6 +444,8 @@ static void connection_free(struct server_connection *sc)
 	list_unlink(&sc->link);
 	server->connection_count--;
 	free(sc);
+	if (server->connection_count < SERVER_MAX_CONNECTIONS)
+		loop_listener_hold(&server->listener, false);
 	if (server->drained && server->connection_count == 0)
 		loop_defer(server->loop, &server->drained_later, server_report_drained, server);
 }
@@ -451,11 +455,12 @@ static void connection_closed(struct grpc_connection *conn)
 	connection_free(container_of(conn, struct server_connection, conn));
 }
 
-/* At the connection cap, makes room for a new peer: closes the oldest connection that
- * never sent a request, else the oldest with no call open. Connections carrying a call
- * (the kubelet's ListAndWatch) are never closed; a stream-less kubelet connection that
- * is closed is simply dialled again by grpc-go. Returns false if every one is busy. */
-static bool server_evict_idle(struct grpc_server *server)
+/* At the connection cap, makes room for the next peer: closes the oldest connection,
+ * other than @keep, that never sent a request, else the oldest with no call open.
+ * Connections carrying a call (the kubelet's ListAndWatch) are never closed; a
+ * stream-less kubelet connection that is closed is simply dialled again by grpc-go.
+ * Returns false if every one is busy. */
+static bool server_evict_idle(struct grpc_server *server, const struct server_connection *keep)
 {
 	struct server_connection *silent = NULL, *idle = NULL;
 
@@ -463,7 +468,7 @@ static bool server_evict_idle(struct grpc_server *server)
 
 	/* Oldest first: the first match is the one to close. */
 	list_for_each (sc, &server->connections, link) {
-		if (!list_empty(&sc->calls) || grpc_connection_is_closed(&sc->conn))
+		if (sc == keep || !list_empty(&sc->calls) || grpc_connection_is_closed(&sc->conn))
 			continue;
 		if (!idle)
 			idle = sc;
@@ -473,9 +478,10 @@ static bool server_evict_idle(struct grpc_server *server)
 	struct server_connection *victim = silent ? silent : idle;
 	if (!victim)
 		return false;
-	log_warning("%d connections are open on %s: closing the oldest %s one (pid %d)",
-		    SERVER_MAX_CONNECTIONS, server->path, silent ? "silent" : "idle",
-		    victim->peer_pid);
+	if (log_ratelimit_allow(&server->evictions))
+		log_warning("%d connections are open on %s: closing the oldest %s one (pid %d)",
+			    SERVER_MAX_CONNECTIONS, server->path, silent ? "silent" : "idle",
+			    victim->peer_pid);
 	connection_free(victim);
 	return true;
 }
@@ -485,12 +491,6 @@ static void server_accept(void *data, int fd)
 	struct grpc_server *server = data;
 	struct ucred cred;
 
-	if (server->connection_count >= SERVER_MAX_CONNECTIONS && !server_evict_idle(server)) {
-		log_warning("refusing a connection on %s: %d connections are open, all busy",
-			    server->path, SERVER_MAX_CONNECTIONS);
-		close(fd);
-		return;
-	}
 	(void)unix_peer_credentials(fd, &cred);
 	struct server_connection *sc = xcalloc(1, sizeof(*sc));
 	list_init(&sc->calls);
@@ -522,6 +522,10 @@ static void server_accept(void *data, int fd)
 	list_append(&server->connections, &sc->link);
 	server->connection_count++;
 	server->stats.connections_accepted++;
+	/* At the cap: make room for the next peer, or, with every connection busy, let
+	 * the next ones wait in the listen backlog until one closes. */
+	if (server->connection_count >= SERVER_MAX_CONNECTIONS && !server_evict_idle(server, sc))
+		loop_listener_hold(&server->listener, true);
 	log_debug(4, "connection from pid %d on %s", sc->peer_pid, server->path);
 }
 
@@ -532,6 +536,8 @@ int grpc_server_new(struct loop *loop, const struct grpc_method *methods, size_t
 	list_init(&server->connections);
 
 	server->loop = loop;
+	log_ratelimit_init(loop, &server->evictions, LOG_RATELIMIT_INTERVAL_USEC,
+			   "idle gRPC connections closed at the cap");
 	server->methods = methods;
 	server->method_count = method_count;
 	server->data = data;
@@ -683,6 +689,7 @@ void grpc_server_free(struct grpc_server *server)
 	grpc_server_stop_listening(server, false);
 	while (!list_empty(&server->connections))
 		connection_free(list_first(&server->connections, struct server_connection, link));
+	log_ratelimit_destroy(&server->evictions);
 	nghttp2_session_callbacks_del(server->callbacks);
 	nghttp2_option_del(server->options);
 	free(server->path);

@@ -496,3 +496,54 @@ def test_new_client_is_served_while_128_idle_connections_are_held(env):
     finally:
         for s in idle:
             s.close()
+
+
+def test_at_the_cap_with_every_connection_busy_a_new_client_waits_and_is_served_when_one_closes(env):
+    """128 connections each carrying a call cannot be evicted: the next peer waits in the
+    listen backlog (it is not refused) and is served as soon as one of them closes."""
+    env.start("--devices", "4")
+    busy = []
+    try:
+        for _ in range(128):
+            c = h2raw.RawConnection(env.plugin_socket)
+            c.handshake()
+            c.send(h2raw.frame(h2raw.HEADERS, h2raw.FLAG_END_HEADERS, 1,
+                               h2raw.grpc_request_headers("/v1beta1.DevicePlugin/ListAndWatch")))
+            c.send(h2raw.frame(h2raw.DATA, h2raw.FLAG_END_STREAM, 1, h2raw.grpc_message(b"")))
+            busy.append(c)
+            # The call is open once its response headers come: the connection is busy.
+            deadline = time.monotonic() + 20
+            while True:
+                f = c.read_frame(deadline)
+                assert f is not None, "busy connection %d was closed" % len(busy)
+                if f[0] == h2raw.HEADERS and f[2] == 1:
+                    break
+        waiting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        waiting.settimeout(60)
+        waiting.connect(env.plugin_socket)  # queued in the backlog, not accepted
+        waiting.sendall(h2raw.PREFACE + h2raw.settings())
+        # The old daemon accepted and closed it at once ("refusing a connection"); a
+        # held listener leaves it unanswered. The sentinel that the daemon is alive and
+        # serving meanwhile: the busy connections still answer a PING.
+        busy[0].send(h2raw.frame(h2raw.PING, 0, 0, b"sentinel"))
+        deadline = time.monotonic() + 20
+        while True:
+            f = busy[0].read_frame(deadline)
+            assert f is not None, "no PING answer on a busy connection"
+            if f[0] == h2raw.PING and f[1] & h2raw.FLAG_ACK:
+                break
+        waiting.setblocking(False)
+        try:
+            got = waiting.recv(1)
+        except BlockingIOError:
+            got = None
+        except ConnectionResetError:
+            got = b""
+        assert got is None, "the waiting client was accepted and %s" % ("closed" if got == b"" else "answered")
+        busy.pop().close()
+        waiting.setblocking(True)
+        assert waiting.recv(9), "the waiting client was never served after a connection closed"
+        waiting.close()
+    finally:
+        for c in busy:
+            c.close()
