@@ -64,6 +64,6 @@ Prometheus that selects them by label). */}}
 
 {{/* The image reference; the repository is required (no image is published). */}}
 {{- define "iommufd-device-plugin.image" -}}
-{{- $repository := required "image.repository is required: the registry and name you pushed the image to, e.g. --set image.repository=registry.example.org/kubevirt/iommufd-device-plugin (make image builds it; docs/install.md, \"The image\")" .Values.image.repository -}}
+{{- $repository := required "image.repository is required: the registry and name you pushed the image to, e.g. --set image.repository=registry.example.org/kubevirt/iommufd-device-plugin (make image builds it; docs/install.md, \"Get the image\")" .Values.image.repository -}}
 {{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
