@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/progress.sh
 source "$here/../../scripts/progress.sh"
-PROGRESS_PREFIX=cluster-build
+export PROGRESS_PREFIX=cluster-build
 gocache=${IOMMUFD_CLUSTER_CACHE:-/var/cache/iommufd-device-plugin}/go/build
 work=$(mktemp -d /tmp/cluster-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -16,6 +16,7 @@ touch "$work/started"
 
 # "building kubelet: 3 programs built, 812 packages compiled": from build.sh's own lines
 # and the Go cache's output files (one "-d" file per compiled package) newer than the start.
+# shellcheck disable=SC2317 # called by progress_run, by name
 describe() {
 	local current built packages
 	current=$(sed -n 's/^cluster-build: building \([^ ]*\).*/\1/p' "$work/stderr" | tail -n 1)

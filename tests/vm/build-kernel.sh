@@ -10,7 +10,7 @@ fragment="$here/kernel.fragment"
 source "$here/lib.sh"
 # shellcheck source=scripts/progress.sh
 source "$here/../../scripts/progress.sh"
-PROGRESS_PREFIX=build-kernel
+export PROGRESS_PREFIX=build-kernel
 cache=$(vm_cache_dir)
 jobs="${IOMMUFD_VM_JOBS:-$(nproc)}"
 # Bump when the way the kernel is built changes (not the fragment: that is hashed itself).
