@@ -37,6 +37,11 @@ export SOURCE_DATE_EPOCH
 version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -1)
 # release.sh passes REVISION, so a build from a copy of the tree without .git matches.
 revision=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+# The OCI source/url/vendor labels. The project has no public home yet: set
+# IMAGE_SOURCE_URL when you publish (release.sh passes it through); the default is a
+# placeholder under .invalid (RFC 2606), never a wrong place.
+source_url=${IMAGE_SOURCE_URL:-https://source.invalid/iommufd-device-plugin}
+vendor=${IMAGE_VENDOR:-iommufd-device-plugin authors}
 out=$root/build-image
 mkdir -p "$out"
 
@@ -129,8 +134,12 @@ build_image() {
 	rm -rf "$context" "$out/$arch/oci"
 	mkdir -p "$context"
 	cp -p "$out/$arch/bin/iommufd-device-plugin" "$out/$arch/bin/iommufd-receive" "$context/"
-	install -m 0644 LICENSE "$context/LICENSE"
-	touch -h -d "@$SOURCE_DATE_EPOCH" "$context"/*
+	# Our license and the notices of what is linked in (musl, nghttp2, protobuf-c), from
+	# the Debian packages the build used; the SBOM beside them (scripts/licenses.sh).
+	scripts/licenses.sh --arch "$arch" "$out/$arch/bin" "$out/$arch"
+	cp -rp "$out/$arch/licenses" "$context/licenses"
+	cp -p "$out/$arch/sbom.spdx.json" "$context/licenses/sbom.spdx.json"
+	find "$context" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 	buildah_private rmi -f "$name" >/dev/null 2>&1 || true
 	# --squash: one layer; --timestamp: created time and file times from SOURCE_DATE_EPOCH;
@@ -138,6 +147,7 @@ build_image() {
 	buildah_private bud --quiet --squash --no-cache --identity-label=false \
 		--timestamp "$SOURCE_DATE_EPOCH" --platform "linux/$arch" \
 		--build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
+		--build-arg "SOURCE=$source_url" --build-arg "VENDOR=$vendor" \
 		-f "$root/Containerfile" -t "$name" "$context" >/dev/null
 	buildah_private push --quiet --format oci "$name" "oci:$out/$arch/oci:$version" >/dev/null
 	tar_reproducibly "$out/$arch/oci" "$out/iommufd-device-plugin-$arch.tar"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The release, in one command: static musl binaries for amd64 and arm64, their images (one
 # OCI archive per architecture and one multi-arch archive), the rendered manifests, a
-# tarball, and SHA256SUMS over all of it, in build-release/.
+# tarball (with licenses/: ours and the notices of musl, nghttp2 and protobuf-c, which
+# are linked in), an SPDX SBOM per architecture, and SHA256SUMS over all of it, in
+# build-release/.
 # Reproducible: every time comes from SOURCE_DATE_EPOCH (default: the last commit's),
 # archives are written with sorted names, owner 0:0 and gzip -n, so the same sources
 # give the same bytes. --verify proves it: builds a second time from a copy of the
@@ -85,6 +87,8 @@ build() {
 	for arch in "${arches[@]}"; do
 		scripts/image.sh --arch "$arch"
 		cp "build-image/iommufd-device-plugin-$arch.tar" "$out/$name-image-$arch.oci.tar"
+		# The SPDX SBOM of the binaries (image.sh made it with scripts/licenses.sh).
+		cp "build-image/$arch/sbom.spdx.json" "$out/$name-linux-$arch.spdx.json"
 	done
 	multiarch_archive
 
@@ -95,7 +99,13 @@ build() {
 	for arch in "${arches[@]}"; do
 		mkdir -p "$stage/bin/linux-$arch"
 		cp -p "build-image/$arch/bin/"* "$stage/bin/linux-$arch/"
+		cp -p "build-image/$arch/sbom.spdx.json" "$stage/bin/linux-$arch/sbom.spdx.json"
 	done
+	# The notices of what the binaries link in are the same for both architectures
+	# (one Debian source version each; licenses.sh checks the versions per architecture).
+	cmp -s build-image/amd64/licenses/musl.copyright build-image/arm64/licenses/musl.copyright ||
+		{ echo "release.sh: the two architectures' musl notices differ" >&2; exit 1; }
+	cp -rp build-image/amd64/licenses "$stage/licenses"
 	cp -r deploy "$stage/deploy"
 	local kustomize
 	kustomize=$(command -v kustomize || tests/deploy/debian-tool.sh kustomize trixie kustomize)
@@ -107,7 +117,7 @@ build() {
 	tar_gz "$stage" "$name" "$out/$name.tar.gz"
 	rm -rf "$stage"
 
-	(cd "$out" && sha256sum -- *.tar *.tar.gz | LC_ALL=C sort -k2 >SHA256SUMS)
+	(cd "$out" && sha256sum -- *.tar *.tar.gz *.spdx.json | LC_ALL=C sort -k2 >SHA256SUMS)
 	echo "release.sh: $out"
 	(cd "$out" && ls -l -- * | awk '{print "  " $5 "\t" $9}')
 }

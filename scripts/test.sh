@@ -140,7 +140,8 @@ fi
 
 if [ "$run_cluster" -eq 1 ]; then
 	# After the fast suites: it builds the cluster's programs the first time.
-	echo "== real cluster: building the pinned cluster (the first time only; see $logdir/real-cluster.log), then its tests"
+	echo "== real cluster: building the pinned cluster (the first time only), then its tests (see $logdir/real-cluster.log)"
+	tests/cluster/build-progress.sh >/dev/null || true # progress on the terminal; a failure is the suite's
 	pytest_suite tests/cluster/run.sh "" "real cluster"
 fi
 

@@ -75,7 +75,7 @@ def plugin_overlay(tmp, flags=None, components=()):
                 "resources:\n  - %s\n" % os.path.relpath(os.path.join(ROOT, "deploy"), tmp) +
                 ("components:\n" + "".join("  - %s\n" % os.path.relpath(os.path.join(ROOT, "deploy", "components", c), tmp)
                                            for c in components) if components else "") +
-                "images:\n  - name: iommufd-device-plugin\n    newName: %s\n    newTag: %s\n" % (name, tag) +
+                "images:\n  - name: set-your-registry.invalid/iommufd-device-plugin\n    newName: %s\n    newTag: %s\n" % (name, tag) +
                 "patches:\n  - patch: '%s'\n" % json.dumps(patch))
     return tmp, image
 

@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 echo "cluster: building the pinned Kubernetes, etcd, containerd, runc (cached after the first run)"
-tests/cluster/build.sh >/dev/null || { echo "cluster: build failed"; echo "0 passed, 1 failed"; exit 1; }
+tests/cluster/build-progress.sh >/dev/null || { echo "cluster: build failed"; echo "0 passed, 1 failed"; exit 1; }
 echo "cluster: running the cluster tests"
 export PYTHONDONTWRITEBYTECODE=1
 args=()

@@ -62,7 +62,7 @@ kind: Kustomization
 resources:
   - $(realpath --relative-to="$overlay" "$root/deploy")
 images:
-  - name: iommufd-device-plugin
+  - name: set-your-registry.invalid/iommufd-device-plugin
     newName: ${image%:*}
     newTag: $version
 patches:

@@ -68,8 +68,20 @@ def parse_matchers(braces):
     return out
 
 
+# kube-state-metrics' DaemonSet series the absent-plugin alert reads (its documented
+# names and labels: kube-state-metrics docs/metrics/workload/daemonset-metrics.md), as
+# it exports them for the kustomize base's DaemonSet.
+KUBE_STATE_METRICS = {
+    name: [{"namespace": "kube-system", "daemonset": "iommufd-device-plugin"}]
+    for name in ("kube_daemonset_status_desired_number_scheduled", "kube_daemonset_status_number_ready")
+}
+
+
 def selector_errors(expr, series):
-    """What expr selects that series ({metric: [label dicts]}) does not have."""
+    """What expr selects that series ({metric: [label dicts]}) does not have, besides the
+    kube-state-metrics series the absent-plugin alert reads (KUBE_STATE_METRICS), which no
+    plugin exports."""
+    series = dict(KUBE_STATE_METRICS, **series)
     errors = []
     for name, matchers in selectors(expr):
         if name not in series:
@@ -339,11 +351,28 @@ def promtool_test(tmp_path, rules, firing, series=None):
                           capture_output=True, text=True, timeout=120)
 
 
+# IommufdPluginNotReady: DaemonSet a (3 nodes wanted, 2 ready pods) fires; b (2 of 2)
+# and c (2 wanted, 1 ready for 5 minutes only, a rollout) do not.
+KSM = {
+    'kube_daemonset_status_desired_number_scheduled{daemonset="iommufd-device-plugin",namespace="a"}': "3x25",
+    'kube_daemonset_status_number_ready{daemonset="iommufd-device-plugin",namespace="a"}': "2x25",
+    'kube_daemonset_status_desired_number_scheduled{daemonset="iommufd-device-plugin",namespace="b"}': "2x25",
+    'kube_daemonset_status_number_ready{daemonset="iommufd-device-plugin",namespace="b"}': "2x25",
+    'kube_daemonset_status_desired_number_scheduled{daemonset="iommufd-device-plugin",namespace="c"}': "2x25",
+    'kube_daemonset_status_number_ready{daemonset="iommufd-device-plugin",namespace="c"}': "2x14 1x5 2x5",
+    'kube_daemonset_status_desired_number_scheduled{daemonset="other",namespace="a"}': "3x25",
+    'kube_daemonset_status_number_ready{daemonset="other",namespace="a"}': "0x25",
+}
+SERIES.update(KSM)
+FIRING["IommufdPluginNotReady"] = [{"daemonset": "iommufd-device-plugin", "namespace": "a", "severity": "warning"}]
+
+
 def test_the_scenarios_use_exported_names_and_cover_every_alert(exported):
     assert set(FIRING) == {r["alert"] for r in alert_rules()}, "every alert needs its scenario"
     for series in SERIES:
         name = series.split("{")[0]
-        assert name in exported, "the scenario uses %s, which the plugin does not export" % name
+        assert name in dict(exported, **KUBE_STATE_METRICS), \
+            "the scenario uses %s, which neither the plugin nor kube-state-metrics exports" % name
 
 
 @pytest.mark.skipif(not PROMTOOL, reason="PROMTOOL unset (tests/deploy/run.sh sets it from Debian's prometheus package)")
@@ -357,6 +386,11 @@ def test_each_alert_fires_for_the_pod_in_trouble_and_no_other(tmp_path):
         {"pod": "b", "severity": "critical"}])
     result = promtool_test(tmp_path, rules, wrong)
     assert result.returncode != 0 and "IommufdPluginNotRegistered" in result.stdout + result.stderr
+    # And for the absent plugin: the short dip of c (a rollout) must not count.
+    wrong = dict(FIRING, IommufdPluginNotReady=FIRING["IommufdPluginNotReady"] + [
+        {"daemonset": "iommufd-device-plugin", "namespace": "c", "severity": "warning"}])
+    result = promtool_test(tmp_path, rules, wrong)
+    assert result.returncode != 0 and "IommufdPluginNotReady" in result.stdout + result.stderr
 
 
 @pytest.mark.skipif(not PROMTOOL, reason="PROMTOOL unset (tests/deploy/run.sh sets it from Debian's prometheus package)")

@@ -23,7 +23,11 @@ RELEASE = "iommufd-device-plugin"
 HELM_LABELS = {"app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "app.kubernetes.io/version",
                "helm.sh/chart"}
 
-METRICS = ["metrics.podMonitor.enabled=true", "metrics.podAnnotations=true", "metrics.alerts.enabled=true"]
+# What kustomize's base and overlays/metrics/runbooks.yaml set and the chart requires.
+IMAGE = "image.repository=set-your-registry.invalid/iommufd-device-plugin"
+RUNBOOKS = "https://docs.invalid/iommufd-device-plugin/docs/operations.md"
+METRICS = ["metrics.podMonitor.enabled=true", "metrics.podAnnotations=true", "metrics.alerts.enabled=true",
+           "metrics.alerts.runbookBaseURL=" + RUNBOOKS]
 # Each kustomize variant and the values that ask the chart for the same.
 VARIANTS = {
     "deploy": [],
@@ -32,7 +36,7 @@ VARIANTS = {
     "deploy/overlays/metrics": METRICS,
     "deploy/overlays/selinux": ["selinux.enabled=true"],
     "<all components>": METRICS + ["registration.mode=plugin-watcher", "selinux.enabled=true",
-                                   "networkPolicy.enabled=true"],
+                                   "networkPolicy.enabled=true", "iommufdNodeSelector.enabled=true"],
 }
 
 
@@ -42,14 +46,17 @@ def helm():
     return os.environ.get("HELM") or npm_tool.tool("helm")
 
 
-def helm_template(helm, values=(), release=RELEASE, check=True):
-    args = [helm, "template", release, CHART, "--namespace", "kube-system"]
-    for v in values:
+def helm_template(helm, values=(), release=RELEASE, check=True, namespace="kube-system", image=True):
+    """The chart rendered with these --set values (and the image repository it requires,
+    unless image=False); check: the objects, and no line on stderr (Helm's warnings)."""
+    args = [helm, "template", release, CHART] + (["--namespace", namespace] if namespace else [])
+    for v in ([IMAGE] if image else []) + list(values):
         args += ["--set", v]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120)
     if not check:
         return result
     assert result.returncode == 0, "helm template %s failed:\n%s" % (" ".join(values), result.stderr)
+    assert not result.stderr, "helm template %s warned:\n%s" % (" ".join(values), result.stderr)
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
@@ -79,13 +86,14 @@ def test_the_chart_covers_every_kustomize_variant():
     assert set(VARIANTS) == set(KUSTOMIZE_VARIANTS)
 
 
-def test_helm_lint_passes_strict(helm):
-    for values in ([], VARIANTS["<all components>"]):
-        args = [helm, "lint", "--strict", CHART]
-        for v in values:
-            args += ["--set", v]
-        result = subprocess.run(args, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0 and "0 chart(s) failed" in result.stdout, result.stdout + result.stderr
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_helm_lint_passes_strict(helm, variant):
+    args = [helm, "lint", "--strict", CHART, "--namespace", "kube-system"]
+    for v in [IMAGE] + VARIANTS[variant]:
+        args += ["--set", v]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "0 chart(s) failed" in result.stdout, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout and not result.stderr, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -133,7 +141,7 @@ def test_every_value_reaches_the_daemon_and_the_daemon_accepts_it(helm):
     values = ["%s=%s" % (k, v) for k, (v, _) in EVERY_VALUE.items()] + [
         "selinux.enabled=true", "extraEnv[0].name=IOMMUFD_DP_ACK_TIMEOUT", "extraEnv[0].value=20s"]
     # --set-string: "0600" and "4" stay strings where the schema wants them so.
-    args = []
+    args = ["--set", IMAGE]
     for v in values:
         args += ["--set-string" if v.split("=")[0] in ("handoff.socketMode",) else "--set", v]
     result = subprocess.run([helm, "template", RELEASE, CHART, "--namespace", "kube-system"] + args,
@@ -162,7 +170,8 @@ def test_a_misspelt_or_mistyped_value_is_refused(helm):
     result = helm_template(helm, ["devicez=4"], check=False)
     assert result.returncode != 0 and "devicez" in result.stderr
     # YAML reads an unquoted 0600 as 384: the schema wants the string.
-    result = subprocess.run([helm, "template", RELEASE, CHART, "--set-json", "handoff.socketMode=384"],
+    result = subprocess.run([helm, "template", RELEASE, CHART, "-n", "kube-system", "--set", IMAGE,
+                             "--set-json", "handoff.socketMode=384"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "socketMode" in result.stderr
 

@@ -24,7 +24,10 @@ ARCHES = ["amd64", "arm64"]
 MAX_PULLED_BYTES = 300 * 1024
 # Issue 7's budget, kept for the files the layer unpacks to.
 MAX_UNPACKED_BYTES = 2 * 1024 * 1024
-EXPECTED_FILES = {"licenses/LICENSE", "usr/bin/iommufd-device-plugin", "usr/bin/iommufd-receive"}
+# Ours, the notices of the libraries linked in (scripts/licenses.sh), the SBOM.
+EXPECTED_FILES = {"licenses/LICENSE", "licenses/musl.copyright", "licenses/nghttp2.copyright",
+                  "licenses/protobuf-c.copyright", "licenses/sbom.spdx.json",
+                  "usr/bin/iommufd-device-plugin", "usr/bin/iommufd-receive"}
 ELF_MACHINE = {"amd64": "x86-64", "arm64": "ARM aarch64"}
 
 
@@ -91,9 +94,17 @@ def test_image_is_scratch_plus_the_static_binaries(image):
     assert config["os"] == "linux" and config["architecture"] == arch
     assert config["config"]["Entrypoint"] == ["/usr/bin/iommufd-device-plugin"]
     assert config["config"]["User"] == "0:0"
-    assert config["config"]["Labels"]["org.opencontainers.image.version"] == meson_version()
+    labels = config["config"]["Labels"]
+    assert labels["org.opencontainers.image.version"] == meson_version()
+    for key in ("title", "description", "licenses", "revision", "source", "url", "vendor"):
+        assert labels.get("org.opencontainers.image." + key), "no OCI label %s" % key
     files = layer_files(blobs, manifest)
     assert set(files) == EXPECTED_FILES
+    # The SBOM names the binaries in this layer, by checksum.
+    sbom = json.loads(files["licenses/sbom.spdx.json"][1])
+    sums = {p["name"]: p["checksums"][0]["checksumValue"] for p in sbom["packages"] if p.get("checksums")}
+    for name in ("iommufd-device-plugin", "iommufd-receive"):
+        assert sums[name] == hashlib.sha256(files["usr/bin/" + name][1]).hexdigest(), name
     for name in ("usr/bin/iommufd-device-plugin", "usr/bin/iommufd-receive"):
         assert files[name][0] == 0o755
 

@@ -45,11 +45,14 @@ def render(path):
 def combined(tmp_path_factory):
     """All components at once on the base: they must compose."""
     d = tmp_path_factory.mktemp("combined")
+    # The metrics component's runbook URL comes from the using kustomization: a copy.
+    with open(os.path.join(DEPLOY, "overlays", "metrics", "runbooks.yaml")) as src, open(d / "runbooks.yaml", "w") as dst:
+        dst.write(src.read())
     with open(d / "kustomization.yaml", "w") as f:
         yaml.safe_dump({
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
-            "resources": [os.path.relpath(os.path.join(DEPLOY, "base"), d)],
+            "resources": [os.path.relpath(os.path.join(DEPLOY, "base"), d), "runbooks.yaml"],
             "components": [os.path.relpath(os.path.join(DEPLOY, "components", c), d) for c in COMPONENTS],
         }, f)
     return str(d)
@@ -104,7 +107,7 @@ def objects_errors(objects):
 def test_the_variants_are_the_ones_the_docs_name():
     assert set(VARIANTS) >= {"deploy", "deploy/base", "deploy/overlays/plugin-watcher",
                              "deploy/overlays/metrics", "deploy/overlays/selinux"}
-    assert COMPONENTS == ["metrics", "network-policy", "plugin-watcher", "selinux"]
+    assert COMPONENTS == ["iommufd-node", "metrics", "network-policy", "plugin-watcher", "selinux"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -230,7 +233,12 @@ def test_placed_like_a_node_component(rendered, variant):
     assert spec["priorityClassName"] == "system-node-critical"
     taints = {t["key"] for t in spec["tolerations"] if t.get("operator") == "Exists"}
     assert {"node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master"} <= taints
-    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    # GPU nodes: VMs with passed-through GPUs are the plugin's users there (docs/install.md).
+    assert {"nvidia.com/gpu", "amd.com/gpu"} <= taints
+    wanted = {"kubernetes.io/os": "linux"}
+    if variant == "<all components>":  # the iommufd-node component: NFD's label as well
+        wanted["feature.node.kubernetes.io/kernel-config.IOMMUFD"] = "true"
+    assert spec["nodeSelector"] == wanted
     assert spec["automountServiceAccountToken"] is False
     assert not spec.get("hostNetwork") and not spec.get("hostPID")
     strategy = ds["spec"]["updateStrategy"]

@@ -38,7 +38,8 @@ def test_release_is_reproducible_and_sums_match(release):
         sums = dict(reversed(line.split()) for line in f)
     name = "iommufd-device-plugin-" + release
     assert set(sums) == {name + ".tar.gz", name + "-image.oci.tar",
-                         name + "-image-amd64.oci.tar", name + "-image-arm64.oci.tar"}
+                         name + "-image-amd64.oci.tar", name + "-image-arm64.oci.tar",
+                         name + "-linux-amd64.spdx.json", name + "-linux-arm64.spdx.json"}
     for file, digest in sums.items():
         with open(os.path.join(OUT, file), "rb") as f:
             assert hashlib.sha256(f.read()).hexdigest() == digest, file
@@ -60,10 +61,13 @@ def test_tarball_holds_both_architectures_manifests_and_docs(release):
     for arch in ("amd64", "arm64"):
         for binary in ("iommufd-device-plugin", "iommufd-receive"):
             assert members["%s/bin/linux-%s/%s" % (name, arch, binary)].mode == 0o755
+    for arch in ("amd64", "arm64"):
+        assert "%s/bin/linux-%s/sbom.spdx.json" % (name, arch) in members
     for f in ("LICENSE", "README.md", "deploy/kustomization.yaml", "deploy/base/daemonset.yaml",
+              "licenses/musl.copyright", "licenses/nghttp2.copyright", "licenses/protobuf-c.copyright",
               "docs/install.md", "docs/operations.md", "docs/architecture.md"):
         assert name + "/" + f in members, f
-    assert "kind: DaemonSet" in install and "image: iommufd-device-plugin:" + release in install
+    assert "kind: DaemonSet" in install and "image: set-your-registry.invalid/iommufd-device-plugin:" + release in install
 
 
 def test_multiarch_archive_indexes_both_images(release):

@@ -8,6 +8,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 fragment="$here/kernel.fragment"
 # shellcheck source=tests/vm/lib.sh
 source "$here/lib.sh"
+# shellcheck source=scripts/progress.sh
+source "$here/../../scripts/progress.sh"
+export PROGRESS_PREFIX=build-kernel
 cache=$(vm_cache_dir)
 jobs="${IOMMUFD_VM_JOBS:-$(nproc)}"
 # Bump when the way the kernel is built changes (not the fragment: that is hashed itself).
@@ -83,6 +86,18 @@ fallback() {
 	echo "$found"
 }
 
+# The files kbuild compiled so far: its "  CC      path.o" lines (also AS, and CC for
+# host tools under HOSTCC, which are not counted).
+compiled_count() { grep -cE '^  (CC|AS) ' "$1" || true; }
+
+# bzimage_progress: "building bzImage: N files compiled[ of about M]", M from the last
+# build of this kernel version recorded in a build-info (none on a first build).
+bzimage_progress() {
+	local done=$(($(compiled_count "$work/build.log") - compiled_before)) last
+	last=$(sed -n 's/^compiled=//p' "$cache/kernel/"*/build-info 2>/dev/null | sort -n | tail -n 1)
+	echo "building bzImage: $done files compiled${last:+ of about $last (the last build here)}"
+}
+
 main() {
 	[[ -r "$fragment" ]] || die "cannot read $fragment"
 	mkdir -p "$cache/kernel"
@@ -104,7 +119,7 @@ main() {
 		return 0
 	fi
 
-	local src work start
+	local src work start compiled_before
 	if ! src=$(unpack_source "$version" "$suite"); then
 		fallback "$key" "cannot get the source of $pkg $version"
 		return
@@ -120,8 +135,9 @@ main() {
 	"${make[@]}" olddefconfig >>"$work/build.log" 2>&1 ||
 		die "make olddefconfig failed, see $work/build.log"
 	verify_config "$work/obj/.config"
-	log "building bzImage with $jobs jobs (log: $work/build.log)"
-	"${make[@]}" bzImage >>"$work/build.log" 2>&1 || {
+	log "building bzImage with $jobs jobs (log: $work/build.log; a progress line every 30 s)"
+	compiled_before=$(compiled_count "$work/build.log")
+	progress_run 30 bzimage_progress "$work/build.log" "${make[@]}" bzImage || {
 		tail -n 30 "$work/build.log" >&2
 		die "make bzImage failed, see $work/build.log"
 	}
@@ -140,6 +156,7 @@ main() {
 		build_seconds=$(($(date +%s) - start))
 		jobs=$jobs
 		bzImage_bytes=$(stat -c %s "$tmp/bzImage")
+		compiled=$(($(compiled_count "$work/build.log") - compiled_before))
 	EOF
 	rm -rf "$out"
 	mv "$tmp" "$out"

@@ -1,0 +1,189 @@
+"""Issue 21: the chart keys an operator expects of a node agent's chart (NVIDIA's
+k8s-device-plugin and the Helm community's names), each rendered with a value set and
+its effect checked in the output; the image repository and the alerts' runbook base
+are required; "default" is refused unless asked; NOTES.txt tells how to check a node;
+the rules the chart ships are the kustomize component's."""
+
+import filecmp
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from k8s_validate import daemonset_errors, schema_errors
+from test_helm import CHART, IMAGE, METRICS, RELEASE, RUNBOOKS, helm, helm_template  # noqa: F401
+from test_manifests import DEPLOY, combined, daemonset, objects_errors, plugin_container, render, rendered  # noqa: F401
+
+GPU_TAINTS = {"nvidia.com/gpu", "amd.com/gpu"}
+
+
+def pod_spec(objects):
+    return daemonset(objects)["spec"]["template"]["spec"]
+
+
+def one(objects, kind):
+    (obj,) = [o for o in objects if o["kind"] == kind]
+    return obj
+
+
+# key=value -> what the rendered objects must then show. Each is also rendered without
+# the value (the default) and must not show it, so a key the template ignores fails.
+KEYS = {
+    "global.imageRegistry=ignored.example": lambda o: daemonset(o) is not None,
+    "nameOverride=iommufd": lambda o: daemonset(o)["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "iommufd",
+    "fullnameOverride=dp": lambda o: daemonset(o)["metadata"]["name"] == "dp",
+    "namespaceOverride=kubevirt": lambda o: all(x["metadata"]["namespace"] == "kubevirt" for x in o),
+    "imagePullSecrets[0].name=pull": lambda o: pod_spec(o)["imagePullSecrets"] == [{"name": "pull"}],
+    "podLabels.team=virt": lambda o: daemonset(o)["spec"]["template"]["metadata"]["labels"]["team"] == "virt",
+    "podAnnotations.owner=virt": lambda o: daemonset(o)["spec"]["template"]["metadata"]["annotations"] == {"owner": "virt"},
+    "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=gpu,"
+    "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists":
+        lambda o: pod_spec(o)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"][0]["matchExpressions"][0]["key"] == "gpu",
+    "updateStrategy.type=OnDelete,updateStrategy.rollingUpdate=null": lambda o: daemonset(o)["spec"]["updateStrategy"] == {"type": "OnDelete"},
+    "podSecurityContext.seccompProfile.type=Unconfined": lambda o: pod_spec(o)["securityContext"] == {"seccompProfile": {"type": "Unconfined"}},
+    "securityContext.readOnlyRootFilesystem=false": lambda o: plugin_container(o)["securityContext"]
+    == {"privileged": True, "runAsUser": 0, "readOnlyRootFilesystem": False},
+    "runtimeClassName=runc": lambda o: pod_spec(o)["runtimeClassName"] == "runc",
+    "priorityClassName=": lambda o: "priorityClassName" not in pod_spec(o),
+    "metrics.bindAddress=[::]": lambda o: {e["name"]: e.get("value") for e in plugin_container(o)["env"]}
+    ["IOMMUFD_DP_METRICS_ADDRESS"] == "[::]:9110",
+    "iommufdNodeSelector.enabled=true": lambda o: pod_spec(o)["nodeSelector"]
+    == {"kubernetes.io/os": "linux", "feature.node.kubernetes.io/kernel-config.IOMMUFD": "true"},
+}
+
+
+def shows(check, objects):
+    try:
+        return check(objects)
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+@pytest.mark.parametrize("setting", sorted(KEYS))
+def test_each_key_changes_what_it_names(helm, setting):  # noqa: F811
+    """A key=value (or several, comma-separated, as --set takes them)."""
+    check = KEYS[setting]
+    objects = helm_template(helm, [setting])
+    errors = objects_errors(objects)
+    assert not errors, "\n".join(errors)
+    assert shows(check, objects), "%s did not reach the output" % setting
+    if not setting.startswith("global."):
+        default = helm_template(helm, [])
+        assert not shows(check, default), "the default already shows %s: the test proves nothing" % setting
+
+
+def test_pod_labels_cannot_steal_the_selector(helm):  # noqa: F811
+    objects = helm_template(helm, ["podLabels.app\\.kubernetes\\.io/name=other", "podLabels.x=y"])
+    ds = daemonset(objects)
+    labels = ds["spec"]["template"]["metadata"]["labels"]
+    assert labels["x"] == "y" and ds["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert not schema_errors(ds) and not daemonset_errors(ds)
+
+
+def test_the_pod_ip_bind_address_gets_the_pod_ip(helm):  # noqa: F811
+    container = plugin_container(helm_template(helm, ["metrics.bindAddress=$(POD_IP)"]))
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["IOMMUFD_DP_METRICS_ADDRESS"]["value"] == "$(POD_IP):9110"
+    names = [e["name"] for e in container["env"]]
+    assert names.index("POD_IP") < names.index("IOMMUFD_DP_METRICS_ADDRESS"), "$(VAR) sees only earlier variables"
+
+
+def test_monitoring_objects_carry_the_release_label_hook(helm):  # noqa: F811
+    objects = helm_template(helm, METRICS + ["metrics.additionalLabels.release=kps", "networkPolicy.enabled=true"])
+    for kind in ("PodMonitor", "PrometheusRule"):
+        assert one(objects, kind)["metadata"]["labels"]["release"] == "kps", kind
+    assert "release" not in daemonset(objects)["metadata"]["labels"]
+    assert "release" not in one(objects, "NetworkPolicy")["metadata"]["labels"]
+
+
+def test_gpu_nodes_are_tolerated_by_default_in_both(helm, rendered):  # noqa: F811
+    for objects in (helm_template(helm), rendered("deploy")):
+        taints = {t["key"] for t in pod_spec(objects)["tolerations"]
+                  if t.get("operator") == "Exists" and t.get("effect") == "NoSchedule"}
+        assert GPU_TAINTS <= taints
+
+
+def test_the_image_repository_is_required(helm):  # noqa: F811
+    result = helm_template(helm, [], image=False, check=False)
+    assert result.returncode != 0 and "image.repository is required" in result.stderr, result.stderr
+    assert one(helm_template(helm, ["image.repository=r.example/x", "image.tag=1.2"]), "DaemonSet")
+    container = plugin_container(helm_template(helm, ["image.repository=r.example/x", "image.tag=1.2"]))
+    assert container["image"] == "r.example/x:1.2"
+    # kustomize's base names a host that cannot resolve, not docker.io/library/...
+    assert plugin_container(render(os.path.join(DEPLOY, "base")))["image"].startswith("set-your-registry.invalid/")
+
+
+def test_the_default_namespace_is_refused_unless_asked(helm):  # noqa: F811
+    for namespace in (None, "default"):
+        result = helm_template(helm, [], namespace=namespace, check=False)
+        assert result.returncode != 0 and 'namespace "default"' in result.stderr, result.stderr
+    objects = helm_template(helm, ["allowDefaultNamespace=true"], namespace="default")
+    assert daemonset(objects)["metadata"]["namespace"] == "default"
+    # namespaceOverride counts, not the release's namespace.
+    assert helm_template(helm, ["namespaceOverride=default"], check=False).returncode != 0
+
+
+def test_one_value_sets_every_runbook_url_and_is_required(helm):  # noqa: F811
+    base = "https://git.example.org/virt/iommufd-device-plugin/-/blob/v0.1.0/docs/operations.md"
+    rule = one(helm_template(helm, METRICS + ["metrics.alerts.runbookBaseURL=" + base]), "PrometheusRule")
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert alerts and all(r["annotations"]["runbook_url"] == "%s#%s" % (base, r["alert"].lower()) for r in alerts)
+    without = [v for v in METRICS if "runbookBaseURL" not in v]
+    result = helm_template(helm, without, check=False)
+    assert result.returncode != 0 and "runbookBaseURL is required" in result.stderr, result.stderr
+
+
+def test_one_configmap_sets_every_runbook_url_for_kustomize(tmp_path, rendered):  # noqa: F811
+    base = "https://git.example.org/virt/iommufd-device-plugin/-/blob/v0.1.0/docs/operations.md"
+    (tmp_path / "runbooks.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "iommufd-device-plugin-runbooks",
+                     "annotations": {"config.kubernetes.io/local-config": "true"}},
+        "data": {"baseURL": base}}))
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(os.path.join(DEPLOY, "base"), tmp_path), "runbooks.yaml"],
+        "components": [os.path.relpath(os.path.join(DEPLOY, "components", "metrics"), tmp_path)]}))
+    objects = render(str(tmp_path))
+    assert not [o for o in objects if o["kind"] == "ConfigMap"], "the local ConfigMap must not be applied"
+    rule = one(objects, "PrometheusRule")
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert all(r["annotations"]["runbook_url"] == "%s#%s" % (base, r["alert"].lower()) for r in alerts)
+    # The shipped overlay's own is the placeholder the chart's tests use, nothing of example.com.
+    for r in [r for g in one(rendered("deploy/overlays/metrics"), "PrometheusRule")["spec"]["groups"] for r in g["rules"]]:
+        assert r["annotations"]["runbook_url"].startswith(RUNBOOKS + "#")
+
+
+def test_the_chart_renames_the_daemonset_the_absent_plugin_alert_watches(helm):  # noqa: F811
+    objects = helm_template(helm, METRICS + ["fullnameOverride=dp"])
+    (rule,) = [r for g in one(objects, "PrometheusRule")["spec"]["groups"] for r in g["rules"]
+               if r["alert"] == "IommufdPluginNotReady"]
+    assert rule["expr"].count('daemonset="dp"') == 2 and "iommufd-device-plugin" not in rule["expr"]
+
+
+def test_the_chart_ships_the_kustomize_rules():
+    ours = os.path.join(CHART, "files", "prometheusrule.yaml")
+    theirs = os.path.join(DEPLOY, "components", "metrics", "prometheusrule.yaml")
+    assert not os.path.islink(ours), "a symlink makes every helm command print a notice"
+    assert filecmp.cmp(ours, theirs, shallow=False), "cp %s %s" % (theirs, ours)
+
+
+def notes(helm, namespace, values=()):  # noqa: F811
+    args = [helm, "install", "--dry-run=client", RELEASE, CHART, "--namespace", namespace, "--set", IMAGE]
+    for v in values:
+        args += ["--set", v]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_tell_how_to_check_a_node(helm):  # noqa: F811
+    text = notes(helm, "kube-system")
+    for want in ("kubectl -n kube-system get pods -o wide -l app.kubernetes.io/instance=" + RELEASE,
+                 "missing /dev/iommu", "device_present", "devices\\.kubevirt\\.io/iommufd", "kube-system does"):
+        assert want in text, "NOTES.txt lacks %r:\n%s" % (want, text)
+    own = notes(helm, "virt", ["iommufdNodeSelector.enabled=true"])
+    assert "kubectl label namespace virt pod-security.kubernetes.io/enforce=privileged" in own, own
+    assert "feature.node.kubernetes.io/kernel-config.IOMMUFD=true" in own, own
