@@ -3,7 +3,7 @@
  * queues is gathered with mem_send and written with one send() per batch. */
 #include "connection.h"
 #include "../basic/error_text.h"
-#include "../basic/half_close.h"
+#include "../basic/stream_socket.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -85,17 +85,11 @@ static int connection_gather(struct grpc_connection *conn)
  * (wait for EPOLLOUT), -errno on a dead peer. */
 static int connection_write(struct grpc_connection *conn)
 {
-	while (conn->out_pos < conn->out_len) {
-		ssize_t n = send(conn->fd, conn->out + conn->out_pos, conn->out_len - conn->out_pos,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EAGAIN ? 0 : -errno;
-		conn->out_pos += (size_t)n;
-	}
-	conn->out_pos = conn->out_len = 0;
-	return 1;
+	int r = stream_send_pending(conn->fd, conn->out, conn->out_len, &conn->out_pos);
+
+	if (r == 1)
+		conn->out_pos = conn->out_len = 0;
+	return r;
 }
 
 /* Sends what the session has queued; called from the loop only, never inside

@@ -4,7 +4,7 @@
  * evicted, so idle peers cannot keep /livez out. */
 #include "http.h"
 #include "../basic/error_text.h"
-#include "../basic/half_close.h"
+#include "../basic/stream_socket.h"
 #include "../basic/list.h"
 #include "../basic/unix_socket.h"
 #include "../loop/deadline_list.h"
@@ -156,23 +156,18 @@ static void connection_answer_error(struct http_connection *c, int status, const
  * destroy the answer before it reads it. */
 static void http_connection_write(struct http_connection *c)
 {
-	while (c->answer_sent < c->answer_len) {
-		ssize_t n = send(c->fd, c->answer + c->answer_sent, c->answer_len - c->answer_sent,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			if (loop_watch_modify(c->server->loop, &c->watch, EPOLLOUT) < 0)
-				connection_close(c);
-			return;
-		}
-		if (n < 0) {
-			log_debug(2, "HTTP peer on %s went away: %s", c->server->address,
-				  error_text(errno));
+	int r =
+	    stream_send_pending(c->fd, (const uint8_t *)c->answer, c->answer_len, &c->answer_sent);
+
+	if (r == 0) {
+		if (loop_watch_modify(c->server->loop, &c->watch, EPOLLOUT) < 0)
 			connection_close(c);
-			return;
-		}
-		c->answer_sent += (size_t)n;
+		return;
+	}
+	if (r < 0) {
+		log_debug(2, "HTTP peer on %s went away: %s", c->server->address, error_text(-r));
+		connection_close(c);
+		return;
 	}
 	if (half_close_start(c->fd) < 0) {
 		connection_close(c);

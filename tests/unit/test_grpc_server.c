@@ -1,5 +1,5 @@
 /* Unit tests of the gRPC server's lifetime edges (src/grpc/server.c) and the shared
- * half-close (src/basic/half_close.c): drain completion always comes from the loop,
+ * half-close (src/basic/stream_socket.c): drain completion always comes from the loop,
  * and a lingering socket is closed on the peer's EOF only. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "basic/half_close.h"
+#include "basic/stream_socket.h"
 #include "grpc/server.h"
 #include "loop/loop.h"
 

@@ -1,8 +1,21 @@
-/* Half-close and linger for the connections we answer on; see half_close.h. */
-#include "half_close.h"
+/* Non-blocking output and the graceful end of our stream sockets; see stream_socket.h. */
+#include "stream_socket.h"
 
 #include <errno.h>
 #include <sys/socket.h>
+
+int stream_send_pending(int fd, const uint8_t *buf, size_t len, size_t *pos)
+{
+	while (*pos < len) {
+		ssize_t n = send(fd, buf + *pos, len - *pos, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? 0 : -errno;
+		*pos += (size_t)n;
+	}
+	return 1;
+}
 
 int half_close_start(int fd)
 {
