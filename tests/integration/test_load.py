@@ -8,7 +8,6 @@ a round takes well under 0.1 s on either).
 import os
 import socket
 import stat
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -22,7 +21,6 @@ DEVICES = 110  # the kubelet's default max pods, and the daemon's default --devi
 IDLE_GRPC_PEERS = 20
 THREADS = 8  # concurrent receivers (and concurrent Allocate calls)
 WARM_UP_ROUNDS = 3
-TIME_LIMIT = 100.0  # seconds for the measured rounds; the whole test stays under 2 minutes
 
 
 def load_repetitions():
@@ -103,9 +101,10 @@ def test_110_allocations_and_handoffs_at_once_repeated_under_hostile_peers_leak_
                 one_round(client, pool, env, r, ALLOCATE[style])
             fds, rss = stable_fd_count(plugin), plugin.rss_kib()
             handed_over = 0
-            deadline = time.monotonic() + TIME_LIMIT
+            # No time limit on the rounds (a loaded CI machine is slow, not wrong): each
+            # round's own generous waits catch a hang; what is asserted is that every
+            # round hands over every device and that nothing leaks.
             for r in range(rounds):
-                assert time.monotonic() < deadline, "only %d of %d rounds within %.0f s" % (r, rounds, TIME_LIMIT)
                 handed_over += one_round(client, pool, env, WARM_UP_ROUNDS + r, ALLOCATE[style])
         assert handed_over == rounds * DEVICES
         assert plugin.alive()

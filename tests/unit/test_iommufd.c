@@ -269,6 +269,17 @@ static bool dir_is_empty(const char *path)
 	return entries == 0;
 }
 
+/* Tests skipped here for want of privileges: main() then exits 77, so that meson's
+ * summary counts this executable as SKIP instead of a pass that did not run them. */
+static int skipped;
+
+static void skip_because(const char *why)
+{
+	skipped++;
+	fprintf(stderr, "SKIP: %s\n", why);
+	skip();
+}
+
 static void iommufd_open_goes_through_a_labelled_node_in_the_scratch_dir(void **state)
 {
 	struct fixture *f = *state;
@@ -279,7 +290,7 @@ static void iommufd_open_goes_through_a_labelled_node_in_the_scratch_dir(void **
 	int fd = -1;
 
 	if (geteuid() != 0)
-		skip();
+		skip_because("the labelled node needs root (mknod, security.* xattrs)");
 	assert_int_equal(selinux_labeler_new(SELINUX_MODE_ON, NULL, &labeler), 0);
 	struct iommufd_opener *o =
 	    new_opener("/dev/null", IOMMUFD_RLIMIT_BEST_EFFORT, labeler, scratch, false);
@@ -310,7 +321,7 @@ static void run_in_mount_namespace(int (*fn)(void *), void *data)
 	int status = test_wait(pid);
 
 	if (status == CHILD_SKIP)
-		skip();
+		skip_because("a mount namespace and its mounts need CAP_SYS_ADMIN");
 	assert_int_equal(status, 0);
 }
 
@@ -429,7 +440,7 @@ static void iommufd_opener_mounts_a_private_tmpfs_invisible_to_the_host(void **s
 	close(done[1]);
 	int status = test_wait(pid);
 	if (status == CHILD_SKIP)
-		skip();
+		skip_because("mounting the private tmpfs needs CAP_SYS_ADMIN");
 	assert_int_equal(status, 0);
 }
 
@@ -534,5 +545,10 @@ int main(void)
 #undef T
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+	if (failed || !skipped)
+		return failed;
+	fprintf(stderr, "%d test(s) skipped for want of privileges (run as root): exit 77, SKIP\n",
+		skipped);
+	return 77;
 }

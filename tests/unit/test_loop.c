@@ -84,18 +84,54 @@ static bool all_fired(void *data)
 	return true;
 }
 
+/* The it_value of this process's one armed timerfd, in microseconds (fdinfo
+ * "it_value: (sec, nsec)"); -1 when none or several are armed. */
+static long long armed_timerfd_remaining_usec(void)
+{
+	DIR *d = opendir("/proc/self/fdinfo");
+	struct dirent *de;
+	long long remaining = -1;
+	int armed = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char line[256];
+		long long sec, nsec;
+		int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		FILE *f = fdopen(fd, "re");
+		assert_non_null(f);
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "it_value: (%lld, %lld)", &sec, &nsec) == 2 &&
+			    (sec || nsec)) {
+				armed++;
+				remaining = sec * 1000000 + nsec / 1000;
+			}
+		fclose(f);
+	}
+	closedir(d);
+	return armed == 1 ? remaining : -1;
+}
+
 static void timers_share_one_timerfd_and_fire_earliest_first(void **state)
 {
 	struct fixture *f = *state;
 	unsigned long long now = now_usec();
 
-	/* Armed out of order; 1 ms apart, so a loaded machine may find several due
-	 * at one wake-up: they still run earliest first. */
-	static const int at_ms[TIMERS] = {5, 1, 4, 2, 3};
+	/* Armed out of order, seconds ahead so that none can be due while we look: the
+	 * one timerfd is armed for the earliest (100 s), not for the first armed (500 s). */
+	static const int at_s[TIMERS] = {500, 100, 400, 200, 300};
 	for (int i = 0; i < TIMERS; i++)
-		loop_timer_arm_at(&f->timers[i], now + (unsigned long long)at_ms[i] * 1000);
+		loop_timer_arm_at(&f->timers[i], now + (unsigned long long)at_s[i] * 1000000);
 	assert_int_equal(test_count_fds_like("anon_inode:[timerfd]"), 1);
-	assert_int_equal(test_count_armed_timerfds(), 1);
+	long long remaining = armed_timerfd_remaining_usec();
+	assert_true(remaining > 0 && remaining <= 100LL * 1000000);
+	assert_true(remaining > 50LL * 1000000); /* not timer 3's, nor any sooner one */
+	/* Moved into the past in the same order, all are due at one wake-up: they still
+	 * run earliest first, each once. */
+	for (int i = 0; i < TIMERS; i++)
+		loop_timer_arm_at(&f->timers[i], (unsigned long long)at_s[i]);
 	assert_true(test_run_until(f->loop, all_fired, f, 10000));
 	static const int expected[TIMERS] = {1, 3, 4, 2, 0};
 	for (int i = 0; i < TIMERS; i++) {

@@ -134,6 +134,33 @@ static bool nothing_pending(void *data)
 	return handoff_pending(((struct fixture *)data)->handoff) == 0;
 }
 
+static bool one_abandoned(void *data)
+{
+	return handoff_stats(((struct fixture *)data)->handoff)->abandoned >= 1;
+}
+
+static bool listed(void *data)
+{
+	return ((struct fixture *)data)->list_calls > 0;
+}
+
+/* The sentinel for "no List while nothing is pending": first runs the loop until
+ * nothing is ready (whatever was due is done), then offers a device no pod holds
+ * and expects exactly one List more than before, the offer's. */
+static void expect_one_list_for_a_new_offer(struct fixture *f, int calls_before)
+{
+	int rounds = 0;
+
+	while (loop_run_once(f->loop, 0) > 0)
+		assert_true(++rounds < 1000);
+	assert_int_equal(f->list_calls, calls_before);
+	f->list_calls = 0;
+	const char *path = offer(f, "iommufd2");
+	assert_true(test_run_until(f->loop, listed, f, 30000));
+	assert_int_equal(f->list_calls, 1);
+	handoff_withdraw(f->handoff, path);
+}
+
 static bool two_failures(void *data)
 {
 	return pod_resources_stats(((struct fixture *)data)->pr)->failures >= 2;
@@ -186,15 +213,13 @@ static void nothing_is_armed_or_listed_while_no_offer_is_pending(void **state)
 
 	start(f, true);
 	assert_int_equal(test_count_armed_timerfds(), 0);
-	test_run_for(f->loop, 300);
-	assert_int_equal(f->list_calls, 0);
 	const char *path = offer(f, "iommufd0");
 	/* The loop's one timerfd, set for the earlier of the TTL and the poll. */
 	assert_int_equal(test_count_armed_timerfds(), 1);
 	handoff_withdraw(f->handoff, path);
 	assert_int_equal(test_count_armed_timerfds(), 0);
-	test_run_for(f->loop, 200);
-	assert_int_equal(f->list_calls, 0);
+	/* The sentinel: the next offer brings exactly one List, the first of all. */
+	expect_one_list_for_a_new_offer(f, 0);
 }
 
 static void offer_no_pod_holds_is_withdrawn_after_the_grace(void **state)
@@ -208,10 +233,10 @@ static void offer_no_pod_holds_is_withdrawn_after_the_grace(void **state)
 	assert_true(now_usec() - offered >= 200000); /* not before the grace */
 	assert_int_equal(access(path, F_OK), -1);
 	assert_int_equal(handoff_stats(f->handoff)->abandoned, 1);
-	int calls = f->list_calls;
-	test_run_for(f->loop, 200); /* and no polling once nothing is pending */
-	assert_int_equal(f->list_calls, calls);
+	/* No polling once nothing is pending: no timer, and the next List is the
+	 * sentinel offer's. */
 	assert_int_equal(test_count_armed_timerfds(), 0);
+	expect_one_list_for_a_new_offer(f, f->list_calls);
 	free(path);
 }
 
@@ -223,10 +248,15 @@ static void offer_held_by_a_pod_is_kept(void **state)
 	f->held_count = 1;
 	start(f, true);
 	const char *path = offer(f, "iommufd1");
-	test_run_for(f->loop, 400); /* twice the grace */
-	assert_true(f->list_calls >= 3);
+	/* A sentinel offered with it that no pod holds: once it is withdrawn, the grace
+	 * has passed for both, and the held one must still be there. */
+	char *unheld = xstrdup(offer(f, "iommufd3"));
+	assert_true(test_run_until(f->loop, one_abandoned, f, 30000));
+	assert_int_equal(access(unheld, F_OK), -1);
+	assert_true(f->list_calls >= 1);
 	assert_int_equal(handoff_pending(f->handoff), 1);
 	assert_int_equal(access(path, F_OK), 0);
+	free(unheld);
 }
 
 static void a_device_of_another_resource_does_not_hold_the_offer(void **state)

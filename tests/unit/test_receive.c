@@ -118,8 +118,11 @@ static void receive_from_server_expecting(void **state, struct server_script *sc
 	int fd = -1;
 
 	pid_t pid = serve(f, script);
+	int fds_before = test_count_open_fds();
 	assert_int_equal(iommufd_receive_timeout(f->socket_path, 5000, &fd), -expected_errno);
 	assert_int_equal(fd, -1);
+	/* Every fd that came with a refused message is closed, and the socket too. */
+	assert_int_equal(test_count_open_fds(), fds_before);
 	assert_int_equal(test_wait(pid), expected_server_status);
 }
 
