@@ -322,7 +322,6 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 	log_ratelimit_init(loop, &h->refusals, LOG_RATELIMIT_INTERVAL_USEC,
 			   "handoff connections refused (uid not in --allowed-uids, or an ACK "
 			   "before taking the fd)");
-	h->dir_watch_fd = -1;
 	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, &e);
 	if (r < 0) {
 		log_error("%s", error_message(&e));

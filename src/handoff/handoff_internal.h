@@ -9,6 +9,7 @@
 #include "../loop/deadline_list.h"
 #include "../loop/log_ratelimit.h"
 #include "../loop/loop.h"
+#include "../loop/loop_inotify.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,8 +48,8 @@ struct handoff {
 	 * sockets left (it drops a ".left-<id>" file once its lock is free). */
 	handoff_open_fn open_fd;
 	void *open_data;
-	int dir_watch_fd;
-	struct loop_watch dir_watch;
+	struct loop_inotify dir_watch;
+	bool dir_seen_announced, dir_seen_instance; /* in the current batch of events */
 	/* After handoff_rescue: siblings whose death re-serves their offers at once. */
 	struct handoff_sibling siblings[HANDOFF_MAX_SIBLINGS];
 	struct loop_timer rescue_retry; /* a dead sibling's lock is not free yet */

@@ -1,14 +1,15 @@
 /* Re-serving what dead instances left: at start-up (handoff_rescue), as soon as a
  * sibling instance's process ends however it ends (its "alive" connection hangs up,
  * see instance_dir.c), and when an older sibling drops a ".left-" file in the socket
- * dir (watched with inotify, which also tells us of new siblings). Each such socket
+ * dir (watched through the loop's inotify source, loop_inotify.h, which also tells
+ * us of new siblings). Each such socket
  * is served again at the same path with a fresh fd, so a container created later
  * still gets one. */
 #include "handoff_internal.h"
 #include "../basic/error_text.h"
 #include "../basic/error.h"
-#include "../basic/inotify_read.h"
 #include "../log.h"
+#include "../loop/loop_inotify.h"
 #include "../util.h"
 
 #include <errno.h>
@@ -233,34 +234,31 @@ static void sibling_watch(void *data, const char *path, const char *name)
 	log_debug(1, "watching instance %s", path);
 }
 
-struct dir_events {
-	bool announced, instance;
-};
-
+/* One batch of socket dir events, noted by handoff_dir_event and acted on once by
+ * handoff_dir_changed. */
 static void handoff_dir_event(void *data, const struct inotify_event *ev)
 {
-	struct dir_events *seen = data;
+	struct handoff *h = data;
 
 	if (ev->mask & IN_Q_OVERFLOW)
-		seen->announced = seen->instance = true;
+		h->dir_seen_announced = h->dir_seen_instance = true;
 	else if (ev->len && handoff_dirs_is_announcement(ev->name))
-		seen->announced = true;
+		h->dir_seen_announced = true;
 	else if (ev->len && handoff_dirs_is_instance(ev->name))
-		seen->instance = true;
+		h->dir_seen_instance = true;
 }
 
 /* An older instance exited with sockets left, or a new instance appeared. */
-static void handoff_dir_changed(void *data, uint32_t events)
+static void handoff_dir_changed(void *data)
 {
 	struct handoff *h = data;
-	struct dir_events seen = {0};
-	(void)events;
+	bool announced = h->dir_seen_announced, instance = h->dir_seen_instance;
 
-	inotify_read_events(h->dir_watch_fd, handoff_dir_event, &seen);
-	if (seen.announced) {
+	h->dir_seen_announced = h->dir_seen_instance = false;
+	if (announced) {
 		handoff_dirs_clear_announcements(h->opts.socket_dir);
 		rescue_after_exit(h, "a .left- announcement");
-	} else if (seen.instance) {
+	} else if (instance) {
 		handoff_dirs_each_live(h->opts.socket_dir, h->own_dir, sibling_watch, h);
 	}
 }
@@ -274,16 +272,14 @@ size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 	}
 	h->open_fd = open_fd;
 	h->open_data = data;
-	if (h->dir_watch_fd < 0) {
-		h->dir_watch_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-		if (h->dir_watch_fd < 0 ||
-		    inotify_add_watch(h->dir_watch_fd, h->opts.socket_dir,
-				      IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0 ||
-		    loop_watch_add(h->loop, &h->dir_watch, h->dir_watch_fd, EPOLLIN,
-				   handoff_dir_changed, h) < 0)
+	if (!loop_inotify_started(&h->dir_watch)) {
+		int r = loop_inotify_start(h->loop, &h->dir_watch, h->opts.socket_dir,
+					   IN_CREATE | IN_MOVED_TO, handoff_dir_event,
+					   handoff_dir_changed, h);
+		if (r < 0)
 			log_warning("cannot watch %s for instances exiting with sockets left: %s; "
 				    "they are re-served at our next start",
-				    h->opts.socket_dir, error_text(errno));
+				    h->opts.socket_dir, error_text(-r));
 	}
 	handoff_dirs_clear_announcements(h->opts.socket_dir);
 	return handoff_rescue_now(h);
@@ -291,10 +287,7 @@ size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 
 void handoff_rescue_stop(struct handoff *h)
 {
-	loop_watch_remove(h->loop, &h->dir_watch);
-	if (h->dir_watch_fd >= 0)
-		close(h->dir_watch_fd);
-	h->dir_watch_fd = -1;
+	loop_inotify_stop(&h->dir_watch);
 	if (!h->open_fd)
 		return;
 	for (size_t i = 0; i < HANDOFF_MAX_SIBLINGS; i++)
