@@ -113,7 +113,10 @@ static void offer_close(struct handoff_offer *offer, bool unlink_socket)
 		h->stats.refused++;
 	}
 	close(offer->listen_fd);
-	if (unlink_socket && unlink(offer->path) < 0 && errno != ENOENT)
+	if (unlink_socket &&
+	    unlinkat(offer->dir ? offer->dir->fd : h->socket_dir_fd, strrchr(offer->path, '/') + 1,
+		     0) < 0 &&
+	    errno != ENOENT)
 		log_warning("cannot remove handoff socket %s: %s", offer->path, error_text(errno));
 	close(offer->fd);
 	list_unlink(&offer->link);
@@ -322,7 +325,10 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 	log_ratelimit_init(loop, &h->refusals, LOG_RATELIMIT_INTERVAL_USEC,
 			   "handoff connections refused (uid not in --allowed-uids, or an ACK "
 			   "before taking the fd)");
-	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, &e);
+	h->socket_dir_fd = instance_dir_open_private(o->socket_dir, &e);
+	int r = h->socket_dir_fd < 0
+		    ? h->socket_dir_fd
+		    : handoff_dir_create_own(h->socket_dir_fd, o->socket_dir, &h->own_dir, &e);
 	if (r < 0) {
 		log_error("%s", error_message(&e));
 		handoff_free(h);
@@ -349,12 +355,14 @@ void handoff_free(struct handoff *h)
 		handoff_dir_release(h->own_dir, h->own_dir->offers == 0);
 	if (left) {
 		/* Our locks are free now: tell a live instance beside us to re-serve them. */
-		int r = handoff_dirs_announce_left(h->opts.socket_dir);
+		int r = handoff_dirs_announce_left(h->socket_dir_fd);
 		log_warning("left %zu unclaimed handoff socket(s) for the next instance to "
 			    "re-serve%s",
 			    left, r < 0 ? "" : " (announced to a running one)");
 	}
 	handoff_rescue_stop(h);
+	if (h->socket_dir_fd >= 0)
+		close(h->socket_dir_fd);
 	deadline_list_destroy(&h->expiries);
 	deadline_list_destroy(&h->acks);
 	log_ratelimit_destroy(&h->refusals);
@@ -425,8 +433,8 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 		}
 	}
 
-	int listen_fd = handoff_socket_listen(&h->opts, h->own_dir->path, device_id,
-					      &h->name_counter, &path, e);
+	int listen_fd =
+	    handoff_socket_listen(&h->opts, h->own_dir, device_id, &h->name_counter, &path, e);
 	if (listen_fd < 0)
 		return listen_fd;
 	int r = handoff_offer_start(h, h->own_dir, device_id, take_fd(&fd), listen_fd, path, e);

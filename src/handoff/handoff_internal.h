@@ -23,6 +23,7 @@
 struct handoff_sibling {
 	struct handoff *h;
 	char *path; /* its instance dir; NULL: the slot is free */
+	char *name; /* the dir's name in the socket dir */
 	int fd;	    /* connected to its alive socket; -1: it died, its lock not yet free */
 	struct loop_watch watch;
 };
@@ -30,6 +31,7 @@ struct handoff_sibling {
 struct handoff {
 	struct loop *loop;
 	struct handoff_options opts; /* socket_dir points to our copy */
+	int socket_dir_fd; /* opts.socket_dir, O_DIRECTORY|O_NOFOLLOW: all below is *at() */
 	unsigned long long name_counter;
 	struct handoff_dir *own_dir;  /* our instance dir: new offers go here */
 	struct handoff_dir **adopted; /* dead instances' dirs we re-serve sockets of */

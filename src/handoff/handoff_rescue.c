@@ -13,6 +13,7 @@
 #include "../util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -40,15 +41,15 @@ struct rescue {
 };
 
 /* Serves path again for device_id with a fresh fd. Returns 0 or -errno with *e. */
-static int rescue_one(struct rescue *rs, struct handoff_dir *dir, const char *path,
-		      const char *device_id, struct error *e)
+static int rescue_one(struct rescue *rs, struct handoff_dir *dir, int dir_fd, const char *path,
+		      const char *name, const char *device_id, struct error *e)
 {
 	int fd = -1;
 	int r = rs->open_fd(rs->data, device_id, &fd, e);
 
 	if (r < 0)
 		return r;
-	int listen_fd = handoff_socket_listen_at(&rs->h->opts, path, e);
+	int listen_fd = handoff_socket_listen_at(&rs->h->opts, dir_fd, path, name, e);
 	if (listen_fd < 0) {
 		close(fd);
 		return listen_fd;
@@ -56,7 +57,8 @@ static int rescue_one(struct rescue *rs, struct handoff_dir *dir, const char *pa
 	return handoff_offer_start(rs->h, dir, device_id, fd, listen_fd, xstrdup(path), e);
 }
 
-static void rescue_socket(void *data, struct handoff_dir *dir, const char *path, const char *name)
+static void rescue_socket(void *data, struct handoff_dir *dir, int dir_fd, const char *path,
+			  const char *name)
 {
 	struct rescue *rs = data;
 	struct handoff *h = rs->h;
@@ -66,7 +68,7 @@ static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
 	if (!device_id) {
 		log_warning("removing %s: a dead instance's socket whose name carries no device id",
 			    path);
-	} else if (rescue_one(rs, dir, path, device_id, &e) < 0) {
+	} else if (rescue_one(rs, dir, dir_fd, path, name, device_id, &e) < 0) {
 		log_error("cannot re-serve %s for %s: %s; removing it", path, device_id,
 			  error_message(&e));
 	} else {
@@ -79,7 +81,7 @@ static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
 		return;
 	}
 	h->stats.rescue_failures++;
-	if (unlink(path) < 0 && errno != ENOENT)
+	if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
 		log_warning("cannot remove %s: %s", path, error_text(errno));
 }
 
@@ -90,8 +92,8 @@ static size_t handoff_rescue_now(struct handoff *h)
 	struct rescue rs = {.h = h, .open_fd = h->open_fd, .data = h->open_data};
 	size_t first = h->adopted_count;
 
-	(void)handoff_dirs_adopt_dead(h->opts.socket_dir, h->own_dir, rescue_socket, &rs,
-				      &h->adopted, &h->adopted_count);
+	(void)handoff_dirs_adopt_dead(h->socket_dir_fd, h->opts.socket_dir, h->own_dir,
+				      rescue_socket, &rs, &h->adopted, &h->adopted_count);
 	/* Dirs that had nothing left to re-serve go at once. */
 	for (size_t i = first; i < h->adopted_count;) {
 		if (h->adopted[i]->offers == 0) {
@@ -101,7 +103,7 @@ static size_t handoff_rescue_now(struct handoff *h)
 			i++;
 		}
 	}
-	handoff_dirs_each_live(h->opts.socket_dir, h->own_dir, sibling_watch, h);
+	handoff_dirs_each_live(h->socket_dir_fd, h->opts.socket_dir, h->own_dir, sibling_watch, h);
 	return rs.count;
 }
 
@@ -126,7 +128,8 @@ static void sibling_forget(struct handoff_sibling *s)
 	}
 	s->fd = -1;
 	free(s->path);
-	s->path = NULL;
+	free(s->name);
+	s->path = s->name = NULL;
 }
 
 /* Re-serves what dead instances left; says so when there was something. */
@@ -154,8 +157,9 @@ static void rescue_dead_siblings(struct handoff *h)
 		struct stat st;
 		if (!s->path || s->fd >= 0)
 			continue;
-		if (lstat(s->path, &st) == 0 && !adopted_by_us(h, s->path) &&
-		    handoff_dir_is_locked(s->path)) {
+		if (fstatat(h->socket_dir_fd, s->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    !adopted_by_us(h, s->path) &&
+		    handoff_dir_is_locked(h->socket_dir_fd, s->name)) {
 			waiting = true;
 			continue;
 		}
@@ -199,7 +203,6 @@ static void sibling_watch(void *data, const char *path, const char *name)
 {
 	struct handoff *h = data;
 	struct handoff_sibling *free_slot = NULL;
-	(void)name;
 
 	if (adopted_by_us(h, path))
 		return;
@@ -214,7 +217,7 @@ static void sibling_watch(void *data, const char *path, const char *name)
 			    HANDOFF_MAX_SIBLINGS);
 		return;
 	}
-	int fd = handoff_dir_watch_alive(path);
+	int fd = handoff_dir_watch_alive(h->socket_dir_fd, name);
 	if (fd < 0) {
 		/* -ENOENT: an older version; -ECONNREFUSED: it died meanwhile (the next
 		 * rescan adopts it). */
@@ -231,6 +234,7 @@ static void sibling_watch(void *data, const char *path, const char *name)
 		return;
 	}
 	free_slot->path = xstrdup(path);
+	free_slot->name = xstrdup(name);
 	log_debug(1, "watching instance %s", path);
 }
 
@@ -256,10 +260,11 @@ static void handoff_dir_changed(void *data)
 
 	h->dir_seen_announced = h->dir_seen_instance = false;
 	if (announced) {
-		handoff_dirs_clear_announcements(h->opts.socket_dir);
+		handoff_dirs_clear_announcements(h->socket_dir_fd, h->opts.socket_dir);
 		rescue_after_exit(h, "a .left- announcement");
 	} else if (instance) {
-		handoff_dirs_each_live(h->opts.socket_dir, h->own_dir, sibling_watch, h);
+		handoff_dirs_each_live(h->socket_dir_fd, h->opts.socket_dir, h->own_dir,
+				       sibling_watch, h);
 	}
 }
 
@@ -281,7 +286,7 @@ size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 				    "they are re-served at our next start",
 				    h->opts.socket_dir, error_text(-r));
 	}
-	handoff_dirs_clear_announcements(h->opts.socket_dir);
+	handoff_dirs_clear_announcements(h->socket_dir_fd, h->opts.socket_dir);
 	return handoff_rescue_now(h);
 }
 
@@ -302,5 +307,6 @@ int handoff_record_endpoint(struct handoff *h, const struct file_id *id)
 
 bool handoff_endpoint_is_instance(const struct handoff *h, const struct file_id *id)
 {
-	return handoff_dirs_endpoint_is_instance(h->opts.socket_dir, h->own_dir, id);
+	return handoff_dirs_endpoint_is_instance(h->socket_dir_fd, h->opts.socket_dir, h->own_dir,
+						 id);
 }
