@@ -90,6 +90,14 @@ int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *
 			int listen_fd, char *path, struct error *e);
 
 /**
+ * handoff_rescue_watch_dir() - (re)start watching the socket dir with inotify
+ * @h: the handoff; nothing before handoff_rescue() has run (logged if it fails)
+ *
+ * Also after the socket dir was made again (handoff_offer), whose old watch is gone.
+ */
+void handoff_rescue_watch_dir(struct handoff *h);
+
+/**
  * handoff_rescue_stop() - stop watching the socket dir and the siblings
  * @h: the handoff; what handoff_rescue() started is undone (nothing if it never ran)
  */

@@ -268,6 +268,21 @@ static void handoff_dir_changed(void *data)
 	}
 }
 
+void handoff_rescue_watch_dir(struct handoff *h)
+{
+	if (!h->open_fd)
+		return;
+	loop_inotify_stop(&h->dir_watch);
+	h->dir_seen_announced = h->dir_seen_instance = false;
+	int r =
+	    loop_inotify_start(h->loop, &h->dir_watch, h->opts.socket_dir, IN_CREATE | IN_MOVED_TO,
+			       handoff_dir_event, handoff_dir_changed, h);
+	if (r < 0)
+		log_warning("cannot watch %s for instances exiting with sockets left: %s; they "
+			    "are re-served at our next start",
+			    h->opts.socket_dir, error_text(-r));
+}
+
 size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 {
 	if (!h->open_fd) {
@@ -277,15 +292,8 @@ size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 	}
 	h->open_fd = open_fd;
 	h->open_data = data;
-	if (!loop_inotify_started(&h->dir_watch)) {
-		int r = loop_inotify_start(h->loop, &h->dir_watch, h->opts.socket_dir,
-					   IN_CREATE | IN_MOVED_TO, handoff_dir_event,
-					   handoff_dir_changed, h);
-		if (r < 0)
-			log_warning("cannot watch %s for instances exiting with sockets left: %s; "
-				    "they are re-served at our next start",
-				    h->opts.socket_dir, error_text(-r));
-	}
+	if (!loop_inotify_started(&h->dir_watch))
+		handoff_rescue_watch_dir(h);
 	handoff_dirs_clear_announcements(h->socket_dir_fd, h->opts.socket_dir);
 	return handoff_rescue_now(h);
 }

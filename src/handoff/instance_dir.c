@@ -204,15 +204,27 @@ static void create_undo(int socket_dir_fd, int dfd, const char *tmp)
 	(void)unlinkat(socket_dir_fd, tmp, AT_REMOVEDIR);
 }
 
+/* The dir name (open as fd, locked with lock_fd: both taken) in the socket dir, or
+ * NULL with -errno in *err (the socket dir's fd could not be duplicated). */
 static struct handoff_dir *dir_new(int socket_dir_fd, const char *socket_dir, const char *name,
-				   int fd, int lock_fd)
+				   int fd, int lock_fd, int *err)
 {
+	/* Its own copy: the socket dir may be made again (handoff_offer) while an old
+	 * dir still has offers. */
+	int parent_fd = fcntl(socket_dir_fd, F_DUPFD_CLOEXEC, 3);
+
+	if (parent_fd < 0) {
+		*err = -errno;
+		close(fd);
+		close(lock_fd);
+		return NULL;
+	}
 	struct handoff_dir *d = xcalloc(1, sizeof(*d));
 
 	d->path = xasprintf("%s/%s", socket_dir, name);
 	d->name = xstrdup(name);
 	d->fd = fd;
-	d->parent_fd = socket_dir_fd;
+	d->parent_fd = parent_fd;
 	d->lock_fd = lock_fd;
 	d->alive_fd = -1;
 	return d;
@@ -242,7 +254,12 @@ int handoff_dir_create_own(int socket_dir_fd, const char *socket_dir, struct han
 		return r;
 	}
 	struct handoff_dir *d =
-	    dir_new(socket_dir_fd, socket_dir, name, take_fd(&dfd), take_fd(&fd));
+	    dir_new(socket_dir_fd, socket_dir, name, take_fd(&dfd), take_fd(&fd), &r);
+	if (!d) {
+		/* Renamed into place but unlocked: a sibling may adopt the empty dir. */
+		return error_set(e, r, "cannot keep instance dir %s/%s: %s", socket_dir, name,
+				 error_text(-r));
+	}
 	d->alive_fd = take_fd(&alive);
 	d->own = true;
 	*out = d;
@@ -269,6 +286,7 @@ void handoff_dir_release(struct handoff_dir *d, bool remove)
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
 	close(d->fd);
+	close(d->parent_fd);
 	free(d->name);
 	free(d->path);
 	free(d);
@@ -377,8 +395,13 @@ int handoff_dirs_adopt_dead(int socket_dir_fd, const char *socket_dir,
 					    error_text(-fd));
 			continue;
 		}
+		int r = 0;
 		struct handoff_dir *adopted =
-		    dir_new(socket_dir_fd, socket_dir, de->d_name, take_fd(&dfd), fd);
+		    dir_new(socket_dir_fd, socket_dir, de->d_name, take_fd(&dfd), fd, &r);
+		if (!adopted) {
+			log_warning("cannot adopt %s: %s", path, error_text(-r));
+			continue;
+		}
 		*dirs = xrealloc(*dirs, (*count + 1) * sizeof(struct handoff_dir *));
 		(*dirs)[(*count)++] = adopted;
 		log_info("instance dir %s was left by a dead instance: re-serving its sockets",

@@ -16,7 +16,7 @@ struct handoff_dir {
 	char *path;    /* "<socket_dir>/<name>": for logs and the sockets' public paths */
 	char *name;    /* its name in the socket dir */
 	int fd;	       /* the dir, opened O_DIRECTORY|O_NOFOLLOW relative to parent_fd */
-	int parent_fd; /* the socket dir's fd (the handoff's, not closed here) */
+	int parent_fd; /* the socket dir it is in: our own dup of its fd */
 	int lock_fd;
 	int alive_fd;  /* our own: the listening "alive" socket siblings watch; else -1 */
 	size_t offers; /* offers whose socket is in it */
