@@ -398,7 +398,8 @@ static int handoff_make_dirs_again(struct handoff *h, struct error *e)
 	log_warning("instance dir %s was removed at run time; made %s", old->path, own->path);
 	old->own = false;
 	if (old->offers) {
-		h->adopted = xrealloc(h->adopted, (h->adopted_count + 1) * sizeof(*h->adopted));
+		h->adopted =
+		    xrealloc(h->adopted, (h->adopted_count + 1) * sizeof(struct handoff_dir *));
 		h->adopted[h->adopted_count++] = old;
 	} else {
 		handoff_dir_release(old, true);
