@@ -2,9 +2,8 @@
  * sibling instance's process ends however it ends (its "alive" connection hangs up,
  * see instance_dir.c), and when an older sibling drops a ".left-" file in the socket
  * dir (watched through the loop's inotify source, loop_inotify.h, which also tells
- * us of new siblings). Each such socket
- * is served again at the same path with a fresh fd, so a container created later
- * still gets one. */
+ * us of new siblings). Each such socket is served again at the same path with a fresh
+ * fd, so a container created later still gets one. */
 #include "handoff_internal.h"
 #include "../basic/error_text.h"
 #include "../basic/error.h"
