@@ -352,7 +352,12 @@ int main(int argc, char **argv)
 	log_info("iommufd-device-plugin %s starting", PLUGIN_VERSION);
 	config_log(&d.config);
 	/* Before anything is created in them: dirs others could write are made ours
-	 * (root, 0700, through an O_NOFOLLOW fd), or we refuse to start. */
+	 * (root, 0700, through an O_NOFOLLOW fd), or we refuse to start. Without
+	 * --scratch-dir there is nothing to make ours: the default is used only under the
+	 * private tmpfs iommufd.c mounts on it (mode=0700, in our own mount namespace, a
+	 * slave: nothing propagates out, nobody else sees it), so what is in it is ours
+	 * alone. The one path walk is mount()'s, to a dir under our own /run (in the
+	 * DaemonSet, this pod's emptyDir, which no host user can reach). */
 	const char *own_dirs[] = {d.config.handoff.socket_dir, d.config.scratch_dir};
 	for (size_t i = 0; i < sizeof(own_dirs) / sizeof(own_dirs[0]); i++) {
 		struct error e = {0};

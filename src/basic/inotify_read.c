@@ -21,12 +21,3 @@ int inotify_read_once(int fd, void (*fn)(void *data, const struct inotify_event 
 	}
 	return (int)n;
 }
-
-int inotify_read_events(int fd, void (*fn)(void *data, const struct inotify_event *ev), void *data)
-{
-	int r;
-
-	while ((r = inotify_read_once(fd, fn, data)) > 0)
-		;
-	return r;
-}

@@ -1,4 +1,4 @@
-/* The one inotify reader: drains a non-blocking inotify fd and hands each event to a
+/* The one inotify reader: reads one buffer of a non-blocking inotify fd and hands each event to a
  * callback, so no module parses the kernel's variable-length records itself. */
 #pragma once
 
@@ -16,12 +16,3 @@
  * EAGAIN/EINTR).
  */
 int inotify_read_once(int fd, void (*fn)(void *data, const struct inotify_event *ev), void *data);
-
-/**
- * inotify_read_events() - read every queued event of @fd
- * @fd: a non-blocking inotify fd
- * @fn: called for each event (IN_Q_OVERFLOW included: events were lost)
- * @data: passed to @fn
- * Return: 0 once the queue is empty, or -errno of read() (other than EAGAIN/EINTR).
- */
-int inotify_read_events(int fd, void (*fn)(void *data, const struct inotify_event *ev), void *data);

@@ -1,9 +1,11 @@
 /* Unix socket files: address, probe, listen without stealing, unlink only our own,
- * the peer's credentials. */
+ * the peer's credentials; by path, or by name in a directory we hold open (*_at). */
 #include "unix_socket.h"
 #include "../util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -125,6 +127,60 @@ int unix_socket_bind(const char *path, struct file_id *id)
 
 	umask(mask);
 	return unix_socket_bind_mode(path, 0777 & ~mask, id);
+}
+
+/* Why "/proc/self/fd/<dirfd>/<name>" and not the directory's path: Linux has no
+ * bindat()/connectat(), and the path is walked again on every call, so a rename or a
+ * symlink anywhere above the directory (its ancestors are not ours: a hostPath) would
+ * send the socket elsewhere. The magic link resolves to exactly the directory the fd
+ * holds, wherever it is now; only <name> is looked up in it, and bind() never follows
+ * a symlink there (an existing name is EADDRINUSE). Needs /proc, which every container
+ * runtime mounts. */
+int unix_address_at(struct sockaddr_un *addr, int dirfd, const char *name)
+{
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	if (!*name || strchr(name, '/'))
+		return -EINVAL;
+	int n =
+	    snprintf(addr->sun_path, sizeof(addr->sun_path), "/proc/self/fd/%d/%s", dirfd, name);
+	return n < 0 || (size_t)n >= sizeof(addr->sun_path) ? -ENAMETOOLONG : 0;
+}
+
+int unix_socket_bind_at(int dirfd, const char *name, mode_t mode, struct file_id *id)
+{
+	struct sockaddr_un addr;
+	int r = unix_address_at(&addr, dirfd, name);
+
+	return r < 0 ? r : unix_socket_bind_mode(addr.sun_path, mode, id);
+}
+
+int unix_socket_connect_at(int dirfd, const char *name)
+{
+	struct sockaddr_un addr;
+	struct stat st;
+	int r = unix_address_at(&addr, dirfd, name);
+
+	if (r < 0)
+		return r;
+	/* connect() follows a symlink: only a socket is connected to. */
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
+	return unix_socket_connect(addr.sun_path);
+}
+
+int unix_socket_probe_at(int dirfd, const char *name)
+{
+	int fd = unix_socket_connect_at(dirfd, name);
+
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	/* EAGAIN: the server's backlog is full, so it is alive. */
+	return fd == -EAGAIN ? 0 : fd;
 }
 
 int unix_peer_credentials(int fd, struct ucred *cred)

@@ -84,6 +84,49 @@ int unix_socket_bind(const char *path, struct file_id *id);
 int unix_socket_bind_mode(const char *path, mode_t mode, struct file_id *id);
 
 /**
+ * unix_address_at() - the address of @name in the directory open as @dirfd
+ * @addr:  filled with "/proc/self/fd/<dirfd>/<name>", which reaches exactly that
+ *         directory wherever it is now (see unix_socket.c for why not its path)
+ * @dirfd: an open directory (kept open while the address is used)
+ * @name:  a file name in it, no '/'
+ *
+ * Return: 0, -EINVAL (empty or a '/' in @name) or -ENAMETOOLONG.
+ */
+int unix_address_at(struct sockaddr_un *addr, int dirfd, const char *name);
+
+/**
+ * unix_socket_bind_at() - unix_socket_bind_mode() of @name in the directory @dirfd
+ * @dirfd: an open directory
+ * @name:  the socket's file name in it
+ * @mode:  the socket file's permission bits, set at bind()
+ * @id:    set to the socket file's identity
+ *
+ * Return: as unix_socket_bind(), or -EINVAL for a bad @name.
+ */
+int unix_socket_bind_at(int dirfd, const char *name, mode_t mode, struct file_id *id);
+
+/**
+ * unix_socket_connect_at() - connect to the socket @name in the directory @dirfd
+ * @dirfd: an open directory
+ * @name:  the socket's file name in it; a symlink or any other non-socket is refused
+ *
+ * Return: the connected, non-blocking socket (the caller owns it), or -errno:
+ * -ENOTSOCK, -ENOENT, connect()'s (-ECONNREFUSED: nobody listens; -EAGAIN: backlog
+ * full).
+ */
+int unix_socket_connect_at(int dirfd, const char *name);
+
+/**
+ * unix_socket_probe_at() - unix_socket_probe() of @name in the directory @dirfd
+ * @dirfd: an open directory
+ * @name:  the socket's file name in it
+ *
+ * Return: 0 if a live server listens (a full backlog included), else as
+ * unix_socket_connect_at().
+ */
+int unix_socket_probe_at(int dirfd, const char *name);
+
+/**
  * unix_peer_credentials() - the credentials of the peer on a connected unix socket
  * @fd:   the connection
  * @cred: filled from SO_PEERCRED (pid as our pid namespace sees it: 0 when the peer

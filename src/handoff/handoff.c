@@ -1,5 +1,5 @@
-/* Per-allocation handoff sockets: accept, send one 0x00 byte with the fd in
- * SCM_RIGHTS, wait for the peer's one-byte ACK; consumed once. Offers' TTLs and peers'
+/* Per-allocation handoff sockets and their peers' lifecycle: accept, send the fd, wait
+ * for the ACK (the bytes on the wire are handoff_peer.c's); consumed once. Offers' TTLs and peers'
  * ACK deadlines sit in two deadline lists, so every change re-arms its timer. A
  * refused peer costs one log line per burst (log_ratelimit.h). Re-serving a dead
  * instance's sockets is in handoff_rescue.c. */
@@ -16,13 +16,11 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <linux/sockios.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #define HANDOFF_MAX_DEVICE_ID 64
@@ -113,7 +111,10 @@ static void offer_close(struct handoff_offer *offer, bool unlink_socket)
 		h->stats.refused++;
 	}
 	close(offer->listen_fd);
-	if (unlink_socket && unlink(offer->path) < 0 && errno != ENOENT)
+	if (unlink_socket &&
+	    unlinkat(offer->dir ? offer->dir->fd : h->socket_dir_fd, strrchr(offer->path, '/') + 1,
+		     0) < 0 &&
+	    errno != ENOENT)
 		log_warning("cannot remove handoff socket %s: %s", offer->path, error_text(errno));
 	close(offer->fd);
 	list_unlink(&offer->link);
@@ -155,43 +156,22 @@ static void peer_gone(struct handoff_peer *peer, const char *why)
 	peer_close(peer);
 }
 
-/* One data byte 0x00 and the fd as SCM_RIGHTS, in a single message. */
+/* Sends the fd (handoff_peer_send_fd); a full socket buffer waits for EPOLLOUT. */
 static void peer_send(struct handoff_peer *peer)
 {
 	struct handoff *h = peer->offer->h;
-	char byte = 0;
-	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} control;
-	struct msghdr msg = {
-	    .msg_iov = &iov,
-	    .msg_iovlen = 1,
-	    .msg_control = control.buf,
-	    .msg_controllen = sizeof(control.buf),
-	};
-
-	memset(&control, 0, sizeof(control));
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &peer->offer->fd, sizeof(int));
-
-	ssize_t n;
-	do
-		n = sendmsg(peer->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
+	int r = handoff_peer_send_fd(peer->fd, peer->offer->fd);
 	uint32_t events = EPOLLIN;
-	if (n < 0 && errno == EAGAIN)
+
+	if (r == -EAGAIN) {
 		events = EPOLLOUT;
-	else if (n < 0) {
-		peer_gone(peer, error_text(errno));
+	} else if (r < 0) {
+		peer_gone(peer, error_text(-r));
 		return;
-	} else
+	} else {
 		peer->sent = true;
-	int r = loop_watch_modify(h->loop, &peer->watch, events);
+	}
+	r = loop_watch_modify(h->loop, &peer->watch, events);
 	if (r < 0) {
 		log_error("cannot watch handoff peer on %s: %s", peer->offer->path, error_text(-r));
 		h->stats.refused++;
@@ -203,34 +183,27 @@ static void peer_event(void *data, uint32_t events)
 {
 	struct handoff_peer *peer = data;
 	struct handoff *h = peer->offer->h;
-	char buf[16];
 
 	(void)events;
 	if (!peer->sent) {
 		peer_send(peer);
 		return;
 	}
-	ssize_t n = read(peer->fd, buf, sizeof(buf));
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	int r = handoff_peer_read_ack(peer->fd);
+	if (r == -EAGAIN)
 		return;
-	if (n <= 0) {
-		peer_gone(peer, n == 0 ? "hung up" : error_text(errno));
-		return;
-	}
-	/* Any byte is the ACK, but only once the peer has taken our message: our
-	 * unread bytes (SIOCOUTQ, unix_outq_len()) must be 0, else it answered
-	 * without receiving the fd and the offer must not be consumed. */
-	int unread = 0;
-	if (ioctl(peer->fd, SIOCOUTQ, &unread) == 0 && unread > 0) {
+	if (r == -EBADMSG) {
 		h->stats.refused++;
 		if (log_ratelimit_allow(&h->refusals))
 			log_warning("refused pid %d on %s: it answered without taking the fd; "
 				    "closing it, the offer stays",
 				    (int)peer->cred.pid, peer->offer->path);
 		peer_close(peer);
-		return;
+	} else if (r < 0) {
+		peer_gone(peer, r == -ECONNRESET ? "hung up" : error_text(-r));
+	} else {
+		peer_consumed(peer);
 	}
-	peer_consumed(peer);
 }
 
 static void peer_start(struct handoff_offer *offer, int fd)
@@ -322,8 +295,10 @@ int handoff_new(struct loop *loop, const struct handoff_options *o, struct hando
 	log_ratelimit_init(loop, &h->refusals, LOG_RATELIMIT_INTERVAL_USEC,
 			   "handoff connections refused (uid not in --allowed-uids, or an ACK "
 			   "before taking the fd)");
-	h->dir_watch_fd = -1;
-	int r = handoff_dir_create_own(o->socket_dir, &h->own_dir, &e);
+	h->socket_dir_fd = instance_dir_open_private(o->socket_dir, &e);
+	int r = h->socket_dir_fd < 0
+		    ? h->socket_dir_fd
+		    : handoff_dir_create_own(h->socket_dir_fd, o->socket_dir, &h->own_dir, &e);
 	if (r < 0) {
 		log_error("%s", error_message(&e));
 		handoff_free(h);
@@ -350,12 +325,14 @@ void handoff_free(struct handoff *h)
 		handoff_dir_release(h->own_dir, h->own_dir->offers == 0);
 	if (left) {
 		/* Our locks are free now: tell a live instance beside us to re-serve them. */
-		int r = handoff_dirs_announce_left(h->opts.socket_dir);
+		int r = handoff_dirs_announce_left(h->socket_dir_fd);
 		log_warning("left %zu unclaimed handoff socket(s) for the next instance to "
 			    "re-serve%s",
 			    left, r < 0 ? "" : " (announced to a running one)");
 	}
 	handoff_rescue_stop(h);
+	if (h->socket_dir_fd >= 0)
+		close(h->socket_dir_fd);
 	deadline_list_destroy(&h->expiries);
 	deadline_list_destroy(&h->acks);
 	log_ratelimit_destroy(&h->refusals);
@@ -403,6 +380,37 @@ int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *
 	return 0;
 }
 
+/* The socket dir, or our instance dir in it, was removed at run time (bind: ENOENT):
+ * makes both again. The old dir goes, or, while offers in it remain, is kept with the
+ * adopted ones (released with its last offer). */
+static int handoff_make_dirs_again(struct handoff *h, struct error *e)
+{
+	struct handoff_dir *own = NULL;
+	int sd = instance_dir_open_private(h->opts.socket_dir, e);
+	int r = sd < 0 ? sd : handoff_dir_create_own(sd, h->opts.socket_dir, &own, e);
+
+	if (r < 0) {
+		if (sd >= 0)
+			close(sd);
+		return r;
+	}
+	struct handoff_dir *old = h->own_dir;
+	log_warning("instance dir %s was removed at run time; made %s", old->path, own->path);
+	old->own = false;
+	if (old->offers) {
+		h->adopted =
+		    xrealloc(h->adopted, (h->adopted_count + 1) * sizeof(struct handoff_dir *));
+		h->adopted[h->adopted_count++] = old;
+	} else {
+		handoff_dir_release(old, true);
+	}
+	close(h->socket_dir_fd);
+	h->socket_dir_fd = sd;
+	h->own_dir = own;
+	handoff_rescue_watch_dir(h);
+	return 0;
+}
+
 int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const char **socket_path,
 		  struct error *e)
 {
@@ -426,8 +434,11 @@ int handoff_offer(struct handoff *h, const char *device_id, int fd_in, const cha
 		}
 	}
 
-	int listen_fd = handoff_socket_listen(&h->opts, h->own_dir->path, device_id,
-					      &h->name_counter, &path, e);
+	int listen_fd =
+	    handoff_socket_listen(&h->opts, h->own_dir, device_id, &h->name_counter, &path, e);
+	if (listen_fd == -ENOENT && handoff_make_dirs_again(h, e) == 0)
+		listen_fd = handoff_socket_listen(&h->opts, h->own_dir, device_id, &h->name_counter,
+						  &path, e);
 	if (listen_fd < 0)
 		return listen_fd;
 	int r = handoff_offer_start(h, h->own_dir, device_id, take_fd(&fd), listen_fd, path, e);

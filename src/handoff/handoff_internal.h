@@ -9,6 +9,7 @@
 #include "../loop/deadline_list.h"
 #include "../loop/log_ratelimit.h"
 #include "../loop/loop.h"
+#include "../loop/loop_inotify.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 struct handoff_sibling {
 	struct handoff *h;
 	char *path; /* its instance dir; NULL: the slot is free */
+	char *name; /* the dir's name in the socket dir */
 	int fd;	    /* connected to its alive socket; -1: it died, its lock not yet free */
 	struct loop_watch watch;
 };
@@ -29,6 +31,7 @@ struct handoff_sibling {
 struct handoff {
 	struct loop *loop;
 	struct handoff_options opts; /* socket_dir points to our copy */
+	int socket_dir_fd; /* opts.socket_dir, O_DIRECTORY|O_NOFOLLOW: all below is *at() */
 	unsigned long long name_counter;
 	struct handoff_dir *own_dir;  /* our instance dir: new offers go here */
 	struct handoff_dir **adopted; /* dead instances' dirs we re-serve sockets of */
@@ -47,8 +50,8 @@ struct handoff {
 	 * sockets left (it drops a ".left-<id>" file once its lock is free). */
 	handoff_open_fn open_fd;
 	void *open_data;
-	int dir_watch_fd;
-	struct loop_watch dir_watch;
+	struct loop_inotify dir_watch;
+	bool dir_seen_announced, dir_seen_instance; /* in the current batch of events */
 	/* After handoff_rescue: siblings whose death re-serves their offers at once. */
 	struct handoff_sibling siblings[HANDOFF_MAX_SIBLINGS];
 	struct loop_timer rescue_retry; /* a dead sibling's lock is not free yet */
@@ -85,6 +88,14 @@ struct handoff_offer {
  */
 int handoff_offer_start(struct handoff *h, struct handoff_dir *dir, const char *device_id, int fd,
 			int listen_fd, char *path, struct error *e);
+
+/**
+ * handoff_rescue_watch_dir() - (re)start watching the socket dir with inotify
+ * @h: the handoff; nothing before handoff_rescue() has run (logged if it fails)
+ *
+ * Also after the socket dir was made again (handoff_offer), whose old watch is gone.
+ */
+void handoff_rescue_watch_dir(struct handoff *h);
 
 /**
  * handoff_rescue_stop() - stop watching the socket dir and the siblings

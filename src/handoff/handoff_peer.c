@@ -1,6 +1,6 @@
-/* Handoff peers' identity: SO_PEERCRED and /proc/PID/cgroup, read once per
- * connection for the uid check and the log lines that say who got (or was refused)
- * an iommufd. */
+/* The server side of the handoff wire protocol (docs/protocol.md), per connection:
+ * who the peer is (SO_PEERCRED, /proc/PID/cgroup, --allowed-uids), the one message
+ * (0x00 + the fd in SCM_RIGHTS) and its one-byte ACK, checked with SIOCOUTQ. */
 #include "handoff_peer.h"
 #include "../basic/error_text.h"
 #include "handoff.h"
@@ -8,9 +8,13 @@
 #include "../log.h"
 #include "../util.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 /* Copies the path of one /proc/PID/cgroup line ("ID:CONTROLLERS:PATH") into out. */
 static void cgroup_line_path(const char *line, size_t len, char *out, size_t size)
@@ -93,4 +97,50 @@ bool handoff_peer_allowed(const struct handoff_options *o, const struct handoff_
 		if (o->allowed_uids[i] == id->cred.uid)
 			return true;
 	return false;
+}
+
+int handoff_peer_send_fd(int sock, int fd)
+{
+	char byte = 0;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct msghdr msg = {
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = control.buf,
+	    .msg_controllen = sizeof(control.buf),
+	};
+	ssize_t n;
+
+	memset(&control, 0, sizeof(control));
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : 0;
+}
+
+int handoff_peer_read_ack(int sock)
+{
+	char buf[16];
+	int unread = 0;
+	ssize_t n = read(sock, buf, sizeof(buf));
+
+	if (n < 0)
+		return errno == EINTR ? -EAGAIN : -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	/* Any byte is the ACK, but only once the peer has taken our message: our unread
+	 * bytes (SIOCOUTQ, unix_outq_len()) must be 0, else it answered without receiving
+	 * the fd and the offer must not be consumed. */
+	if (ioctl(sock, SIOCOUTQ, &unread) == 0 && unread > 0)
+		return -EBADMSG;
+	return 0;
 }

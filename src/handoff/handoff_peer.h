@@ -1,6 +1,7 @@
-/* Who is at the other end of a handoff connection: its credentials (SO_PEERCRED) and
- * its cgroup, which on a kubelet node names the pod (kubepods...pod<UID>...), and
- * whether --allowed-uids lets it have the fd. Internal to the handoff module. */
+/* The server side of the handoff wire protocol (docs/protocol.md): who is at the
+ * other end of a connection (SO_PEERCRED, its cgroup, which on a kubelet node names the
+ * pod, and whether --allowed-uids lets it have the fd), sending it the fd and reading
+ * its ACK. The connection's lifecycle is handoff.c's. Internal to the handoff module. */
 #pragma once
 
 #include <stdbool.h>
@@ -40,3 +41,26 @@ void handoff_peer_identify(int fd, const char *socket_path, struct handoff_peer_
  * uid is known and listed.
  */
 bool handoff_peer_allowed(const struct handoff_options *o, const struct handoff_peer_identity *id);
+
+/**
+ * handoff_peer_send_fd() - send the one message: the byte 0x00 with @fd in SCM_RIGHTS
+ * @sock: the connection (non-blocking)
+ * @fd:   the fd handed over (we keep our copy)
+ *
+ * Return: 0 once sent, -EAGAIN if the socket buffer is full (wait for EPOLLOUT), or
+ * -errno of sendmsg() (EPIPE, ECONNRESET: the peer left).
+ */
+int handoff_peer_send_fd(int sock, int fd);
+
+/**
+ * handoff_peer_read_ack() - read the peer's ACK after handoff_peer_send_fd()
+ * @sock: the connection (non-blocking)
+ *
+ * Any byte is the ACK, but only once our message has left the socket (SIOCOUTQ is
+ * 0): a peer that answers without receiving the fd has not taken it.
+ *
+ * Return: 0 for an ACK of a taken fd (the offer is consumed), -EAGAIN for nothing yet,
+ * -EBADMSG for an ACK without taking the fd, -ECONNRESET when the peer hung up, or
+ * -errno of read().
+ */
+int handoff_peer_read_ack(int sock);

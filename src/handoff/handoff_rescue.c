@@ -1,17 +1,18 @@
 /* Re-serving what dead instances left: at start-up (handoff_rescue), as soon as a
  * sibling instance's process ends however it ends (its "alive" connection hangs up,
  * see instance_dir.c), and when an older sibling drops a ".left-" file in the socket
- * dir (watched with inotify, which also tells us of new siblings). Each such socket
- * is served again at the same path with a fresh fd, so a container created later
- * still gets one. */
+ * dir (watched through the loop's inotify source, loop_inotify.h, which also tells
+ * us of new siblings). Each such socket is served again at the same path with a fresh
+ * fd, so a container created later still gets one. */
 #include "handoff_internal.h"
 #include "../basic/error_text.h"
 #include "../basic/error.h"
-#include "../basic/inotify_read.h"
 #include "../log.h"
+#include "../loop/loop_inotify.h"
 #include "../util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -39,15 +40,15 @@ struct rescue {
 };
 
 /* Serves path again for device_id with a fresh fd. Returns 0 or -errno with *e. */
-static int rescue_one(struct rescue *rs, struct handoff_dir *dir, const char *path,
-		      const char *device_id, struct error *e)
+static int rescue_one(struct rescue *rs, struct handoff_dir *dir, int dir_fd, const char *path,
+		      const char *name, const char *device_id, struct error *e)
 {
 	int fd = -1;
 	int r = rs->open_fd(rs->data, device_id, &fd, e);
 
 	if (r < 0)
 		return r;
-	int listen_fd = handoff_socket_listen_at(&rs->h->opts, path, e);
+	int listen_fd = handoff_socket_listen_at(&rs->h->opts, dir_fd, path, name, e);
 	if (listen_fd < 0) {
 		close(fd);
 		return listen_fd;
@@ -55,7 +56,8 @@ static int rescue_one(struct rescue *rs, struct handoff_dir *dir, const char *pa
 	return handoff_offer_start(rs->h, dir, device_id, fd, listen_fd, xstrdup(path), e);
 }
 
-static void rescue_socket(void *data, struct handoff_dir *dir, const char *path, const char *name)
+static void rescue_socket(void *data, struct handoff_dir *dir, int dir_fd, const char *path,
+			  const char *name)
 {
 	struct rescue *rs = data;
 	struct handoff *h = rs->h;
@@ -65,7 +67,7 @@ static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
 	if (!device_id) {
 		log_warning("removing %s: a dead instance's socket whose name carries no device id",
 			    path);
-	} else if (rescue_one(rs, dir, path, device_id, &e) < 0) {
+	} else if (rescue_one(rs, dir, dir_fd, path, name, device_id, &e) < 0) {
 		log_error("cannot re-serve %s for %s: %s; removing it", path, device_id,
 			  error_message(&e));
 	} else {
@@ -78,7 +80,7 @@ static void rescue_socket(void *data, struct handoff_dir *dir, const char *path,
 		return;
 	}
 	h->stats.rescue_failures++;
-	if (unlink(path) < 0 && errno != ENOENT)
+	if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
 		log_warning("cannot remove %s: %s", path, error_text(errno));
 }
 
@@ -89,8 +91,8 @@ static size_t handoff_rescue_now(struct handoff *h)
 	struct rescue rs = {.h = h, .open_fd = h->open_fd, .data = h->open_data};
 	size_t first = h->adopted_count;
 
-	(void)handoff_dirs_adopt_dead(h->opts.socket_dir, h->own_dir, rescue_socket, &rs,
-				      &h->adopted, &h->adopted_count);
+	(void)handoff_dirs_adopt_dead(h->socket_dir_fd, h->opts.socket_dir, h->own_dir,
+				      rescue_socket, &rs, &h->adopted, &h->adopted_count);
 	/* Dirs that had nothing left to re-serve go at once. */
 	for (size_t i = first; i < h->adopted_count;) {
 		if (h->adopted[i]->offers == 0) {
@@ -100,7 +102,7 @@ static size_t handoff_rescue_now(struct handoff *h)
 			i++;
 		}
 	}
-	handoff_dirs_each_live(h->opts.socket_dir, h->own_dir, sibling_watch, h);
+	handoff_dirs_each_live(h->socket_dir_fd, h->opts.socket_dir, h->own_dir, sibling_watch, h);
 	return rs.count;
 }
 
@@ -125,7 +127,8 @@ static void sibling_forget(struct handoff_sibling *s)
 	}
 	s->fd = -1;
 	free(s->path);
-	s->path = NULL;
+	free(s->name);
+	s->path = s->name = NULL;
 }
 
 /* Re-serves what dead instances left; says so when there was something. */
@@ -153,8 +156,9 @@ static void rescue_dead_siblings(struct handoff *h)
 		struct stat st;
 		if (!s->path || s->fd >= 0)
 			continue;
-		if (lstat(s->path, &st) == 0 && !adopted_by_us(h, s->path) &&
-		    handoff_dir_is_locked(s->path)) {
+		if (fstatat(h->socket_dir_fd, s->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    !adopted_by_us(h, s->path) &&
+		    handoff_dir_is_locked(h->socket_dir_fd, s->name)) {
 			waiting = true;
 			continue;
 		}
@@ -198,7 +202,6 @@ static void sibling_watch(void *data, const char *path, const char *name)
 {
 	struct handoff *h = data;
 	struct handoff_sibling *free_slot = NULL;
-	(void)name;
 
 	if (adopted_by_us(h, path))
 		return;
@@ -213,7 +216,7 @@ static void sibling_watch(void *data, const char *path, const char *name)
 			    HANDOFF_MAX_SIBLINGS);
 		return;
 	}
-	int fd = handoff_dir_watch_alive(path);
+	int fd = handoff_dir_watch_alive(h->socket_dir_fd, name);
 	if (fd < 0) {
 		/* -ENOENT: an older version; -ECONNREFUSED: it died meanwhile (the next
 		 * rescan adopts it). */
@@ -230,39 +233,53 @@ static void sibling_watch(void *data, const char *path, const char *name)
 		return;
 	}
 	free_slot->path = xstrdup(path);
+	free_slot->name = xstrdup(name);
 	log_debug(1, "watching instance %s", path);
 }
 
-struct dir_events {
-	bool announced, instance;
-};
-
+/* One batch of socket dir events, noted by handoff_dir_event and acted on once by
+ * handoff_dir_changed. */
 static void handoff_dir_event(void *data, const struct inotify_event *ev)
 {
-	struct dir_events *seen = data;
+	struct handoff *h = data;
 
 	if (ev->mask & IN_Q_OVERFLOW)
-		seen->announced = seen->instance = true;
+		h->dir_seen_announced = h->dir_seen_instance = true;
 	else if (ev->len && handoff_dirs_is_announcement(ev->name))
-		seen->announced = true;
+		h->dir_seen_announced = true;
 	else if (ev->len && handoff_dirs_is_instance(ev->name))
-		seen->instance = true;
+		h->dir_seen_instance = true;
 }
 
 /* An older instance exited with sockets left, or a new instance appeared. */
-static void handoff_dir_changed(void *data, uint32_t events)
+static void handoff_dir_changed(void *data)
 {
 	struct handoff *h = data;
-	struct dir_events seen = {0};
-	(void)events;
+	bool announced = h->dir_seen_announced, instance = h->dir_seen_instance;
 
-	inotify_read_events(h->dir_watch_fd, handoff_dir_event, &seen);
-	if (seen.announced) {
-		handoff_dirs_clear_announcements(h->opts.socket_dir);
+	h->dir_seen_announced = h->dir_seen_instance = false;
+	if (announced) {
+		handoff_dirs_clear_announcements(h->socket_dir_fd, h->opts.socket_dir);
 		rescue_after_exit(h, "a .left- announcement");
-	} else if (seen.instance) {
-		handoff_dirs_each_live(h->opts.socket_dir, h->own_dir, sibling_watch, h);
+	} else if (instance) {
+		handoff_dirs_each_live(h->socket_dir_fd, h->opts.socket_dir, h->own_dir,
+				       sibling_watch, h);
 	}
+}
+
+void handoff_rescue_watch_dir(struct handoff *h)
+{
+	if (!h->open_fd)
+		return;
+	loop_inotify_stop(&h->dir_watch);
+	h->dir_seen_announced = h->dir_seen_instance = false;
+	int r =
+	    loop_inotify_start(h->loop, &h->dir_watch, h->opts.socket_dir, IN_CREATE | IN_MOVED_TO,
+			       handoff_dir_event, handoff_dir_changed, h);
+	if (r < 0)
+		log_warning("cannot watch %s for instances exiting with sockets left: %s; they "
+			    "are re-served at our next start",
+			    h->opts.socket_dir, error_text(-r));
 }
 
 size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
@@ -274,27 +291,15 @@ size_t handoff_rescue(struct handoff *h, handoff_open_fn open_fd, void *data)
 	}
 	h->open_fd = open_fd;
 	h->open_data = data;
-	if (h->dir_watch_fd < 0) {
-		h->dir_watch_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-		if (h->dir_watch_fd < 0 ||
-		    inotify_add_watch(h->dir_watch_fd, h->opts.socket_dir,
-				      IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0 ||
-		    loop_watch_add(h->loop, &h->dir_watch, h->dir_watch_fd, EPOLLIN,
-				   handoff_dir_changed, h) < 0)
-			log_warning("cannot watch %s for instances exiting with sockets left: %s; "
-				    "they are re-served at our next start",
-				    h->opts.socket_dir, error_text(errno));
-	}
-	handoff_dirs_clear_announcements(h->opts.socket_dir);
+	if (!loop_inotify_started(&h->dir_watch))
+		handoff_rescue_watch_dir(h);
+	handoff_dirs_clear_announcements(h->socket_dir_fd, h->opts.socket_dir);
 	return handoff_rescue_now(h);
 }
 
 void handoff_rescue_stop(struct handoff *h)
 {
-	loop_watch_remove(h->loop, &h->dir_watch);
-	if (h->dir_watch_fd >= 0)
-		close(h->dir_watch_fd);
-	h->dir_watch_fd = -1;
+	loop_inotify_stop(&h->dir_watch);
 	if (!h->open_fd)
 		return;
 	for (size_t i = 0; i < HANDOFF_MAX_SIBLINGS; i++)
@@ -309,5 +314,6 @@ int handoff_record_endpoint(struct handoff *h, const struct file_id *id)
 
 bool handoff_endpoint_is_instance(const struct handoff *h, const struct file_id *id)
 {
-	return handoff_dirs_endpoint_is_instance(h->opts.socket_dir, h->own_dir, id);
+	return handoff_dirs_endpoint_is_instance(h->socket_dir_fd, h->opts.socket_dir, h->own_dir,
+						 id);
 }

@@ -13,12 +13,27 @@ struct file_id;
 /* An instance dir we hold the lock of: our own, or a dead instance's we adopted to
  * re-serve its sockets. */
 struct handoff_dir {
-	char *path;
+	char *path;    /* "<socket_dir>/<name>": for logs and the sockets' public paths */
+	char *name;    /* its name in the socket dir */
+	int fd;	       /* the dir, opened O_DIRECTORY|O_NOFOLLOW relative to parent_fd */
+	int parent_fd; /* the socket dir it is in: our own dup of its fd */
 	int lock_fd;
 	int alive_fd;  /* our own: the listening "alive" socket siblings watch; else -1 */
 	size_t offers; /* offers whose socket is in it */
 	bool own;
 };
+
+/**
+ * instance_dir_open_private() - open a directory others could write, made ours
+ * @path: the directory (created, with its parents, if missing)
+ * @e:    on failure, a one-line reason; may be NULL
+ *
+ * As instance_dir_make_private(), keeping the O_DIRECTORY|O_NOFOLLOW fd: everything
+ * below @path is then reached through it with *at() calls, never by path.
+ *
+ * Return: the fd (the caller owns it), or -errno as instance_dir_make_private().
+ */
+int instance_dir_open_private(const char *path, struct error *e);
 
 /**
  * instance_dir_make_private() - make a directory others could write ours, or refuse
@@ -35,9 +50,11 @@ struct handoff_dir {
 int instance_dir_make_private(const char *path, struct error *e);
 
 /**
- * handoff_dir_create_own() - create the socket dir and our own locked instance dir
- * @socket_dir: created (mkdir -p, 0700) if missing
- * @out:        set to our instance dir
+ * handoff_dir_create_own() - create our own locked instance dir in the socket dir
+ * @socket_dir_fd: the socket dir, from instance_dir_open_private(); kept open by the
+ *                 caller as long as the dir is used
+ * @socket_dir:    its path, for messages and the dir's path
+ * @out:           set to our instance dir
  * @e:          on failure, the reason; may be NULL
  *
  * The instance dir is created under a temporary name, locked, given its "alive"
@@ -46,7 +63,8 @@ int instance_dir_make_private(const char *path, struct error *e);
  *
  * Return: 0 or -errno.
  */
-int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, struct error *e);
+int handoff_dir_create_own(int socket_dir_fd, const char *socket_dir, struct handoff_dir **out,
+			   struct error *e);
 
 /**
  * handoff_dir_release() - release a dir's lock and free it
@@ -56,15 +74,16 @@ int handoff_dir_create_own(const char *socket_dir, struct handoff_dir **out, str
  */
 void handoff_dir_release(struct handoff_dir *d, bool remove);
 
-/* A socket a dead instance left: its path, the file name, and the dir we adopted it
- * with (NULL for a socket directly in socket_dir, from a version before instance
- * dirs, whose server was found dead by connecting). */
-typedef void (*handoff_orphan_fn)(void *data, struct handoff_dir *dir, const char *path,
+/* A socket a dead instance left: the dir we adopted it with (NULL for a socket
+ * directly in socket_dir, from a version before instance dirs, whose server was found
+ * dead by connecting), the fd of the dir it is in, its path and its file name. */
+typedef void (*handoff_orphan_fn)(void *data, struct handoff_dir *dir, int dir_fd, const char *path,
 				  const char *name);
 
 /**
  * handoff_dirs_adopt_dead() - find what dead instances left in the socket dir
- * @socket_dir: the socket dir
+ * @socket_dir_fd: the socket dir's fd
+ * @socket_dir: its path
  * @own:        our own instance dir, skipped
  * @fn:         called for every "*.sock" socket in each dead instance dir and for
  *              every dead "*.sock" socket directly in @socket_dir
@@ -77,26 +96,28 @@ typedef void (*handoff_orphan_fn)(void *data, struct handoff_dir *dir, const cha
  *
  * Return: 0 or -errno (opendir), logged.
  */
-int handoff_dirs_adopt_dead(const char *socket_dir, const struct handoff_dir *own,
-			    handoff_orphan_fn fn, void *data, struct handoff_dir ***dirs,
-			    size_t *count);
+int handoff_dirs_adopt_dead(int socket_dir_fd, const char *socket_dir,
+			    const struct handoff_dir *own, handoff_orphan_fn fn, void *data,
+			    struct handoff_dir ***dirs, size_t *count);
 
 /* A live sibling instance dir: its path and name. */
 typedef void (*handoff_sibling_fn)(void *data, const char *path, const char *name);
 
 /**
  * handoff_dirs_each_live() - call @fn for each live instance dir but ours
- * @socket_dir: the socket dir
+ * @socket_dir_fd: the socket dir's fd
+ * @socket_dir: its path
  * @own:        our own instance dir, skipped
  * @fn:         called with each dir whose lock a live process holds
  * @data:       passed to @fn
  */
-void handoff_dirs_each_live(const char *socket_dir, const struct handoff_dir *own,
-			    handoff_sibling_fn fn, void *data);
+void handoff_dirs_each_live(int socket_dir_fd, const char *socket_dir,
+			    const struct handoff_dir *own, handoff_sibling_fn fn, void *data);
 
 /**
  * handoff_dir_watch_alive() - connect to a live instance dir's "alive" socket
- * @path: the instance dir
+ * @socket_dir_fd: the socket dir's fd
+ * @name: the instance dir's name in it (a symlink is refused: -ELOOP)
  *
  * The connection is never accepted: it sits in the sibling's backlog until the
  * sibling's process ends (however: SIGKILL included), when the kernel hangs it up
@@ -105,26 +126,27 @@ void handoff_dirs_each_live(const char *socket_dir, const struct handoff_dir *ow
  * Return: the connected fd (the caller owns it), or -errno (-ENOENT: an instance of a
  * version without it, -ECONNREFUSED: already dead).
  */
-int handoff_dir_watch_alive(const char *path);
+int handoff_dir_watch_alive(int socket_dir_fd, const char *name);
 
 /**
  * handoff_dir_is_locked() - whether a live process (or we) holds a dir's lock
- * @path: the instance dir
+ * @socket_dir_fd: the socket dir's fd
+ * @name: the instance dir's name in it
  *
  * Return: true if its lock is taken.
  */
-bool handoff_dir_is_locked(const char *path);
+bool handoff_dir_is_locked(int socket_dir_fd, const char *name);
 
 /**
  * handoff_dirs_announce_left() - drop ".left-<random>" in the socket dir
- * @socket_dir: the socket dir
+ * @socket_dir_fd: the socket dir's fd
  *
  * An instance that exits with sockets left (after its locks are released) tells a
  * live instance of an older version (which does not watch "alive") to re-serve them.
  *
  * Return: 0 or -errno.
  */
-int handoff_dirs_announce_left(const char *socket_dir);
+int handoff_dirs_announce_left(int socket_dir_fd);
 
 /**
  * handoff_dirs_is_announcement() - whether a file name is such an announcement
@@ -144,9 +166,10 @@ bool handoff_dirs_is_instance(const char *name);
 
 /**
  * handoff_dirs_clear_announcements() - remove every announcement in the socket dir
- * @socket_dir: the socket dir
+ * @socket_dir_fd: the socket dir's fd
+ * @socket_dir: its path, for messages
  */
-void handoff_dirs_clear_announcements(const char *socket_dir);
+void handoff_dirs_clear_announcements(int socket_dir_fd, const char *socket_dir);
 
 /**
  * handoff_dir_record_endpoint() - record in our dir the DevicePlugin socket we serve
@@ -159,12 +182,13 @@ int handoff_dir_record_endpoint(const struct handoff_dir *own, const struct file
 
 /**
  * handoff_dirs_endpoint_is_instance() - whether a live instance recorded a socket
- * @socket_dir: the socket dir
+ * @socket_dir_fd: the socket dir's fd
+ * @socket_dir: its path
  * @own:        our own instance dir, skipped
  * @id:         a DevicePlugin socket file's identity
  *
  * Return: true if a live instance in @socket_dir (other than @own) recorded @id as
  * its DevicePlugin socket.
  */
-bool handoff_dirs_endpoint_is_instance(const char *socket_dir, const struct handoff_dir *own,
-				       const struct file_id *id);
+bool handoff_dirs_endpoint_is_instance(int socket_dir_fd, const char *socket_dir,
+				       const struct handoff_dir *own, const struct file_id *id);

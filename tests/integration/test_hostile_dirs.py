@@ -1,4 +1,4 @@
-"""Issue 19 rows 1, 2, 3, 6 and 10: hostile directories, a sibling's death, the umask.
+"""Issue 19 rows 1, 2, 3, 6 and 10 and Must 1: hostile directories, a sibling's death, the umask.
 
 An unprivileged host user (uid 1000, by setpriv) attacks the directories the plugin
 works in: symlinks renamed over the sockets and device nodes it creates (bounded
@@ -266,3 +266,27 @@ def test_a_sigkilled_superseded_instances_offer_is_re_served_by_the_live_one(env
             time.sleep(0.1)
     assert_is_dev_null(got)
     assert "the instance of" in b.stderr_text()
+
+
+def test_an_instance_dir_swapped_for_a_symlink_after_start_leads_nowhere(env):
+    # Issue 19 Must 1: the daemon holds its instance dir by an fd, so a symlink put in
+    # its place after start (here by root: the socket dir is 0700) is never followed:
+    # the next Allocate's socket is made, chowned and served in the dir it created.
+    plugin = env.start("--devices", "4", "--socket-owner", "%d:%d" % (USER, USER))
+    client = env.client()
+    assert_is_dev_null(kubevirt_receive(allocate_socket(client, "iommufd0")))
+    (own,) = [n for n in os.listdir(env.socket_dir) if re.fullmatch("[0-9a-f]{12}", n)]
+    own = os.path.join(env.socket_dir, own)
+    moved = os.path.join(env.socket_dir, "moved")
+    target = os.path.join(env.tmp, "root-owned")
+    os.mkdir(target, 0o755)
+    os.rename(own, moved)
+    os.symlink(target, own)
+    path = allocate_socket(client, "iommufd1")
+    assert os.listdir(target) == []  # nothing made through the symlink
+    st = os.lstat(target)
+    assert stat.S_IMODE(st.st_mode) == 0o755 and st.st_uid == 0  # nor chmod-ed or chowned
+    real = os.path.join(moved, os.path.basename(path))
+    assert os.lstat(real).st_uid == USER
+    assert_is_dev_null(kubevirt_receive(real))  # the sentinel: served from our own dir
+    assert plugin.alive()

@@ -192,7 +192,7 @@ static void count_event(void *data, const struct inotify_event *ev)
 		(*(int *)data)++;
 }
 
-static void inotify_read_events_hands_over_every_queued_event(void **state)
+static void inotify_read_once_hands_over_every_queued_event(void **state)
 {
 	struct dir *d = *state;
 	int seen = 0;
@@ -207,9 +207,9 @@ static void inotify_read_events_hands_over_every_queued_event(void **state)
 		close(f);
 		assert_int_equal(unlink(a), 0);
 	}
-	assert_int_equal(inotify_read_events(fd, count_event, &seen), 0);
+	assert_true(inotify_read_once(fd, count_event, &seen) > 0); /* one buffer holds all */
 	assert_int_equal(seen, 6); /* three creations, three deletions */
-	assert_int_equal(inotify_read_events(fd, count_event, &seen), 0); /* empty: no-op */
+	assert_int_equal(inotify_read_once(fd, count_event, &seen), 0); /* empty: no-op */
 	assert_int_equal(seen, 6);
 	close(fd);
 }
@@ -224,8 +224,8 @@ int main(void)
 	    cmocka_unit_test(unix_address_refuses_a_path_longer_than_sun_path),
 	    cmocka_unit_test_setup_teardown(
 		loop_listener_waits_for_an_fd_and_resumes_when_one_is_released, setup, teardown),
-	    cmocka_unit_test_setup_teardown(inotify_read_events_hands_over_every_queued_event,
-					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(inotify_read_once_hands_over_every_queued_event, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -215,6 +215,105 @@ static void handoff_rescue_reserves_dead_sockets_and_touches_nothing_else(void *
 	free(other);
 }
 
+/* Our instance dir's name in the socket dir (12 hex digits). Caller frees. */
+static char *own_instance_dir(struct fixture *f)
+{
+	DIR *d = opendir(f->socket_dir);
+	struct dirent *de;
+	char *path = NULL;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (strlen(de->d_name) == 12 && strspn(de->d_name, "0123456789abcdef") == 12)
+			path = xasprintf("%s/%s", f->socket_dir, de->d_name);
+	closedir(d);
+	assert_non_null(path);
+	return path;
+}
+
+static bool dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int entries = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		entries++;
+	closedir(d);
+	return entries == 2; /* "." and ".." */
+}
+
+/* Issue 19 Must 1: our instance dir is held by an fd, so a symlink put in its place
+ * after start (here by root: the socket dir is 0700) leads nowhere; the offer's
+ * socket is made, chowned and labelled in the dir we created. */
+static void handoff_offer_follows_no_symlink_put_in_place_of_its_instance_dir(void **state)
+{
+	struct fixture *f = *state;
+	char *target = xasprintf("%s/elsewhere", f->dir);
+	char *moved = xasprintf("%s/moved", f->socket_dir);
+	struct stat st;
+
+	if (geteuid() == 0) /* the fchownat must not go through the symlink either */
+		f->opts.socket_uid = f->opts.socket_gid = 107;
+	start(f);
+	char *own = own_instance_dir(f);
+	assert_int_equal(mkdir(target, 0755), 0);
+	assert_int_equal(rename(own, moved), 0);
+	assert_int_equal(symlink(target, own), 0);
+
+	const char *path = offer(f, "iommufd0", "/dev/null");
+	assert_true(dir_is_empty(target)); /* nothing was made through the symlink */
+	assert_int_equal(lstat(target, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0755); /* nor chmod-ed */
+	char *real = xasprintf("%s/%s", moved, strrchr(path, '/') + 1);
+	assert_int_equal(lstat(real, &st), 0); /* the sentinel: it is in our own dir */
+	assert_true(S_ISSOCK(st.st_mode));
+	if (geteuid() == 0)
+		assert_int_equal(st.st_uid, 107);
+	free(real);
+	free(own);
+	free(moved);
+	free(target);
+}
+
+/* A symlink named like an instance dir, to a dir with a free lock and a dead socket,
+ * is not adopted: nothing is re-served or removed through it. */
+static void handoff_rescue_adopts_no_symlink_named_like_an_instance_dir(void **state)
+{
+	struct fixture *f = *state;
+	char *run = xasprintf("%s/run", f->dir);
+	char *target = xasprintf("%s/elsewhere", f->dir);
+	char *lock = xasprintf("%s/.lock", target);
+	char *dead = xasprintf("%s/iommufd0-3.sock", target);
+	char *link = xasprintf("%s/0123456789ab", f->socket_dir);
+	char *legacy = xasprintf("%s/iommufd1-1.sock", f->socket_dir);
+	int opened = 0;
+
+	assert_int_equal(mkdir(run, 0700), 0);
+	assert_int_equal(mkdir(f->socket_dir, 0700), 0);
+	assert_int_equal(mkdir(target, 0755), 0);
+	int fd = open(lock, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	bind_and_close(dead);
+	assert_int_equal(symlink(target, link), 0);
+	bind_and_close(legacy); /* the sentinel: a real dead socket, re-served */
+
+	start(f);
+	assert_int_equal(handoff_rescue(f->handoff, open_null, &opened), 1);
+	assert_int_equal(opened, 1);
+	assert_true(socket_is_live(legacy));
+	assert_true(path_exists(dead));
+	assert_false(socket_is_live(dead)); /* not served through the symlink */
+	free(legacy);
+	free(link);
+	free(dead);
+	free(lock);
+	free(target);
+	free(run);
+}
+
 static void handoff_creates_socket_dir_0700_and_sockets_with_configured_mode(void **state)
 {
 	struct fixture *f = *state;
@@ -408,6 +507,8 @@ int main(void)
 	    T(handoff_unclaimed_offer_expires_after_ttl),
 	    T(handoff_reoffer_of_same_device_id_replaces_old_offer),
 	    T(handoff_rescue_reserves_dead_sockets_and_touches_nothing_else),
+	    T(handoff_offer_follows_no_symlink_put_in_place_of_its_instance_dir),
+	    T(handoff_rescue_adopts_no_symlink_named_like_an_instance_dir),
 	    T(handoff_creates_socket_dir_0700_and_sockets_with_configured_mode),
 	    T(handoff_sockets_get_configured_owner_and_mode),
 	    T(handoff_rejects_device_ids_that_could_escape_the_socket_dir),

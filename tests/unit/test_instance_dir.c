@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -60,10 +61,11 @@ static int sibling(void *data)
 	/* Dies with the test, also when an assertion fails first. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		return 1;
-	if (handoff_dir_create_own(c->socket_dir, &d, NULL) < 0)
+	int sd = instance_dir_open_private(c->socket_dir, NULL);
+	if (sd < 0 || handoff_dir_create_own(sd, c->socket_dir, &d, NULL) < 0)
 		return 1;
-	size_t n = strlen(d->path) + 1;
-	if (write(c->pipe_w, d->path, n) != (ssize_t)n)
+	size_t n = strlen(d->name) + 1;
+	if (write(c->pipe_w, d->name, n) != (ssize_t)n)
 		return 1;
 	for (;;)
 		pause();
@@ -74,18 +76,20 @@ static void a_sigkilled_siblings_alive_connection_hangs_up(void **state)
 	(void)state;
 	char *dir = test_make_temp_dir();
 	int p[2];
-	char path[256] = {0};
+	char name[256] = {0};
 
 	assert_int_equal(pipe(p), 0);
 	struct child c = {.socket_dir = dir, .pipe_w = p[1]};
 	pid_t pid = test_fork(sibling, &c);
 	assert_true(pid > 0);
 	close(p[1]);
-	assert_true(read(p[0], path, sizeof(path) - 1) > 0);
+	assert_true(read(p[0], name, sizeof(name) - 1) > 0);
 	close(p[0]);
+	int sd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(sd >= 0);
 
-	assert_true(handoff_dir_is_locked(path));
-	int fd = handoff_dir_watch_alive(path);
+	assert_true(handoff_dir_is_locked(sd, name));
+	int fd = handoff_dir_watch_alive(sd, name);
 	assert_true(fd >= 0);
 	struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
 	assert_int_equal(poll(&pfd, 1, 0), 0); /* alive: nothing to report */
@@ -94,9 +98,10 @@ static void a_sigkilled_siblings_alive_connection_hangs_up(void **state)
 	assert_int_equal(test_wait(pid), 128 + SIGKILL);
 	assert_int_equal(poll(&pfd, 1, 10000), 1);
 	assert_true(pfd.revents & (POLLHUP | POLLRDHUP));
-	assert_false(handoff_dir_is_locked(path)); /* and it can be adopted */
+	assert_false(handoff_dir_is_locked(sd, name)); /* and it can be adopted */
 
 	close(fd);
+	close(sd);
 	test_remove_tree(dir);
 	free(dir);
 }
