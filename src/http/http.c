@@ -1,7 +1,8 @@
 /* The HTTP server side: listen on TCP or a unix socket, accept non-blocking, read one
  * request head, answer once, close. Each connection has a deadline in one deadline
  * list; at the connection cap the oldest connection still without a request head is
- * evicted, so idle peers cannot keep /livez out. */
+ * evicted once it has had HTTP_EVICT_GRACE_USEC to send one, so idle peers cannot keep
+ * /livez out, and a probe accepted amid a flood of them still gets to send its request. */
 #include "http.h"
 #include "../basic/error_text.h"
 #include "../basic/stream_socket.h"
@@ -25,12 +26,21 @@
  * them (the kernel's cap is net.core.somaxconn). */
 #define HTTP_LISTEN_BACKLOG 128
 
+/* An idle connection is evicted only after this long. Without it a peer reconnecting as
+ * fast as it is evicted churns the 16 slots within one wake-up, and a probe accepted
+ * before its request arrived is evicted at once. With it, at most 16 connections are
+ * accepted per grace at the cap, so a probe waits in the backlog behind at most 128
+ * others for about 128 / 16 * 0.25 = 2 s (its request arrives meanwhile), or has the
+ * grace to send it if accepted at once. */
+#define HTTP_EVICT_GRACE_USEC (250ULL * 1000)
+
 struct http_connection {
 	struct http_server *server;
 	struct list link; /* in http_server.connections, oldest first */
 	int fd;
 	struct loop_watch watch;
 	struct deadline_entry deadline;
+	unsigned long long accepted_usec;
 	char request[HTTP_MAX_REQUEST];
 	size_t received;
 	char *answer; /* response head and body; NULL until the request is answered */
@@ -48,7 +58,8 @@ struct http_server {
 	struct deadline_list deadlines;
 	http_handler_fn handler;
 	void *data;
-	struct list connections; /* struct http_connection.link, by accept */
+	struct list connections;       /* struct http_connection.link, by accept */
+	struct loop_timer evict_timer; /* at the cap: when the oldest idle one may go */
 };
 
 void http_response_append(struct http_response *r, const char *fmt, ...)
@@ -237,20 +248,35 @@ static void connection_event(void *data, uint32_t events)
 }
 
 /* At the cap: closes the oldest connection that has not delivered a request head (it
- * costs the peer nothing to hold one), so a probe always finds a slot. Without one
- * (every slot is being answered) the listener waits at the cap. */
+ * costs the peer nothing to hold one) once its grace is over, so a probe always gets a
+ * slot. While the oldest idle one is in its grace the listener waits at the cap, and
+ * the timer comes back when it ends; with every slot being answered it just waits. */
 static void server_evict_idle(struct http_server *s)
 {
+	unsigned long long now = now_usec();
 	struct http_connection *c;
 
 	list_for_each (c, &s->connections, link) {
-		if (!c->answer) {
-			log_debug(2, "HTTP on %s: %d connections open; closing the oldest idle one",
-				  s->address, HTTP_MAX_CONNECTIONS);
-			connection_close(c);
+		if (c->answer)
+			continue;
+		if (now - c->accepted_usec < HTTP_EVICT_GRACE_USEC) {
+			loop_timer_arm(&s->evict_timer,
+				       c->accepted_usec + HTTP_EVICT_GRACE_USEC - now);
 			return;
 		}
+		log_debug(2, "HTTP on %s: %d connections open; closing the oldest idle one",
+			  s->address, HTTP_MAX_CONNECTIONS);
+		connection_close(c);
+		return;
 	}
+}
+
+static void server_evict_timer(void *data)
+{
+	struct http_server *s = data;
+
+	if (loop_listener_full(&s->listener))
+		server_evict_idle(s);
 }
 
 static void http_server_accept(void *data, int fd)
@@ -260,6 +286,7 @@ static void http_server_accept(void *data, int fd)
 
 	c->server = s;
 	c->fd = fd;
+	c->accepted_usec = now_usec();
 	deadline_entry_init(&c->deadline);
 	list_append(&s->connections, &c->link);
 	int r = loop_watch_add(s->loop, &c->watch, fd, EPOLLIN, connection_event, c);
@@ -394,6 +421,7 @@ int http_server_new(struct loop *loop, const char *address, http_handler_fn hand
 	s->unix_path = addr.ss_family == AF_UNIX ? xstrdup(address) : NULL;
 	s->listen_fd = -1;
 	deadline_list_init(loop, &s->deadlines, connection_deadline, s);
+	loop_timer_init(loop, &s->evict_timer, server_evict_timer, s);
 	s->handler = handler;
 	s->data = data;
 	r = server_listen(s, &addr, len);
@@ -422,6 +450,7 @@ void http_server_free(struct http_server *s)
 	while (!list_empty(&s->connections))
 		connection_close(list_first(&s->connections, struct http_connection, link));
 	deadline_list_destroy(&s->deadlines);
+	loop_timer_destroy(&s->evict_timer);
 	loop_listener_stop(&s->listener);
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);
