@@ -160,15 +160,15 @@ cp "$out/guest/iommufd-check" "$out/guest/run-as" "$out/guest/qmp" "$out/guest/l
 	cat - "$qemu_rootfs" >"$out/initramfs.cpio" || die "cpio of $root failed"
 
 # 5. Boot. q35 with an intel-iommu doing interrupt remapping (vfio-pci needs IOMMU groups) and
-#    two e1000e for the guest to bind to vfio-pci. 1 GiB: the 65 MB of QEMU in the initramfs and
-#    two nested VMs with their pinned RAM.
+#    two e1000e for the guest to bind to vfio-pci. 3.5 GiB: the 90 MB of QEMU and libvirt in the
+#    initramfs and two nested libvirt VMs of 1152 MiB with their pinned RAM (init-libvirt).
 console="$out/console-$mode.log"
 # loglevel=5 prints KERN_WARNING, so a kernel WARN() reaches the console and fails the test.
 loglevel=5
 [[ $mode == demo ]] && loglevel=1
 cmdline="console=ttyS0 rdinit=/init panic=-1 loglevel=$loglevel vmtest=$mode${steps:+ vmsteps=$steps}"
 # shellcheck disable=SC2054 # the commas belong to qemu's option syntax
-qemu=(qemu-system-x86_64 -machine q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 1 -m 1024
+qemu=(qemu-system-x86_64 -machine q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 1 -m 3584
 	-nodefaults -display none -no-reboot
 	-device intel-iommu,intremap=on,caching-mode=on
 	-device e1000e,id=nic0 -device e1000e,id=nic1

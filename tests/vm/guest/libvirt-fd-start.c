@@ -24,7 +24,7 @@ static const char *prog = "libvirt-fd-start";
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: %s start --name NAME --bdf DDDD:BB:SS.F --memory-mib N --memlock-mib N\n"
+		"usage: %s start --name NAME --bdf DDDD:BB:SS.F --memory-mib N\n"
 		"           (--socket PATH | --fd N) [--no-associate]\n"
 		"       %s destroy --name NAME\n"
 		"start prints key=value lines: fd, associate, start, error (libvirt's message),\n"
@@ -109,18 +109,16 @@ static int receive_iommufd(const char *path)
 }
 
 /* The domain: TCG q35, RAM as given, no default devices besides the PCIe root, the e1000e at
- * BDF through vfio-pci in iommufd mode, the iommufd from the fd group. memtune's hard_limit is the
- * container's RLIMIT_MEMLOCK: libvirt sets QEMU's MEMLOCK to it instead of raising it (which an
- * unprivileged libvirt cannot). */
+ * BDF through vfio-pci in iommufd mode, the iommufd from the fd group. (No memtune: libvirt
+ * refuses it in session mode.) */
 static char *domain_xml(const char *name, unsigned dom, unsigned bus, unsigned slot, unsigned fn,
-			unsigned memory_mib, unsigned memlock_mib)
+			unsigned memory_mib)
 {
 	char *xml;
 	if (asprintf(&xml,
 		     "<domain type='qemu'>\n"
 		     "  <name>%s</name>\n"
 		     "  <memory unit='MiB'>%u</memory>\n"
-		     "  <memtune><hard_limit unit='MiB'>%u</hard_limit></memtune>\n"
 		     "  <vcpu>1</vcpu>\n"
 		     "  <iommufd enabled='yes' fdgroup='" FD_GROUP "'/>\n"
 		     "  <os><type arch='x86_64' machine='q35'>hvm</type></os>\n"
@@ -136,7 +134,7 @@ static char *domain_xml(const char *name, unsigned dom, unsigned bus, unsigned s
 		     "    </hostdev>\n"
 		     "  </devices>\n"
 		     "</domain>\n",
-		     name, memory_mib, memlock_mib, dom, bus, slot, fn) < 0)
+		     name, memory_mib, dom, bus, slot, fn) < 0)
 		return NULL;
 	return xml;
 }
@@ -164,8 +162,8 @@ static void quiet(void *opaque, virErrorPtr err)
 	(void)err;
 }
 
-static int start(const char *name, const char *bdf, unsigned memory_mib, unsigned memlock_mib,
-		 const char *socket_path, int given_fd, int associate)
+static int start(const char *name, const char *bdf, unsigned memory_mib, const char *socket_path,
+		 int given_fd, int associate)
 {
 	unsigned d, b, s, f;
 	if (sscanf(bdf, "%x:%x:%x.%x", &d, &b, &s, &f) != 4)
@@ -181,7 +179,7 @@ static int start(const char *name, const char *bdf, unsigned memory_mib, unsigne
 		printf("connect=error\nerror=%s\n", libvirt_error());
 		return 1;
 	}
-	char *xml = domain_xml(name, d, b, s, f, memory_mib, memlock_mib);
+	char *xml = domain_xml(name, d, b, s, f, memory_mib);
 	if (!xml) {
 		fprintf(stderr, "%s: out of memory\n", prog);
 		return 1;
@@ -259,7 +257,6 @@ int main(int argc, char **argv)
 	    {"name", required_argument, NULL, 'n'},
 	    {"bdf", required_argument, NULL, 'b'},
 	    {"memory-mib", required_argument, NULL, 'm'},
-	    {"memlock-mib", required_argument, NULL, 'l'},
 	    {"socket", required_argument, NULL, 's'},
 	    {"fd", required_argument, NULL, 'f'},
 	    {"no-associate", no_argument, NULL, 'A'},
@@ -269,7 +266,7 @@ int main(int argc, char **argv)
 		usage();
 	const char *cmd = argv[1];
 	const char *name = NULL, *bdf = NULL, *socket_path = NULL;
-	unsigned memory_mib = 0, memlock_mib = 0;
+	unsigned memory_mib = 0;
 	int fd = -1, associate = 1, c;
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -282,9 +279,6 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			memory_mib = (unsigned)strtoul(optarg, NULL, 10);
-			break;
-		case 'l':
-			memlock_mib = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 's':
 			socket_path = optarg;
@@ -305,8 +299,8 @@ int main(int argc, char **argv)
 	virSetErrorFunc(NULL, quiet);
 	if (strcmp(cmd, "destroy") == 0)
 		return destroy(name);
-	if (strcmp(cmd, "start") != 0 || !bdf || !memory_mib || !memlock_mib ||
+	if (strcmp(cmd, "start") != 0 || !bdf || !memory_mib ||
 	    (!socket_path) == (fd < 0))
 		usage();
-	return start(name, bdf, memory_mib, memlock_mib, socket_path, fd, associate);
+	return start(name, bdf, memory_mib, socket_path, fd, associate);
 }
