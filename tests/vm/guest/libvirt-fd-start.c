@@ -16,7 +16,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-#define URI "qemu:///session"
+#define URI	 "qemu:///session"
 #define FD_GROUP "iommu"
 
 static const char *prog = "libvirt-fd-start";
@@ -28,7 +28,8 @@ static void usage(void)
 		"           (--socket PATH | --fd N) [--no-associate]\n"
 		"       %s destroy --name NAME\n"
 		"start prints key=value lines: fd, associate, start, error (libvirt's message),\n"
-		"state, hostdev_realized. Exit status 0 if the domain runs, 1 if not, 2 on bad usage.\n",
+		"state, hostdev_realized. Exit status 0 if the domain runs, 1 if not, 2 on bad "
+		"usage.\n",
 		prog, prog);
 	exit(2);
 }
@@ -144,16 +145,29 @@ static char *domain_xml(const char *name, unsigned dom, unsigned bus, unsigned s
 static void print_realized(virDomainPtr dom)
 {
 	char *reply = NULL;
-	const char *cmd = "{\"execute\": \"qom-get\", \"arguments\": "
-			  "{\"path\": \"/machine/peripheral/hostdev0\", \"property\": \"realized\"}}";
+	const char *cmd =
+	    "{\"execute\": \"qom-get\", \"arguments\": "
+	    "{\"path\": \"/machine/peripheral/hostdev0\", \"property\": \"realized\"}}";
 	if (virDomainQemuMonitorCommand(dom, cmd, &reply, 0) < 0) {
 		printf("hostdev_realized=error\nrealized_error=%s\n", libvirt_error());
 		return;
 	}
-	printf("hostdev_realized=%s\n", strstr(reply, "\"return\":true")	    ? "true"
-					: strstr(reply, "\"return\": true") ? "true"
-									    : "false");
+	int realized = strstr(reply, "\"return\":true") || strstr(reply, "\"return\": true");
+	printf("hostdev_realized=%s\n", realized ? "true" : "false");
 	free(reply);
+}
+
+/* A decimal number in [0, max], or exit 2 (bad usage). */
+static unsigned parse_uint(const char *s, unsigned max)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > max) {
+		fprintf(stderr, "%s: bad number '%s'\n", prog, s);
+		exit(2);
+	}
+	return (unsigned)v;
 }
 
 static void quiet(void *opaque, virErrorPtr err)
@@ -278,13 +292,13 @@ int main(int argc, char **argv)
 			bdf = optarg;
 			break;
 		case 'm':
-			memory_mib = (unsigned)strtoul(optarg, NULL, 10);
+			memory_mib = parse_uint(optarg, 1u << 20);
 			break;
 		case 's':
 			socket_path = optarg;
 			break;
 		case 'f':
-			fd = atoi(optarg);
+			fd = (int)parse_uint(optarg, 1u << 20);
 			break;
 		case 'A':
 			associate = 0;
@@ -299,8 +313,7 @@ int main(int argc, char **argv)
 	virSetErrorFunc(NULL, quiet);
 	if (strcmp(cmd, "destroy") == 0)
 		return destroy(name);
-	if (strcmp(cmd, "start") != 0 || !bdf || !memory_mib ||
-	    (!socket_path) == (fd < 0))
+	if (strcmp(cmd, "start") != 0 || !bdf || !memory_mib || (!socket_path) == (fd < 0))
 		usage();
 	return start(name, bdf, memory_mib, socket_path, fd, associate);
 }
