@@ -1,7 +1,7 @@
 #!/bin/bash
 # The VM test: boots a kernel with IOMMUFD (build-kernel.sh) under qemu TCG with an intel-iommu
-# and two e1000e, runs tests/vm/init in it with the project's static binaries and a nested QEMU
-# (build-qemu-rootfs.sh), and prints a table of every check. Exit status 0 only if every check
+# and two e1000e, runs tests/vm/init in it with the project's static binaries, a nested QEMU and
+# libvirt (build-qemu-rootfs.sh), and prints a table of every check. Exit status 0 only if every check
 # passed. --demo: the README's demo instead.
 set -euo pipefail
 
