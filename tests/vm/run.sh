@@ -1,7 +1,7 @@
 #!/bin/bash
 # The VM test: boots a kernel with IOMMUFD (build-kernel.sh) under qemu TCG with an intel-iommu
-# and two e1000e, runs tests/vm/init in it with the project's static binaries and a nested QEMU
-# (build-qemu-rootfs.sh), and prints a table of every check. Exit status 0 only if every check
+# and two e1000e, runs tests/vm/init in it with the project's static binaries, a nested QEMU and
+# libvirt (build-qemu-rootfs.sh), and prints a table of every check. Exit status 0 only if every check
 # passed. --demo: the README's demo instead.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ static_build="${IOMMUFD_VM_STATIC_BUILD_DIR:-$repo/build-vm-musl}"
 boot_timeout="${IOMMUFD_VM_TIMEOUT:-1200}" # generous: nested QEMU under TCG on a loaded machine
 accel="${IOMMUFD_VM_ACCEL:-tcg}" # /dev/kvm on CI machines usually cannot run guests
 mode="test"
+steps="${IOMMUFD_VM_STEPS:-}" # comma-separated /init steps (e.g. bind_vfio,libvirt_checks), for work on the test
 
 usage() {
 	cat >&2 <<-EOF
@@ -26,6 +27,7 @@ usage() {
 		  IOMMUFD_VM_TIMEOUT          seconds before the VM is killed (default $boot_timeout)
 		  IOMMUFD_VM_ACCEL            qemu accelerator (default tcg)
 		  IOMMUFD_VM_ALLOW_MISSING=1  boot even if the project binaries do not build
+		  IOMMUFD_VM_STEPS            only these /init steps, comma-separated (bind_vfio first)
 	EOF
 	exit 2
 }
@@ -122,35 +124,51 @@ for prog in iommufd-check run-as qmp; do
 	fi
 done
 
+# The libvirt client, dynamic: against trixie-backports' libvirt headers and the guest's libvirt.so
+# (in sdk/ next to the QEMU archive), run by the guest's loader. Only libvirt's own symbols are
+# left for the guest to resolve (--allow-shlib-undefined: its libraries need trixie's glibc).
+sdk="$(dirname "$qemu_rootfs")/sdk"
+src="$here/guest/libvirt-fd-start.c"
+if [[ ! "$out/guest/libvirt-fd-start" -nt "$src" || ! "$out/guest/libvirt-fd-start" -nt "$sdk/lib/libvirt.so.0" ]]; then
+	cc -std=gnu11 -O2 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+		-D_GNU_SOURCE -isystem "$sdk/include" -o "$out/guest/libvirt-fd-start" "$src" \
+		"$sdk/lib/libvirt-qemu.so.0" "$sdk/lib/libvirt.so.0" -Wl,--allow-shlib-undefined ||
+		die "compiling $src failed"
+fi
+
 # 4. The initramfs: busybox, /init, the binaries and QEMU; uncompressed newc archives (boots faster
 #    under TCG than a compressed one; the kernel's built-in initramfs already has /dev/console).
 root="$out/initramfs"
 rm -rf "$root"
-mkdir -p "$root"/{bin,usr/local/bin,dev,proc,sys,run,tmp,var}
+mkdir -p "$root"/{bin,usr/local/bin,dev,proc,sys,run,tmp,var,etc}
+# libvirt looks its user up (getpwuid): root and KubeVirt's qemu user, uid/gid 107.
+printf 'root:x:0:0:root:/root:/bin/sh\nqemu:x:107:107:qemu:/run/pod:/bin/sh\n' >"$root/etc/passwd"
+printf 'root:x:0:\nqemu:x:107:\n' >"$root/etc/group"
 cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 install -m 0755 "$here/init" "$root/init"
 install -m 0644 "$here/init-qemu" "$root/init-qemu"
+install -m 0644 "$here/init-libvirt" "$root/init-libvirt"
 for b in "${present_bins[@]}"; do
 	cp "$bin_dir/$b" "$root/usr/local/bin/"
 done
-cp "$out/guest/iommufd-check" "$out/guest/run-as" "$out/guest/qmp" "$here/guest/in-container" \
-	"$root/usr/local/bin/"
+cp "$out/guest/iommufd-check" "$out/guest/run-as" "$out/guest/qmp" "$out/guest/libvirt-fd-start" \
+	"$here/guest/in-container" "$here/guest/launcher" "$root/usr/local/bin/"
 # The QEMU archive follows ours: the kernel unpacks concatenated newc archives in turn (cpio pads
 # each to 512 bytes, and the unpacker skips zeros between them).
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
 	cat - "$qemu_rootfs" >"$out/initramfs.cpio" || die "cpio of $root failed"
 
 # 5. Boot. q35 with an intel-iommu doing interrupt remapping (vfio-pci needs IOMMU groups) and
-#    two e1000e for the guest to bind to vfio-pci. 1 GiB: the 65 MB of QEMU in the initramfs and
-#    two nested VMs with their pinned RAM.
+#    two e1000e for the guest to bind to vfio-pci. 3.5 GiB: the 90 MB of QEMU and libvirt in the
+#    initramfs and two nested libvirt VMs of 1152 MiB with their pinned RAM (init-libvirt).
 console="$out/console-$mode.log"
 # loglevel=5 prints KERN_WARNING, so a kernel WARN() reaches the console and fails the test.
 loglevel=5
 [[ $mode == demo ]] && loglevel=1
-cmdline="console=ttyS0 rdinit=/init panic=-1 loglevel=$loglevel vmtest=$mode"
+cmdline="console=ttyS0 rdinit=/init panic=-1 loglevel=$loglevel vmtest=$mode${steps:+ vmsteps=$steps}"
 # shellcheck disable=SC2054 # the commas belong to qemu's option syntax
-qemu=(qemu-system-x86_64 -machine q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 1 -m 1024
+qemu=(qemu-system-x86_64 -machine q35,kernel-irqchip=split -accel "$accel" -cpu max -smp 1 -m 3584
 	-nodefaults -display none -no-reboot
 	-device intel-iommu,intremap=on,caching-mode=on
 	-device e1000e,id=nic0 -device e1000e,id=nic1
