@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 import h2raw
+from harness import PLUGIN_WRAPPER
 from kubelet import DevicePluginClient, deadline, pb
 from test_robustness import assert_serves
 
@@ -30,6 +31,10 @@ def peak_rss_kib(plugin):
 
 
 def assert_within_limit(plugin, sanitized):
+    if PLUGIN_WRAPPER:
+        # Under valgrind (scripts/check.sh) the RSS is valgrind's own: the normal, ASan
+        # and musl runs hold the bound; this run checks the same calls for memory errors.
+        return
     peak = peak_rss_kib(plugin)
     # ASan's shadow memory and quarantine alone exceed the DaemonSet's limit.
     limit = DAEMONSET_LIMIT_KIB * (8 if sanitized else 1)
