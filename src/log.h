@@ -118,6 +118,18 @@ void log_fields_write(enum log_level level, int verbosity, const char *file, int
 #define log_info_f(fields, ...) log_fields_write(LOG_INFO, 0, __FILE__, __LINE__, fields, __VA_ARGS__)
 
 /**
+ * log_debug_f() - log an info line with fields at verbosity @v
+ * @v:      the verbosity: printed only with -v @v or higher
+ * @fields: LOG_FIELDS(LOG_STR("device", id), ...)
+ * @...:    printf format of the message, then its arguments
+ */
+#define log_debug_f(v, fields, ...)                                                                \
+	do {                                                                                       \
+		if (log_enabled(v))                                                                \
+			log_fields_write(LOG_INFO, (v), __FILE__, __LINE__, fields, __VA_ARGS__);  \
+	} while (0)
+
+/**
  * log_error() - log an error line from here
  * @...: printf format of the message, then its arguments
  */
