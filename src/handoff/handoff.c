@@ -139,6 +139,7 @@ static void peer_consumed(struct handoff_peer *peer)
 	struct handoff *h = offer->h;
 
 	h->stats.consumed++;
+	handoff_metrics_observe_wait(&h->stats, (double)(now_usec() - offer->offered) / 1e6);
 	log_info_f(LOG_FIELDS(LOG_STR("device", offer->device_id), LOG_STR("socket", offer->path),
 			      LOG_NUM("peer_pid", peer->cred.pid), LOG_NUM("uid", peer->cred.uid),
 			      LOG_NUM("gid", peer->cred.gid), LOG_STR("cgroup", peer->cgroup)),
