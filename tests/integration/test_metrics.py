@@ -217,7 +217,7 @@ def test_counters_move_after_allocate_and_handoff(env):
     # The wait from Allocate to the ACK: one observation, well under the top bucket.
     assert value(before, "handoff_wait_seconds_count") == 0
     assert value(after, "handoff_wait_seconds_count") == 1
-    assert value(after, "handoff_wait_seconds_bucket", le="1800.0") == 1
+    assert value(after, "handoff_wait_seconds_bucket", le="1800") == 1
     assert value(after, "handoff_wait_seconds_bucket", le="+Inf") == 1
     assert 0 < value(after, "handoff_wait_seconds_sum") < 1800
 
