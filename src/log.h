@@ -115,7 +115,8 @@ void log_fields_write(enum log_level level, int verbosity, const char *file, int
  * @fields: LOG_FIELDS(LOG_STR("device", id), ...)
  * @...:    printf format of the message, then its arguments
  */
-#define log_info_f(fields, ...) log_fields_write(LOG_INFO, 0, __FILE__, __LINE__, fields, __VA_ARGS__)
+#define log_info_f(fields, ...)                                                                    \
+	log_fields_write(LOG_INFO, 0, __FILE__, __LINE__, fields, __VA_ARGS__)
 
 /**
  * log_debug_f() - log an info line with fields at verbosity @v

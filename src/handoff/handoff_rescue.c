@@ -69,7 +69,8 @@ static void rescue_socket(void *data, struct handoff_dir *dir, int dir_fd, const
 			    path);
 	} else if (rescue_one(rs, dir, dir_fd, path, name, device_id, &e) < 0) {
 		log_error_f(LOG_FIELDS(LOG_STR("device", device_id), LOG_STR("socket", path),
-				       LOG_NUM("errno", -e.code), LOG_STR("reason", error_message(&e))),
+				       LOG_NUM("errno", -e.code),
+				       LOG_STR("reason", error_message(&e))),
 			    "cannot re-serve %s for %s: %s; removing it", path, device_id,
 			    error_message(&e));
 	} else {

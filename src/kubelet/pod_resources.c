@@ -50,7 +50,7 @@ struct pod_resources {
 	size_t unnamed_count;
 	size_t last_pending;
 	unsigned long long last_consumed; /* the handoff's consumed count at the last change */
-	bool list_again; /* an offer came or went while a List was in flight */
+	bool list_again;		  /* an offer came or went while a List was in flight */
 	struct pod_resources_stats stats;
 };
 
@@ -212,8 +212,8 @@ static void poll_schedule(struct pod_resources *pr)
 /* A List soon, not at the next interval: one in flight gets a successor instead. */
 static void poll_soon(struct pod_resources *pr)
 {
-	unsigned long long soon = LIST_SOON_USEC < pr->interval_usec ? LIST_SOON_USEC
-								      : pr->interval_usec;
+	unsigned long long soon =
+	    LIST_SOON_USEC < pr->interval_usec ? LIST_SOON_USEC : pr->interval_usec;
 	unsigned long long at = now_usec() + soon;
 
 	if (pr->client) {
@@ -341,8 +341,9 @@ static bool note_ended(struct pod_resources *pr, bool taken)
 		    strings_contain(pr->audited, pr->audited_count, before[i].socket_path))
 			continue;
 		if (pr->unnamed_count == UNNAMED_MAX) {
-			log_debug(1, "not naming the pod %s went to: %d offers ended since the "
-				     "last List",
+			log_debug(1,
+				  "not naming the pod %s went to: %d offers ended since the "
+				  "last List",
 				  pr->unnamed[0].device_id, UNNAMED_MAX);
 			free(pr->unnamed[0].device_id);
 			free(pr->unnamed[0].socket_path);

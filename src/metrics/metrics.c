@@ -140,8 +140,8 @@ void metrics_histogram(struct metrics_writer *w, const char *name, const char *h
 	for (size_t i = 0; i <= n; i++) {
 		cumulative += h->counts[i];
 		if (i < n)
-			http_response_append(w->response, "%s%s_bucket{le=\"%g\"} %llu\n", w->prefix,
-					     name, bounds[i], cumulative);
+			http_response_append(w->response, "%s%s_bucket{le=\"%g\"} %llu\n",
+					     w->prefix, name, bounds[i], cumulative);
 		else
 			http_response_append(w->response, "%s%s_bucket{le=\"+Inf\"} %llu\n",
 					     w->prefix, name, cumulative);
@@ -194,8 +194,9 @@ static void write_process(struct metrics_writer *w, double start_time)
 	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
 		family_start(w, "", "process_max_fds", METRICS_GAUGE,
 			     "Maximum number of open file descriptors.");
-		metrics_sample(w, nofile.rlim_cur == RLIM_INFINITY ? ULLONG_MAX
-								    : (unsigned long long)nofile.rlim_cur);
+		metrics_sample(w, nofile.rlim_cur == RLIM_INFINITY
+				      ? ULLONG_MAX
+				      : (unsigned long long)nofile.rlim_cur);
 	}
 	family_start(w, "", "process_start_time_seconds", METRICS_GAUGE,
 		     "Start time of the process since unix epoch in seconds.");

@@ -15,8 +15,8 @@ struct metrics;
 struct metrics_writer;
 
 enum metrics_type {
-	METRICS_COUNTER, /* only ever goes up; its name ends in _total */
-	METRICS_GAUGE,	 /* a value now; its name does not end in _total */
+	METRICS_COUNTER,   /* only ever goes up; its name ends in _total */
+	METRICS_GAUGE,	   /* a value now; its name does not end in _total */
 	METRICS_HISTOGRAM, /* counts per bucket (metrics_histogram()) */
 };
 

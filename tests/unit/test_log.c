@@ -41,8 +41,7 @@ static char *captured(void (*emit)(void))
 static void emit_handoff_line(void)
 {
 	log_info_f(LOG_FIELDS(LOG_STR("device", "iommufd3"), LOG_STR("socket", "/s/a\"b.sock"),
-			      LOG_NUM("peer_pid", 42), LOG_NUM("uid", 107),
-			      LOG_STR("pod", NULL)),
+			      LOG_NUM("peer_pid", 42), LOG_NUM("uid", 107), LOG_STR("pod", NULL)),
 		   "handed the fd of %s to pid %d", "iommufd3", 42);
 }
 

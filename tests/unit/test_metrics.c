@@ -170,7 +170,8 @@ static void metrics_process_max_fds_is_the_soft_nofile_limit(void **state)
 	char want[64];
 
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &nofile), 0);
-	snprintf(want, sizeof(want), "\nprocess_max_fds %llu\n", (unsigned long long)nofile.rlim_cur);
+	snprintf(want, sizeof(want), "\nprocess_max_fds %llu\n",
+		 (unsigned long long)nofile.rlim_cur);
 	metrics_render(m, &r);
 	if (!strstr(r.body, want))
 		fail_msg("no '%s' in:\n%s", want + 1, r.body);
