@@ -25,11 +25,22 @@ struct log_field {
 	bool numeric;
 };
 
-/* A string field; a NULL value is left out of the line. */
+/**
+ * LOG_STR() - a string field of an event
+ * @k: its key
+ * @v: its value; NULL leaves the field out of the line
+ */
 #define LOG_STR(k, v) ((struct log_field){.key = (k), .text = (v)})
-/* A number field. */
+/**
+ * LOG_NUM() - a number field of an event
+ * @k: its key
+ * @v: its value, any integer
+ */
 #define LOG_NUM(k, v) ((struct log_field){.key = (k), .number = (long long)(v), .numeric = true})
-/* The fields of one event, as log_fields_write() takes them (ends with a NULL key). */
+/**
+ * LOG_FIELDS() - the fields of one event, as log_fields_write() takes them
+ * @...: LOG_STR() and LOG_NUM() fields; the array ends with a NULL key
+ */
 #define LOG_FIELDS(...) ((const struct log_field[]){__VA_ARGS__, {0}})
 
 /**

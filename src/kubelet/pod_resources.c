@@ -48,6 +48,7 @@ struct pod_resources {
 	size_t known_count;
 	struct audit_offer *unnamed; /* ended before their pod was logged: for the next List */
 	size_t unnamed_count;
+	size_t unnamed_listed; /* the first ones, there when the List in flight was sent */
 	size_t last_pending;
 	unsigned long long last_consumed; /* the handoff's consumed count at the last change */
 	bool list_again;		  /* an offer came or went while a List was in flight */
@@ -154,11 +155,12 @@ static void reconcile_offer(void *data, const struct handoff_offer_info *info)
 	rc->abandon_count++;
 }
 
-/* Forgets the offers that ended unnamed; with a List answer, names their pods first:
- * a device taken a moment ago is still held by the pod that took it. */
+/* Forgets the offers that ended unnamed before the List in flight was sent; with its
+ * answer, names their pods first: a device taken a moment ago is still held by the pod
+ * that took it. Those that ended later wait for the next List. */
 static void unnamed_settle(struct pod_resources *pr, const V1__ListPodResourcesResponse *response)
 {
-	for (size_t i = 0; i < pr->unnamed_count; i++) {
+	for (size_t i = 0; i < pr->unnamed_listed; i++) {
 		const struct audit_offer *o = &pr->unnamed[i];
 		struct pod_resources_holder holder;
 		if (response &&
@@ -169,9 +171,14 @@ static void unnamed_settle(struct pod_resources *pr, const V1__ListPodResourcesR
 				  o->device_id, o->socket_path,
 				  response ? "no pod holds it any more" : "the List failed");
 	}
-	free_offers(pr->unnamed, pr->unnamed_count);
-	pr->unnamed = NULL;
-	pr->unnamed_count = 0;
+	for (size_t i = 0; i < pr->unnamed_listed; i++) {
+		free(pr->unnamed[i].device_id);
+		free(pr->unnamed[i].socket_path);
+	}
+	pr->unnamed_count -= pr->unnamed_listed;
+	memmove(pr->unnamed, pr->unnamed + pr->unnamed_listed,
+		pr->unnamed_count * sizeof(*pr->unnamed));
+	pr->unnamed_listed = 0;
 }
 
 /* Audits and withdraws according to the List answer in pr->response. */
@@ -289,6 +296,7 @@ static void poll_now(void *data)
 	if (!list_wanted(pr))
 		return;
 	pr->stats.lists++;
+	pr->unnamed_listed = pr->unnamed_count;
 	int r = grpc_client_connect(pr->loop, pr->socket_path, &pr->client);
 	if (r < 0) {
 		pr->client = NULL;
@@ -349,6 +357,8 @@ static bool note_ended(struct pod_resources *pr, bool taken)
 			free(pr->unnamed[0].socket_path);
 			memmove(pr->unnamed, pr->unnamed + 1,
 				--pr->unnamed_count * sizeof(*pr->unnamed));
+			if (pr->unnamed_listed)
+				pr->unnamed_listed--;
 		}
 		pr->unnamed = xrealloc(pr->unnamed, (pr->unnamed_count + 1) * sizeof(*pr->unnamed));
 		pr->unnamed[pr->unnamed_count++] = before[i];
