@@ -266,7 +266,7 @@ int metrics_serve(struct metrics *m, struct loop *loop, const char *address)
 	int r = http_server_new(loop, address, metrics_handle, m, &m->server);
 	if (r < 0)
 		return r;
-	log_info("serving /metrics and /healthz on %s", address);
+	log_info("serving /metrics, /healthz and /livez on %s", address);
 	return 0;
 }
 
