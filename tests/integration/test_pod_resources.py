@@ -208,3 +208,16 @@ def test_the_pod_of_an_offer_taken_before_any_list_named_it_is_logged_with_its_k
     assert {k: audit[0].get(k) for k in ("device", "socket", "namespace", "pod", "container")} == {
         "device": "iommufd1", "socket": path, "namespace": "tenant-c",
         "pod": "virt-launcher-vm3-fghij", "container": "compute"}
+
+
+def test_an_offer_taken_while_a_list_is_in_flight_is_named_by_the_next_list(env, pods):
+    plugin = start(env, pods.socket_path, *SLOW)
+    pods.stall = 60.0
+    path = allocate_socket(env.client(), "iommufd2")
+    pods.wait_calls(1)  # the offer's List, sent before the pod exists: its answer lacks it
+    pods.hold("tenant-d", "virt-launcher-vm4-klmno", "compute", DEFAULT_RESOURCE, ["iommufd2"])
+    assert_is_dev_null(kubevirt_receive(path))
+    wait_until(lambda: "handed the fd of iommufd2" in plugin.stderr_text(), 10, what="the handoff")
+    pods.unstall()
+    wait_until(lambda: "iommufd2 (socket %s) went to pod tenant-d/virt-launcher-vm4-klmno" % path
+               in plugin.stderr_text(), 10, what="the audit line from the List after the take")
