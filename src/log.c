@@ -92,13 +92,15 @@ static void json_escape(char *out, size_t size, size_t *used, const char *text)
 }
 
 /* {"ts":"2006-01-02T15:04:05.000000Z","level":"info","v":0,"caller":"file.c:42",
- * "pid":1234,"msg":"..."}: the fields log pipelines (Loki, Elasticsearch, Vector)
- * pick up by name; ts is RFC 3339 UTC. */
+ * "pid":1234,"msg":"...", then the event's fields}: the fields log pipelines (Loki,
+ * Elasticsearch, Vector) pick up by name; ts is RFC 3339 UTC. */
 static size_t log_format_json(char *buf, size_t size, enum log_level level, int verbosity,
 			      const char *base, int line, const struct timeval *tv,
-			      const struct tm *tm, const char *msg)
+			      const struct tm *tm, const char *msg, const struct log_field *fields)
 {
 	static const char *const names[] = {"error", "warning", "info"};
+	/* Room is kept for the closing brace and newline. */
+	size_t room = size - 2;
 	size_t used = (size_t)snprintf(
 	    buf, size,
 	    "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ\",\"level\":\"%s\",\"v\":%d,"
@@ -108,9 +110,36 @@ static size_t log_format_json(char *buf, size_t size, enum log_level level, int 
 	json_escape(buf, size, &used, base);
 	used += (size_t)snprintf(buf + used, size - used, ":%d\",\"pid\":%d,\"msg\":\"", line,
 				 log_process_id());
-	/* Room is kept for the closing quote, brace and newline. */
-	json_escape(buf, size - 3, &used, msg);
+	json_escape(buf, room - 1, &used, msg);
 	buf[used++] = '"';
+	for (const struct log_field *f = fields; f && f->key; f++) {
+		char number[32];
+		size_t key_len = strlen(f->key);
+		if (!f->numeric && !f->text)
+			continue;
+		/* ,"key": and the value; a field that does not fit is left out whole. */
+		size_t start = used;
+		if (used + key_len + 4 >= room)
+			break;
+		used += (size_t)snprintf(buf + used, size - used, ",\"%s\":", f->key);
+		if (f->numeric) {
+			int n = snprintf(number, sizeof(number), "%lld", f->number);
+			if (used + (size_t)n >= room) {
+				used = start;
+				break;
+			}
+			memcpy(buf + used, number, (size_t)n);
+			used += (size_t)n;
+			continue;
+		}
+		buf[used++] = '"';
+		json_escape(buf, room - 1, &used, f->text);
+		if (used + 1 >= room) {
+			used = start;
+			break;
+		}
+		buf[used++] = '"';
+	}
 	buf[used++] = '}';
 	buf[used++] = '\n';
 	return used;
@@ -121,8 +150,9 @@ bool log_enabled(int verbosity)
 	return verbosity <= log_verbosity;
 }
 
-void log_vwrite(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
-		va_list ap)
+/* Formats and writes one line; fields go into JSON lines only. */
+static void log_emit(enum log_level level, int verbosity, const char *file, int line,
+		     const struct log_field *fields, const char *fmt, va_list ap)
 {
 	static const char letters[] = {'E', 'W', 'I'};
 	char buf[2048];
@@ -139,8 +169,8 @@ void log_vwrite(enum log_level level, int verbosity, const char *file, int line,
 		char msg[2048];
 		vsnprintf(msg, sizeof(msg), fmt, ap);
 		char out[8192];
-		size_t len =
-		    log_format_json(out, sizeof(out), level, verbosity, base, line, &tv, &tm, msg);
+		size_t len = log_format_json(out, sizeof(out), level, verbosity, base, line, &tv,
+					     &tm, msg, fields);
 		(void)!write(STDERR_FILENO, out, len);
 		return;
 	}
@@ -153,6 +183,22 @@ void log_vwrite(enum log_level level, int verbosity, const char *file, int line,
 	buf[n++] = '\n';
 	/* Nothing useful can be done if stderr is gone. */
 	(void)!write(STDERR_FILENO, buf, (size_t)n);
+}
+
+void log_vwrite(enum log_level level, int verbosity, const char *file, int line, const char *fmt,
+		va_list ap)
+{
+	log_emit(level, verbosity, file, line, NULL, fmt, ap);
+}
+
+void log_fields_write(enum log_level level, int verbosity, const char *file, int line,
+		      const struct log_field *fields, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_emit(level, verbosity, file, line, fields, fmt, ap);
+	va_end(ap);
 }
 
 void log_write(enum log_level level, int verbosity, const char *file, int line, const char *fmt,

@@ -453,7 +453,8 @@ static int config_apply_environment(struct config *config, FILE *err)
 	return 0;
 }
 
-enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err)
+static enum config_result config_parse_flags(struct config *config, int argc, char **argv,
+					     FILE *out, FILE *err)
 {
 	struct option longopts[ARRAY_SIZE(specs) + 3];
 	enum { OPT_HELP = 1000, OPT_VERSION };
@@ -528,6 +529,55 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 	if (config_finish(config, err) < 0 || config_check_paths(config, err) < 0)
 		return CONFIG_EXIT_USAGE;
 	return CONFIG_RUN;
+}
+
+/* The --log-format asked for, found before anything is parsed, so that a usage error
+ * is reported in it: IOMMUFD_DP_LOG_FORMAT, then the last --log-format (or
+ * -log-format, with "=" or the next argument) before "--". Anything but "json" is
+ * text. */
+static enum log_format config_early_log_format(int argc, char **argv)
+{
+	const char *value = getenv(ENV_PREFIX "LOG_FORMAT");
+
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		const char *arg = argv[i];
+		if (arg[0] != '-')
+			continue;
+		arg += arg[1] == '-' ? 2 : 1;
+		if (!strncmp(arg, "log-format=", strlen("log-format=")))
+			value = arg + strlen("log-format=");
+		else if (!strcmp(arg, "log-format") && i + 1 < argc)
+			value = argv[++i];
+	}
+	return value && !strcmp(value, "json") ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT;
+}
+
+enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err)
+{
+	if (config_early_log_format(argc, argv) == LOG_FORMAT_TEXT)
+		return config_parse_flags(config, argc, argv, out, err);
+	/* JSON: the usage error becomes one log line, its lines joined. */
+	char *text = NULL;
+	size_t size = 0;
+	FILE *errors = open_memstream(&text, &size);
+	if (!errors) /* out of memory: the error goes out as text */
+		return config_parse_flags(config, argc, argv, out, err);
+	enum config_result result = config_parse_flags(config, argc, argv, out, errors);
+	if (fclose(errors) != 0 || !text) {
+		fputs("iommufd-device-plugin: out of memory\n", err);
+		free(text);
+		return CONFIG_EXIT_USAGE;
+	}
+	while (size && text[size - 1] == '\n')
+		text[--size] = '\0';
+	for (char *nl = text; (nl = strchr(nl, '\n'));)
+		*nl = ' ';
+	if (size) {
+		log_set_format(LOG_FORMAT_JSON);
+		log_error_f(LOG_FIELDS(LOG_STR("reason", "usage")), "%s", text);
+	}
+	free(text);
+	return result;
 }
 
 void config_free(struct config *config)

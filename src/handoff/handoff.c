@@ -139,9 +139,13 @@ static void peer_consumed(struct handoff_peer *peer)
 	struct handoff *h = offer->h;
 
 	h->stats.consumed++;
-	log_info("handed the fd of %s to pid %d (uid %u, gid %u, cgroup %s) via %s",
-		 offer->device_id, (int)peer->cred.pid, (unsigned)peer->cred.uid,
-		 (unsigned)peer->cred.gid, peer->cgroup, offer->path);
+	handoff_metrics_observe_wait(&h->stats, (double)(now_usec() - offer->offered) / 1e6);
+	log_info_f(LOG_FIELDS(LOG_STR("device", offer->device_id), LOG_STR("socket", offer->path),
+			      LOG_NUM("peer_pid", peer->cred.pid), LOG_NUM("uid", peer->cred.uid),
+			      LOG_NUM("gid", peer->cred.gid), LOG_STR("cgroup", peer->cgroup)),
+		   "handed the fd of %s to pid %d (uid %u, gid %u, cgroup %s) via %s",
+		   offer->device_id, (int)peer->cred.pid, (unsigned)peer->cred.uid,
+		   (unsigned)peer->cred.gid, peer->cgroup, offer->path);
 	peer_close(peer);
 	offer_destroy(offer);
 }
@@ -195,9 +199,14 @@ static void peer_event(void *data, uint32_t events)
 	if (r == -EBADMSG) {
 		h->stats.refused++;
 		if (log_ratelimit_allow(&h->refusals))
-			log_warning("refused pid %d on %s: it answered without taking the fd; "
-				    "closing it, the offer stays",
-				    (int)peer->cred.pid, peer->offer->path);
+			log_warning_f(LOG_FIELDS(LOG_STR("device", peer->offer->device_id),
+						 LOG_STR("socket", peer->offer->path),
+						 LOG_NUM("peer_pid", peer->cred.pid),
+						 LOG_NUM("uid", peer->cred.uid),
+						 LOG_STR("reason", "ack_before_fd")),
+				      "refused pid %d on %s: it answered without taking the fd; "
+				      "closing it, the offer stays",
+				      (int)peer->cred.pid, peer->offer->path);
 		peer_close(peer);
 	} else if (r < 0) {
 		peer_gone(peer, r == -ECONNRESET ? "hung up" : error_text(-r));
@@ -216,10 +225,15 @@ static void peer_start(struct handoff_offer *offer, int fd)
 		h->stats.unauthorized++;
 		/* A peer can do this in a loop: one line per burst, then a count. */
 		if (log_ratelimit_allow(&h->refusals))
-			log_warning("refused pid %d (uid %d, gid %d, cgroup %s) on %s: its uid is "
-				    "not in --allowed-uids; the offer stays",
-				    (int)who.cred.pid, (int)who.cred.uid, (int)who.cred.gid,
-				    who.cgroup, offer->path);
+			log_warning_f(LOG_FIELDS(LOG_STR("device", offer->device_id),
+						 LOG_STR("socket", offer->path),
+						 LOG_NUM("peer_pid", who.cred.pid),
+						 LOG_NUM("uid", who.cred.uid),
+						 LOG_STR("reason", "unauthorized")),
+				      "refused pid %d (uid %d, gid %d, cgroup %s) on %s: its uid "
+				      "is not in --allowed-uids; the offer stays",
+				      (int)who.cred.pid, (int)who.cred.uid, (int)who.cred.gid,
+				      who.cgroup, offer->path);
 		close(fd);
 		loop_listener_closed(&offer->listener);
 		return;
@@ -256,8 +270,10 @@ static void offer_expired(void *data, struct deadline_entry *entry)
 	unsigned long long now = now_usec();
 
 	h->stats.expired++;
-	log_info("nobody took the fd of %s within %.1f s; removing %s", offer->device_id,
-		 (double)(now - offer->offered) / 1e6, offer->path);
+	log_info_f(LOG_FIELDS(LOG_STR("device", offer->device_id), LOG_STR("socket", offer->path),
+			      LOG_STR("reason", "expired")),
+		   "nobody took the fd of %s within %.1f s; removing %s", offer->device_id,
+		   (double)(now - offer->offered) / 1e6, offer->path);
 	offer_destroy(offer);
 }
 
@@ -525,8 +541,10 @@ void handoff_abandon(struct handoff *h, const char *socket_path, const char *why
 	if (!offer)
 		return;
 	h->stats.abandoned++;
-	log_info("withdrawing the unclaimed fd of %s and removing %s: %s", offer->device_id,
-		 offer->path, why);
+	log_info_f(LOG_FIELDS(LOG_STR("device", offer->device_id), LOG_STR("socket", offer->path),
+			      LOG_STR("reason", why)),
+		   "withdrawing the unclaimed fd of %s and removing %s: %s", offer->device_id,
+		   offer->path, why);
 	offer_destroy(offer);
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "../basic/list.h"
+#include "../metrics/histogram.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -55,6 +56,7 @@ struct handoff_stats {
 	unsigned long long withdrawn; /* withdrawn before the kubelet was told: Allocate failed */
 	unsigned long long rescued;   /* a dead instance's sockets served again */
 	unsigned long long rescue_failures; /* ... that could not be, and were removed */
+	struct metrics_histogram wait;	    /* offer (or re-serve) to ACK, in seconds */
 };
 
 struct handoff;
@@ -247,3 +249,10 @@ struct metrics_writer;
  * pending sockets (handoff_metrics.c).
  */
 void handoff_metrics_write(struct metrics_writer *w, const void *handoff);
+
+/**
+ * handoff_metrics_observe_wait() - count a consumed offer's wait in the histogram
+ * @st:      the handoff's stats
+ * @seconds: from the offer (or its re-serving) to the consumer's ACK
+ */
+void handoff_metrics_observe_wait(struct handoff_stats *st, double seconds);

@@ -1,7 +1,18 @@
-/* The handoff module's metrics source: offers, how they ended, rescues, failed
- * consumer connections and pending sockets, read from the handoff at scrape time. */
+/* The handoff module's metrics source: offers, how they ended, how long they waited,
+ * rescues, failed consumer connections and pending sockets, read from the handoff at
+ * scrape time. */
 #include "handoff.h"
 #include "../metrics/metrics.h"
+#include "../util.h"
+
+/* A VM start: the consumer connects once qemu is exec'd, from under a second to many
+ * minutes when the image is pulled or a migration target waits. */
+static const double wait_buckets[] = {0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800};
+
+void handoff_metrics_observe_wait(struct handoff_stats *st, double seconds)
+{
+	metrics_histogram_observe(&st->wait, wait_buckets, ARRAY_SIZE(wait_buckets), seconds);
+}
 
 void handoff_metrics_write(struct metrics_writer *w, const void *handoff)
 {
@@ -33,6 +44,10 @@ void handoff_metrics_write(struct metrics_writer *w, const void *handoff)
 	metrics_sample_labelled(w, "reason", "ack_timeout", st->ack_timeouts);
 	metrics_sample_labelled(w, "reason", "refused", st->refused);
 	metrics_sample_labelled(w, "reason", "unauthorized", st->unauthorized);
+	metrics_histogram(w, "handoff_wait_seconds",
+			  "Time from an offer (Allocate, or the re-serving of a dead instance's "
+			  "socket) to its consumer's ACK, for consumed offers.",
+			  &st->wait, wait_buckets, ARRAY_SIZE(wait_buckets));
 	metrics_gauge(w, "handoff_pending_sockets",
 		      "Handoff sockets waiting for their consumer now.", handoff_pending(handoff));
 }

@@ -68,15 +68,19 @@ static void rescue_socket(void *data, struct handoff_dir *dir, int dir_fd, const
 		log_warning("removing %s: a dead instance's socket whose name carries no device id",
 			    path);
 	} else if (rescue_one(rs, dir, dir_fd, path, name, device_id, &e) < 0) {
-		log_error("cannot re-serve %s for %s: %s; removing it", path, device_id,
-			  error_message(&e));
+		log_error_f(LOG_FIELDS(LOG_STR("device", device_id), LOG_STR("socket", path),
+				       LOG_NUM("errno", -e.code),
+				       LOG_STR("reason", error_message(&e))),
+			    "cannot re-serve %s for %s: %s; removing it", path, device_id,
+			    error_message(&e));
 	} else {
 		h->stats.offered++;
 		h->stats.rescued++;
 		rs->count++;
-		log_info("re-serving %s for %s with a fresh iommufd: a dead instance offered it "
-			 "and no container has taken it",
-			 path, device_id);
+		log_info_f(LOG_FIELDS(LOG_STR("device", device_id), LOG_STR("socket", path)),
+			   "re-serving %s for %s with a fresh iommufd: a dead instance offered it "
+			   "and no container has taken it",
+			   path, device_id);
 		return;
 	}
 	h->stats.rescue_failures++;

@@ -307,7 +307,9 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 		answer->response.n_devices = 1;
 		answer->response.devices = answer->devices;
 	}
-	log_info("allocated %s: handoff socket %s", request->devices_ids[0], socket_path);
+	log_info_f(
+	    LOG_FIELDS(LOG_STR("device", request->devices_ids[0]), LOG_STR("socket", socket_path)),
+	    "allocated %s: handoff socket %s", request->devices_ids[0], socket_path);
 	return 0;
 }
 
@@ -404,7 +406,9 @@ static void device_plugin_allocate(void *data, struct grpc_call *call,
 			if (answers[i].response.n_mounts)
 				handoff_withdraw(plugin->handoff, answers[i].mount.host_path);
 		plugin->stats.allocation_failures++;
-		log_error("Allocate failed: %s", error_message(&e));
+		log_error_f(
+		    LOG_FIELDS(LOG_NUM("errno", -e.code), LOG_STR("reason", error_message(&e))),
+		    "Allocate failed: %s", error_message(&e));
 		grpc_call_finish(call, status, error_message(&e));
 	} else {
 		V1beta1__AllocateResponse response = V1BETA1__ALLOCATE_RESPONSE__INIT;

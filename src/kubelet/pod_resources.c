@@ -1,6 +1,8 @@
 /* Polls the kubelet's PodResources List while handoff offers are pending (the API has
  * no watch): one connection per List, a deadline per call, a timer armed only while
- * the handoff module reports pending offers, so an idle daemon never wakes up. */
+ * the handoff module reports pending offers, so an idle daemon never wakes up. A new
+ * offer, or one that ends before its pod was named, asks for a List at once (one in
+ * flight at most; offers that come meanwhile share the next). */
 #include "pod_resources.h"
 #include "../basic/error_text.h"
 #include "../grpc/client.h"
@@ -15,6 +17,18 @@
  * abandoned and counts as a failure: the kubelet answers from memory in
  * milliseconds, so a slow one is stuck, and the next poll tries afresh. */
 #define LIST_DEADLINE_MAX_USEC (5ULL * 1000000)
+/* A new offer is looked up this soon: the kubelet records the device once our Allocate
+ * answer reaches it, and offers of one pod's burst share the List. */
+#define LIST_SOON_USEC (100ULL * 1000)
+/* Offers that ended before their pod was named, kept for the next List; beyond this
+ * (a burst between two Lists), the oldest goes unnamed. */
+#define UNNAMED_MAX 64
+
+/* An offer as the audit knows it: its device and its socket. */
+struct audit_offer {
+	char *device_id;
+	char *socket_path;
+};
 
 struct pod_resources {
 	struct loop *loop;
@@ -30,6 +44,14 @@ struct pod_resources {
 	struct handoff_pending_listener pending_listener;
 	char **audited; /* offers whose pod was logged */
 	size_t audited_count;
+	struct audit_offer *known; /* the pending offers, as of the last change */
+	size_t known_count;
+	struct audit_offer *unnamed; /* ended before their pod was logged: for the next List */
+	size_t unnamed_count;
+	size_t unnamed_listed; /* the first ones, there when the List in flight was sent */
+	size_t last_pending;
+	unsigned long long last_consumed; /* the handoff's consumed count at the last change */
+	bool list_again;		  /* an offer came or went while a List was in flight */
 	struct pod_resources_stats stats;
 };
 
@@ -79,6 +101,26 @@ static void free_strings(char **strings, size_t count)
 	free(strings);
 }
 
+static void free_offers(struct audit_offer *offers, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		free(offers[i].device_id);
+		free(offers[i].socket_path);
+	}
+	free(offers);
+}
+
+/* The audit line: which pod an offer went to, once per offer. */
+static void log_audit(const char *device_id, const char *socket_path,
+		      const struct pod_resources_holder *holder)
+{
+	log_info_f(LOG_FIELDS(LOG_STR("device", device_id), LOG_STR("socket", socket_path),
+			      LOG_STR("namespace", holder->namespace_), LOG_STR("pod", holder->pod),
+			      LOG_STR("container", holder->container)),
+		   "%s (socket %s) went to pod %s/%s, container %s", device_id, socket_path,
+		   holder->namespace_, holder->pod, holder->container);
+}
+
 static void reconcile_offer(void *data, const struct handoff_offer_info *info)
 {
 	struct reconcile *rc = data;
@@ -92,9 +134,7 @@ static void reconcile_offer(void *data, const struct handoff_offer_info *info)
 		handoff_keep(pr->handoff, info->socket_path,
 			     rc->now + 2 * pr->interval_usec + pr->deadline_usec);
 		if (!strings_contain(pr->audited, pr->audited_count, info->socket_path))
-			log_info("%s (socket %s) went to pod %s/%s, container %s", info->device_id,
-				 info->socket_path, holder.namespace_, holder.pod,
-				 holder.container);
+			log_audit(info->device_id, info->socket_path, &holder);
 		rc->audited = xrealloc(rc->audited, (rc->audited_count + 1) * sizeof(char *));
 		rc->audited[rc->audited_count++] = xstrdup(info->socket_path);
 		return;
@@ -115,10 +155,38 @@ static void reconcile_offer(void *data, const struct handoff_offer_info *info)
 	rc->abandon_count++;
 }
 
+/* Forgets the offers that ended unnamed before the List in flight was sent; with its
+ * answer, names their pods first: a device taken a moment ago is still held by the pod
+ * that took it. Those that ended later wait for the next List. */
+static void unnamed_settle(struct pod_resources *pr, const V1__ListPodResourcesResponse *response)
+{
+	for (size_t i = 0; i < pr->unnamed_listed; i++) {
+		const struct audit_offer *o = &pr->unnamed[i];
+		struct pod_resources_holder holder;
+		if (response &&
+		    pod_resources_find_holder(response, pr->resource_name, o->device_id, &holder))
+			log_audit(o->device_id, o->socket_path, &holder);
+		else
+			log_debug(1, "the pod %s (socket %s) went to is not known: %s",
+				  o->device_id, o->socket_path,
+				  response ? "no pod holds it any more" : "the List failed");
+	}
+	for (size_t i = 0; i < pr->unnamed_listed; i++) {
+		free(pr->unnamed[i].device_id);
+		free(pr->unnamed[i].socket_path);
+	}
+	pr->unnamed_count -= pr->unnamed_listed;
+	memmove(pr->unnamed, pr->unnamed + pr->unnamed_listed,
+		pr->unnamed_count * sizeof(*pr->unnamed));
+	pr->unnamed_listed = 0;
+}
+
 /* Audits and withdraws according to the List answer in pr->response. */
 static void reconcile(struct pod_resources *pr)
 {
 	struct reconcile rc = {.pr = pr, .now = now_usec()};
+
+	unnamed_settle(pr, pr->response);
 
 	handoff_for_each_offer(pr->handoff, reconcile_offer, &rc);
 	free_strings(pr->audited, pr->audited_count);
@@ -130,11 +198,37 @@ static void reconcile(struct pod_resources *pr)
 	free_strings(rc.why, rc.abandon_count);
 }
 
+/* Whether a List has something to look at: pending offers, or ended unnamed ones. */
+static bool list_wanted(const struct pod_resources *pr)
+{
+	return handoff_pending(pr->handoff) > 0 || pr->unnamed_count > 0;
+}
+
 static void poll_schedule(struct pod_resources *pr)
 {
-	if (loop_timer_armed(&pr->poll_timer) || pr->client || handoff_pending(pr->handoff) == 0)
+	if (pr->list_again && !pr->client) {
+		pr->list_again = false;
+		loop_timer_arm(&pr->poll_timer, 1);
+		return;
+	}
+	if (loop_timer_armed(&pr->poll_timer) || pr->client || !list_wanted(pr))
 		return;
 	loop_timer_arm(&pr->poll_timer, pr->interval_usec);
+}
+
+/* A List soon, not at the next interval: one in flight gets a successor instead. */
+static void poll_soon(struct pod_resources *pr)
+{
+	unsigned long long soon =
+	    LIST_SOON_USEC < pr->interval_usec ? LIST_SOON_USEC : pr->interval_usec;
+	unsigned long long at = now_usec() + soon;
+
+	if (pr->client) {
+		pr->list_again = true;
+		return;
+	}
+	if (!loop_timer_armed(&pr->poll_timer) || pr->poll_timer.deadline > at)
+		loop_timer_arm_at(&pr->poll_timer, at);
 }
 
 static void list_end(struct pod_resources *pr)
@@ -179,9 +273,11 @@ static void list_done(void *data, enum grpc_status status, const char *message)
 	if (status != GRPC_STATUS_OK) {
 		snprintf(why, sizeof(why), "status %d: %s", (int)status, message);
 		list_failed(pr, why);
+		unnamed_settle(pr, NULL);
 	} else if (!pr->response) {
 		list_failed(pr, pr->undecodable ? "cannot decode ListPodResourcesResponse"
 						: "no ListPodResourcesResponse");
+		unnamed_settle(pr, NULL);
 	} else {
 		if (pr->unavailable)
 			log_info("the PodResources API on %s answers again", pr->socket_path);
@@ -197,13 +293,15 @@ static void poll_now(void *data)
 	struct pod_resources *pr = data;
 	V1__ListPodResourcesRequest request = V1__LIST_POD_RESOURCES_REQUEST__INIT;
 
-	if (handoff_pending(pr->handoff) == 0)
+	if (!list_wanted(pr))
 		return;
 	pr->stats.lists++;
+	pr->unnamed_listed = pr->unnamed_count;
 	int r = grpc_client_connect(pr->loop, pr->socket_path, &pr->client);
 	if (r < 0) {
 		pr->client = NULL;
 		list_failed(pr, error_text(-r));
+		unnamed_settle(pr, NULL);
 		poll_schedule(pr);
 		return;
 	}
@@ -213,16 +311,76 @@ static void poll_now(void *data)
 	if (r < 0) {
 		list_end(pr);
 		list_failed(pr, error_text(-r));
+		unnamed_settle(pr, NULL);
 		poll_schedule(pr);
 		return;
 	}
 }
 
-static void pod_resources_pending_changed(void *data, size_t pending)
+/* Collects the pending offers into pr->known (for handoff_for_each_offer). */
+static void note_known(void *data, const struct handoff_offer_info *info)
 {
 	struct pod_resources *pr = data;
 
-	if (pending > 0) {
+	pr->known = xrealloc(pr->known, (pr->known_count + 1) * sizeof(*pr->known));
+	pr->known[pr->known_count++] = (struct audit_offer){
+	    .device_id = xstrdup(info->device_id),
+	    .socket_path = xstrdup(info->socket_path),
+	};
+}
+
+/* Takes the new list of pending offers; with taken (the offer that ended since the
+ * last change was consumed: the handoff tells each change apart), notes it for the
+ * next List unless its pod was logged. Returns whether it did. */
+static bool note_ended(struct pod_resources *pr, bool taken)
+{
+	struct audit_offer *before = pr->known;
+	size_t before_count = pr->known_count;
+	bool ended = false;
+
+	pr->known = NULL;
+	pr->known_count = 0;
+	handoff_for_each_offer(pr->handoff, note_known, pr);
+	for (size_t i = 0; i < before_count; i++) {
+		bool pending = false;
+		for (size_t j = 0; j < pr->known_count && !pending; j++)
+			pending = !strcmp(before[i].socket_path, pr->known[j].socket_path);
+		if (pending || !taken ||
+		    strings_contain(pr->audited, pr->audited_count, before[i].socket_path))
+			continue;
+		if (pr->unnamed_count == UNNAMED_MAX) {
+			log_debug(1,
+				  "not naming the pod %s went to: %d offers ended since the "
+				  "last List",
+				  pr->unnamed[0].device_id, UNNAMED_MAX);
+			free(pr->unnamed[0].device_id);
+			free(pr->unnamed[0].socket_path);
+			memmove(pr->unnamed, pr->unnamed + 1,
+				--pr->unnamed_count * sizeof(*pr->unnamed));
+			if (pr->unnamed_listed)
+				pr->unnamed_listed--;
+		}
+		pr->unnamed = xrealloc(pr->unnamed, (pr->unnamed_count + 1) * sizeof(*pr->unnamed));
+		pr->unnamed[pr->unnamed_count++] = before[i];
+		before[i] = (struct audit_offer){0};
+		ended = true;
+	}
+	free_offers(before, before_count);
+	return ended;
+}
+
+static void pod_resources_pending_changed(void *data, size_t pending)
+{
+	struct pod_resources *pr = data;
+	unsigned long long consumed = handoff_stats(pr->handoff)->consumed;
+	bool offered = pending > pr->last_pending;
+	bool taken = consumed > pr->last_consumed;
+
+	pr->last_pending = pending;
+	pr->last_consumed = consumed;
+	if (note_ended(pr, taken) || offered)
+		poll_soon(pr);
+	if (list_wanted(pr)) {
 		poll_schedule(pr);
 		return;
 	}
@@ -280,6 +438,8 @@ void pod_resources_free(struct pod_resources *pr)
 	pod_resources_stop(pr);
 	loop_timer_destroy(&pr->poll_timer);
 	free_strings(pr->audited, pr->audited_count);
+	free_offers(pr->known, pr->known_count);
+	free_offers(pr->unnamed, pr->unnamed_count);
 	free(pr->socket_path);
 	free(pr->resource_name);
 	free(pr);

@@ -1,7 +1,8 @@
 /* Pod-aware cleanup and audit of handoff offers through the kubelet's PodResources
- * API v1 (List): while offers are pending, and only then, asks every interval which
- * pod holds which device id; logs once the pod an offer went to, and withdraws an
- * offer whose device no pod holds any more. The handoff TTL stays the fallback. */
+ * API v1 (List): after each offer, every interval while offers are pending, and after
+ * a take whose pod was not named yet, asks which pod holds which device id; logs once
+ * the pod an offer went to, and withdraws an offer whose device no pod holds any more.
+ * The handoff TTL stays the fallback. */
 #pragma once
 
 #include <stdbool.h>

@@ -147,8 +147,10 @@ static void registration_done(void *data, enum grpc_status status, const char *m
 	if (status != GRPC_STATUS_OK) {
 		registration_set_state(reg, REGISTRATION_SERVING);
 		reg->stats.register_failures++;
-		log_error("Register with the kubelet on %s failed: status %d: %s",
-			  reg->kubelet_socket, (int)status, message);
+		log_error_f(LOG_FIELDS(LOG_STR("socket", reg->kubelet_socket),
+				       LOG_NUM("grpc_status", status), LOG_STR("reason", message)),
+			    "Register with the kubelet on %s failed: status %d: %s",
+			    reg->kubelet_socket, (int)status, message);
 		if (message && strstr(message, KUBELET_ALREADY_CONNECTED) &&
 		    registration_move(reg) == 0) {
 			/* The other name is served: register it on the next turn. */
@@ -161,9 +163,11 @@ static void registration_done(void *data, enum grpc_status status, const char *m
 	}
 	registration_set_state(reg, REGISTRATION_REGISTERED);
 	reg->backoff_usec = 0;
-	log_info("%s with the kubelet as %s (endpoint %s)",
-		 reg->stats.registrations ? "registered again" : "registered",
-		 reg->config->resource_name, registration_socket_name(reg->serving));
+	log_info_f(LOG_FIELDS(LOG_STR("resource", reg->config->resource_name),
+			      LOG_STR("endpoint", registration_socket_name(reg->serving))),
+		   "%s with the kubelet as %s (endpoint %s)",
+		   reg->stats.registrations ? "registered again" : "registered",
+		   reg->config->resource_name, registration_socket_name(reg->serving));
 	reg->stats.registrations++;
 }
 

@@ -9,6 +9,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -61,13 +62,17 @@ static void family_start(struct metrics_writer *w, const char *prefix, const cha
 			 enum metrics_type type, const char *help)
 {
 	/* The naming guide's rule, which scrapers and people rely on. */
+	static const char *const types[] = {
+	    [METRICS_COUNTER] = "counter",
+	    [METRICS_GAUGE] = "gauge",
+	    [METRICS_HISTOGRAM] = "histogram",
+	};
 	assert(ends_with_total(name) == (type == METRICS_COUNTER));
 	w->prefix = prefix;
 	w->family = name;
 	http_response_append(w->response, "# HELP %s%s ", prefix, name);
 	append_escaped(w->response, help, "\\\n");
-	http_response_append(w->response, "\n# TYPE %s%s %s\n", prefix, name,
-			     type == METRICS_COUNTER ? "counter" : "gauge");
+	http_response_append(w->response, "\n# TYPE %s%s %s\n", prefix, name, types[type]);
 }
 
 void metrics_family(struct metrics_writer *w, const char *name, enum metrics_type type,
@@ -112,6 +117,39 @@ static void sample_fraction(struct metrics_writer *w, int decimals, double value
 	http_response_append(w->response, "%s%s %.*f\n", w->prefix, w->family, decimals, value);
 }
 
+void metrics_histogram_observe(struct metrics_histogram *h, const double *bounds, size_t n,
+			       double value)
+{
+	size_t i = 0;
+
+	assert(n <= METRICS_HISTOGRAM_MAX_BUCKETS);
+	while (i < n && value > bounds[i])
+		i++;
+	h->counts[i]++;
+	h->count++;
+	h->sum += value;
+}
+
+void metrics_histogram(struct metrics_writer *w, const char *name, const char *help,
+		       const struct metrics_histogram *h, const double *bounds, size_t n)
+{
+	unsigned long long cumulative = 0;
+
+	assert(n <= METRICS_HISTOGRAM_MAX_BUCKETS);
+	metrics_family(w, name, METRICS_HISTOGRAM, help);
+	for (size_t i = 0; i <= n; i++) {
+		cumulative += h->counts[i];
+		if (i < n)
+			http_response_append(w->response, "%s%s_bucket{le=\"%g\"} %llu\n",
+					     w->prefix, name, bounds[i], cumulative);
+		else
+			http_response_append(w->response, "%s%s_bucket{le=\"+Inf\"} %llu\n",
+					     w->prefix, name, cumulative);
+	}
+	http_response_append(w->response, "%s%s_sum %.6f\n%s%s_count %llu\n", w->prefix, name,
+			     h->sum, w->prefix, name, h->count);
+}
+
 /* Resident memory and open fds from /proc/self, CPU from getrusage: what the
  * DaemonSet's requests and limits are sized from. Names and help as the Prometheus
  * client libraries' process collector has them, so dashboards find them. */
@@ -150,6 +188,15 @@ static void write_process(struct metrics_writer *w, double start_time)
 		family_start(w, "", "process_open_fds", METRICS_GAUGE,
 			     "Number of open file descriptors.");
 		metrics_sample(w, n ? n - 1 : 0); /* opendir's own fd is listed too */
+	}
+	/* The soft limit: the one EMFILE comes from (setrlimit(2)). */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+		family_start(w, "", "process_max_fds", METRICS_GAUGE,
+			     "Maximum number of open file descriptors.");
+		metrics_sample(w, nofile.rlim_cur == RLIM_INFINITY
+				      ? ULLONG_MAX
+				      : (unsigned long long)nofile.rlim_cur);
 	}
 	family_start(w, "", "process_start_time_seconds", METRICS_GAUGE,
 		     "Start time of the process since unix epoch in seconds.");
@@ -219,7 +266,7 @@ int metrics_serve(struct metrics *m, struct loop *loop, const char *address)
 	int r = http_server_new(loop, address, metrics_handle, m, &m->server);
 	if (r < 0)
 		return r;
-	log_info("serving /metrics and /healthz on %s", address);
+	log_info("serving /metrics, /healthz and /livez on %s", address);
 	return 0;
 }
 

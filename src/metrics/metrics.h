@@ -7,6 +7,7 @@
 #pragma once
 
 #include "../http/http.h"
+#include "histogram.h"
 
 struct loop;
 struct metrics;
@@ -14,8 +15,9 @@ struct metrics;
 struct metrics_writer;
 
 enum metrics_type {
-	METRICS_COUNTER, /* only ever goes up; its name ends in _total */
-	METRICS_GAUGE,	 /* a value now; its name does not end in _total */
+	METRICS_COUNTER,   /* only ever goes up; its name ends in _total */
+	METRICS_GAUGE,	   /* a value now; its name does not end in _total */
+	METRICS_HISTOGRAM, /* counts per bucket (metrics_histogram()) */
 };
 
 /* Writes one module's families to w, with metrics_family and metrics_sample*; data is
@@ -133,3 +135,17 @@ void metrics_sample(struct metrics_writer *w, unsigned long long value);
  */
 void metrics_sample_labelled(struct metrics_writer *w, const char *label, const char *label_value,
 			     unsigned long long value);
+
+/**
+ * metrics_histogram() - a histogram family without labels
+ * @w:      the writer
+ * @name:   as for metrics_family(); not ending in _total
+ * @help:   as for metrics_family()
+ * @h:      its counts
+ * @bounds: the upper bounds it was observed with, see metrics_histogram_observe()
+ * @n:      how many
+ *
+ * Writes the cumulative _bucket{le="..."} samples, +Inf last, then _sum and _count.
+ */
+void metrics_histogram(struct metrics_writer *w, const char *name, const char *help,
+		       const struct metrics_histogram *h, const double *bounds, size_t n);

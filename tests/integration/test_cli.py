@@ -1,5 +1,6 @@
 """Command line: --help, --version, bad flags, --flag=value."""
 
+import json
 import os
 import subprocess
 import tempfile
@@ -48,6 +49,37 @@ def test_bad_flag_values_exit_2_with_message(plugin_bin):
         r = run(plugin_bin, *args)
         assert r.returncode == 2, (args, r.returncode, r.stderr)
         assert r.stderr.strip(), args
+
+
+def run_env(plugin_bin, extra_env, *args):
+    r = subprocess.run([plugin_bin] + list(args), capture_output=True, timeout=10,
+                       env=dict(child_env(), **extra_env), text=True)
+    assert not sanitizer_report(r.stderr), r.stderr
+    return r
+
+
+@pytest.mark.parametrize("args, extra, names", [
+    (["--devices", "many", "--log-format", "json"], {}, "--devices"),
+    (["--log-format", "json", "--no-such-flag"], {}, "--no-such-flag"),
+    (["--log-format=json", "--handoff-ttl", "soon"], {}, "--handoff-ttl"),
+    (["--devices", "many"], {"IOMMUFD_DP_LOG_FORMAT": "json"}, "--devices"),
+], ids=["flag-after-the-error", "flag-before", "equals-form", "environment"])
+def test_usage_errors_are_json_when_json_logs_are_asked_for(plugin_bin, args, extra, names):
+    # The error may come before the flag that asks for JSON is parsed: it is still JSON.
+    r = run_env(plugin_bin, extra, *args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    entry = json.loads(lines[0])
+    assert entry["level"] == "error" and entry["reason"] == "usage", entry
+    assert names in entry["msg"], entry
+
+
+def test_usage_errors_stay_text_when_the_flag_overrides_the_environment(plugin_bin):
+    r = run_env(plugin_bin, {"IOMMUFD_DP_LOG_FORMAT": "json"}, "--log-format", "text", "--devices", "many")
+    assert r.returncode == 2
+    assert r.stderr.startswith("iommufd-device-plugin: --devices wants a whole number"), r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
 
 
 def test_flag_without_its_value_exits_2(plugin_bin):

@@ -37,6 +37,7 @@ FAMILIES = {
     "handoffs": "counter",
     "handoff_connections_failed": "counter",
     "handoff_pending_sockets": "gauge",
+    "handoff_wait_seconds": "histogram",
 }
 
 
@@ -173,9 +174,19 @@ def test_every_family_is_exposed_with_help_and_type(env):
     build = families[PREFIX + "build_info"].samples[0]
     version = subprocess.run([PLUGIN_BIN, "--version"], capture_output=True, text=True).stdout.split()[-1]
     assert build.labels == {"version": version} and build.value == 1
-    for name in ("process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds",
-                 "process_start_time_seconds"):
+    for name in ("process_resident_memory_bytes", "process_open_fds", "process_max_fds",
+                 "process_cpu_seconds", "process_start_time_seconds"):
         assert name in families, name
+
+
+def test_process_max_fds_is_the_daemons_soft_nofile_limit(env):
+    address = ("127.0.0.1", free_port())
+    plugin = start_with_metrics(env, address)
+    with open("/proc/%d/limits" % plugin.pid) as f:
+        soft = next(l.split()[3] for l in f if l.startswith("Max open files"))
+    samples = scrape(address)
+    assert samples[("process_max_fds", ())] == int(soft)
+    assert samples[("process_open_fds", ())] < int(soft)
 
 
 def test_counters_move_after_allocate_and_handoff(env):
@@ -203,6 +214,12 @@ def test_counters_move_after_allocate_and_handoff(env):
     after = scrape(address)
     assert value(after, "handoffs_total", outcome="consumed") == 1
     assert value(after, "handoffs_total", outcome="expired") == 0
+    # The wait from Allocate to the ACK: one observation, well under the top bucket.
+    assert value(before, "handoff_wait_seconds_count") == 0
+    assert value(after, "handoff_wait_seconds_count") == 1
+    assert value(after, "handoff_wait_seconds_bucket", le="1800") == 1
+    assert value(after, "handoff_wait_seconds_bucket", le="+Inf") == 1
+    assert 0 < value(after, "handoff_wait_seconds_sum") < 1800
 
     stream.cancel()
     wait_until(lambda: value(scrape(address), "list_and_watch_streams") == 0, 5,
@@ -417,6 +434,23 @@ def test_json_log_lines_are_one_object_each(env):
         assert entry["level"] in ("info", "warning", "error")
         assert re.fullmatch(r"[\w.]+\.c:\d+", entry["caller"])
     assert any("registered with the kubelet" in json.loads(l)["msg"] for l in lines)
+
+
+def test_json_lines_carry_the_events_fields_as_keys(env):
+    plugin = env.start("--devices", "3", "--log-format", "json", "--drain-timeout", "0")
+    path = allocate_socket(env.client(), "iommufd2")
+    assert_is_dev_null(kubevirt_receive(path))
+    wait_until(lambda: "handed the fd of iommufd2" in plugin.stderr_text(), 10,
+               what="the handoff audit line")
+    entries = [json.loads(l) for l in plugin.stderr_text().splitlines()]
+    allocated = next(e for e in entries if e["msg"].startswith("allocated iommufd2"))
+    assert allocated["device"] == "iommufd2" and allocated["socket"] == path
+    handed = next(e for e in entries if e["msg"].startswith("handed the fd of iommufd2"))
+    assert handed["device"] == "iommufd2" and handed["socket"] == path
+    assert handed["peer_pid"] > 0 and handed["uid"] == os.getuid()
+    assert handed["pid"] == plugin.pid  # the daemon's own, as before
+    registered = next(e for e in entries if e["msg"].startswith("registered with the kubelet"))
+    assert registered["resource"] == "devices.kubevirt.io/iommufd"
 
 
 def test_log_format_comes_from_the_environment_too(env):

@@ -172,3 +172,52 @@ def test_withdrawn_offers_and_list_calls_are_counted_in_metrics(env, pods):
     assert value(samples, "handoffs_total", outcome="abandoned") == 1
     assert value(samples, "pod_resources_lists_total") >= 1
     assert value(samples, "pod_resources_list_failures_total") == 0
+
+
+# An hour between polls: only the Lists asked for by an offer made or taken can name a pod.
+SLOW = ("--pod-resources-interval", "1h")
+
+
+def test_a_new_offer_is_looked_up_at_once_not_at_the_next_poll(env, pods):
+    plugin = start(env, pods.socket_path, *SLOW)
+    pods.hold("tenant-b", "virt-launcher-vm2-abcde", "compute", DEFAULT_RESOURCE, ["iommufd0"])
+    path = allocate_socket(env.client(), "iommufd0")
+    audit = r"iommufd0 \(socket %s\) went to pod tenant-b/virt-launcher-vm2-abcde, container compute" % re.escape(path)
+    wait_until(lambda: count(plugin, audit) == 1, 10, what="the audit line, long before the poll")
+    assert_is_dev_null(kubevirt_receive(path))
+    wait_until(lambda: count(plugin, r"handed the fd of iommufd0") == 1, 10, what="the handoff")
+    assert count(plugin, audit) == 1, plugin.stderr_text()[-3000:]  # once, not again when taken
+
+
+def test_the_pod_of_an_offer_taken_before_any_list_named_it_is_logged_with_its_keys(env, pods):
+    import json
+    plugin = start(env, pods.socket_path, *SLOW, "-v", "1", "--log-format", "json")
+    path = allocate_socket(env.client(), "iommufd1")
+    # The List the offer asked for finds no pod yet (the kubelet has not recorded it).
+    wait_until(lambda: "no pod holds iommufd1 yet" in plugin.stderr_text(), 10,
+               what="the first List's answer")
+    calls = pods.list_calls
+    pods.hold("tenant-c", "virt-launcher-vm3-fghij", "compute", DEFAULT_RESOURCE, ["iommufd1"])
+    assert_is_dev_null(kubevirt_receive(path))
+    wait_until(lambda: "went to pod tenant-c/virt-launcher-vm3-fghij" in plugin.stderr_text(), 10,
+               what="the audit line of the taken offer")
+    assert pods.list_calls == calls + 1  # one List for it, then nothing: no offer is pending
+    entries = [json.loads(l) for l in plugin.stderr_text().splitlines()]
+    audit = [e for e in entries if "went to pod" in e["msg"]]
+    assert len(audit) == 1, audit
+    assert {k: audit[0].get(k) for k in ("device", "socket", "namespace", "pod", "container")} == {
+        "device": "iommufd1", "socket": path, "namespace": "tenant-c",
+        "pod": "virt-launcher-vm3-fghij", "container": "compute"}
+
+
+def test_an_offer_taken_while_a_list_is_in_flight_is_named_by_the_next_list(env, pods):
+    plugin = start(env, pods.socket_path, *SLOW)
+    pods.stall = 60.0
+    path = allocate_socket(env.client(), "iommufd2")
+    pods.wait_calls(1)  # the offer's List, sent before the pod exists: its answer lacks it
+    pods.hold("tenant-d", "virt-launcher-vm4-klmno", "compute", DEFAULT_RESOURCE, ["iommufd2"])
+    assert_is_dev_null(kubevirt_receive(path))
+    wait_until(lambda: "handed the fd of iommufd2" in plugin.stderr_text(), 10, what="the handoff")
+    pods.unstall()
+    wait_until(lambda: "iommufd2 (socket %s) went to pod tenant-d/virt-launcher-vm4-klmno" % path
+               in plugin.stderr_text(), 10, what="the audit line from the List after the take")

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <regex.h>
+#include <sys/resource.h>
 
 #define BUILD_INFO                                                                                 \
 	"# HELP iommufd_device_plugin_build_info Always 1; the version is in the label.\n"         \
@@ -43,6 +44,9 @@ static char *render_without_process(const struct metrics *m)
 		"# HELP process_open_fds Number of open file descriptors\\.\n"
 		"# TYPE process_open_fds gauge\n"
 		"process_open_fds [1-9][0-9]*\n"
+		"# HELP process_max_fds Maximum number of open file descriptors\\.\n"
+		"# TYPE process_max_fds gauge\n"
+		"process_max_fds [1-9][0-9]*\n"
 		"# HELP process_start_time_seconds Start time of the process since unix epoch "
 		"in seconds\\.\n"
 		"# TYPE process_start_time_seconds gauge\n"
@@ -124,6 +128,54 @@ static void metrics_render_writes_counters_and_gauges_of_each_source_in_order(vo
 	assert_non_null(strstr(text, "\niommufd_device_plugin_requests_total 1\n"));
 	assert_non_null(strstr(text, "\niommufd_device_plugin_open_things 2\n"));
 	free(text);
+	metrics_free(m);
+}
+
+static const double wait_bounds[] = {0.1, 2.5, 60};
+
+static void write_histogram(struct metrics_writer *w, const void *data)
+{
+	metrics_histogram(w, "wait_seconds", "Waits.", data, wait_bounds, 3);
+}
+
+/* Buckets are cumulative, a bound is inclusive (le), +Inf counts everything. */
+static void metrics_render_writes_a_histogram_with_cumulative_buckets(void **state)
+{
+	(void)state;
+	struct metrics *m = metrics_new();
+	struct metrics_histogram h = {0};
+	const double values[] = {0.05, 0.1, 2, 61, 3600};
+
+	for (size_t i = 0; i < 5; i++)
+		metrics_histogram_observe(&h, wait_bounds, 3, values[i]);
+	metrics_add_source(m, write_histogram, &h);
+	assert_rendered(m, BUILD_INFO "# HELP iommufd_device_plugin_wait_seconds Waits.\n"
+				      "# TYPE iommufd_device_plugin_wait_seconds histogram\n"
+				      "iommufd_device_plugin_wait_seconds_bucket{le=\"0.1\"} 2\n"
+				      "iommufd_device_plugin_wait_seconds_bucket{le=\"2.5\"} 3\n"
+				      "iommufd_device_plugin_wait_seconds_bucket{le=\"60\"} 3\n"
+				      "iommufd_device_plugin_wait_seconds_bucket{le=\"+Inf\"} 5\n"
+				      "iommufd_device_plugin_wait_seconds_sum 3663.150000\n"
+				      "iommufd_device_plugin_wait_seconds_count 5\n");
+	metrics_free(m);
+}
+
+/* process_max_fds is the soft RLIMIT_NOFILE, the limit EMFILE comes from. */
+static void metrics_process_max_fds_is_the_soft_nofile_limit(void **state)
+{
+	(void)state;
+	struct metrics *m = metrics_new();
+	struct http_response r = {0};
+	struct rlimit nofile;
+	char want[64];
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &nofile), 0);
+	snprintf(want, sizeof(want), "\nprocess_max_fds %llu\n",
+		 (unsigned long long)nofile.rlim_cur);
+	metrics_render(m, &r);
+	if (!strstr(r.body, want))
+		fail_msg("no '%s' in:\n%s", want + 1, r.body);
+	free(r.body);
 	metrics_free(m);
 }
 
@@ -289,6 +341,8 @@ int main(void)
 	    cmocka_unit_test(metrics_render_of_an_empty_registry_is_build_info_and_process),
 	    cmocka_unit_test(metrics_render_writes_counters_and_gauges_of_each_source_in_order),
 	    cmocka_unit_test(metrics_render_escapes_help_text_and_label_values),
+	    cmocka_unit_test(metrics_render_writes_a_histogram_with_cumulative_buckets),
+	    cmocka_unit_test(metrics_process_max_fds_is_the_soft_nofile_limit),
 	    cmocka_unit_test(kubelet_readiness_without_a_registered_path_is_not_ready),
 	    cmocka_unit_test(metrics_serves_healthz_from_the_readiness_check_and_livez_always),
 	};
