@@ -109,7 +109,7 @@ static const struct option_spec specs[] = {
      "where temporary device nodes are made (must not be nodev); default: a private tmpfs", NULL, 0,
      0},
     {"metrics-address", KIND_STRING, FIELD(metrics_address), "ADDRESS",
-     "serve GET /metrics (Prometheus) and /healthz on HOST:PORT (numeric host, [IPv6] or "
+     "serve GET /metrics (Prometheus), /livez and /healthz on HOST:PORT (numeric host, [IPv6] or "
      "empty for all) or an absolute unix socket path; default: off",
      NULL, 0, 0},
     {"log-format", KIND_CHOICE, FIELD(log_format), "FORMAT",
