@@ -176,8 +176,9 @@ static void unnamed_settle(struct pod_resources *pr, const V1__ListPodResourcesR
 		free(pr->unnamed[i].socket_path);
 	}
 	pr->unnamed_count -= pr->unnamed_listed;
-	memmove(pr->unnamed, pr->unnamed + pr->unnamed_listed,
-		pr->unnamed_count * sizeof(*pr->unnamed));
+	if (pr->unnamed_count) /* pr->unnamed may be NULL: memmove's arguments must not */
+		memmove(pr->unnamed, pr->unnamed + pr->unnamed_listed,
+			pr->unnamed_count * sizeof(*pr->unnamed));
 	pr->unnamed_listed = 0;
 }
 
