@@ -15,7 +15,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import PLUGIN_BIN, settle_fds, stable_fd_count, wait_until
+from harness import PLUGIN_BIN, PLUGIN_WRAPPER, settle_fds, stable_fd_count, wait_until
 from receiver import allocate_socket, assert_is_dev_null, kubevirt_receive
 
 PREFIX = "iommufd_device_plugin_"
@@ -185,7 +185,12 @@ def test_process_max_fds_is_the_daemons_soft_nofile_limit(env):
     with open("/proc/%d/limits" % plugin.pid) as f:
         soft = next(l.split()[3] for l in f if l.startswith("Max open files"))
     samples = scrape(address)
-    assert samples[("process_max_fds", ())] == int(soft)
+    if PLUGIN_WRAPPER:
+        # valgrind (scripts/check.sh) keeps a few fds of the limit for itself and shows
+        # the daemon's getrlimit() that much less than /proc says.
+        assert int(soft) - 64 <= samples[("process_max_fds", ())] <= int(soft)
+    else:
+        assert samples[("process_max_fds", ())] == int(soft)
     assert samples[("process_open_fds", ())] < int(soft)
 
 
