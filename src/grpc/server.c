@@ -4,6 +4,7 @@
 #include "server.h"
 #include "../basic/error_text.h"
 #include "connection.h"
+#include "server_socket.h"
 #include "../basic/list.h"
 #include "../basic/unix_socket.h"
 #include "../loop/log_ratelimit.h"
@@ -575,72 +576,13 @@ void grpc_server_stop_listening(struct grpc_server *server, bool unlink_socket)
 	server->listen_fd = -1;
 }
 
-/* The temporary name for path: beside it, hidden (a leading '.'), so the kubelet's
- * plugin watcher, which skips such names, never tries to register it. */
-static char *server_temporary_path(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	int dir_len = slash ? (int)(slash - path + 1) : 0;
-
-	return xasprintf("%.*s.%s.%d.new", dir_len, path, path + dir_len, (int)getpid());
-}
-
-/* Links the listening socket at tmp to path unless a live server is there (a dead
- * socket is replaced), and removes tmp. Returns 0 or -errno (-EADDRINUSE: live). */
-static int server_publish(const char *tmp, const char *path)
-{
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (link(tmp, path) == 0) {
-			if (unlink(tmp) < 0 && errno != ENOENT)
-				log_warning("cannot remove %s: %s", tmp, error_text(errno));
-			return 0;
-		}
-		if (errno != EEXIST)
-			return -errno;
-		int r = unix_socket_remove_dead(path);
-		if (r < 0)
-			return r;
-	}
-	return -EADDRINUSE;
-}
-
-/* Binds a temporary name beside path, reports its identity (bound), and once it
- * listens puts it at path: renamed over whatever is there with replace_live (the old
- * server's socket changes to ours in one step, so a kubelet connecting meanwhile
- * reaches one of them, never nothing), else linked only if no live server is there.
- * Either way whoever sees the socket appear at path can already tell whose it is. */
-static int server_bind_listen(const char *path, bool replace_live, struct file_id *id,
-			      grpc_bound_fn bound, void *data)
-{
-	cleanup_free char *tmp = server_temporary_path(path);
-	struct stat st;
-
-	/* A rename replaces any file: only ever a socket. */
-	if (replace_live && lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	cleanup_close int fd = unix_socket_bind(tmp, id);
-
-	if (fd < 0)
-		return fd;
-	if (bound)
-		bound(data, id);
-	int r = listen(fd, SOMAXCONN) < 0 ? -errno : 0;
-	if (r == 0)
-		r = replace_live ? (rename(tmp, path) < 0 ? -errno : 0) : server_publish(tmp, path);
-	if (r < 0) {
-		(void)unlink(tmp);
-		return r;
-	}
-	return take_fd(&fd);
-}
-
 int grpc_server_listen(struct grpc_server *server, const char *path, bool replace_live,
 		       grpc_bound_fn bound, void *data)
 {
 	struct file_id id;
 
 	grpc_server_stop_listening(server, false);
-	cleanup_close int fd = server_bind_listen(path, replace_live, &id, bound, data);
+	cleanup_close int fd = grpc_server_socket_open(path, replace_live, &id, bound, data);
 	if (fd < 0)
 		return fd;
 	free(server->path);
