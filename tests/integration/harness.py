@@ -111,12 +111,16 @@ class Plugin:
                 pass
         return sorted(out)
 
-    def rss_kib(self):
+    def status_kib(self, field):
+        """A /proc/PID/status figure in KiB: "VmRSS" (now), "VmHWM" (the peak)."""
         with open("/proc/%d/status" % self.pid) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
-        raise AssertionError("no VmRSS for pid %d" % self.pid)
+        raise AssertionError("no %s for pid %d" % (field, self.pid))
+
+    def rss_kib(self):
+        return self.status_kib("VmRSS")
 
     def signal(self, sig):
         self.proc.send_signal(sig)

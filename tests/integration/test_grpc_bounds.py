@@ -22,20 +22,12 @@ DAEMONSET_LIMIT_KIB = 32 * 1024
 MIB = 1024 * 1024
 
 
-def peak_rss_kib(plugin):
-    with open("/proc/%d/status" % plugin.pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM for pid %d" % plugin.pid)
-
-
 def assert_within_limit(plugin, sanitized):
     if PLUGIN_WRAPPER:
         # Under valgrind (scripts/check.sh) the RSS is valgrind's own: the normal, ASan
         # and musl runs hold the bound; this run checks the same calls for memory errors.
         return
-    peak = peak_rss_kib(plugin)
+    peak = plugin.status_kib("VmHWM")
     # ASan's shadow memory and quarantine alone exceed the DaemonSet's limit.
     limit = DAEMONSET_LIMIT_KIB * (8 if sanitized else 1)
     assert peak < limit, "peak RSS %d KiB, limit %d KiB" % (peak, limit)
