@@ -49,7 +49,7 @@ mkdir -p "$out"
 install_packages() {
 	local missing=()
 	for p in "$@"; do
-		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep '^install ok installed$' >/dev/null ||
 			missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
@@ -106,7 +106,7 @@ build_binaries() {
 		# --strip-all: the symbols are a third of the file and nobody debugs from the image.
 		"$strip_tool" --strip-all -o "$bin/$b" "$dir/$b"
 		chmod 0755 "$bin/$b"
-		if ! file -b "$bin/$b" | grep -q 'statically linked'; then
+		if ! file -b "$bin/$b" | grep 'statically linked' >/dev/null; then
 			echo "image.sh: $dir/$b is not statically linked" >&2
 			return 1
 		fi

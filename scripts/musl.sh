@@ -58,11 +58,11 @@ packages+=(cmake dpkg-dev libnghttp2-dev libprotobuf-c-dev libcmocka-dev)
 
 missing=()
 for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep '^install ok installed$' >/dev/null || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
 	[ "$(id -u)" -eq 0 ] || fail "missing packages: ${missing[*]} (apt-get install them as root)"
-	if [ "$cross" -eq 1 ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+	if [ "$cross" -eq 1 ] && ! dpkg --print-foreign-architectures | grep -x "$arch" >/dev/null; then
 		dpkg --add-architecture "$arch"
 		apt-get update -qq
 	fi

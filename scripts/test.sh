@@ -57,7 +57,7 @@ unit_tests() { # unit_tests BUILD_DIR NAME
 		bad=1 # a test binary crashed before reporting
 		tail -40 "$log"
 	fi
-	[ "$bad" -eq 0 ] || grep -E '^not ok|ERROR|FAIL' "$log" | head -40
+	[ "$bad" -eq 0 ] || grep -m 40 -E '^not ok|ERROR|FAIL' "$log"
 	count "unit ($2)" "$ok" "$bad"
 }
 
@@ -123,7 +123,7 @@ for suite in "fuzz:tests/fuzz/run.sh ${FUZZ_SECONDS:-60}" "checks:scripts/check.
 	ok=$(echo "$line" | grep -oE '^[0-9]+' || echo 0)
 	bad=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
 	if [ "$rc" -ne 0 ] && [ "${bad:-0}" -eq 0 ]; then bad=1; fi
-	[ "${bad:-0}" -eq 0 ] || grep -E '^== .*FAILED|ERROR|invariant' "$log" | head -40
+	[ "${bad:-0}" -eq 0 ] || grep -m 40 -E '^== .*FAILED|ERROR|invariant' "$log"
 	count "$name" "${ok:-0}" "${bad:-0}"
 done
 

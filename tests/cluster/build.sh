@@ -41,7 +41,7 @@ fi
 packages=(gcc libc6-dev libseccomp-dev pkg-config openssl iproute2 iptables util-linux)
 missing=()
 for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep '^install ok installed$' >/dev/null ||
 		missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

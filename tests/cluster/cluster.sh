@@ -370,7 +370,7 @@ record_iptables() {
 	local t
 	for t in iptables ip6tables; do
 		command -v "$t-save" >/dev/null || continue
-		"$t-save" 2>/dev/null | grep -q '^:KUBE-' || echo "$t" >>"$state/record/iptables"
+		"$t-save" 2>/dev/null | grep '^:KUBE-' >/dev/null || echo "$t" >>"$state/record/iptables"
 	done
 }
 
@@ -534,7 +534,7 @@ kill_shims() {
 	shim_bin=$(cat "$state/record/bin")/containerd-shim-runc-v2
 	for p in /proc/[0-9]*; do
 		if [ "$(readlink "$p/exe" 2>/dev/null)" = "$shim_bin" ] &&
-			tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $state/containerd/containerd.sock "; then
+			tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -F -- "-address $state/containerd/containerd.sock " >/dev/null; then
 			pids+=("${p#/proc/}")
 		fi
 	done
@@ -658,7 +658,7 @@ cmd_import_image() {
 		args+=(--base-name "${name%:*}")
 	fi
 	ctr_k8s "${args[@]}" "$archive" || die "ctr could not import $archive"
-	if [ -n "$name" ] && ! ctr_k8s images ls -q | grep -qxF "$name"; then
+	if [ -n "$name" ] && ! ctr_k8s images ls -q | grep -xF "$name" >/dev/null; then
 		die "imported $archive, but no image is named $name: $(ctr_k8s images ls -q | tr '\n' ' ')"
 	fi
 	ctr_k8s images ls -q | grep -v '^sha256:' >&2

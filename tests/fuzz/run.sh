@@ -82,7 +82,7 @@ for i in "${!targets[@]}"; do
 	else
 		failed=$((failed + 1))
 		echo "== fuzz_$t: FAILED (log $tlog)"
-		grep -E 'ERROR|runtime error|invariant|Test unit written|REGRESSION' "$tlog" | head -20
+		grep -m 20 -E 'ERROR|runtime error|invariant|Test unit written|REGRESSION' "$tlog"
 	fi
 done
 echo "$passed passed, $failed failed"

@@ -51,10 +51,10 @@ die() {
 for tool in qemu-system-x86_64 cpio cc; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
 done
-if [[ ! -x /bin/busybox ]] || ! /bin/busybox --list | grep -qx poweroff; then
+if [[ ! -x /bin/busybox ]] || ! /bin/busybox --list | grep -x poweroff >/dev/null; then
 	die "/bin/busybox is missing or not busybox-static (apt-get install busybox-static)"
 fi
-file_is_static() { ! readelf -l "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; }
+file_is_static() { ! readelf -l "$1" 2>/dev/null | grep 'Requesting program interpreter' >/dev/null; }
 file_is_static /bin/busybox || die "/bin/busybox is dynamically linked; install busybox-static"
 
 t_start=$(date +%s.%N)

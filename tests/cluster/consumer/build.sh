@@ -17,7 +17,7 @@ export CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 command -v go >/dev/null || { echo "build.sh: go not found (PATH=$PATH)" >&2; exit 1; }
 cd "$here"
 go build -trimpath -buildvcs=false -ldflags='-s -w' -o "$out" .
-if ! file -b "$out" 2>/dev/null | grep -q 'statically linked'; then
+if ! file -b "$out" 2>/dev/null | grep 'statically linked' >/dev/null; then
 	command -v file >/dev/null && { echo "build.sh: $out is not statically linked" >&2; exit 1; }
 fi
 echo "$out"
