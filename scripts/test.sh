@@ -51,13 +51,13 @@ unit_tests() { # unit_tests BUILD_DIR NAME
 	CMOCKA_MESSAGE_OUTPUT=tap meson test -C "$1" --print-errorlogs --verbose >"$log" 2>&1
 	local rc=$?
 	local ok bad
-	ok=$(grep -cE '^ok [0-9]+' "$log")
-	bad=$(grep -cE '^not ok [0-9]+' "$log")
+	ok=$(grep -acE '^ok [0-9]+' "$log")
+	bad=$(grep -acE '^not ok [0-9]+' "$log")
 	if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
 		bad=1 # a test binary crashed before reporting
 		tail -40 "$log"
 	fi
-	[ "$bad" -eq 0 ] || grep -m 40 -E '^not ok|ERROR|FAIL' "$log"
+	[ "$bad" -eq 0 ] || grep -a -m 40 -E '^not ok|ERROR|FAIL' "$log"
 	count "unit ($2)" "$ok" "$bad"
 }
 
@@ -67,7 +67,7 @@ pytest_suite() { # pytest_suite RUNNER BUILD_DIR NAME
 	"$1" "$2" >"$log" 2>&1
 	local rc=$?
 	local summary ok bad
-	summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|[0-9]+ (passed|failed|error)' "$log" | tail -1)
+	summary=$(grep -aE '^(=+ )?[0-9]+ (passed|failed)|[0-9]+ (passed|failed|error)' "$log" | tail -1)
 	ok=$(echo "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || true)
 	bad=$(($(echo "$summary" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0) +
 		$(echo "$summary" | grep -oE '[0-9]+ errors?' | grep -oE '[0-9]+' || echo 0)))
@@ -119,11 +119,11 @@ for suite in "fuzz:tests/fuzz/run.sh ${FUZZ_SECONDS:-60}" "checks:scripts/check.
 	log=$logdir/$name.log
 	${suite#*:} >"$log" 2>&1
 	rc=$?
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+	line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
 	ok=$(echo "$line" | grep -oE '^[0-9]+' || echo 0)
 	bad=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
 	if [ "$rc" -ne 0 ] && [ "${bad:-0}" -eq 0 ]; then bad=1; fi
-	[ "${bad:-0}" -eq 0 ] || grep -m 40 -E '^== .*FAILED|ERROR|invariant' "$log"
+	[ "${bad:-0}" -eq 0 ] || grep -a -m 40 -E '^== .*FAILED|ERROR|invariant' "$log"
 	count "$name" "${ok:-0}" "${bad:-0}"
 done
 
@@ -131,7 +131,7 @@ if [ "$run_vm" -eq 1 ]; then
 	log=$logdir/vm.log
 	tests/vm/run.sh 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+	line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
 	ok=$(echo "$line" | grep -oE '^[0-9]+' || echo 0)
 	bad=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
 	if [ "$rc" -ne 0 ] && [ "${bad:-0}" -eq 0 ]; then bad=1; fi
