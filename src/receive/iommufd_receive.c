@@ -2,6 +2,7 @@
  * byte and the SCM_RIGHTS fd, one send for the ACK. Blocking, bounded by socket
  * timeouts; every fd it gets is either returned or closed. */
 #include "iommufd_receive.h"
+#include "fd_message.h"
 
 #include <errno.h>
 #include <string.h>
@@ -9,10 +10,6 @@
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-/* Room for more fds than the protocol sends, so a misbehaving sender's extra fds
- * arrive (and get closed) instead of being dropped silently with MSG_CTRUNC. */
-#define RECEIVE_MAX_FDS 16
 
 static void close_received(const struct msghdr *msg)
 {
@@ -65,33 +62,25 @@ static int timeout_error(int r)
 int iommufd_receive_on(int sock, int *fd_out)
 {
 	unsigned char data[2];
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * RECEIVE_MAX_FDS)];
-	} control;
-	struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
-	struct msghdr msg = {
-	    .msg_iov = &iov,
-	    .msg_iovlen = 1,
-	    .msg_control = control.buf,
-	    .msg_controllen = sizeof(control.buf),
-	};
+	struct fd_message m;
+	struct msghdr *msg = &m.msg;
 	ssize_t n;
 	int r;
 
 	/* The message is one byte; a 2-byte buffer tells a sender of more apart. */
+	fd_message_init(&m, data, sizeof(data));
 	do
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return timeout_error(-errno);
-	int fd = single_received_fd(&msg);
+	int fd = single_received_fd(msg);
 	if (n == 0 && fd < 0) {
-		close_received(&msg);
+		close_received(msg);
 		return -ECONNRESET;
 	}
-	if (n != 1 || data[0] != 0x00 || fd < 0 || (msg.msg_flags & MSG_CTRUNC)) {
-		close_received(&msg);
+	if (n != 1 || data[0] != 0x00 || fd < 0 || (msg->msg_flags & MSG_CTRUNC)) {
+		close_received(msg);
 		return -EPROTO;
 	}
 
