@@ -61,7 +61,7 @@ double percentile(const double *sorted, size_t n, double p)
 	return sorted[rank > 0 ? rank - 1 : 0];
 }
 
-void format_value(char *buf, size_t size, enum unit unit, double v)
+static void format_value(char *buf, size_t size, enum unit unit, double v)
 {
 	if (isnan(v)) {
 		snprintf(buf, size, "n/a");
@@ -80,7 +80,7 @@ void format_value(char *buf, size_t size, enum unit unit, double v)
 }
 
 /* The median of n sorted values. */
-double median_of(const double *sorted, size_t n)
+static double median_of(const double *sorted, size_t n)
 {
 	return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
 }
