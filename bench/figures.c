@@ -61,36 +61,26 @@ double percentile(const double *sorted, size_t n, double p)
 	return sorted[rank > 0 ? rank - 1 : 0];
 }
 
-void format_value(char *buf, size_t size, enum unit unit, double v)
+static void format_value(char *buf, size_t size, enum unit unit, double v)
 {
 	if (isnan(v)) {
 		snprintf(buf, size, "n/a");
 		return;
 	}
-	switch (unit) {
-	case UNIT_MS:
-		snprintf(buf, size, "%.2f ms", v / 1e6);
-		break;
-	case UNIT_US:
-		snprintf(buf, size, "%.1f us", v / 1e3);
-		break;
-	case UNIT_KIB:
-		snprintf(buf, size, "%.0f KiB", v);
-		break;
-	case UNIT_BYTES:
-		snprintf(buf, size, "%.1f B", v);
-		break;
-	case UNIT_COUNT:
-		snprintf(buf, size, "%.0f", v);
-		break;
-	case UNIT_PERCENT:
-		snprintf(buf, size, "%.0f %%", v);
-		break;
-	}
+	static const struct {
+		double scale;
+		int decimals;
+		const char *suffix;
+	} units[] = {
+	    [UNIT_MS] = {1e6, 2, " ms"}, [UNIT_US] = {1e3, 1, " us"}, [UNIT_KIB] = {1, 0, " KiB"},
+	    [UNIT_BYTES] = {1, 1, " B"}, [UNIT_COUNT] = {1, 0, ""},   [UNIT_PERCENT] = {1, 0, " %"},
+	};
+	snprintf(buf, size, "%.*f%s", units[unit].decimals, v / units[unit].scale,
+		 units[unit].suffix);
 }
 
 /* The median of n sorted values. */
-double median_of(const double *sorted, size_t n)
+static double median_of(const double *sorted, size_t n)
 {
 	return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
 }

@@ -66,8 +66,6 @@ void figures_free(struct figures *t);
 int compare_double(const void *a, const void *b);
 /* p in 0..1 of n sorted samples. */
 double percentile(const double *sorted, size_t n, double p);
-void format_value(char *buf, size_t size, enum unit unit, double v);
-double median_of(const double *sorted, size_t n);
 /* Prints the table of t to stdout (sorting each figure's samples); returns how many
  * figures have no sample. */
 int figures_print_table(struct figures *t);

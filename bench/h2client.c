@@ -99,7 +99,6 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 
 	if (s) {
 		s->closed = true;
-		s->error_code = error_code;
 		s->closed_ns = bench_now_ns();
 	}
 	return 0;

@@ -25,7 +25,6 @@ struct h2c_stream {
 	struct grpc_reader reader; /* the response's DATA, split into messages */
 	int status;		   /* grpc-status, -1 until it arrives */
 	bool closed;		   /* the stream ended (trailers, RST_STREAM or connection loss) */
-	uint32_t error_code;
 	unsigned long long closed_ns; /* monotonic time the end was seen */
 };
 

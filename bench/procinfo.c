@@ -128,7 +128,6 @@ int proc_sample(pid_t pid, struct proc_sample *s)
 	if ((r = status_field(buf, "VmRSS", &s->rss_kb)) < 0 ||
 	    (r = status_field(buf, "VmHWM", &s->hwm_kb)) < 0 ||
 	    (r = status_field(buf, "RssAnon", &s->rss_anon_kb)) < 0 ||
-	    (r = status_field(buf, "RssFile", &s->rss_file_kb)) < 0 ||
 	    (r = status_field(buf, "Threads", &s->threads)) < 0 ||
 	    (r = status_field(buf, "voluntary_ctxt_switches", &s->voluntary)) < 0 ||
 	    (r = status_field(buf, "nonvoluntary_ctxt_switches", &s->nonvoluntary)) < 0)

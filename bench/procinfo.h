@@ -6,7 +6,7 @@
 #include <sys/types.h>
 
 struct proc_sample {
-	unsigned long long rss_kb, hwm_kb, rss_anon_kb, rss_file_kb;
+	unsigned long long rss_kb, hwm_kb, rss_anon_kb;
 	unsigned long long threads;
 	unsigned long long voluntary, nonvoluntary; /* context switches */
 	unsigned long long fds;

@@ -20,7 +20,8 @@
 /* The one file-scope pointer: a signal handler gets no argument. */
 static struct bench *interrupted_bench;
 
-void supervise_child_started(struct bench *b, pid_t pid)
+/* Records pid as ours, to be killed if we die. */
+static void supervise_child_started(struct bench *b, pid_t pid)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(b->children); i++) {
 		if (!b->children[i]) {

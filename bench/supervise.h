@@ -17,8 +17,6 @@ struct plugin {
 /* Maps the exec stamp page and installs the SIGINT/SIGTERM handler that kills b's
  * children (b must outlive the process); SIGPIPE is ignored. Dies on failure. */
 void supervise_init(struct bench *b);
-/* Records pid as ours, to be killed if we die. */
-void supervise_child_started(struct bench *b, pid_t pid);
 /* Forgets pid once reaped. */
 void supervise_child_reaped(struct bench *b, pid_t pid);
 /* Forks a child that will be ours, for what (in the failure's message): flushes

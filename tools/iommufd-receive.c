@@ -57,25 +57,6 @@ static int parse_int(const char *s, int max, int *out)
 	return 0;
 }
 
-/* errno names for the values IOMMU_OPTION can return (iommufd_uapi.h). */
-static const char *errno_name(int err)
-{
-	switch (err) {
-	case ENOTTY:
-		return "ENOTTY";
-	case EOPNOTSUPP:
-		return "EOPNOTSUPP";
-	case EPERM:
-		return "EPERM";
-	case EINVAL:
-		return "EINVAL";
-	case EBADF:
-		return "EBADF";
-	default:
-		return NULL;
-	}
-}
-
 static void print_received(int fd)
 {
 	struct stat st;
@@ -85,10 +66,13 @@ static void print_received(int fd)
 	if (fstat(fd, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)))
 		snprintf(rdev, sizeof(rdev), "%u:%u", major(st.st_rdev), minor(st.st_rdev));
 	int r = iommufd_rlimit_mode_ioctl(fd, IOMMU_OPTION_OP_GET, &mode);
+	/* An error by its name, the "(ENAME)" that ends error_text()'s wording. */
+	const char *name = r < 0 ? strrchr(error_text(-r), '(') : NULL;
 	if (r == 0)
 		printf("fd=%d rdev=%s rlimit_mode=%llu\n", fd, rdev, (unsigned long long)mode);
-	else if (errno_name(-r))
-		printf("fd=%d rdev=%s rlimit_mode=%s\n", fd, rdev, errno_name(-r));
+	else if (name)
+		printf("fd=%d rdev=%s rlimit_mode=%.*s\n", fd, rdev, (int)strlen(name) - 2,
+		       name + 1);
 	else
 		printf("fd=%d rdev=%s rlimit_mode=errno%d\n", fd, rdev, -r);
 }

@@ -45,6 +45,17 @@ int unix_socket_connect(const char *path)
 	return take_fd(&fd);
 }
 
+/* A probe's answer from its connect's result: a server answered, or its backlog is
+ * full (-EAGAIN), so it is alive. */
+static int probe_result(int fd)
+{
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	return fd == -EAGAIN ? 0 : fd;
+}
+
 int unix_socket_probe(const char *path)
 {
 	struct stat st;
@@ -53,13 +64,7 @@ int unix_socket_probe(const char *path)
 		return -errno;
 	if (!S_ISSOCK(st.st_mode))
 		return -ENOTSOCK;
-	int fd = unix_socket_connect(path);
-	if (fd >= 0) {
-		close(fd);
-		return 0;
-	}
-	/* EAGAIN: the server's backlog is full, so it is alive. */
-	return fd == -EAGAIN ? 0 : fd;
+	return probe_result(unix_socket_connect(path));
 }
 
 int unix_socket_remove_dead(const char *path)
@@ -173,14 +178,7 @@ int unix_socket_connect_at(int dirfd, const char *name)
 
 int unix_socket_probe_at(int dirfd, const char *name)
 {
-	int fd = unix_socket_connect_at(dirfd, name);
-
-	if (fd >= 0) {
-		close(fd);
-		return 0;
-	}
-	/* EAGAIN: the server's backlog is full, so it is alive. */
-	return fd == -EAGAIN ? 0 : fd;
+	return probe_result(unix_socket_connect_at(dirfd, name));
 }
 
 int unix_peer_credentials(int fd, struct ucred *cred)

@@ -77,7 +77,6 @@ struct grpc_server {
 	void (*drained)(void *data);
 	void *drained_data;
 	struct loop_defer drained_later; /* drain completion, always from the loop */
-	struct grpc_server_stats stats;
 };
 
 /* Frees the request bytes and opens the connection's window by as much: the
@@ -282,11 +281,8 @@ static void call_dispatch(struct grpc_call *call)
 
 	if (call->dispatched)
 		return;
-	server->stats.calls++;
 	const char *error = call_check_request(call, &msg, &len, &status);
 	if (error) {
-		if (status == GRPC_STATUS_UNIMPLEMENTED)
-			server->stats.calls_unimplemented++;
 		cleanup_free char *text =
 		    xasprintf("%s: %s", call->path ? call->path : "(no :path)", error);
 		call_fail(call, status, text);
@@ -522,7 +518,6 @@ static void server_accept(void *data, int fd)
 	}
 	list_append(&server->connections, &sc->link);
 	server->connection_count++;
-	server->stats.connections_accepted++;
 	/* At the cap: make room for the next peer, or, with every connection busy, let
 	 * the next ones wait in the listen backlog until one closes. */
 	if (server->connection_count >= SERVER_MAX_CONNECTIONS && !server_evict_idle(server, sc))
@@ -603,11 +598,6 @@ bool grpc_server_socket_present(const struct grpc_server *server)
 	return server->listen_fd >= 0 && unix_socket_is_ours(server->path, &server->socket_id);
 }
 
-const struct file_id *grpc_server_socket_id(const struct grpc_server *server)
-{
-	return server->listen_fd >= 0 ? &server->socket_id : NULL;
-}
-
 void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), void *data)
 {
 	struct server_connection *sc;
@@ -636,14 +626,4 @@ void grpc_server_free(struct grpc_server *server)
 	nghttp2_option_del(server->options);
 	free(server->path);
 	free(server);
-}
-
-size_t grpc_server_connection_count(const struct grpc_server *server)
-{
-	return server->connection_count;
-}
-
-const struct grpc_server_stats *grpc_server_stats(const struct grpc_server *server)
-{
-	return &server->stats;
 }

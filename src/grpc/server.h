@@ -31,12 +31,6 @@ struct grpc_method {
 	void (*rejected)(void *data);
 };
 
-struct grpc_server_stats {
-	unsigned long long connections_accepted;
-	unsigned long long calls;
-	unsigned long long calls_unimplemented;
-};
-
 /**
  * grpc_server_new() - create a server
  * @loop:         the loop
@@ -98,14 +92,6 @@ void grpc_server_stop_listening(struct grpc_server *server, bool unlink_socket);
 bool grpc_server_socket_present(const struct grpc_server *server);
 
 /**
- * grpc_server_socket_id() - the identity of the socket file it listens on
- * @server: the server
- *
- * Return: the identity, or NULL when not listening.
- */
-const struct file_id *grpc_server_socket_id(const struct grpc_server *server);
-
-/**
  * grpc_server_drain() - send GOAWAY on every connection
  * @server: the server
  * @done:   called as done(data) once all of them have flushed and closed; always
@@ -114,22 +100,6 @@ const struct file_id *grpc_server_socket_id(const struct grpc_server *server);
  * @data:   passed to @done
  */
 void grpc_server_drain(struct grpc_server *server, void (*done)(void *data), void *data);
-
-/**
- * grpc_server_connection_count() - the number of open connections
- * @server: the server
- *
- * Return: the count.
- */
-size_t grpc_server_connection_count(const struct grpc_server *server);
-
-/**
- * grpc_server_stats() - counters, for metrics
- * @server: the server
- *
- * Return: the counters, valid until grpc_server_free().
- */
-const struct grpc_server_stats *grpc_server_stats(const struct grpc_server *server);
 
 /**
  * grpc_call_send() - queue one response message

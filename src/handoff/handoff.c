@@ -506,8 +506,7 @@ void handoff_add_pending_listener(struct handoff *h, struct handoff_pending_list
 {
 	l->fn = fn;
 	l->data = data;
-	if (l->link.next)
-		list_unlink(&l->link);
+	handoff_remove_pending_listener(l);
 	list_append(&h->pending_listeners, &l->link);
 }
 

@@ -5,6 +5,7 @@
 #include "../basic/error_text.h"
 #include "handoff.h"
 #include "../basic/unix_socket.h"
+#include "../receive/fd_message.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -102,27 +103,13 @@ bool handoff_peer_allowed(const struct handoff_options *o, const struct handoff_
 int handoff_peer_send_fd(int sock, int fd)
 {
 	char byte = 0;
-	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} control;
-	struct msghdr msg = {
-	    .msg_iov = &iov,
-	    .msg_iovlen = 1,
-	    .msg_control = control.buf,
-	    .msg_controllen = sizeof(control.buf),
-	};
+	struct fd_message m;
 	ssize_t n;
 
-	memset(&control, 0, sizeof(control));
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	fd_message_init(&m, &byte, 1);
+	fd_message_put_fd(&m, fd);
 	do
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = sendmsg(sock, &m.msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	return n < 0 ? -errno : 0;
 }

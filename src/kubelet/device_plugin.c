@@ -492,12 +492,6 @@ void device_plugin_stop_listening(struct device_plugin *plugin,
 	grpc_server_stop_listening(plugin->servers[endpoint], true);
 }
 
-const struct file_id *device_plugin_socket_id(const struct device_plugin *plugin,
-					      enum device_plugin_endpoint endpoint)
-{
-	return grpc_server_socket_id(plugin->servers[endpoint]);
-}
-
 bool device_plugin_socket_present(const struct device_plugin *plugin,
 				  enum device_plugin_endpoint endpoint)
 {

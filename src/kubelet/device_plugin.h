@@ -71,16 +71,6 @@ int device_plugin_listen(struct device_plugin *plugin, enum device_plugin_endpoi
  */
 void device_plugin_stop_listening(struct device_plugin *plugin,
 				  enum device_plugin_endpoint endpoint);
-struct file_id;
-/**
- * device_plugin_socket_id() - the identity of an endpoint's socket file
- * @plugin:   the service
- * @endpoint: which one
- *
- * Return: the identity, or NULL when it is not served.
- */
-const struct file_id *device_plugin_socket_id(const struct device_plugin *plugin,
-					      enum device_plugin_endpoint endpoint);
 /**
  * device_plugin_socket_present() - whether an endpoint's socket file is still there
  * @plugin:   the service

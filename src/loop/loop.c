@@ -18,7 +18,6 @@ struct loop {
 	int epoll_fd;
 	bool quit;
 	int exit_code;
-	unsigned long long wakeups;
 	/* The batch being dispatched, so a removal can cancel events still pending in it. */
 	struct epoll_event batch[LOOP_BATCH];
 	int batch_count;
@@ -259,7 +258,6 @@ static int loop_dispatch(struct loop *loop, int timeout_ms)
 	int n = epoll_wait(loop->epoll_fd, loop->batch, LOOP_BATCH, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
-	loop->wakeups++;
 	loop->batch_count = n;
 	for (int i = 0; i < n && !loop->quit; i++) {
 		struct loop_watch *watch = loop->batch[i].data.ptr;
@@ -417,9 +415,4 @@ void loop_listener_stop(struct loop_listener *l)
 	list_unlink(&l->starved_link);
 	l->starved = false;
 	loop_watch_remove(l->loop, &l->watch);
-}
-
-unsigned long long loop_wakeups(const struct loop *loop)
-{
-	return loop->wakeups;
 }

@@ -274,11 +274,3 @@ void loop_quit(struct loop *loop, int code);
  * Return: the number of events (0 on timeout or EINTR), or -errno of epoll_wait().
  */
 int loop_run_once(struct loop *loop, int timeout_ms);
-
-/**
- * loop_wakeups() - the number of epoll_wait() returns so far
- * @loop: the loop
- *
- * Return: the count: the benchmark's wake-up counter.
- */
-unsigned long long loop_wakeups(const struct loop *loop);

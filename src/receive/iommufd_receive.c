@@ -2,6 +2,7 @@
  * byte and the SCM_RIGHTS fd, one send for the ACK. Blocking, bounded by socket
  * timeouts; every fd it gets is either returned or closed. */
 #include "iommufd_receive.h"
+#include "fd_message.h"
 
 #include <errno.h>
 #include <string.h>
@@ -10,39 +11,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* Room for more fds than the protocol sends, so a misbehaving sender's extra fds
- * arrive (and get closed) instead of being dropped silently with MSG_CTRUNC. */
-#define RECEIVE_MAX_FDS 16
-
-static void close_received(const struct msghdr *msg)
+/* Copies the fds msg carries in SCM_RIGHTS to fds and returns their number. They fit:
+ * the control buffer holds FD_MESSAGE_MAX_FDS of them at the most. */
+static size_t received_fds(struct msghdr *msg, int fds[FD_MESSAGE_MAX_FDS])
 {
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < count; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			close(fd);
-		}
-	}
-}
-
-/* Returns the one fd of msg, or -1 if it holds none or more than one. */
-static int single_received_fd(const struct msghdr *msg)
-{
-	int fd = -1;
 	size_t total = 0;
 
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
 		size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		if (count && total == 0)
-			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+		memcpy(fds + total, CMSG_DATA(c), count * sizeof(int));
 		total += count;
 	}
-	return total == 1 ? fd : -1;
+	return total;
 }
 
 static int set_timeouts(int sock, int timeout_ms)
@@ -65,35 +47,25 @@ static int timeout_error(int r)
 int iommufd_receive_on(int sock, int *fd_out)
 {
 	unsigned char data[2];
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * RECEIVE_MAX_FDS)];
-	} control;
-	struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
-	struct msghdr msg = {
-	    .msg_iov = &iov,
-	    .msg_iovlen = 1,
-	    .msg_control = control.buf,
-	    .msg_controllen = sizeof(control.buf),
-	};
+	struct fd_message m;
+	int fds[FD_MESSAGE_MAX_FDS];
 	ssize_t n;
 	int r;
 
 	/* The message is one byte; a 2-byte buffer tells a sender of more apart. */
+	fd_message_init(&m, data, sizeof(data));
 	do
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return timeout_error(-errno);
-	int fd = single_received_fd(&msg);
-	if (n == 0 && fd < 0) {
-		close_received(&msg);
-		return -ECONNRESET;
+	size_t count = received_fds(&m.msg, fds);
+	if (n != 1 || data[0] != 0x00 || count != 1 || (m.msg.msg_flags & MSG_CTRUNC)) {
+		for (size_t i = 0; i < count; i++)
+			close(fds[i]);
+		return n == 0 && count != 1 ? -ECONNRESET : -EPROTO;
 	}
-	if (n != 1 || data[0] != 0x00 || fd < 0 || (msg.msg_flags & MSG_CTRUNC)) {
-		close_received(&msg);
-		return -EPROTO;
-	}
+	int fd = fds[0];
 
 	unsigned char ack = 0x00;
 	do

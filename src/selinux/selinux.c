@@ -16,7 +16,6 @@
 #define SELINUX_XATTR	"security.selinux"
 
 struct selinux_labeler {
-	enum selinux_mode mode;
 	char *label;
 	bool in_use;
 };
@@ -40,7 +39,6 @@ int selinux_labeler_new(enum selinux_mode mode, const char *label, struct selinu
 	}
 
 	struct selinux_labeler *labeler = xcalloc(1, sizeof(*labeler));
-	labeler->mode = mode;
 	labeler->label = xstrdup(label);
 	switch (mode) {
 	case SELINUX_MODE_ON:

@@ -308,7 +308,7 @@ static void cli_prints_fd_and_runs_command_with_it(void **state)
 		if (exec_mode)
 			assert_string_equal(out, "/dev/null\n");
 		else
-			assert_non_null(strstr(out, "rdev=1:3 rlimit_mode=ENOTTY"));
+			assert_non_null(strstr(out, "rdev=1:3 rlimit_mode=ENOTTY\n"));
 		/* Next round consumes again. */
 		handoff_free(h);
 		assert_int_equal(handoff_new(loop, &o, &h), 0);
