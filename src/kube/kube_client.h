@@ -14,10 +14,11 @@
 struct kube_client;
 
 struct kube_client_config {
-	const char *host;	/* e.g. "10.96.0.1" or "127.0.0.1" */
-	unsigned port;		/* e.g. 443 or 6443 */
-	const char *ca_file;	/* PEM bundle that verifies the server */
-	const char *token_file; /* bearer token, re-read when it changes (projected tokens rotate) */
+	const char *host;    /* e.g. "10.96.0.1" or "127.0.0.1" */
+	unsigned port;	     /* e.g. 443 or 6443 */
+	const char *ca_file; /* PEM bundle that verifies the server */
+	const char
+	    *token_file; /* bearer token, re-read when it changes (projected tokens rotate) */
 };
 
 /**
@@ -38,8 +39,8 @@ int kube_client_config_in_cluster(struct kube_client_config *cfg, struct error *
  *
  * Return: 0 or -errno.
  */
-int kube_client_new(struct loop *loop, const struct kube_client_config *cfg, struct kube_client **out,
-		    struct error *err);
+int kube_client_new(struct loop *loop, const struct kube_client_config *cfg,
+		    struct kube_client **out, struct error *err);
 
 /**
  * kube_client_free() - free it; pending requests complete with -ECANCELED first

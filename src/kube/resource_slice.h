@@ -13,14 +13,14 @@
 struct resource_slice;
 
 struct resource_slice_spec {
-	const char *driver;	   /* e.g. "iommufd.kubevirt.io" ... our domain, see the chart */
-	const char *node_name;	   /* spec.nodeName and spec.pool.name */
-	const char *owner_kind;	   /* "DaemonSet" (NULL: no owner) */
+	const char *driver;	/* e.g. "iommufd.kubevirt.io" ... our domain, see the chart */
+	const char *node_name;	/* spec.nodeName and spec.pool.name */
+	const char *owner_kind; /* "DaemonSet" (NULL: no owner) */
 	const char *owner_name;
 	const char *owner_uid;
 	const char *owner_api_version; /* "apps/v1" */
 	const char *kernel_release;    /* attribute kernelRelease (uname -r) */
-	const char *rlimit_mode;       /* attribute rlimitMode: the policy (required/best-effort/off) */
+	const char *rlimit_mode; /* attribute rlimitMode: the policy (required/best-effort/off) */
 };
 
 /**
@@ -32,8 +32,8 @@ struct resource_slice_spec {
  *
  * Return: 0; allocation failure aborts.
  */
-int resource_slice_new(struct loop *loop, struct kube_client *client, const struct resource_slice_spec *spec,
-		       struct resource_slice **out);
+int resource_slice_new(struct loop *loop, struct kube_client *client,
+		       const struct resource_slice_spec *spec, struct resource_slice **out);
 
 /**
  * resource_slice_set_devices() - what the slice should say from now on
@@ -43,7 +43,8 @@ int resource_slice_new(struct loop *loop, struct kube_client *client, const stru
  *
  * Reconciles asynchronously; a newer call supersedes a pending one.
  */
-void resource_slice_set_devices(struct resource_slice *slice, unsigned n, bool rlimit_mode_supported);
+void resource_slice_set_devices(struct resource_slice *slice, unsigned n,
+				bool rlimit_mode_supported);
 
 /**
  * resource_slice_synced() - whether the API server has what the last call asked for
