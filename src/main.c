@@ -297,7 +297,8 @@ static int daemon_start(struct daemon *d)
 		0)
 		return r;
 	if (kubelet_uses_plugin_watcher(&c->kubelet) &&
-	    (r = plugin_watcher_new(d->loop, &c->kubelet, d->plugin, &d->plugin_watcher)) < 0)
+	    (r = plugin_watcher_new_device_plugin(d->loop, &c->kubelet, d->plugin,
+							&d->plugin_watcher)) < 0)
 		return r;
 	/* Before registering, so /healthz answers 503 until the kubelet has us. */
 	if (c->metrics_address && (r = daemon_serve_metrics(d)) < 0)
