@@ -196,8 +196,8 @@ int plugin_watcher_start(struct plugin_watcher *watcher)
 		log_error("cannot serve %s: %s", watcher->registration_socket, error_text(-r));
 		return r;
 	}
-	log_info("serving %s on %s and plugin registration on %s", watcher->type,
-		 watcher->endpoint, watcher->registration_socket);
+	log_info("serving %s on %s and plugin registration on %s", watcher->type, watcher->endpoint,
+		 watcher->registration_socket);
 	return 0;
 }
 

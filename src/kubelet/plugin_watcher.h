@@ -19,14 +19,14 @@ typedef int (*plugin_watcher_listen_fn)(void *data, const char *path, bool repla
 
 /* What GetInfo tells the kubelet, and where both sockets are. Strings are copied. */
 struct plugin_watcher_endpoint {
-	const char *type;		    /* "DevicePlugin" or "DRAPlugin" */
-	const char *name;		    /* the resource name, or the DRA driver's name */
-	const char *const *versions;	    /* supported versions (DRA: gRPC services) */
-	size_t version_count;		    /* at most PLUGIN_WATCHER_MAX_VERSIONS */
-	const char *service_socket;	    /* absolute path of the service socket */
-	const char *registration_socket;    /* its path in the plugins_registry dir */
-	plugin_watcher_listen_fn listen;    /* serves service_socket */
-	void *listen_data;		    /* passed to @listen */
+	const char *type;		 /* "DevicePlugin" or "DRAPlugin" */
+	const char *name;		 /* the resource name, or the DRA driver's name */
+	const char *const *versions;	 /* supported versions (DRA: gRPC services) */
+	size_t version_count;		 /* at most PLUGIN_WATCHER_MAX_VERSIONS */
+	const char *service_socket;	 /* absolute path of the service socket */
+	const char *registration_socket; /* its path in the plugins_registry dir */
+	plugin_watcher_listen_fn listen; /* serves service_socket */
+	void *listen_data;		 /* passed to @listen */
 };
 
 #define PLUGIN_WATCHER_MAX_VERSIONS 4
