@@ -72,8 +72,9 @@ static const struct choice log_format_choices[] = {
 
 static const struct option_spec specs[] = {
     {"kubelet-dir", KIND_STRING, FIELD(kubelet.kubelet_dir), "DIR",
-     "the kubelet's device plugin directory (kubelet.sock and our socket)", NULL, 0, 0,
-     BOTH_PROGRAMS},
+     "the kubelet's device plugin directory (kubelet.sock and our socket; the DRA driver "
+     "looks there for a device plugin of our resource)",
+     NULL, 0, 0, BOTH_PROGRAMS},
     {"socket-name", KIND_STRING, FIELD(kubelet.socket_name), "NAME",
      "KubeVirt's DevicePlugin socket name in --kubelet-dir: watched; ours are NAME-0/-1", NULL, 0,
      0, BOTH_PROGRAMS},
@@ -88,8 +89,8 @@ static const struct option_spec specs[] = {
     {"plugins-registry-dir", KIND_STRING, FIELD(kubelet.plugins_registry_dir), "DIR",
      "the kubelet's plugin watcher directory", NULL, 0, 0, BOTH_PROGRAMS},
     {"plugin-dir", KIND_STRING, FIELD(kubelet.plugin_dir), "DIR",
-     "with the plugin watcher: where our DevicePlugin socket lives (the kubelet keeps it "
-     "across restarts)",
+     "with the plugin watcher: where our service socket lives (the kubelet keeps it "
+     "across restarts); the DRA driver's dra.sock: default /var/lib/kubelet/plugins/<driver>",
      NULL, 0, 0, BOTH_PROGRAMS},
     {"iommu-device", KIND_STRING, FIELD(iommufd.device_path), "PATH",
      "the IOMMUFD character device", NULL, 0, 0, BOTH_PROGRAMS},
