@@ -5,7 +5,10 @@
  *   --plugins-registry-dir/--socket-name and its slot-1 name: registered through the
  *     plugin watcher (registration_slot_name(), plugin_watcher.c).
  * A socket file nobody listens on (a plugin that died) is no conflict. The check runs
- * at start and after each batch of inotify events in those two directories. */
+ * at start and after each batch of inotify events in those two directories; a server
+ * binds (the event) a moment before it listens, so while a candidate is a socket
+ * nobody listens on, the check is repeated every RECHECK_USEC, RECHECK_MAX times at
+ * most per batch (a dead plugin's file costs that much, then nothing). */
 #include "node_exclusivity.h"
 #include "../basic/error_text.h"
 #include "../basic/unix_socket.h"
@@ -16,21 +19,32 @@
 #include "../metrics/metrics.h"
 #include "../util.h"
 
-#define CANDIDATES 5
+#include <errno.h>
+
+#define CANDIDATES   5
+#define RECHECK_USEC 200000ULL
+#define RECHECK_MAX  25
 
 struct node_exclusivity {
 	char *candidates[CANDIDATES];
 	const char *found; /* one of candidates, or NULL */
+	bool bound_only;   /* the last check saw a socket nobody listens on (yet) */
+	unsigned rechecks; /* left for this batch */
+	struct loop_timer recheck;
 	struct loop_inotify kubelet_dir, registry_dir;
 	node_exclusivity_fn fn;
 	void *data;
 };
 
-static const char *node_exclusivity_check(const struct node_exclusivity *x)
+static const char *node_exclusivity_check(struct node_exclusivity *x)
 {
-	for (size_t i = 0; i < CANDIDATES; i++)
-		if (unix_socket_probe(x->candidates[i]) == 0)
+	x->bound_only = false;
+	for (size_t i = 0; i < CANDIDATES; i++) {
+		int r = unix_socket_probe(x->candidates[i]);
+		if (r == 0)
 			return x->candidates[i];
+		x->bound_only |= r == -ECONNREFUSED;
+	}
 	return NULL;
 }
 
@@ -40,15 +54,32 @@ static void node_exclusivity_event(void *data, const struct inotify_event *ev)
 	(void)ev; /* any change: the batch's end checks again */
 }
 
-static void node_exclusivity_done(void *data)
+/* Checks again; tells the owner of a change; re-arms while a socket is bound only. */
+static void node_exclusivity_update(struct node_exclusivity *x)
 {
-	struct node_exclusivity *x = data;
 	const char *found = node_exclusivity_check(x);
 
+	if (!found && x->bound_only && x->rechecks) {
+		x->rechecks--;
+		loop_timer_arm(&x->recheck, RECHECK_USEC);
+	}
 	if (!found == !x->found)
 		return;
 	x->found = found;
 	x->fn(x->data, found != NULL, found);
+}
+
+static void node_exclusivity_recheck(void *data)
+{
+	node_exclusivity_update(data);
+}
+
+static void node_exclusivity_done(void *data)
+{
+	struct node_exclusivity *x = data;
+
+	x->rechecks = RECHECK_MAX;
+	node_exclusivity_update(x);
 }
 
 static void node_exclusivity_watch(struct loop *loop, struct node_exclusivity *x,
@@ -77,7 +108,12 @@ int node_exclusivity_new(struct loop *loop, const struct kubelet_options *k, nod
 	x->candidates[4] = registration_slot_name(registry, 1);
 	x->fn = fn;
 	x->data = data;
+	loop_timer_init(loop, &x->recheck, node_exclusivity_recheck, x);
 	x->found = node_exclusivity_check(x);
+	if (!x->found && x->bound_only) { /* as after a batch, without telling the owner */
+		x->rechecks = RECHECK_MAX - 1;
+		loop_timer_arm(&x->recheck, RECHECK_USEC);
+	}
 	node_exclusivity_watch(loop, x, &x->kubelet_dir, k->kubelet_dir);
 	node_exclusivity_watch(loop, x, &x->registry_dir, k->plugins_registry_dir);
 	*out = x;
@@ -90,6 +126,7 @@ void node_exclusivity_free(struct node_exclusivity *x)
 		return;
 	loop_inotify_stop(&x->kubelet_dir);
 	loop_inotify_stop(&x->registry_dir);
+	loop_timer_destroy(&x->recheck);
 	for (size_t i = 0; i < CANDIDATES; i++)
 		free(x->candidates[i]);
 	free(x);

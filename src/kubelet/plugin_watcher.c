@@ -76,13 +76,13 @@ static void handle_notify(void *data, struct grpc_call *call, const ProtobufCMes
 	watcher->registered = status->plugin_registered;
 	if (status->plugin_registered) {
 		watcher->stats.registrations++;
-		log_info("the kubelet registered %s %s through the plugin watcher (endpoint %s)",
-			 watcher->type, watcher->name, watcher->endpoint);
+		log_info("the kubelet registered %s through the plugin watcher (%s, endpoint %s)",
+			 watcher->name, watcher->type, watcher->endpoint);
 		plugin_watcher_retire_other(watcher);
 	} else {
 		watcher->stats.registration_failures++;
-		log_error("the kubelet refused the plugin watcher registration of %s %s: %s",
-			  watcher->type, watcher->name,
+		log_error("the kubelet refused the plugin watcher registration of %s (%s): %s",
+			  watcher->name, watcher->type,
 			  status->error && status->error[0] ? status->error : "(no reason given)");
 	}
 	grpc_call_send(call, &response.base);
