@@ -152,7 +152,7 @@ def test_a_device_plugin_on_the_node_keeps_the_driver_unpublished_and_not_ready(
     world = DraWorld(env)
     # The device plugin of our resource serves on kubelet.sock first.
     device_plugin = env.start("--devices", "2")
-    driver = world.start()
+    driver = world.start("-v", "1")
     world.register()
     assert _conflict(world) == 1
     status, _, body = http_get(world.metrics, "/healthz")
@@ -165,9 +165,14 @@ def test_a_device_plugin_on_the_node_keeps_the_driver_unpublished_and_not_ready(
     assert device_plugin.wait(timeout=10) == 0
     wait_until(lambda: _conflict(world) == 0, 10, what="the conflict to clear")
     assert "no device plugin for our resource on this node any more" in driver.stderr_text()
-    # A dead socket file left behind is no conflict; a live one again is.
+    # A server binds (inotify tells the driver) before it listens: the driver sees a
+    # socket nobody listens on, says so, and checks again until it listens.
+    path = os.path.join(env.kubelet_dir, "kubevirt-iommufd-1.sock")
     with socket.socket(socket.AF_UNIX) as s:
-        s.bind(os.path.join(env.kubelet_dir, "kubevirt-iommufd-1.sock"))
+        s.bind(path)
+        wait_until(lambda: "%s is a socket nobody listens on (yet)" % path in driver.stderr_text(), 10,
+                   what="the driver to see the bound socket")
+        assert _conflict(world) == 0
         s.listen(1)
         wait_until(lambda: _conflict(world) == 1, 10, what="a new device plugin to be seen")
     assert healthz(world.metrics) == 503
