@@ -27,9 +27,9 @@
 
 struct node_exclusivity {
 	char *candidates[CANDIDATES];
-	const char *found; /* one of candidates, or NULL */
-	bool bound_only;   /* the last check saw a socket nobody listens on (yet) */
-	unsigned rechecks; /* left for this batch */
+	const char *found;	/* one of candidates, or NULL */
+	const char *bound_only; /* the last check saw this socket, nobody listening (yet) */
+	unsigned rechecks;	/* left for this batch */
 	struct loop_timer recheck;
 	struct loop_inotify kubelet_dir, registry_dir;
 	node_exclusivity_fn fn;
@@ -38,12 +38,13 @@ struct node_exclusivity {
 
 static const char *node_exclusivity_check(struct node_exclusivity *x)
 {
-	x->bound_only = false;
+	x->bound_only = NULL;
 	for (size_t i = 0; i < CANDIDATES; i++) {
 		int r = unix_socket_probe(x->candidates[i]);
 		if (r == 0)
 			return x->candidates[i];
-		x->bound_only |= r == -ECONNREFUSED;
+		if (r == -ECONNREFUSED)
+			x->bound_only = x->candidates[i];
 	}
 	return NULL;
 }
@@ -60,6 +61,9 @@ static void node_exclusivity_update(struct node_exclusivity *x)
 	const char *found = node_exclusivity_check(x);
 
 	if (!found && x->bound_only && x->rechecks) {
+		if (x->rechecks == RECHECK_MAX)
+			log_debug(1, "%s is a socket nobody listens on (yet): checking again",
+				  x->bound_only);
 		x->rechecks--;
 		loop_timer_arm(&x->recheck, RECHECK_USEC);
 	}

@@ -171,7 +171,7 @@ def test_a_device_plugin_on_the_node_keeps_the_driver_unpublished_and_not_ready(
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(path)
         wait_until(lambda: "%s is a socket nobody listens on (yet)" % path in driver.stderr_text(), 10,
-                   what="the driver to see the bound socket")
+                   what=lambda: "the driver to see the bound socket:\n" + driver.stderr_text()[-3000:])
         assert _conflict(world) == 0
         s.listen(1)
         wait_until(lambda: _conflict(world) == 1, 10, what="a new device plugin to be seen")
