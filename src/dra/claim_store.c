@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #define CLAIM_FILE_SUFFIX ".claim"
-#define CLAIM_FILE_MAX	  (64 * 1024) /* 16 devices of 3 names of 253: far below */
+#define CLAIM_FILE_MAX	  ((size_t)64 * 1024) /* 16 devices of 3 names of 253: far below */
 
 struct claim_store {
 	char *path;

@@ -128,10 +128,10 @@ static void prepare_call_answer(struct prepare_call *pc)
 	DraV1__NodePrepareResourcesResponse__ClaimsEntry *entries =
 	    xcalloc(pc->n ? pc->n : 1, sizeof(*entries));
 	DraV1__NodePrepareResourcesResponse__ClaimsEntry **entry_ptrs =
-	    xcalloc(pc->n ? pc->n : 1, sizeof(*entry_ptrs));
+	    xcalloc(pc->n ? pc->n : 1, sizeof(DraV1__NodePrepareResourcesResponse__ClaimsEntry *));
 	DraV1__NodePrepareResourceResponse *claims = xcalloc(pc->n ? pc->n : 1, sizeof(*claims));
 	DraV1__Device *devices = xcalloc(total ? total : 1, sizeof(*devices));
-	DraV1__Device **device_ptrs = xcalloc(total ? total : 1, sizeof(*device_ptrs));
+	DraV1__Device **device_ptrs = xcalloc(total ? total : 1, sizeof(DraV1__Device *));
 	char **cdi_ids = xcalloc(pc->n ? pc->n : 1, sizeof(*cdi_ids));
 	char **requests = xcalloc(total ? total : 1, sizeof(*requests));
 	size_t d = 0;
@@ -219,6 +219,7 @@ static void prepare_call_cancelled(void *data, struct grpc_call *call)
 {
 	struct prepare_call *pc = data;
 
+	(void)call;
 	/* The lookups still complete (and prepare: the kubelet will ask again). */
 	pc->call = NULL;
 }
@@ -457,7 +458,7 @@ static void handle_unprepare(void *data, struct grpc_call *call, const ProtobufC
 	DraV1__NodeUnprepareResourcesResponse__ClaimsEntry *entries =
 	    xcalloc(n ? n : 1, sizeof(*entries));
 	DraV1__NodeUnprepareResourcesResponse__ClaimsEntry **ptrs =
-	    xcalloc(n ? n : 1, sizeof(*ptrs));
+	    xcalloc(n ? n : 1, sizeof(DraV1__NodeUnprepareResourcesResponse__ClaimsEntry *));
 	DraV1__NodeUnprepareResourceResponse *claims = xcalloc(n ? n : 1, sizeof(*claims));
 	struct error *errors = xcalloc(n ? n : 1, sizeof(*errors));
 

@@ -48,12 +48,23 @@ int resource_claim_get(struct kube_client *client, const char *ns, const char *n
 		       const char *uid, const char *driver, unsigned timeout_ms,
 		       resource_claim_fn fn, void *data)
 {
+	(void)client;
+	(void)ns;
+	(void)name;
+	(void)uid;
+	(void)driver;
+	(void)timeout_ms;
+	(void)fn;
+	(void)data;
 	return -ENOSYS; /* "function not implemented": this build has no API client */
 }
 
 int resource_slice_new(struct loop *loop, struct kube_client *client,
 		       const struct resource_slice_spec *spec, struct resource_slice **out)
 {
+	(void)loop;
+	(void)client;
+	(void)spec;
 	*out = xcalloc(1, sizeof(**out));
 	return 0;
 }
@@ -61,10 +72,14 @@ int resource_slice_new(struct loop *loop, struct kube_client *client,
 void resource_slice_set_devices(struct resource_slice *slice, unsigned n,
 				bool rlimit_mode_supported)
 {
+	(void)slice;
+	(void)n;
+	(void)rlimit_mode_supported;
 }
 
 bool resource_slice_synced(const struct resource_slice *slice)
 {
+	(void)slice;
 	return false;
 }
 
