@@ -294,6 +294,7 @@ static int dra_prepare(struct dra_plugin *plugin, struct dra_claim *c,
 		return error_set(e, -ENAMETOOLONG, "socket path too long: %s", socket_path);
 	}
 	strcpy(c->rec.socket_path, socket_path);
+	handoff_keep(plugin->handoff, socket_path, now_usec() + DRA_OFFER_KEEP_USEC);
 	c->rec.n_devices = alloc->n_devices;
 	memcpy(c->rec.devices, alloc->devices, alloc->n_devices * sizeof(alloc->devices[0]));
 	r = cdi_spec_write(&plugin->cdi, plugin->cdi_dir_fd, plugin->o->cdi_dir, c->rec.uid,
@@ -515,6 +516,8 @@ static void dra_restore(void *data, const struct claim_record *rec)
 		return;
 	struct dra_claim *c = dra_claim_add(plugin, DRA_CLAIM_PREPARED);
 	c->rec = *rec;
+	/* Re-served by the rescue if its container had not taken the fd: keep it too. */
+	handoff_keep(plugin->handoff, rec->socket_path, now_usec() + DRA_OFFER_KEEP_USEC);
 	plugin->stats.restored++;
 	log_info("claim %s/%s (%s) was prepared before the restart: socket %s", rec->namespace_,
 		 rec->name, rec->uid, rec->socket_path);

@@ -20,6 +20,9 @@ struct kube_client;
 #define DRA_MAX_CLAIMS_PER_CALL 64   /* a request naming more is refused whole */
 #define DRA_MAX_CLAIMS		4096 /* prepared (or being prepared) at once on a node */
 #define DRA_LOOKUP_TIMEOUT_MS	10000
+/* A prepared claim's offer is kept past --handoff-ttl this long: the kubelet says when
+ * nobody will come (NodeUnprepareResources), and a slow image pull must not lose it. */
+#define DRA_OFFER_KEEP_USEC (24ULL * 3600 * 1000000)
 /* Our sockets: --plugin-dir/dra.sock, --plugins-registry-dir/<driver>-reg.sock (the
  * kubelet's documented convention for DRA drivers). */
 #define DRA_SOCKET_NAME		"dra.sock"

@@ -417,6 +417,44 @@ static void restart_keeps_prepared_claims(void **state)
 	assert_int_equal(access(f->spec, F_OK), -1);
 }
 
+static bool one_pending(void *data)
+{
+	return handoff_pending(((struct fixture *)data)->handoff) == 1;
+}
+
+/* The kubelet says when nobody will come for a prepared claim (Unprepare): its offer
+ * outlives --handoff-ttl. Sentinel: an offer made after it with the same TTL expires
+ * first. */
+static void prepared_offer_outlives_the_handoff_ttl(void **state)
+{
+	struct fixture *f = *state;
+	struct handoff_options ho;
+	DraV1__NodePrepareResourceResponse *claim;
+	const char *devices[] = {"iommufd0", NULL};
+	const char *sentinel;
+	int fd;
+
+	stop_plugin(f);
+	handoff_free(f->handoff);
+	handoff_options_init(&ho);
+	ho.socket_dir = f->socket_dir;
+	ho.ttl_usec = 200000; /* 0.2 s */
+	assert_int_equal(handoff_new(f->loop, &ho, &f->handoff), 0);
+	start_plugin(f);
+	api_allocates(devices, NODE);
+	dra_v1__node_prepare_resources_response__free_unpacked(prepare(f, &claim), NULL);
+	assert_int_equal(iommufd_open(f->opener, &fd, NULL), 0);
+	assert_int_equal(handoff_offer(f->handoff, "sentinel", fd, &sentinel, NULL), 0);
+	assert_int_equal(handoff_pending(f->handoff), 2);
+	assert_true(test_run_until(f->loop, one_pending, f, 10000)); /* the sentinel expired */
+	assert_int_equal(handoff_stats(f->handoff)->expired, 1);
+	assert_int_equal(access(f->spec, F_OK), 0);
+	char *error = unprepare(f, UID);
+	assert_string_equal(error, "");
+	free(error);
+	assert_int_equal(handoff_pending(f->handoff), 0);
+}
+
 /* The v1beta1 service answers too, in a form the v1beta1 messages decode. */
 static void v1beta1_is_served(void **state)
 {
@@ -441,8 +479,11 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	const struct CMUnitTest tests[] = {
-	    T(prepare_twice_looks_up_once), T(unprepare_undoes_and_is_idempotent),
-	    T(bad_claims_get_clear_errors), T(restart_keeps_prepared_claims),
+	    T(prepare_twice_looks_up_once),
+	    T(unprepare_undoes_and_is_idempotent),
+	    T(bad_claims_get_clear_errors),
+	    T(restart_keeps_prepared_claims),
+	    T(prepared_offer_outlives_the_handoff_ttl),
 	    T(v1beta1_is_served),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
