@@ -279,9 +279,9 @@ static int config_finish(struct config *config, FILE *err)
 	for (p = config->allowed_uids; p; p = *end ? end + 1 : NULL) {
 		if (parse_id(p, &end, &id) < 0 || (*end && *end != ',')) {
 			fprintf(err,
-				"iommufd-device-plugin: --allowed-uids wants numeric uids "
-				"separated by commas, like 107 or 107,0, not '%s'\n",
-				config->allowed_uids);
+				"%s: --allowed-uids wants numeric uids separated by commas, like "
+				"107 or 107,0, not '%s'\n",
+				program_names[config->program], config->allowed_uids);
 			return -EINVAL;
 		}
 		config->allowed_uid_list =
@@ -294,10 +294,8 @@ static int config_finish(struct config *config, FILE *err)
 		if (parse_id(config->socket_owner, &end, &id) < 0 ||
 		    (*end == ':' && (parse_id(end + 1, &end, &gid) < 0 || *end)) ||
 		    (*end && *end != ':')) {
-			fprintf(err,
-				"iommufd-device-plugin: --socket-owner wants UID or UID:GID, "
-				"numeric, not '%s'\n",
-				config->socket_owner);
+			fprintf(err, "%s: --socket-owner wants UID or UID:GID, numeric, not '%s'\n",
+				program_names[config->program], config->socket_owner);
 			return -EINVAL;
 		}
 		config->handoff.socket_uid = (uid_t)id;
@@ -605,16 +603,16 @@ static enum config_result config_parse_flags(struct config *config, enum config_
 		}
 		if (c == '?' || c == ':' || c < 0 || (size_t)c >= ARRAY_SIZE(specs)) {
 			fprintf(err,
-				"iommufd-device-plugin: unknown flag or missing value: %s\n"
+				"%s: unknown flag or missing value: %s\n"
 				"Try --help.\n",
-				argv[optind - 1]);
+				program_names[program], argv[optind - 1]);
 			return CONFIG_EXIT_USAGE;
 		}
-		if (config_set(config, &specs[c], optarg, err, "iommufd-device-plugin") < 0)
+		if (config_set(config, &specs[c], optarg, err, program_names[program]) < 0)
 			return CONFIG_EXIT_USAGE;
 	}
 	if (optind < argc) {
-		fprintf(err, "iommufd-device-plugin: unexpected argument '%s'. Try --help.\n",
+		fprintf(err, "%s: unexpected argument '%s'. Try --help.\n", program_names[program],
 			argv[optind]);
 		return CONFIG_EXIT_USAGE;
 	}
@@ -622,12 +620,14 @@ static enum config_result config_parse_flags(struct config *config, enum config_
 	if (kubelet_uses_plugin_watcher(k) &&
 	    ((k->plugin_dir && k->plugin_dir[0] != '/') || k->plugins_registry_dir[0] != '/')) {
 		fprintf(err,
-			"iommufd-device-plugin: --plugin-dir and --plugins-registry-dir must be "
-			"absolute: the kubelet dials the endpoint exactly as given\n");
+			"%s: --plugin-dir and --plugins-registry-dir must be absolute: the "
+			"kubelet dials the endpoint exactly as given\n",
+			program_names[program]);
 		return CONFIG_EXIT_USAGE;
 	}
 	if (strchr(k->socket_name, '/')) {
-		fprintf(err, "iommufd-device-plugin: --socket-name must be a plain file name\n");
+		fprintf(err, "%s: --socket-name must be a plain file name\n",
+			program_names[program]);
 		return CONFIG_EXIT_USAGE;
 	}
 	if (program == CONFIG_DEVICE_PLUGIN && !strchr(k->resource_name, '/')) {

@@ -18,7 +18,7 @@ int dra_dir_open_checked(const char *path, struct error *e)
 
 	if (r < 0)
 		return error_set(e, r, "cannot create %s: %s", path, error_text(-r));
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return error_set(e, -errno, "cannot open the directory %s: %s", path,
 				 error_text(errno));

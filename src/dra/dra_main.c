@@ -120,7 +120,7 @@ static int dra_serve_metrics(struct dra_daemon *p)
  * device (no SELinux relabelling needed to ask). False when the device is missing. */
 static bool dra_probe_rlimit_mode(const char *device_path)
 {
-	cleanup_close int fd = open(device_path, O_RDWR | O_CLOEXEC);
+	cleanup_close int fd = openat(AT_FDCWD, device_path, O_RDWR | O_CLOEXEC);
 	uint64_t mode;
 
 	return fd >= 0 && iommufd_get_rlimit_mode(fd, &mode) == 0;
