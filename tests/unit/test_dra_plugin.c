@@ -463,6 +463,42 @@ static void prepared_offer_outlives_the_handoff_ttl(void **state)
 	assert_int_equal(handoff_pending(f->handoff), 0);
 }
 
+static int rescue_open(void *data, const char *device_id, int *fd, struct error *e)
+{
+	struct fixture *f = data;
+
+	assert_string_equal(device_id, UID); /* the claim's offer is named by its uid */
+	return iommufd_open(f->opener, fd, e);
+}
+
+/* A crash with a claim prepared and its fd not taken: the next instance's rescue
+ * serves the socket the CDI spec names again, and Unprepare withdraws it. */
+static void crash_with_a_prepared_claim_re_serves_its_socket(void **state)
+{
+	struct fixture *f = *state;
+	struct handoff_options ho;
+	DraV1__NodePrepareResourceResponse *claim;
+	const char *devices[] = {"iommufd2", NULL};
+
+	api_allocates(devices, NODE);
+	dra_v1__node_prepare_resources_response__free_unpacked(prepare(f, &claim), NULL);
+	stop_plugin(f);
+	handoff_free(f->handoff); /* as at our death: the socket file and its dir stay */
+	assert_false(spec_socket_is_served(f));
+	handoff_options_init(&ho);
+	ho.socket_dir = f->socket_dir;
+	assert_int_equal(handoff_new(f->loop, &ho, &f->handoff), 0);
+	assert_int_equal(handoff_rescue(f->handoff, rescue_open, f), 1);
+	start_plugin(f);
+	assert_int_equal(dra_plugin_stats(f->plugin)->restored, 1);
+	assert_true(spec_socket_is_served(f));
+	char *error = unprepare(f, UID);
+	assert_string_equal(error, "");
+	free(error);
+	assert_int_equal(handoff_pending(f->handoff), 0);
+	assert_int_equal(api.calls, 1);
+}
+
 /* The v1beta1 service answers too, in a form the v1beta1 messages decode. */
 static void v1beta1_is_served(void **state)
 {
@@ -492,6 +528,7 @@ int main(void)
 	    T(bad_claims_get_clear_errors),
 	    T(restart_keeps_prepared_claims),
 	    T(prepared_offer_outlives_the_handoff_ttl),
+	    T(crash_with_a_prepared_claim_re_serves_its_socket),
 	    T(v1beta1_is_served),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
