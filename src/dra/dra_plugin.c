@@ -15,7 +15,6 @@
 #include "../iommufd/iommufd.h"
 #include "../kube/resource_claim.h"
 #include "../log.h"
-#include "../metrics/metrics.h"
 #include "../util.h"
 
 #include "dra_v1.pb-c.h"
@@ -591,24 +590,4 @@ void dra_plugin_shutdown(struct dra_plugin *plugin, void (*done)(void *data), vo
 const struct dra_plugin_stats *dra_plugin_stats(const struct dra_plugin *plugin)
 {
 	return &plugin->stats;
-}
-
-void dra_plugin_metrics_write(struct metrics_writer *w, const void *data)
-{
-	const struct dra_plugin_stats *st = dra_plugin_stats(data);
-
-	metrics_counter(w, "dra_claims_prepared_total",
-			"NodePrepareResources claims answered with devices (repeats count)",
-			st->prepared);
-	metrics_counter(w, "dra_claim_prepare_failures_total",
-			"NodePrepareResources claims answered with an error", st->prepare_failures);
-	metrics_counter(w, "dra_claims_unprepared_total", "prepared claims unprepared",
-			st->unprepared);
-	metrics_counter(w, "dra_claim_unprepare_failures_total",
-			"NodeUnprepareResources claims answered with an error",
-			st->unprepare_failures);
-	metrics_counter(w, "dra_claims_restored_total",
-			"prepared claims read back from the state dir at start", st->restored);
-	metrics_gauge(w, "dra_claims", "claims prepared or being prepared on this node",
-		      st->claims);
 }
