@@ -222,6 +222,11 @@ static int dra_start(struct dra_daemon *p)
 	if ((r = device_presence_new(d->loop, c->iommufd.device_path, dra_device_changed, p,
 				     &p->presence)) < 0)
 		return r;
+	/* Watched for a device plugin's registration: made now, not by plugin_watcher_start. */
+	if ((r = mkdir_parents(c->kubelet.plugins_registry_dir, 0750)) < 0) {
+		log_error("cannot create %s: %s", c->kubelet.plugins_registry_dir, error_text(-r));
+		return r;
+	}
 	node_exclusivity_new(d->loop, &c->kubelet, dra_exclusivity_changed, p, &p->exclusivity);
 	if (node_exclusivity_conflict(p->exclusivity))
 		dra_log_conflict(node_exclusivity_socket(p->exclusivity));
