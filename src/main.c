@@ -1,203 +1,48 @@
-/* iommufd-device-plugin: parses the configuration, wires the modules to one event
- * loop, and turns SIGTERM/SIGINT into a drain: advertising stops at once (empty
- * device list on every stream, socket removed), pending handoff sockets are served
- * until they are consumed or withdrawn or --drain-timeout passes, then exit 0. A
- * second signal exits at once. */
-#include "config/config.h"
-#include "basic/error.h"
+/* iommufd-device-plugin: the DevicePlugin service, its registration (kubelet.sock
+ * and/or the plugin watcher), PodResources and the device presence watcher, wired
+ * onto the daemon both programs share (src/daemon: loop, signals, drain, handoff). */
+#include "daemon/daemon.h"
 #include "basic/error_text.h"
-#include "handoff/handoff.h"
-#include "handoff/instance_dir.h"
 #include "iommufd/device_presence.h"
 #include "iommufd/iommufd.h"
-#include "selinux/selinux.h"
 #include "kubelet/device_plugin.h"
 #include "kubelet/plugin_watcher.h"
 #include "kubelet/pod_resources.h"
 #include "kubelet/readiness.h"
 #include "kubelet/registration.h"
 #include "log.h"
-#include "loop/loop.h"
 #include "metrics/metrics.h"
-#include "util.h"
 
-#include <errno.h>
-#include <signal.h>
-#include <sys/epoll.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
-
-/* A stream or connection that will not flush in time must not hold up the exit. */
-#define SHUTDOWN_DEADLINE_USEC 800000ULL
-
-/* The daemon's shutdown, one way: a signal closes the kubelet's connections, pending
- * handoffs may then be drained, and the loop is told to quit once. Each step checks
- * the state, so a callback that comes synchronously (inside the call that asked for
- * it) or later through the loop finds the same thing. */
-enum daemon_state {
-	DAEMON_RUNNING,
-	DAEMON_CLOSING,	 /* signalled: the kubelet's connections are closing */
-	DAEMON_DRAINING, /* they are closed; pending handoff sockets are still served */
-	DAEMON_EXITING,	 /* loop_quit() called: nothing more happens */
-};
-
-struct daemon {
-	struct config config;
-	struct loop *loop;
-	struct selinux_labeler *labeler;
-	struct iommufd_opener *opener;
-	struct handoff *handoff;
+struct device_plugin_daemon {
+	struct daemon d;
 	struct pod_resources *pod_resources; /* NULL with --pod-resources-interval=0 */
 	struct device_plugin *plugin;
 	struct device_presence *presence;
 	struct registration *registration;     /* NULL with --registration=plugin-watcher */
 	struct plugin_watcher *plugin_watcher; /* NULL with --registration=kubelet-socket */
-	struct metrics *metrics;	       /* NULL without --metrics-address */
 	struct kubelet_readiness readiness;    /* what /healthz answers from */
-	int signal_fd;
-	struct loop_watch signal_watch;
-	struct loop_timer shutdown_deadline; /* gRPC connections must close by then */
-	struct loop_timer drain_deadline;    /* --drain-timeout */
-	struct handoff_pending_listener drain_listener;
-	enum daemon_state state;
-	struct handoff_stats at_signal; /* to count what the drain did */
-	size_t pending_at_signal;
 };
 
-static const char *const daemon_state_names[] = {
-    [DAEMON_RUNNING] = "running",
-    [DAEMON_CLOSING] = "closing",
-    [DAEMON_DRAINING] = "draining",
-    [DAEMON_EXITING] = "exiting",
-};
-
-/* Moves the shutdown forward; it never goes back, and exiting is final. Returns false
- * (and changes nothing) for any other move: the caller has nothing to do. */
-static bool daemon_set_state(struct daemon *d, enum daemon_state next)
+/* The shutdown's first step: advertising stops at once (registration sockets
+ * removed, streams ended); PodResources stays, to withdraw the offers whose pods are
+ * gone while we drain. */
+static void dp_stop_serving(void *data, void (*closed)(void *data), void *closed_data)
 {
-	if (next <= d->state)
-		return false;
-	log_debug(2, "shutdown: %s -> %s", daemon_state_names[d->state], daemon_state_names[next]);
-	d->state = next;
-	return true;
-}
+	struct device_plugin_daemon *p = data;
 
-static void daemon_exit(struct daemon *d)
-{
-	const struct handoff_stats *st = handoff_stats(d->handoff);
-	unsigned long long consumed = st->consumed - d->at_signal.consumed;
-	unsigned long long withdrawn =
-	    st->expired - d->at_signal.expired + st->abandoned - d->at_signal.abandoned;
-	size_t left = handoff_pending(d->handoff);
-
-	if (!daemon_set_state(d, DAEMON_EXITING))
-		return;
-	handoff_remove_pending_listener(&d->drain_listener);
-	loop_timer_arm(&d->shutdown_deadline, 0);
-	loop_timer_arm(&d->drain_deadline, 0);
-	if (d->pending_at_signal || left)
-		log_info(
-		    "shut down: %zu pending handoff socket(s) at the signal; drained %llu (%llu "
-		    "handed over, %llu withdrawn), abandoned %zu",
-		    d->pending_at_signal, consumed + withdrawn, consumed, withdrawn, left);
-	else
-		log_info("shut down cleanly");
-	loop_quit(d->loop, 0);
-}
-
-static void daemon_pending_changed(void *data, size_t pending)
-{
-	struct daemon *d = data;
-
-	if (pending == 0 && d->state == DAEMON_DRAINING)
-		daemon_exit(d);
-}
-
-static void daemon_drain_deadline(void *data)
-{
-	struct daemon *d = data;
-
-	log_warning("--drain-timeout (%.1f s) passed with %zu handoff socket(s) unclaimed; "
-		    "leaving them for the next instance to re-serve",
-		    (double)d->config.drain_timeout_usec / 1e6, handoff_pending(d->handoff));
-	daemon_exit(d);
-}
-
-/* The kubelet's connections are closed (or did not close in time): only pending
- * handoffs can keep us now. Called at most once per shutdown whatever calls it (the
- * device plugin, synchronously or later, or the deadline). */
-static void daemon_connections_closed(void *data)
-{
-	struct daemon *d = data;
-	size_t pending = handoff_pending(d->handoff);
-
-	if (d->state != DAEMON_CLOSING)
-		return;
-	loop_timer_arm(&d->shutdown_deadline, 0);
-	if (pending == 0 || d->config.drain_timeout_usec == 0) {
-		daemon_exit(d);
-		return;
-	}
-	daemon_set_state(d, DAEMON_DRAINING);
-	log_info("draining: serving %zu pending handoff socket(s) for up to %.1f s, until "
-		 "their containers take the fd or their pods are gone",
-		 pending, (double)d->config.drain_timeout_usec / 1e6);
-	handoff_add_pending_listener(d->handoff, &d->drain_listener, daemon_pending_changed, d);
-	loop_timer_arm(&d->drain_deadline, d->config.drain_timeout_usec);
-}
-
-static void daemon_shutdown_deadline(void *data)
-{
-	struct daemon *d = data;
-
-	log_warning("connections did not close in time; going on without them");
-	daemon_connections_closed(d);
-}
-
-static void daemon_signal(void *data, uint32_t events)
-{
-	struct daemon *d = data;
-	struct signalfd_siginfo info;
-	(void)events;
-
-	if (read(d->signal_fd, &info, sizeof(info)) != sizeof(info))
-		return;
-	if (d->state != DAEMON_RUNNING) {
-		if (d->state != DAEMON_EXITING)
-			log_warning("received %s again: exiting now",
-				    strsignal((int)info.ssi_signo));
-		daemon_exit(d);
-		return;
-	}
-	daemon_set_state(d, DAEMON_CLOSING);
-	d->at_signal = *handoff_stats(d->handoff);
-	d->pending_at_signal = handoff_pending(d->handoff);
-	log_info("received %s: shutting down", strsignal((int)info.ssi_signo));
-	if (d->registration)
-		registration_stop(d->registration);
-	if (d->plugin_watcher)
-		plugin_watcher_stop(d->plugin_watcher);
-	/* PodResources stays: it withdraws the offers whose pods are gone while we drain. */
-	loop_timer_arm(&d->shutdown_deadline, SHUTDOWN_DEADLINE_USEC);
-	/* Last: its callback may run before this returns, and may exit. */
-	device_plugin_shutdown(d->plugin, daemon_connections_closed, d);
-}
-
-/* A fresh, configured fd for a dead instance's socket (handoff_rescue). */
-static int daemon_open_fd(void *data, const char *device_id, int *fd, struct error *e)
-{
-	struct daemon *d = data;
-	(void)device_id;
-
-	return iommufd_open(d->opener, fd, e);
+	if (p->registration)
+		registration_stop(p->registration);
+	if (p->plugin_watcher)
+		plugin_watcher_stop(p->plugin_watcher);
+	device_plugin_shutdown(p->plugin, closed, closed_data);
 }
 
 /* Under --missing-device=allow a missing device changes nothing the kubelet sees
  * (devices stay Healthy, /healthz 200): this line, at start and at each
  * disappearance, and the device_present gauge are what tell an operator. */
-static void daemon_warn_if_missing(const struct daemon *d, bool present)
+static void dp_warn_if_missing(const struct device_plugin_daemon *p, bool present)
 {
-	const struct kubelet_options *k = &d->config.kubelet;
+	const struct kubelet_options *k = &p->d.config.kubelet;
 
 	if (!present && k->missing_device == KUBELET_MISSING_ALLOW)
 		log_warning("%s is missing: with --missing-device=allow the %d devices stay "
@@ -206,173 +51,101 @@ static void daemon_warn_if_missing(const struct daemon *d, bool present)
 			    k->iommu_device, k->devices);
 }
 
-static void daemon_device_changed(void *data, bool present)
+static void dp_device_changed(void *data, bool present)
 {
-	struct daemon *d = data;
+	struct device_plugin_daemon *p = data;
 
-	device_plugin_set_device_present(d->plugin, present);
-	daemon_warn_if_missing(d, present);
-}
-
-static int daemon_setup_signals(struct daemon *d)
-{
-	sigset_t mask;
-
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	/* A peer that hangs up mid-write must not kill us; send() uses MSG_NOSIGNAL too. */
-	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR || sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-		return -errno;
-	d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (d->signal_fd < 0)
-		return -errno;
-	return loop_watch_add(d->loop, &d->signal_watch, d->signal_fd, EPOLLIN, daemon_signal, d);
+	device_plugin_set_device_present(p->plugin, present);
+	dp_warn_if_missing(p, present);
 }
 
 /* Hands every module's metrics source to a new registry, in the order /metrics has
  * always listed them, and serves it on --metrics-address. Returns 0 or -errno
  * (logged). */
-static int daemon_serve_metrics(struct daemon *d)
+static int dp_serve_metrics(struct device_plugin_daemon *p)
 {
-	struct metrics *m = d->metrics = metrics_new();
+	struct metrics *m = p->d.metrics = metrics_new();
 
-	d->readiness = (struct kubelet_readiness){
-	    .registration = d->registration,
-	    .plugin_watcher = d->plugin_watcher,
+	p->readiness = (struct kubelet_readiness){
+	    .registration = p->registration,
+	    .plugin_watcher = p->plugin_watcher,
 	};
-	metrics_set_readiness(m, kubelet_readiness_reason, &d->readiness);
-	metrics_add_source(m, kubelet_readiness_metrics_write, &d->readiness);
-	if (d->registration)
-		metrics_add_source(m, registration_metrics_write, d->registration);
-	if (d->plugin_watcher)
-		metrics_add_source(m, plugin_watcher_metrics_write, d->plugin_watcher);
-	metrics_add_source(m, device_presence_metrics_write, d->presence);
-	metrics_add_source(m, device_plugin_metrics_write, d->plugin);
-	metrics_add_source(m, iommufd_metrics_write, d->opener);
-	metrics_add_source(m, handoff_metrics_write, d->handoff);
-	if (d->pod_resources)
-		metrics_add_source(m, pod_resources_metrics_write, d->pod_resources);
-	return metrics_serve(m, d->loop, d->config.metrics_address);
+	metrics_set_readiness(m, kubelet_readiness_reason, &p->readiness);
+	metrics_add_source(m, kubelet_readiness_metrics_write, &p->readiness);
+	if (p->registration)
+		metrics_add_source(m, registration_metrics_write, p->registration);
+	if (p->plugin_watcher)
+		metrics_add_source(m, plugin_watcher_metrics_write, p->plugin_watcher);
+	metrics_add_source(m, device_presence_metrics_write, p->presence);
+	metrics_add_source(m, device_plugin_metrics_write, p->plugin);
+	metrics_add_source(m, iommufd_metrics_write, p->d.opener);
+	metrics_add_source(m, handoff_metrics_write, p->d.handoff);
+	if (p->pod_resources)
+		metrics_add_source(m, pod_resources_metrics_write, p->pod_resources);
+	return metrics_serve(m, p->d.loop, p->d.config.metrics_address);
 }
 
-/* Builds every module from the configuration. Returns 0 or -errno (already logged). */
-static int daemon_start(struct daemon *d)
+/* Builds the device plugin's modules on the started daemon. Returns 0 or -errno
+ * (already logged). */
+static int dp_start(struct device_plugin_daemon *p)
 {
+	struct daemon *d = &p->d;
 	struct config *c = &d->config;
 	int r;
 
-	if ((r = loop_new(&d->loop)) < 0)
-		return r;
-	loop_timer_init(d->loop, &d->shutdown_deadline, daemon_shutdown_deadline, d);
-	loop_timer_init(d->loop, &d->drain_deadline, daemon_drain_deadline, d);
-	if ((r = daemon_setup_signals(d)) < 0) {
-		log_error("cannot set up signal handling: %s", error_text(-r));
-		return r;
-	}
-	if ((r = selinux_labeler_new(c->selinux, c->selinux_label, &d->labeler)) < 0)
-		return r;
-	c->iommufd.labeler = d->labeler;
-	if ((r = iommufd_opener_new(&c->iommufd, &d->opener)) < 0)
-		return r;
-	c->handoff.labeler = d->labeler;
-	if ((r = handoff_new(d->loop, &c->handoff, &d->handoff)) < 0)
+	if ((r = daemon_start(d, dp_stop_serving, p)) < 0)
 		return r;
 	if (c->pod_resources.interval_usec &&
-	    (r = pod_resources_new(d->loop, d->handoff, &c->pod_resources, &d->pod_resources)) < 0)
+	    (r = pod_resources_new(d->loop, d->handoff, &c->pod_resources, &p->pod_resources)) < 0)
 		return r;
-
-	/* Before serving: a container created after a crash of our predecessor still
-	 * finds a live socket at the path its Allocate answer named. */
-	handoff_rescue(d->handoff, daemon_open_fd, d);
-	if ((r = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff, &d->plugin)) < 0)
+	if ((r = device_plugin_new(d->loop, &c->kubelet, d->opener, d->handoff, &p->plugin)) < 0)
 		return r;
-	if ((r = device_presence_new(d->loop, c->iommufd.device_path, daemon_device_changed, d,
-				     &d->presence)) < 0)
+	if ((r = device_presence_new(d->loop, c->iommufd.device_path, dp_device_changed, p,
+				     &p->presence)) < 0)
 		return r;
-	device_plugin_set_device_present(d->plugin, device_presence_present(d->presence));
-	daemon_warn_if_missing(d, device_presence_present(d->presence));
+	device_plugin_set_device_present(p->plugin, device_presence_present(p->presence));
+	dp_warn_if_missing(p, device_presence_present(p->presence));
 	if (kubelet_uses_kubelet_socket(&c->kubelet) &&
-	    (r = registration_new(d->loop, &c->kubelet, d->plugin, d->handoff, &d->registration)) <
+	    (r = registration_new(d->loop, &c->kubelet, p->plugin, d->handoff, &p->registration)) <
 		0)
 		return r;
 	if (kubelet_uses_plugin_watcher(&c->kubelet) &&
-	    (r = plugin_watcher_new(d->loop, &c->kubelet, d->plugin, &d->plugin_watcher)) < 0)
+	    (r = plugin_watcher_new_device_plugin(d->loop, &c->kubelet, p->plugin,
+						  &p->plugin_watcher)) < 0)
 		return r;
 	/* Before registering, so /healthz answers 503 until the kubelet has us. */
-	if (c->metrics_address && (r = daemon_serve_metrics(d)) < 0)
+	if (c->metrics_address && (r = dp_serve_metrics(p)) < 0)
 		return r;
-	if (d->plugin_watcher && (r = plugin_watcher_start(d->plugin_watcher)) < 0)
+	if (p->plugin_watcher && (r = plugin_watcher_start(p->plugin_watcher)) < 0)
 		return r;
-	return d->registration ? registration_start(d->registration) : 0;
+	return p->registration ? registration_start(p->registration) : 0;
 }
 
-static void daemon_stop(struct daemon *d)
+static void dp_stop(struct device_plugin_daemon *p)
 {
-	metrics_free(d->metrics); /* first: it borrows the modules below */
-	registration_free(d->registration);
-	plugin_watcher_free(d->plugin_watcher);
-	device_presence_free(d->presence);
-	device_plugin_free(d->plugin);
-	pod_resources_free(d->pod_resources); /* first: it listens to the handoff */
-	handoff_free(d->handoff);
-	iommufd_opener_free(d->opener);
-	selinux_labeler_free(d->labeler);
-	if (d->loop) {
-		loop_timer_destroy(&d->shutdown_deadline);
-		loop_timer_destroy(&d->drain_deadline);
-		loop_watch_remove(d->loop, &d->signal_watch);
-	}
-	if (d->signal_fd >= 0)
-		close(d->signal_fd);
-	loop_free(d->loop);
-	config_free(&d->config);
+	metrics_free(p->d.metrics); /* first: it borrows the modules below */
+	p->d.metrics = NULL;
+	registration_free(p->registration);
+	plugin_watcher_free(p->plugin_watcher);
+	device_presence_free(p->presence);
+	device_plugin_free(p->plugin);
+	pod_resources_free(p->pod_resources); /* before the handoff: it listens to it */
+	daemon_stop(&p->d);
 }
 
 int main(int argc, char **argv)
 {
-	struct daemon d = {.signal_fd = -1};
+	struct device_plugin_daemon p = {0};
+	int exit_code =
+	    daemon_configure(&p.d, CONFIG_DEVICE_PLUGIN, "iommufd-device-plugin", argc, argv);
 
-	switch (config_parse(&d.config, argc, argv, stdout, stderr)) {
-	case CONFIG_EXIT_OK:
-		config_free(&d.config);
-		return 0;
-	case CONFIG_EXIT_USAGE:
-		config_free(&d.config);
-		return 2;
-	case CONFIG_RUN:
-		break;
-	}
-	/* Every file we create gets its mode at creation, never from whoever started us:
-	 * the DevicePlugin socket is root's 0700 (issue 19 row 10); sockets that must be
-	 * wider get a narrow umask around their bind(). */
-	umask(077);
-	log_set_verbosity(d.config.verbosity);
-	log_set_format(d.config.log_format);
-	log_info("iommufd-device-plugin %s starting", PLUGIN_VERSION);
-	config_log(&d.config);
-	/* Before anything is created in them: dirs others could write are made ours
-	 * (root, 0700, through an O_NOFOLLOW fd), or we refuse to start. Without
-	 * --scratch-dir there is nothing to make ours: the default is used only under the
-	 * private tmpfs iommufd.c mounts on it (mode=0700, in our own mount namespace, a
-	 * slave: nothing propagates out, nobody else sees it), so what is in it is ours
-	 * alone. The one path walk is mount()'s, to a dir under our own /run (in the
-	 * DaemonSet, this pod's emptyDir, which no host user can reach). */
-	const char *own_dirs[] = {d.config.handoff.socket_dir, d.config.scratch_dir};
-	for (size_t i = 0; i < sizeof(own_dirs) / sizeof(own_dirs[0]); i++) {
-		struct error e = {0};
-		if (own_dirs[i] && instance_dir_make_private(own_dirs[i], &e) < 0) {
-			log_error("%s", error_message(&e));
-			config_free(&d.config);
-			return 2;
-		}
-	}
-
-	int r = daemon_start(&d);
+	if (exit_code >= 0)
+		return exit_code;
+	int r = dp_start(&p);
 	if (r == 0)
-		r = loop_run(d.loop);
+		r = daemon_run(&p.d);
 	if (r < 0)
 		log_error("exiting: %s", error_text(-r));
-	daemon_stop(&d);
+	dp_stop(&p);
 	return r < 0 ? 1 : 0;
 }

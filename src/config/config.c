@@ -4,6 +4,7 @@
  * defaults are the modules' own, printed from the values. */
 #include "config.h"
 #include "config_check.h"
+#include "config_dra.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -30,6 +31,21 @@ struct option_spec {
 	const char *help;
 	const struct choice *choices; /* KIND_CHOICE: ends with a NULL name */
 	int min, max;		      /* KIND_INT */
+	unsigned only;		      /* BOTH_PROGRAMS, ONLY_DEVICE_PLUGIN or ONLY_DRA */
+};
+
+#define BOTH_PROGRAMS	   0u
+#define ONLY_DEVICE_PLUGIN (1u << CONFIG_DEVICE_PLUGIN)
+#define ONLY_DRA	   (1u << CONFIG_DRA_DRIVER)
+
+static bool spec_applies(const struct option_spec *spec, enum config_program program)
+{
+	return !spec->only || (spec->only & (1u << program));
+}
+
+static const char *const program_names[] = {
+    [CONFIG_DEVICE_PLUGIN] = "iommufd-device-plugin",
+    [CONFIG_DRA_DRIVER] = "iommufd-dra-driver",
 };
 
 /* KIND_CHOICE fields are the modules' enums, stored as the int they are. */
@@ -57,86 +73,110 @@ static const struct choice log_format_choices[] = {
 
 static const struct option_spec specs[] = {
     {"kubelet-dir", KIND_STRING, FIELD(kubelet.kubelet_dir), "DIR",
-     "the kubelet's device plugin directory (kubelet.sock and our socket)", NULL, 0, 0},
+     "the kubelet's device plugin directory (kubelet.sock and our socket; the DRA driver "
+     "looks there for a device plugin of our resource)",
+     NULL, 0, 0, BOTH_PROGRAMS},
     {"socket-name", KIND_STRING, FIELD(kubelet.socket_name), "NAME",
      "KubeVirt's DevicePlugin socket name in --kubelet-dir: watched; ours are NAME-0/-1", NULL, 0,
-     0},
+     0, BOTH_PROGRAMS},
     {"resource-name", KIND_STRING, FIELD(kubelet.resource_name), "NAME",
-     "the extended resource registered with the kubelet", NULL, 0, 0},
+     "the extended resource registered with the kubelet", NULL, 0, 0, ONLY_DEVICE_PLUGIN},
     {"devices", KIND_INT, FIELD(kubelet.devices), "N",
-     "virtual devices advertised (the kubelet's default max pods)", NULL, 1, 100000},
+     "virtual devices advertised (the kubelet's default max pods)", NULL, 1, 100000, BOTH_PROGRAMS},
     {"registration", KIND_CHOICE, FIELD(kubelet.registration), "MODE",
      "kubelet-socket: Register on kubelet.sock; plugin-watcher: a socket in "
      "--plugins-registry-dir the kubelet finds itself; both",
-     registration_choices, 0, 0},
+     registration_choices, 0, 0, ONLY_DEVICE_PLUGIN},
     {"plugins-registry-dir", KIND_STRING, FIELD(kubelet.plugins_registry_dir), "DIR",
-     "the kubelet's plugin watcher directory", NULL, 0, 0},
+     "the kubelet's plugin watcher directory", NULL, 0, 0, BOTH_PROGRAMS},
     {"plugin-dir", KIND_STRING, FIELD(kubelet.plugin_dir), "DIR",
-     "with the plugin watcher: where our DevicePlugin socket lives (the kubelet keeps it "
-     "across restarts)",
-     NULL, 0, 0},
+     "with the plugin watcher: where our service socket lives (the kubelet keeps it "
+     "across restarts); the DRA driver's dra.sock: default /var/lib/kubelet/plugins/<driver>",
+     NULL, 0, 0, BOTH_PROGRAMS},
     {"iommu-device", KIND_STRING, FIELD(iommufd.device_path), "PATH",
-     "the IOMMUFD character device", NULL, 0, 0},
+     "the IOMMUFD character device", NULL, 0, 0, BOTH_PROGRAMS},
     {"rlimit-mode", KIND_CHOICE, FIELD(iommufd.policy), "MODE",
      "required: fail the Allocate with the reason if RLIMIT_MODE cannot be set (old "
      "kernel, no CAP_SYS_RESOURCE); best-effort: hand over the fd anyway, with per-user "
      "accounting (every process of the uid shares one RLIMIT_MEMLOCK: the ENOMEM this "
      "plugin exists to prevent)",
-     rlimit_choices, 0, 0},
+     rlimit_choices, 0, 0, BOTH_PROGRAMS},
     {"missing-device", KIND_CHOICE, FIELD(kubelet.missing_device), "POLICY",
      "allow: Allocate succeeds without a socket while the device is missing; unhealthy: "
      "devices are Unhealthy and Allocate fails",
-     missing_choices, 0, 0},
+     missing_choices, 0, 0, ONLY_DEVICE_PLUGIN},
     {"socket-dir", KIND_STRING, FIELD(handoff.socket_dir), "DIR",
-     "where per-allocation handoff sockets are created (0700)", NULL, 0, 0},
+     "where per-allocation handoff sockets are created (0700)", NULL, 0, 0, BOTH_PROGRAMS},
     {"container-socket-path", KIND_STRING, FIELD(kubelet.container_socket_path), "PATH",
-     "where the handoff socket appears in the container", NULL, 0, 0},
+     "where the handoff socket appears in the container", NULL, 0, 0, BOTH_PROGRAMS},
     {"expose-device-node", KIND_BOOL, FIELD(kubelet.expose_device_node), NULL,
-     "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0, 0},
+     "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0, 0,
+     BOTH_PROGRAMS},
     {"handoff-ttl", KIND_DURATION, FIELD(handoff.ttl_usec), "DURATION",
-     "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0},
+     "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0, BOTH_PROGRAMS},
     {"drain-timeout", KIND_DURATION, FIELD(drain_timeout_usec), "DURATION",
      "on SIGTERM, keep serving pending handoff sockets this long at most (below the "
      "DaemonSet's terminationGracePeriodSeconds); 0: exit at once",
-     NULL, 0, 0},
+     NULL, 0, 0, BOTH_PROGRAMS},
     {"ack-timeout", KIND_DURATION, FIELD(handoff.ack_timeout_usec), "DURATION",
-     "how long a connected consumer has to acknowledge the fd", NULL, 0, 0},
+     "how long a connected consumer has to acknowledge the fd", NULL, 0, 0, BOTH_PROGRAMS},
     {"selinux", KIND_CHOICE, FIELD(selinux), "MODE",
-     "auto: relabel where SELinux is enabled; on: always try; off: never", selinux_choices, 0, 0},
+     "auto: relabel where SELinux is enabled; on: always try; off: never", selinux_choices, 0, 0,
+     BOTH_PROGRAMS},
     {"selinux-label", KIND_STRING, FIELD(selinux_label), "LABEL",
-     "SELinux label for the temporary device node and the handoff socket", NULL, 0, 0},
+     "SELinux label for the temporary device node and the handoff socket", NULL, 0, 0,
+     BOTH_PROGRAMS},
     {"scratch-dir", KIND_STRING, FIELD(scratch_dir), "DIR",
      "where temporary device nodes are made (must not be nodev); default: a private tmpfs", NULL, 0,
-     0},
+     0, BOTH_PROGRAMS},
     {"metrics-address", KIND_STRING, FIELD(metrics_address), "ADDRESS",
      "serve GET /metrics (Prometheus), /livez and /healthz on HOST:PORT (numeric host, [IPv6] or "
      "empty for all) or an absolute unix socket path; default: off",
-     NULL, 0, 0},
+     NULL, 0, 0, BOTH_PROGRAMS},
     {"log-format", KIND_CHOICE, FIELD(log_format), "FORMAT",
      "text: klog lines, as the kubelet's; json: one object per line (ts, level, caller, msg)",
-     log_format_choices, 0, 0},
+     log_format_choices, 0, 0, BOTH_PROGRAMS},
     {"pod-resources-socket", KIND_STRING, FIELD(pod_resources.socket_path), "PATH",
-     "the kubelet's PodResources API, asked which pod holds a pending handoff's device", NULL, 0,
-     0},
+     "the kubelet's PodResources API, asked which pod holds a pending handoff's device", NULL, 0, 0,
+     ONLY_DEVICE_PLUGIN},
     {"pod-resources-interval", KIND_DURATION, FIELD(pod_resources.interval_usec), "DURATION",
      "how often the PodResources API is asked while handoff sockets are pending (never "
      "while none are); 0: never, only --handoff-ttl removes them",
-     NULL, 0, 0},
+     NULL, 0, 0, ONLY_DEVICE_PLUGIN},
     {"pod-resources-grace", KIND_DURATION, FIELD(pod_resources.grace_usec), "DURATION",
      "an unclaimed handoff socket that no pod holds is removed once it is this old (the "
      "kubelet records an allocation only after Allocate returns)",
-     NULL, 0, 0},
+     NULL, 0, 0, ONLY_DEVICE_PLUGIN},
     {"allowed-uids", KIND_STRING, FIELD(allowed_uids), "UID,...",
      "only handoff peers with one of these uids get the fd (KubeVirt's qemu is 107); "
      "default: any uid",
-     NULL, 0, 0},
+     NULL, 0, 0, BOTH_PROGRAMS},
     {"socket-mode", KIND_MODE, FIELD(handoff.socket_mode), "OCTAL",
      "mode of the handoff sockets (the kubelet mounts the file itself into the container, "
      "where qemu connects as uid 107; their directory is 0700)",
-     NULL, 0, 0},
+     NULL, 0, 0, BOTH_PROGRAMS},
     {"socket-owner", KIND_STRING, FIELD(socket_owner), "UID[:GID]",
-     "owner of the handoff sockets, numeric; default: ours", NULL, 0, 0},
-    {"v", KIND_INT, FIELD(verbosity), "N", "log verbosity, as the kubelet's -v", NULL, 0, 10},
+     "owner of the handoff sockets, numeric; default: ours", NULL, 0, 0, BOTH_PROGRAMS},
+    {"v", KIND_INT, FIELD(verbosity), "N", "log verbosity, as the kubelet's -v", NULL, 0, 10,
+     BOTH_PROGRAMS},
+    {"driver-name", KIND_STRING, FIELD(dra.plugin.driver), "NAME",
+     "the DRA driver's name (a DNS subdomain): ResourceSlices, claims' results, CDI kind", NULL, 0,
+     0, ONLY_DRA},
+    {"node-name", KIND_STRING, FIELD(dra.plugin.node_name), "NAME",
+     "this node's name: our ResourceSlice's pool; default: $NODE_NAME", NULL, 0, 0, ONLY_DRA},
+    {"cdi-dir", KIND_STRING, FIELD(dra.plugin.cdi_dir), "DIR",
+     "where CDI specs of prepared claims are written (root's, writable by nobody else)", NULL, 0, 0,
+     ONLY_DRA},
+    {"state-dir", KIND_STRING, FIELD(dra.plugin.state_dir), "DIR",
+     "where prepared claims are recorded (made root's 0700); default: --plugin-dir/claims", NULL, 0,
+     0, ONLY_DRA},
+    {"kube-api", KIND_STRING, FIELD(dra.kube_api), "HOST:PORT",
+     "the API server; default: in-cluster configuration (KUBERNETES_SERVICE_HOST)", NULL, 0, 0,
+     ONLY_DRA},
+    {"kube-ca", KIND_STRING, FIELD(dra.kube_ca), "FILE",
+     "with --kube-api: the PEM bundle that verifies the API server", NULL, 0, 0, ONLY_DRA},
+    {"kube-token-file", KIND_STRING, FIELD(dra.kube_token_file), "FILE",
+     "with --kube-api: the bearer token's file", NULL, 0, 0, ONLY_DRA},
 };
 
 /* A uid or gid: decimal, below the (id_t)-1 that means "unchanged". */
@@ -156,9 +196,10 @@ static int parse_id(const char *text, const char **end, unsigned *id)
 }
 
 /* The defaults: the modules' own, and the daemon's for what only main uses. */
-static void config_defaults(struct config *config)
+static void config_defaults(struct config *config, enum config_program program)
 {
 	*config = (struct config){
+	    .program = program,
 	    .selinux = SELINUX_MODE_AUTO,
 	    .selinux_label = SELINUX_DEFAULT_LABEL,
 	    /* Below the DaemonSet's terminationGracePeriodSeconds (30). */
@@ -169,6 +210,16 @@ static void config_defaults(struct config *config)
 	iommufd_options_init(&config->iommufd);
 	handoff_options_init(&config->handoff);
 	pod_resources_options_init(&config->pod_resources);
+	if (program != CONFIG_DRA_DRIVER)
+		return;
+	/* The DRA driver: the plugin watcher alone, no PodResources (the kubelet unprepares
+	 * a claim when its pod is gone), its socket dir named after the driver (finish). */
+	config->kubelet.registration = KUBELET_REGISTRATION_PLUGIN_WATCHER;
+	config->kubelet.plugin_dir = NULL;
+	config->pod_resources.interval_usec = 0;
+	config->dra.plugin.driver = DRA_DEFAULT_DRIVER_NAME;
+	config->dra.plugin.cdi_dir = DRA_DEFAULT_CDI_DIR;
+	config->dra.plugin.lookup_timeout_ms = DRA_LOOKUP_TIMEOUT_MS;
 }
 
 /* Turns --allowed-uids and --socket-owner into handoff's fields, and wires what one
@@ -181,9 +232,9 @@ static int config_finish(struct config *config, FILE *err)
 	for (p = config->allowed_uids; p; p = *end ? end + 1 : NULL) {
 		if (parse_id(p, &end, &id) < 0 || (*end && *end != ',')) {
 			fprintf(err,
-				"iommufd-device-plugin: --allowed-uids wants numeric uids "
-				"separated by commas, like 107 or 107,0, not '%s'\n",
-				config->allowed_uids);
+				"%s: --allowed-uids wants numeric uids separated by commas, like "
+				"107 or 107,0, not '%s'\n",
+				program_names[config->program], config->allowed_uids);
 			return -EINVAL;
 		}
 		config->allowed_uid_list =
@@ -196,10 +247,8 @@ static int config_finish(struct config *config, FILE *err)
 		if (parse_id(config->socket_owner, &end, &id) < 0 ||
 		    (*end == ':' && (parse_id(end + 1, &end, &gid) < 0 || *end)) ||
 		    (*end && *end != ':')) {
-			fprintf(err,
-				"iommufd-device-plugin: --socket-owner wants UID or UID:GID, "
-				"numeric, not '%s'\n",
-				config->socket_owner);
+			fprintf(err, "%s: --socket-owner wants UID or UID:GID, numeric, not '%s'\n",
+				program_names[config->program], config->socket_owner);
 			return -EINVAL;
 		}
 		config->handoff.socket_uid = (uid_t)id;
@@ -212,7 +261,7 @@ static int config_finish(struct config *config, FILE *err)
 	}
 	config->kubelet.iommu_device = config->iommufd.device_path;
 	config->pod_resources.resource_name = config->kubelet.resource_name;
-	return 0;
+	return config->program == CONFIG_DRA_DRIVER ? config_finish_dra(config, err) : 0;
 }
 
 static void *field(struct config *config, const struct option_spec *spec)
@@ -380,12 +429,20 @@ static void config_usage(const struct config *defaults, FILE *out)
 {
 	char value[512];
 
-	fputs("Usage: iommufd-device-plugin [FLAG]...\n"
-	      "Kubernetes device plugin that hands pods an IOMMUFD file descriptor with\n"
-	      "IOMMU_OPTION_RLIMIT_MODE set to per-process accounting.\n\n",
-	      out);
+	if (defaults->program == CONFIG_DRA_DRIVER)
+		fputs("Usage: iommufd-dra-driver [FLAG]...\n"
+		      "Kubernetes DRA driver that hands pods an IOMMUFD file descriptor with\n"
+		      "IOMMU_OPTION_RLIMIT_MODE set to per-process accounting.\n\n",
+		      out);
+	else
+		fputs("Usage: iommufd-device-plugin [FLAG]...\n"
+		      "Kubernetes device plugin that hands pods an IOMMUFD file descriptor with\n"
+		      "IOMMU_OPTION_RLIMIT_MODE set to per-process accounting.\n\n",
+		      out);
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
 		const struct option_spec *s = &specs[i];
+		if (!spec_applies(s, defaults->program))
+			continue;
 		char left[64];
 		snprintf(left, sizeof(left), "%s%s%s%s", strlen(s->name) > 1 ? "--" : "-", s->name,
 			 s->metavar ? " " : "", s->metavar ? s->metavar : "");
@@ -410,7 +467,7 @@ static void config_usage(const struct config *defaults, FILE *out)
 /* The flag an IOMMUFD_DP_ variable names: the rest of its name, written in upper case
  * with '_' for '-' (IOMMUFD_DP_HANDOFF_TTL is --handoff-ttl). A lower-case letter or a
  * '-' in it names no flag. Returns its index, or -1. */
-static int env_spec(const char *name, size_t len)
+static int env_spec(enum config_program program, const char *name, size_t len)
 {
 	char flag[96];
 
@@ -423,7 +480,7 @@ static int env_spec(const char *name, size_t len)
 	}
 	flag[len] = '\0';
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
-		if (!strcmp(specs[i].name, flag))
+		if (!strcmp(specs[i].name, flag) && spec_applies(&specs[i], program))
 			return (int)i;
 	return -1;
 }
@@ -440,11 +497,12 @@ static int config_apply_environment(struct config *config, FILE *err)
 		const char *eq = strchr(name, '=');
 		if (!eq)
 			continue;
-		int i = env_spec(name, (size_t)(eq - name));
+		int i = env_spec(config->program, name, (size_t)(eq - name));
 		char var[128];
 		snprintf(var, sizeof(var), "%.*s", (int)(eq - *e), *e);
 		if (i < 0) {
-			fprintf(err, "iommufd-device-plugin: %s names no flag. Try --help.\n", var);
+			fprintf(err, "%s: %s names no flag. Try --help.\n",
+				program_names[config->program], var);
 			return -EINVAL;
 		}
 		if (config_set(config, &specs[i], eq + 1, err, var) < 0)
@@ -453,12 +511,12 @@ static int config_apply_environment(struct config *config, FILE *err)
 	return 0;
 }
 
-static enum config_result config_parse_flags(struct config *config, int argc, char **argv,
-					     FILE *out, FILE *err)
+static enum config_result config_parse_flags(struct config *config, enum config_program program,
+					     int argc, char **argv, FILE *out, FILE *err)
 {
 	struct option longopts[ARRAY_SIZE(specs) + 3];
 	enum { OPT_HELP = 1000, OPT_VERSION };
-	config_defaults(config);
+	config_defaults(config, program);
 	/* Every string is ours to free, the defaults' too. */
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
 		char **p = field(config, &specs[i]);
@@ -470,10 +528,11 @@ static enum config_result config_parse_flags(struct config *config, int argc, ch
 
 	size_t n = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
-		longopts[n++] = (struct option){specs[i].name,
-						specs[i].kind == KIND_BOOL ? optional_argument
-									   : required_argument,
-						NULL, (int)i};
+		if (spec_applies(&specs[i], program))
+			longopts[n++] = (struct option){
+			    specs[i].name,
+			    specs[i].kind == KIND_BOOL ? optional_argument : required_argument,
+			    NULL, (int)i};
 	longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
 	longopts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
 	longopts[n] = (struct option){0};
@@ -487,42 +546,44 @@ static enum config_result config_parse_flags(struct config *config, int argc, ch
 			break;
 		if (c == OPT_HELP) {
 			struct config defaults;
-			config_defaults(&defaults);
+			config_defaults(&defaults, program);
 			config_usage(&defaults, out);
 			return CONFIG_EXIT_OK;
 		}
 		if (c == OPT_VERSION) {
-			fprintf(out, "iommufd-device-plugin %s\n", PLUGIN_VERSION);
+			fprintf(out, "%s %s\n", program_names[program], PLUGIN_VERSION);
 			return CONFIG_EXIT_OK;
 		}
 		if (c == '?' || c == ':' || c < 0 || (size_t)c >= ARRAY_SIZE(specs)) {
 			fprintf(err,
-				"iommufd-device-plugin: unknown flag or missing value: %s\n"
+				"%s: unknown flag or missing value: %s\n"
 				"Try --help.\n",
-				argv[optind - 1]);
+				program_names[program], argv[optind - 1]);
 			return CONFIG_EXIT_USAGE;
 		}
-		if (config_set(config, &specs[c], optarg, err, "iommufd-device-plugin") < 0)
+		if (config_set(config, &specs[c], optarg, err, program_names[program]) < 0)
 			return CONFIG_EXIT_USAGE;
 	}
 	if (optind < argc) {
-		fprintf(err, "iommufd-device-plugin: unexpected argument '%s'. Try --help.\n",
+		fprintf(err, "%s: unexpected argument '%s'. Try --help.\n", program_names[program],
 			argv[optind]);
 		return CONFIG_EXIT_USAGE;
 	}
 	const struct kubelet_options *k = &config->kubelet;
 	if (kubelet_uses_plugin_watcher(k) &&
-	    (k->plugin_dir[0] != '/' || k->plugins_registry_dir[0] != '/')) {
+	    ((k->plugin_dir && k->plugin_dir[0] != '/') || k->plugins_registry_dir[0] != '/')) {
 		fprintf(err,
-			"iommufd-device-plugin: --plugin-dir and --plugins-registry-dir must be "
-			"absolute: the kubelet dials the endpoint exactly as given\n");
+			"%s: --plugin-dir and --plugins-registry-dir must be absolute: the "
+			"kubelet dials the endpoint exactly as given\n",
+			program_names[program]);
 		return CONFIG_EXIT_USAGE;
 	}
 	if (strchr(k->socket_name, '/')) {
-		fprintf(err, "iommufd-device-plugin: --socket-name must be a plain file name\n");
+		fprintf(err, "%s: --socket-name must be a plain file name\n",
+			program_names[program]);
 		return CONFIG_EXIT_USAGE;
 	}
-	if (!strchr(k->resource_name, '/')) {
+	if (program == CONFIG_DEVICE_PLUGIN && !strchr(k->resource_name, '/')) {
 		fprintf(err, "iommufd-device-plugin: --resource-name must be domain/name\n");
 		return CONFIG_EXIT_USAGE;
 	}
@@ -554,17 +615,23 @@ static enum log_format config_early_log_format(int argc, char **argv)
 
 enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err)
 {
+	return config_parse_program(config, CONFIG_DEVICE_PLUGIN, argc, argv, out, err);
+}
+
+enum config_result config_parse_program(struct config *config, enum config_program program,
+					int argc, char **argv, FILE *out, FILE *err)
+{
 	if (config_early_log_format(argc, argv) == LOG_FORMAT_TEXT)
-		return config_parse_flags(config, argc, argv, out, err);
+		return config_parse_flags(config, program, argc, argv, out, err);
 	/* JSON: the usage error becomes one log line, its lines joined. */
 	char *text = NULL;
 	size_t size = 0;
 	FILE *errors = open_memstream(&text, &size);
 	if (!errors) /* out of memory: the error goes out as text */
-		return config_parse_flags(config, argc, argv, out, err);
-	enum config_result result = config_parse_flags(config, argc, argv, out, errors);
+		return config_parse_flags(config, program, argc, argv, out, err);
+	enum config_result result = config_parse_flags(config, program, argc, argv, out, errors);
 	if (fclose(errors) != 0 || !text) {
-		fputs("iommufd-device-plugin: out of memory\n", err);
+		fprintf(err, "%s: out of memory\n", program_names[program]);
 		free(text);
 		return CONFIG_EXIT_USAGE;
 	}
@@ -605,6 +672,8 @@ void config_log(const struct config *config)
 
 	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
 		char buf[32];
+		if (!spec_applies(&specs[i], config->program))
+			continue;
 		const char *v = config_format(config, &specs[i], buf, sizeof(buf));
 		if (!v)
 			v = "(unset)";

@@ -9,13 +9,29 @@
 #include "../selinux/selinux.h"
 #include "../kubelet/kubelet_options.h"
 #include "../kubelet/pod_resources.h"
+#include "../dra/dra_plugin.h"
 #include "../log.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/types.h>
 
+/* Which program's flags: most are shared; the table marks the others. */
+enum config_program {
+	CONFIG_DEVICE_PLUGIN, /* iommufd-device-plugin */
+	CONFIG_DRA_DRIVER,    /* iommufd-dra-driver */
+};
+
+/* The DRA driver's own flags, beside what it shares with the device plugin. */
+struct config_dra {
+	struct dra_plugin_options plugin; /* devices, socket path, node: from the shared flags */
+	const char *kube_api;		  /* HOST:PORT; NULL: in-cluster configuration */
+	const char *kube_ca;
+	const char *kube_token_file;
+};
+
 struct config {
+	enum config_program program;
 	struct kubelet_options kubelet;
 	struct iommufd_options iommufd; /* labeler: the caller's */
 	struct handoff_options handoff; /* labeler: the caller's */
@@ -31,6 +47,7 @@ struct config {
 	const char *allowed_uids; /* NULL: any uid */
 	const char *socket_owner; /* NULL: unchanged */
 	uid_t *allowed_uid_list;  /* handoff.allowed_uids */
+	struct config_dra dra;	  /* CONFIG_DRA_DRIVER only */
 };
 
 /* The longest any duration flag may be: 24 h. Deadlines are now + duration in
@@ -52,6 +69,20 @@ enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
  * (bad flag or value; the message names it).
  */
 enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err);
+
+/**
+ * config_parse_program() - config_parse() for one of the two programs
+ * @config:  as config_parse()'s
+ * @program: whose flags, defaults, --help and checks
+ * @argc:    as main() got it
+ * @argv:    as main() got it
+ * @out:     where --help/--version are printed
+ * @err:     where errors are printed
+ *
+ * Return: as config_parse().
+ */
+enum config_result config_parse_program(struct config *config, enum config_program program,
+					int argc, char **argv, FILE *out, FILE *err);
 
 /**
  * config_free() - free what config_parse() allocated

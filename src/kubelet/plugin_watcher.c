@@ -1,6 +1,7 @@
 /* The pluginregistration v1 Registration service: GetInfo tells the kubelet who we
- * are (type DevicePlugin, name = resource name, endpoint = our DevicePlugin socket's
- * absolute path, versions v1beta1); NotifyRegistrationStatus tells us how it went. */
+ * are (type DevicePlugin or DRAPlugin, name = resource or driver name, endpoint = our
+ * service socket's absolute path, versions); NotifyRegistrationStatus tells us how it
+ * went. The service socket is served by its owner through a listen callback. */
 #include "plugin_watcher.h"
 #include "../basic/error_text.h"
 #include "device_plugin.h"
@@ -12,11 +13,15 @@
 #include "pluginregistration.pb-c.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <sys/stat.h>
 
 struct plugin_watcher {
-	const struct kubelet_options *config;
-	struct device_plugin *plugin;
+	char *type, *name;
+	char *versions[PLUGIN_WATCHER_MAX_VERSIONS];
+	size_t version_count;
+	plugin_watcher_listen_fn listen;
+	void *listen_data;
 	struct grpc_server *server;
 	char *registration_socket;
 	char *endpoint;
@@ -29,15 +34,14 @@ static void handle_get_info(void *data, struct grpc_call *call, const ProtobufCM
 {
 	struct plugin_watcher *watcher = data;
 	Pluginregistration__PluginInfo info = PLUGINREGISTRATION__PLUGIN_INFO__INIT;
-	char *versions[] = {"v1beta1"};
 	(void)request; /* InfoRequest: empty */
 
 	watcher->stats.info_requests++;
-	info.type = "DevicePlugin";
-	info.name = (char *)watcher->config->resource_name; /* protobuf-c: not written */
+	info.type = watcher->type;
+	info.name = watcher->name;
 	info.endpoint = watcher->endpoint;
-	info.n_supported_versions = ARRAY_SIZE(versions);
-	info.supported_versions = versions;
+	info.n_supported_versions = watcher->version_count;
+	info.supported_versions = watcher->versions;
 	log_debug(1, "plugin watcher: GetInfo from pid %d", grpc_call_peer_pid(call));
 	grpc_call_send(call, &info.base);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
@@ -72,13 +76,13 @@ static void handle_notify(void *data, struct grpc_call *call, const ProtobufCMes
 	watcher->registered = status->plugin_registered;
 	if (status->plugin_registered) {
 		watcher->stats.registrations++;
-		log_info("the kubelet registered %s through the plugin watcher (endpoint %s)",
-			 watcher->config->resource_name, watcher->endpoint);
+		log_info("the kubelet registered %s through the plugin watcher (%s, endpoint %s)",
+			 watcher->name, watcher->type, watcher->endpoint);
 		plugin_watcher_retire_other(watcher);
 	} else {
 		watcher->stats.registration_failures++;
-		log_error("the kubelet refused the plugin watcher registration of %s: %s",
-			  watcher->config->resource_name,
+		log_error("the kubelet refused the plugin watcher registration of %s (%s): %s",
+			  watcher->name, watcher->type,
 			  status->error && status->error[0] ? status->error : "(no reason given)");
 	}
 	grpc_call_send(call, &response.base);
@@ -92,16 +96,22 @@ static const struct grpc_method plugin_watcher_methods[] = {
      &pluginregistration__registration_status__descriptor, handle_notify, NULL},
 };
 
-int plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
-		       struct device_plugin *plugin, struct plugin_watcher **out)
+int plugin_watcher_new(struct loop *loop, const struct plugin_watcher_endpoint *endpoint,
+		       struct plugin_watcher **out)
 {
+	if (endpoint->version_count > PLUGIN_WATCHER_MAX_VERSIONS)
+		return -EINVAL;
 	struct plugin_watcher *watcher = xcalloc(1, sizeof(*watcher));
 
-	watcher->config = config;
-	watcher->plugin = plugin;
-	watcher->endpoint = xasprintf("%s/%s", config->plugin_dir, config->socket_name);
-	watcher->registration_socket =
-	    xasprintf("%s/%s", config->plugins_registry_dir, config->socket_name);
+	watcher->type = xstrdup(endpoint->type);
+	watcher->name = xstrdup(endpoint->name);
+	for (size_t i = 0; i < endpoint->version_count; i++)
+		watcher->versions[i] = xstrdup(endpoint->versions[i]);
+	watcher->version_count = endpoint->version_count;
+	watcher->listen = endpoint->listen;
+	watcher->listen_data = endpoint->listen_data;
+	watcher->endpoint = xstrdup(endpoint->service_socket);
+	watcher->registration_socket = xstrdup(endpoint->registration_socket);
 	watcher->other_registration_socket =
 	    registration_slot_name(watcher->registration_socket, 1);
 	int r = grpc_server_new(loop, plugin_watcher_methods, ARRAY_SIZE(plugin_watcher_methods),
@@ -114,26 +124,58 @@ int plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
 	return 0;
 }
 
+static int device_plugin_listen_plugin_dir(void *data, const char *path, bool replace_live)
+{
+	return device_plugin_listen(data, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR, path, replace_live,
+				    NULL, NULL);
+}
+
+int plugin_watcher_new_device_plugin(struct loop *loop, const struct kubelet_options *config,
+				     struct device_plugin *plugin, struct plugin_watcher **out)
+{
+	static const char *const versions[] = {"v1beta1"};
+	cleanup_free char *service = xasprintf("%s/%s", config->plugin_dir, config->socket_name);
+	cleanup_free char *registration =
+	    xasprintf("%s/%s", config->plugins_registry_dir, config->socket_name);
+	struct plugin_watcher_endpoint endpoint = {
+	    .type = "DevicePlugin",
+	    .name = config->resource_name,
+	    .versions = versions,
+	    .version_count = ARRAY_SIZE(versions),
+	    .service_socket = service,
+	    .registration_socket = registration,
+	    .listen = device_plugin_listen_plugin_dir,
+	    .listen_data = plugin,
+	};
+
+	return plugin_watcher_new(loop, &endpoint, out);
+}
+
+/* mkdir -p of the directory a socket path is in. Returns 0 or -errno (logged). */
+static int plugin_watcher_make_dir_of(const char *socket_path)
+{
+	cleanup_free char *copy = xstrdup(socket_path);
+	const char *dir = dirname(copy);
+	int r = mkdir_parents(dir, 0750);
+
+	if (r < 0)
+		log_error("cannot create %s: %s", dir, error_text(-r));
+	return r;
+}
+
 int plugin_watcher_start(struct plugin_watcher *watcher)
 {
-	const struct kubelet_options *c = watcher->config;
 	int r;
 
-	if ((r = mkdir_parents(c->plugin_dir, 0750)) < 0) {
-		log_error("cannot create %s: %s", c->plugin_dir, error_text(-r));
+	if ((r = plugin_watcher_make_dir_of(watcher->endpoint)) < 0 ||
+	    (r = plugin_watcher_make_dir_of(watcher->registration_socket)) < 0)
 		return r;
-	}
-	if ((r = mkdir_parents(c->plugins_registry_dir, 0750)) < 0) {
-		log_error("cannot create %s: %s", c->plugins_registry_dir, error_text(-r));
-		return r;
-	}
 	/* Both paths are this plugin's own (named after it, outside the kubelet's
 	 * directory). A live server there is an older instance of ours during a rolling
 	 * update: we take the alternate names beside it, since the kubelet keys endpoints
 	 * by path (see registration.c), and retire its registration once ours is through.
 	 * A third instance would replace a second on the alternate names. */
-	r = device_plugin_listen(watcher->plugin, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
-				 watcher->endpoint, false, NULL, NULL);
+	r = watcher->listen(watcher->listen_data, watcher->endpoint, false);
 	if (r == -EADDRINUSE) {
 		char *endpoint = registration_slot_name(watcher->endpoint, 1);
 		char *registration = watcher->other_registration_socket;
@@ -142,8 +184,7 @@ int plugin_watcher_start(struct plugin_watcher *watcher)
 		watcher->endpoint = endpoint;
 		watcher->other_registration_socket = watcher->registration_socket;
 		watcher->registration_socket = registration;
-		r = device_plugin_listen(watcher->plugin, DEVICE_PLUGIN_ENDPOINT_PLUGIN_DIR,
-					 watcher->endpoint, true, NULL, NULL);
+		r = watcher->listen(watcher->listen_data, watcher->endpoint, true);
 	}
 	if (r < 0) {
 		log_error("cannot serve %s: %s", watcher->endpoint, error_text(-r));
@@ -155,7 +196,7 @@ int plugin_watcher_start(struct plugin_watcher *watcher)
 		log_error("cannot serve %s: %s", watcher->registration_socket, error_text(-r));
 		return r;
 	}
-	log_info("serving DevicePlugin on %s and plugin registration on %s", watcher->endpoint,
+	log_info("serving %s on %s and plugin registration on %s", watcher->type, watcher->endpoint,
 		 watcher->registration_socket);
 	return 0;
 }
@@ -170,6 +211,10 @@ void plugin_watcher_free(struct plugin_watcher *watcher)
 	if (!watcher)
 		return;
 	grpc_server_free(watcher->server);
+	for (size_t i = 0; i < watcher->version_count; i++)
+		free(watcher->versions[i]);
+	free(watcher->type);
+	free(watcher->name);
 	free(watcher->endpoint);
 	free(watcher->registration_socket);
 	free(watcher->other_registration_socket);

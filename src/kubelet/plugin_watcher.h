@@ -1,17 +1,35 @@
 /* Registration through the kubelet's plugin watcher (pluginregistration v1): a socket
- * in the plugins_registry directory answers GetInfo with our resource name and the
- * absolute path of a DevicePlugin socket outside the device-plugins directory. The
- * kubelet finds it with inotify and registers the plugin by itself, also after its
- * own restarts, so this path cannot race a restarting kubelet. */
+ * in the plugins_registry directory answers GetInfo with our type, name, versions and
+ * the absolute path of the service socket we serve (a DevicePlugin outside the
+ * device-plugins directory, or a DRAPlugin). The kubelet finds it with inotify and
+ * registers the plugin by itself, also after its own restarts, so this path cannot
+ * race a restarting kubelet. */
 #pragma once
 
-#include "kubelet_options.h"
 #include "../loop/loop.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct plugin_watcher;
-struct device_plugin;
+
+/* Serves the plugin's service at path (an absolute socket path); replace_live as
+ * grpc_server_listen()'s. Returns 0 or -errno (-EADDRINUSE: a live server holds it). */
+typedef int (*plugin_watcher_listen_fn)(void *data, const char *path, bool replace_live);
+
+/* What GetInfo tells the kubelet, and where both sockets are. Strings are copied. */
+struct plugin_watcher_endpoint {
+	const char *type;		 /* "DevicePlugin" or "DRAPlugin" */
+	const char *name;		 /* the resource name, or the DRA driver's name */
+	const char *const *versions;	 /* supported versions (DRA: gRPC services) */
+	size_t version_count;		 /* at most PLUGIN_WATCHER_MAX_VERSIONS */
+	const char *service_socket;	 /* absolute path of the service socket */
+	const char *registration_socket; /* its path in the plugins_registry dir */
+	plugin_watcher_listen_fn listen; /* serves service_socket */
+	void *listen_data;		 /* passed to @listen */
+};
+
+#define PLUGIN_WATCHER_MAX_VERSIONS 4
 
 struct plugin_watcher_stats {
 	unsigned long long info_requests;	  /* GetInfo calls */
@@ -21,17 +39,31 @@ struct plugin_watcher_stats {
 
 /**
  * plugin_watcher_new() - create the plugin watcher registration
- * @loop:   the loop
- * @config: borrowed, must outlive it
- * @plugin: borrowed, must outlive it
- * @out:    set to it (free with plugin_watcher_free())
+ * @loop:     the loop
+ * @endpoint: what to register and where; copied
+ * @out:      set to it (free with plugin_watcher_free())
  *
  * Nothing is served until plugin_watcher_start().
  *
- * Return: 0; only allocation can fail, and that aborts.
+ * Return: 0, or -EINVAL (more than PLUGIN_WATCHER_MAX_VERSIONS versions); allocation
+ * failure aborts.
  */
-int plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
-		       struct device_plugin *plugin, struct plugin_watcher **out);
+int plugin_watcher_new(struct loop *loop, const struct plugin_watcher_endpoint *endpoint,
+		       struct plugin_watcher **out);
+
+struct kubelet_options;
+struct device_plugin;
+/**
+ * plugin_watcher_new_device_plugin() - the plugin watcher registration of a DevicePlugin
+ * @loop:   the loop
+ * @config: --plugin-dir, --plugins-registry-dir, --socket-name, --resource-name
+ * @plugin: borrowed, must outlive it; serves the DevicePlugin socket
+ * @out:    set to it
+ *
+ * Return: 0; allocation failure aborts.
+ */
+int plugin_watcher_new_device_plugin(struct loop *loop, const struct kubelet_options *config,
+				     struct device_plugin *plugin, struct plugin_watcher **out);
 
 /**
  * plugin_watcher_free() - free it
@@ -40,11 +72,11 @@ int plugin_watcher_new(struct loop *loop, const struct kubelet_options *config,
 void plugin_watcher_free(struct plugin_watcher *watcher);
 
 /**
- * plugin_watcher_start() - serve the DevicePlugin and the registration sockets
+ * plugin_watcher_start() - serve the service and the registration sockets
  * @watcher: the plugin watcher registration
  *
- * Serves the DevicePlugin socket in --plugin-dir and the registration socket in
- * --plugins-registry-dir (creating both directories).
+ * Serves the service socket (through the endpoint's listen function) and then the
+ * registration socket, creating both directories.
  *
  * Return: 0 or -errno (logged).
  */

@@ -9,6 +9,9 @@
 #include "config/config.h"
 #include "test_helpers.h"
 
+/* Whose flags parse() reads: the device plugin's unless a test says otherwise. */
+static enum config_program program = CONFIG_DEVICE_PLUGIN;
+
 struct parsed {
 	struct config config;
 	enum config_result result;
@@ -32,7 +35,7 @@ static void parse(struct parsed *p, ...)
 	FILE *err = open_memstream(&p->err, &err_size);
 	assert_non_null(out);
 	assert_non_null(err);
-	p->result = config_parse(&p->config, argc, argv, out, err);
+	p->result = config_parse_program(&p->config, program, argc, argv, out, err);
 	assert_int_equal(fclose(out), 0);
 	assert_int_equal(fclose(err), 0);
 }
@@ -59,6 +62,7 @@ static void expect_usage_error(const char *flag, const char *message)
 static int clear_environment(void **state)
 {
 	(void)state;
+	program = CONFIG_DEVICE_PLUGIN;
 	return clearenv();
 }
 
@@ -348,6 +352,54 @@ static void config_refuses_durations_over_a_day_and_socket_paths_over_sun_path(v
 			   "--container-socket-path");
 }
 
+/* iommufd-dra-driver: its own flags, dirs named after the driver, what it takes from
+ * the shared flags; neither program accepts the other's flags. */
+static void config_dra_driver_has_its_own_flags_and_derived_dirs(void **state)
+{
+	struct parsed p;
+	(void)state;
+
+	parse(&p, "--driver-name=x.example.io", NULL); /* the device plugin has no such flag */
+	assert_int_equal(p.result, CONFIG_EXIT_USAGE);
+	parsed_free(&p);
+
+	program = CONFIG_DRA_DRIVER;
+	assert_int_equal(setenv("NODE_NAME", "node-7", 1), 0);
+	parse(&p, "--devices=5", NULL);
+	assert_int_equal(p.result, CONFIG_RUN);
+	const struct dra_plugin_options *o = &p.config.dra.plugin;
+	assert_string_equal(o->driver, "iommufd.iommufd-device-plugin.github.io");
+	assert_string_equal(p.config.kubelet.plugin_dir,
+			    "/var/lib/kubelet/plugins/iommufd.iommufd-device-plugin.github.io");
+	assert_string_equal(
+	    o->state_dir,
+	    "/var/lib/kubelet/plugins/iommufd.iommufd-device-plugin.github.io/claims");
+	assert_string_equal(o->cdi_dir, "/var/run/cdi");
+	assert_string_equal(o->node_name, "node-7");
+	assert_int_equal(o->devices, 5);
+	assert_string_equal(o->container_socket_path, "/var/run/kubevirt/iommufd.sock");
+	assert_null(o->device_node);
+	assert_int_equal(p.config.kubelet.registration, KUBELET_REGISTRATION_PLUGIN_WATCHER);
+	assert_int_equal(p.config.pod_resources.interval_usec, 0);
+	assert_null(p.config.dra.kube_api);
+	parsed_free(&p);
+
+	parse(&p, "--driver-name=drv.example.io", "--plugin-dir=/p", "--expose-device-node",
+	      "--node-name=n", "--kube-api=10.0.0.1:6443", "--kube-ca=/ca", "--kube-token-file=/t",
+	      NULL);
+	assert_int_equal(p.result, CONFIG_RUN);
+	assert_string_equal(p.config.dra.plugin.state_dir, "/p/claims");
+	assert_string_equal(p.config.dra.plugin.node_name, "n");
+	assert_string_equal(p.config.dra.plugin.device_node, "/dev/iommu");
+	assert_string_equal(p.config.dra.kube_api, "10.0.0.1:6443");
+	parsed_free(&p);
+
+	expect_usage_error("--driver-name=Not_A.Domain", "--driver-name must be a DNS subdomain");
+	expect_usage_error("--kube-api=1.2.3.4:6443", "go together");
+	expect_usage_error("--resource-name=a/b", "unknown flag"); /* the device plugin's */
+	expect_usage_error("--cdi-dir=relative", "must be absolute");
+}
+
 #define T(f) cmocka_unit_test_setup(f, clear_environment)
 
 int main(void)
@@ -360,6 +412,7 @@ int main(void)
 	    T(config_refuses_durations_over_a_day_and_socket_paths_over_sun_path),
 	    T(config_help_prints_the_module_defaults_and_exits_ok),
 	    T(config_log_names_every_flag_with_its_value),
+	    T(config_dra_driver_has_its_own_flags_and_derived_dirs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
