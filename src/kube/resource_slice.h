@@ -21,6 +21,7 @@ struct resource_slice_spec {
 	const char *owner_api_version; /* "apps/v1" */
 	const char *kernel_release;    /* attribute kernelRelease (uname -r) */
 	const char *rlimit_mode;       /* attribute rlimitMode: the policy (required/best-effort/off) */
+	unsigned resync_seconds;       /* re-check a synced slice this often; 0: 300 */
 };
 
 /**
@@ -56,5 +57,7 @@ bool resource_slice_synced(const struct resource_slice *slice);
 /**
  * resource_slice_free() - free it; the slice stays on the server
  * @slice: the publisher, or NULL
+ *
+ * A request in flight is forgotten (its answer is dropped).
  */
 void resource_slice_free(struct resource_slice *slice);
