@@ -138,6 +138,7 @@ int main(int argc, char **argv)
 	    {"driver", required_argument, NULL, 'd'},	  {"node", required_argument, NULL, 'n'},
 	    {"owner-name", required_argument, NULL, 'o'}, {"owner-uid", required_argument, NULL, 'u'},
 	    {"resync", required_argument, NULL, 'r'},	  {"verbose", no_argument, NULL, 'v'},
+	    {"owner-kind", required_argument, NULL, 'k'}, {"owner-api-version", required_argument, NULL, 'a'},
 	    {NULL, 0, NULL, 0},
 	};
 	int opt;
@@ -152,6 +153,8 @@ int main(int argc, char **argv)
 		case 'n': spec.node_name = optarg; break;
 		case 'o': spec.owner_name = optarg; break;
 		case 'u': spec.owner_uid = optarg; break;
+		case 'k': spec.owner_kind = optarg; break;
+		case 'a': spec.owner_api_version = optarg; break;
 		case 'r': spec.resync_seconds = (unsigned)atoi(optarg); break;
 		case 'v': log_set_verbosity(4); break;
 		default: return 1;

@@ -399,7 +399,8 @@ static void client_handshake(struct kube_client *client)
 		return;
 	}
 	if (r != -EAGAIN) {
-		error_set(&e, e.code, "API server %s: %s", client->authority, error_message(&e));
+		struct error why = e; /* error_set() must not read what it writes */
+		error_set(&e, why.code, "API server %s: %s", client->authority, error_message(&why));
 		client_attempt_failed(client, &e);
 		return;
 	}
