@@ -210,8 +210,8 @@ int tls_handshake(struct tls_session *session, struct error *err)
 		int n = mbedtls_x509_crt_verify_info(why, sizeof(why), "", flags);
 		if (n > 0 && why[n - 1] == '\n')
 			why[n - 1] = '\0';
-		const char *text = why + strspn(why, " ");
-		return error_set(err, -EPERM, "TLS server not verified: %s", n > 0 ? text : "?");
+		const char *reason = why + strspn(why, " ");
+		return error_set(err, -EPERM, "TLS server not verified: %s", n > 0 ? reason : "?");
 	}
 	int code = session_result(session, r);
 	if (code == -EAGAIN)
