@@ -7,14 +7,15 @@
 #
 # The compilers are Debian's: musl-gcc (musl-tools) for amd64, aarch64-linux-musl-gcc
 # (musl-dev:arm64, a wrapper that runs gcc-aarch64-linux-gnu with musl's specs) for
-# arm64. nghttp2, protobuf-c's runtime and cmocka (for the unit tests) are built with
+# arm64. nghttp2, protobuf-c's runtime, mbedTLS (the DRA driver's TLS) and cmocka (for
+# the unit tests) are built with
 # them from Debian's own source packages, of the versions installed as -dev packages
 # (so Debian's security patches, e.g. nghttp2's CVE-2023-44487 fix, are in), fetched
 # with `apt-get source` through a private sources list and unpacked with dpkg-source.
 #
 # Cached in $IOMMUFD_CACHE (default /var/cache/iommufd-device-plugin) under
 #   musl/<arch>-<key>/
-# where <key> is the first 16 hex digits of the sha256 of key.txt beside it: the three
+# where <key> is the first 16 hex digits of the sha256 of key.txt beside it: the four
 # source package versions, the architecture, the compiler's and musl's versions and
 # this script's recipe version. A change to any of them builds a new prefix; the same
 # inputs reuse it (a cold build takes ~1 min per architecture).
@@ -31,7 +32,7 @@ case "${1:-}" in
 esac
 host_arch=$(dpkg --print-architecture)
 # Bump when the recipe below changes what lands in the prefix.
-recipe=4
+recipe=5
 
 say() { echo "musl.sh: $*" >&2; }
 fail() {
@@ -54,7 +55,7 @@ amd64:arm64)
 	;;
 *) fail "set up for amd64 builds and amd64 -> arm64 cross builds, not $host_arch -> $arch" ;;
 esac
-packages+=(cmake dpkg-dev libnghttp2-dev libprotobuf-c-dev libcmocka-dev)
+packages+=(cmake dpkg-dev libnghttp2-dev libprotobuf-c-dev libcmocka-dev libmbedtls-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -79,8 +80,10 @@ source_version() {
 nghttp2_version=$(source_version libnghttp2-dev)
 protobufc_version=$(source_version libprotobuf-c-dev)
 cmocka_version=$(source_version libcmocka-dev)
-[ -n "$nghttp2_version" ] && [ -n "$protobufc_version" ] && [ -n "$cmocka_version" ] ||
-	fail "cannot read the installed versions of libnghttp2-dev, libprotobuf-c-dev, libcmocka-dev"
+mbedtls_version=$(source_version libmbedtls-dev)
+[ -n "$nghttp2_version" ] && [ -n "$protobufc_version" ] && [ -n "$cmocka_version" ] &&
+	[ -n "$mbedtls_version" ] ||
+	fail "cannot read the installed versions of libnghttp2-dev, libprotobuf-c-dev, libcmocka-dev, libmbedtls-dev"
 
 cache=${IOMMUFD_CACHE:-/var/cache/iommufd-device-plugin}/musl
 mkdir -p "$cache"
@@ -89,6 +92,7 @@ arch $arch
 nghttp2 $nghttp2_version
 protobuf-c $protobufc_version
 cmocka $cmocka_version
+mbedtls $mbedtls_version
 musl-dev $(dpkg-query -W -f='${Version}\n' "musl-dev:$arch" | head -1)
 compiler $("$cc" --version | head -1)"
 key=$(printf '%s\n' "$key_text" | sha256sum | cut -c1-16)
@@ -140,6 +144,7 @@ fetch() {
 nghttp2_src=$(fetch nghttp2 "$nghttp2_version")
 protobufc_src=$(fetch protobuf-c "$protobufc_version")
 cmocka_src=$(fetch cmocka "$cmocka_version")
+mbedtls_src=$(fetch mbedtls "$mbedtls_version")
 
 # Built in a scratch directory, moved into place when complete.
 work=$(mktemp -d "$cache/.build-$arch.XXXXXX")
@@ -171,6 +176,21 @@ cmake_build() { # cmake_build NAME SOURCE [cmake options...]
 
 # nghttp2: the library only, static.
 cmake_build nghttp2 "$nghttp2_src" -DENABLE_LIB_ONLY=ON -DENABLE_STATIC_LIB=ON -DENABLE_SHARED_LIB=OFF
+# mbedTLS, linked only into iommufd-dra-driver: the three static libraries, with
+# Debian's config.h (its security patches are in the source package). Its 2.28 makes no
+# .pc file: ours lets meson find it in this prefix and nowhere else.
+cmake_build mbedtls "$mbedtls_src" -DENABLE_PROGRAMS=OFF -DENABLE_TESTING=OFF \
+	-DUSE_STATIC_MBEDTLS_LIBRARY=ON -DUSE_SHARED_MBEDTLS_LIBRARY=OFF -DMBEDTLS_FATAL_WARNINGS=OFF
+cat >"$stage/lib/pkgconfig/mbedtls.pc" <<EOF
+prefix=$prefix
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+Name: mbedtls
+Description: mbedTLS (musl, static)
+Version: ${mbedtls_version%%-*}
+Libs: -L\${libdir} -lmbedtls -lmbedx509 -lmbedcrypto
+Cflags: -I\${includedir}
+EOF
 # cmocka, for the unit tests: static only (the shared library it also builds is removed,
 # so the linker takes the archive). cmocka.h typedefs uintptr_t itself unless told the
 # libc has it (its guess is wrong for musl on aarch64): its users are told too.
