@@ -34,10 +34,10 @@ static const char *errno_name(int e)
 		int code;
 		const char *name;
 	} names[] = {
-	    {ENOENT, "ENOENT"},	      {ESTALE, "ESTALE"},	  {ENODATA, "ENODATA"},
-	    {E2BIG, "E2BIG"},	      {ETIMEDOUT, "ETIMEDOUT"},	  {ECONNREFUSED, "ECONNREFUSED"},
+	    {ENOENT, "ENOENT"},		{ESTALE, "ESTALE"},	  {ENODATA, "ENODATA"},
+	    {E2BIG, "E2BIG"},		{ETIMEDOUT, "ETIMEDOUT"}, {ECONNREFUSED, "ECONNREFUSED"},
 	    {ECONNRESET, "ECONNRESET"}, {EPROTO, "EPROTO"},	  {EPERM, "EPERM"},
-	    {EACCES, "EACCES"},	      {ECANCELED, "ECANCELED"},	  {EFBIG, "EFBIG"},
+	    {EACCES, "EACCES"},		{ECANCELED, "ECANCELED"}, {EFBIG, "EFBIG"},
 	    {EINVAL, "EINVAL"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
@@ -56,8 +56,8 @@ static void claim_done(void *data, int err, const struct claim_allocation *alloc
 	} else {
 		printf("ok uid=%s devices=%zu\n", alloc->uid, alloc->n_devices);
 		for (size_t i = 0; i < alloc->n_devices; i++)
-			printf("device %s %s %s\n", alloc->devices[i].request, alloc->devices[i].pool,
-			       alloc->devices[i].device);
+			printf("device %s %s %s\n", alloc->devices[i].request,
+			       alloc->devices[i].pool, alloc->devices[i].device);
 	}
 	fflush(stdout);
 	loop_quit(d->loop, 0);
@@ -129,40 +129,73 @@ static int run_slice(struct driver *d, const struct resource_slice_spec *spec)
 int main(int argc, char **argv)
 {
 	struct kube_client_config cfg = {.host = "127.0.0.1"};
-	struct resource_slice_spec spec = {.owner_kind = "DaemonSet", .owner_api_version = "apps/v1"};
+	struct resource_slice_spec spec = {.owner_kind = "DaemonSet",
+					   .owner_api_version = "apps/v1"};
 	struct driver d = {.exit_code = -1};
 	struct error err = {0};
 	static const struct option options[] = {
-	    {"host", required_argument, NULL, 'H'},	  {"port", required_argument, NULL, 'p'},
-	    {"ca", required_argument, NULL, 'c'},	  {"token", required_argument, NULL, 't'},
-	    {"driver", required_argument, NULL, 'd'},	  {"node", required_argument, NULL, 'n'},
-	    {"owner-name", required_argument, NULL, 'o'}, {"owner-uid", required_argument, NULL, 'u'},
-	    {"resync", required_argument, NULL, 'r'},	  {"verbose", no_argument, NULL, 'v'},
-	    {"owner-kind", required_argument, NULL, 'k'}, {"owner-api-version", required_argument, NULL, 'a'},
+	    {"host", required_argument, NULL, 'H'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"ca", required_argument, NULL, 'c'},
+	    {"token", required_argument, NULL, 't'},
+	    {"driver", required_argument, NULL, 'd'},
+	    {"node", required_argument, NULL, 'n'},
+	    {"owner-name", required_argument, NULL, 'o'},
+	    {"owner-uid", required_argument, NULL, 'u'},
+	    {"resync", required_argument, NULL, 'r'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"owner-kind", required_argument, NULL, 'k'},
+	    {"owner-api-version", required_argument, NULL, 'a'},
 	    {NULL, 0, NULL, 0},
 	};
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (opt) {
-		case 'H': cfg.host = optarg; break;
-		case 'p': cfg.port = (unsigned)atoi(optarg); break;
-		case 'c': cfg.ca_file = optarg; break;
-		case 't': cfg.token_file = optarg; break;
-		case 'd': spec.driver = optarg; break;
-		case 'n': spec.node_name = optarg; break;
-		case 'o': spec.owner_name = optarg; break;
-		case 'u': spec.owner_uid = optarg; break;
-		case 'k': spec.owner_kind = optarg; break;
-		case 'a': spec.owner_api_version = optarg; break;
-		case 'r': spec.resync_seconds = (unsigned)atoi(optarg); break;
-		case 'v': log_set_verbosity(4); break;
-		default: return 1;
+		case 'H':
+			cfg.host = optarg;
+			break;
+		case 'p':
+			cfg.port = (unsigned)atoi(optarg);
+			break;
+		case 'c':
+			cfg.ca_file = optarg;
+			break;
+		case 't':
+			cfg.token_file = optarg;
+			break;
+		case 'd':
+			spec.driver = optarg;
+			break;
+		case 'n':
+			spec.node_name = optarg;
+			break;
+		case 'o':
+			spec.owner_name = optarg;
+			break;
+		case 'u':
+			spec.owner_uid = optarg;
+			break;
+		case 'k':
+			spec.owner_kind = optarg;
+			break;
+		case 'a':
+			spec.owner_api_version = optarg;
+			break;
+		case 'r':
+			spec.resync_seconds = (unsigned)atoi(optarg);
+			break;
+		case 'v':
+			log_set_verbosity(4);
+			break;
+		default:
+			return 1;
 		}
 	}
 	if (optind >= argc || !cfg.ca_file) {
-		fprintf(stderr, "usage: kube-client-test --ca FILE [--token FILE] [--host IP] --port N "
-				"claim NS NAME UID DRIVER | slice --driver D --node N\n");
+		fprintf(stderr,
+			"usage: kube-client-test --ca FILE [--token FILE] [--host IP] --port N "
+			"claim NS NAME UID DRIVER | slice --driver D --node N\n");
 		return 1;
 	}
 	if (loop_new(&d.loop) < 0)
@@ -174,8 +207,9 @@ int main(int argc, char **argv)
 	}
 	int code = 0;
 	if (strcmp(argv[optind], "claim") == 0 && argc - optind == 5) {
-		int r = resource_claim_get(d.client, argv[optind + 1], argv[optind + 2], argv[optind + 3],
-					   argv[optind + 4], 10000, claim_done, &d);
+		int r =
+		    resource_claim_get(d.client, argv[optind + 1], argv[optind + 2],
+				       argv[optind + 3], argv[optind + 4], 10000, claim_done, &d);
 		if (r < 0) {
 			printf("error %s bad arguments\n", errno_name(-r));
 			code = 2;

@@ -152,8 +152,8 @@ static void connection_receive(struct grpc_connection *conn)
 	for (size_t total = 0;;) {
 		if (total >= CONNECTION_READ_BATCH) {
 			if (t && t->pending(t->data))
-				loop_defer(conn->loop, &conn->receive_later, connection_receive_later,
-					   conn);
+				loop_defer(conn->loop, &conn->receive_later,
+					   connection_receive_later, conn);
 			break;
 		}
 		ssize_t n = t ? t->recv(t->data, buf, sizeof(buf))

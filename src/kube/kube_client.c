@@ -38,7 +38,7 @@ enum kube_client_state {
 };
 
 static const char *const state_names[] = {
-    [KUBE_CLIENT_IDLE] = "idle",	     [KUBE_CLIENT_CONNECTING] = "connecting",
+    [KUBE_CLIENT_IDLE] = "idle",	   [KUBE_CLIENT_CONNECTING] = "connecting",
     [KUBE_CLIENT_HANDSHAKE] = "handshake", [KUBE_CLIENT_READY] = "ready",
     [KUBE_CLIENT_BACKOFF] = "back-off",
 };
@@ -66,17 +66,17 @@ struct kube_client {
 	unsigned port;
 	struct tls_config *tls;
 	enum kube_client_state state;
-	int fd;				/* while CONNECTING/HANDSHAKE; then conn owns it */
-	struct loop_watch watch;	/* while CONNECTING/HANDSHAKE */
-	struct tls_session *session;	/* from HANDSHAKE until the connection is destroyed */
+	int fd;			     /* while CONNECTING/HANDSHAKE; then conn owns it */
+	struct loop_watch watch;     /* while CONNECTING/HANDSHAKE */
+	struct tls_session *session; /* from HANDSHAKE until the connection is destroyed */
 	struct grpc_transport transport;
-	struct grpc_connection conn;	/* while READY */
-	struct loop_timer timer;	/* connect deadline, or the back-off's end */
+	struct grpc_connection conn; /* while READY */
+	struct loop_timer timer;     /* connect deadline, or the back-off's end */
 	unsigned long long backoff_usec;
-	struct error last_error;	/* why the last attempt failed (during BACKOFF) */
-	struct list waiting;		/* requests for the connection being made */
-	struct list streams;		/* requests submitted as streams */
-	struct list done;		/* finished, their callback deferred */
+	struct error last_error; /* why the last attempt failed (during BACKOFF) */
+	struct list waiting;	 /* requests for the connection being made */
+	struct list streams;	 /* requests submitted as streams */
+	struct list done;	 /* finished, their callback deferred */
 	struct loop_defer finish_later;
 	/* The token as last read, and which file version it came from. */
 	char *token;
@@ -110,9 +110,11 @@ static void client_finish_done(void *data)
 	while (!list_empty(&client->done)) {
 		struct kube_request *req = list_first(&client->done, struct kube_request, link);
 		list_unlink(&req->link);
-		struct kube_response resp = {.status = req->status, .body = req->resp, .len = req->resp_len};
+		struct kube_response resp = {
+		    .status = req->status, .body = req->resp, .len = req->resp_len};
 		if (req->fn)
-			req->fn(req->data, req->err, req->err ? NULL : &resp, req->why ? req->why : "");
+			req->fn(req->data, req->err, req->err ? NULL : &resp,
+				req->why ? req->why : "");
 		request_free(req);
 	}
 }
@@ -173,7 +175,8 @@ static void client_attempt_failed(struct kube_client *client, const struct error
 {
 	client_disconnect(client);
 	client->last_error = *e;
-	client->backoff_usec = client->backoff_usec ? client->backoff_usec * 2 : KUBE_BACKOFF_MIN_USEC;
+	client->backoff_usec =
+	    client->backoff_usec ? client->backoff_usec * 2 : KUBE_BACKOFF_MIN_USEC;
 	if (client->backoff_usec > KUBE_BACKOFF_MAX_USEC)
 		client->backoff_usec = KUBE_BACKOFF_MAX_USEC;
 	client_set_state(client, KUBE_CLIENT_BACKOFF);
@@ -211,8 +214,8 @@ static int client_token(struct kube_client *client, struct error *err)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return error_set(err, -errno, "cannot read token %s: %s", client->token_file,
-					 error_text(errno));
+			return error_set(err, -errno, "cannot read token %s: %s",
+					 client->token_file, error_text(errno));
 		if (n == 0)
 			break;
 		len += (size_t)n;
@@ -220,11 +223,13 @@ static int client_token(struct kube_client *client, struct error *err)
 			return error_set(err, -EFBIG, "token %s is longer than %d bytes",
 					 client->token_file, KUBE_TOKEN_MAX);
 	}
-	while (len > 0 && (token[len - 1] == '\n' || token[len - 1] == '\r' || token[len - 1] == ' '))
+	while (len > 0 &&
+	       (token[len - 1] == '\n' || token[len - 1] == '\r' || token[len - 1] == ' '))
 		len--;
 	token[len] = '\0';
 	if (len == 0 || strpbrk(token, "\r\n"))
-		return error_set(err, -EINVAL, "token %s is empty or not one line", client->token_file);
+		return error_set(err, -EINVAL, "token %s is empty or not one line",
+				 client->token_file);
 	free(client->token);
 	client->token = xasprintf("Bearer %s", token);
 	client->token_stat = st;
@@ -253,7 +258,8 @@ static void request_submit(struct kube_request *req)
 	if (client->token)
 		headers[n++] = (nghttp2_nv)GRPC_NV("authorization", client->token);
 	if (req->body.buf)
-		headers[n++] = (nghttp2_nv)GRPC_NV("content-type", "application/vnd.kubernetes.protobuf");
+		headers[n++] =
+		    (nghttp2_nv)GRPC_NV("content-type", "application/vnd.kubernetes.protobuf");
 	nghttp2_data_provider provider = grpc_body_provider(&req->body);
 	int32_t id = nghttp2_submit_request(session, NULL, headers, n,
 					    req->body.buf ? &provider : NULL, req);
@@ -272,7 +278,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
 		     void *user_data)
 {
-	struct kube_request *req = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	struct kube_request *req =
+	    nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
 
 	if (req && frame->hd.type == NGHTTP2_HEADERS && span_equals(name, namelen, ":status"))
 		req->status = atoi((const char *)value); /* nghttp2 NUL-terminates values */
@@ -290,7 +297,8 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 		(void)nghttp2_session_set_stream_user_data(session, stream_id, NULL);
 		request_finish(req, -EFBIG, "%s %s: response longer than %zu bytes", req->method,
 			       req->path, KUBE_RESPONSE_MAX);
-		return nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL) == 0
+		return nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id,
+						 NGHTTP2_CANCEL) == 0
 			   ? 0
 			   : NGHTTP2_ERR_CALLBACK_FAILURE;
 	}
@@ -368,10 +376,12 @@ static void client_ready(struct kube_client *client)
 	if (rv != 0)
 		abort();
 	nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, NULL, 0);
-	int r = grpc_connection_init(&client->conn, client->loop, client->fd, session, connection_closed);
+	int r = grpc_connection_init(&client->conn, client->loop, client->fd, session,
+				     connection_closed);
 	if (r < 0) {
 		nghttp2_session_del(session);
-		error_set(&e, r, "cannot watch connection to %s: %s", client->authority, error_text(-r));
+		error_set(&e, r, "cannot watch connection to %s: %s", client->authority,
+			  error_text(-r));
 		client_attempt_failed(client, &e);
 		return;
 	}
@@ -400,14 +410,16 @@ static void client_handshake(struct kube_client *client)
 	}
 	if (r != -EAGAIN) {
 		struct error why = e; /* error_set() must not read what it writes */
-		error_set(&e, why.code, "API server %s: %s", client->authority, error_message(&why));
+		error_set(&e, why.code, "API server %s: %s", client->authority,
+			  error_message(&why));
 		client_attempt_failed(client, &e);
 		return;
 	}
 	r = loop_watch_modify(client->loop, &client->watch,
 			      tls_wants_write(client->session) ? EPOLLOUT : EPOLLIN);
 	if (r < 0) {
-		error_set(&e, r, "cannot watch connection to %s: %s", client->authority, error_text(-r));
+		error_set(&e, r, "cannot watch connection to %s: %s", client->authority,
+			  error_text(-r));
 		client_attempt_failed(client, &e);
 	}
 }
@@ -480,9 +492,11 @@ static void client_connect(struct kube_client *client)
 	}
 	if (tls_session_new(client->tls, client->fd, client->host, &client->session) < 0)
 		abort(); /* the host was checked to be an IP literal in _new() */
-	int r = loop_watch_add(client->loop, &client->watch, client->fd, EPOLLOUT, client_io, client);
+	int r =
+	    loop_watch_add(client->loop, &client->watch, client->fd, EPOLLOUT, client_io, client);
 	if (r < 0) {
-		error_set(&e, r, "cannot watch connection to %s: %s", client->authority, error_text(-r));
+		error_set(&e, r, "cannot watch connection to %s: %s", client->authority,
+			  error_text(-r));
 		client_attempt_failed(client, &e);
 		return;
 	}
@@ -496,7 +510,8 @@ static void request_deadline_passed(void *data)
 	struct kube_client *client = req->client;
 
 	if (req->stream_id > 0 && client->state == KUBE_CLIENT_READY) {
-		(void)nghttp2_session_set_stream_user_data(client->conn.session, req->stream_id, NULL);
+		(void)nghttp2_session_set_stream_user_data(client->conn.session, req->stream_id,
+							   NULL);
 		(void)nghttp2_submit_rst_stream(client->conn.session, NGHTTP2_FLAG_NONE,
 						req->stream_id, NGHTTP2_CANCEL);
 		grpc_connection_flush_soon(&client->conn);
@@ -540,7 +555,8 @@ int kube_client_request(struct kube_client *client, const char *method, const ch
 			break;
 		}
 		/* The server sent GOAWAY: this request goes on a new connection. */
-		fail_all(client, &client->streams, -ECONNRESET, "connection to the API server going away");
+		fail_all(client, &client->streams, -ECONNRESET,
+			 "connection to the API server going away");
 		client_disconnect(client);
 		client_set_state(client, KUBE_CLIENT_IDLE);
 		client_connect(client);
@@ -558,7 +574,8 @@ int kube_client_config_in_cluster(struct kube_client_config *cfg, struct error *
 	char *end;
 
 	if (!host || !*host)
-		return error_set(err, -ENOENT, "KUBERNETES_SERVICE_HOST is not set: not in a cluster");
+		return error_set(err, -ENOENT,
+				 "KUBERNETES_SERVICE_HOST is not set: not in a cluster");
 	unsigned long p = port && *port ? strtoul(port, &end, 10) : 443;
 	if (port && *port && (*end || p == 0 || p > 65535))
 		return error_set(err, -EINVAL, "KUBERNETES_SERVICE_PORT=%s is not a port", port);
@@ -571,8 +588,8 @@ int kube_client_config_in_cluster(struct kube_client_config *cfg, struct error *
 	return 0;
 }
 
-int kube_client_new(struct loop *loop, const struct kube_client_config *cfg, struct kube_client **out,
-		    struct error *err)
+int kube_client_new(struct loop *loop, const struct kube_client_config *cfg,
+		    struct kube_client **out, struct error *err)
 {
 	unsigned char ip[16];
 	bool v6 = inet_pton(AF_INET6, cfg->host, ip) == 1;
@@ -628,7 +645,7 @@ void kube_client_forget(struct kube_client *client, void *data)
 	struct kube_request *req;
 
 	for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
-		list_for_each(req, lists[i], link)
+		list_for_each (req, lists[i], link)
 			if (req->data == data)
 				req->fn = NULL;
 }

@@ -17,9 +17,10 @@ struct kube_client_config {
 	/* An IP literal, e.g. "10.96.0.1" or "127.0.0.1": no DNS (it would block the loop),
 	 * and in-cluster KUBERNETES_SERVICE_HOST is one. The certificate must name it (IP SAN). */
 	const char *host;
-	unsigned port;		/* e.g. 443 or 6443 */
-	const char *ca_file;	/* PEM bundle that verifies the server */
-	const char *token_file; /* bearer token, re-read when it changes (projected tokens rotate) */
+	unsigned port;	     /* e.g. 443 or 6443 */
+	const char *ca_file; /* PEM bundle that verifies the server */
+	const char
+	    *token_file; /* bearer token, re-read when it changes (projected tokens rotate) */
 };
 
 /**
@@ -40,8 +41,8 @@ int kube_client_config_in_cluster(struct kube_client_config *cfg, struct error *
  *
  * Return: 0 or -errno.
  */
-int kube_client_new(struct loop *loop, const struct kube_client_config *cfg, struct kube_client **out,
-		    struct error *err);
+int kube_client_new(struct loop *loop, const struct kube_client_config *cfg,
+		    struct kube_client **out, struct error *err);
 
 /**
  * kube_client_free() - free it; pending requests complete with -ECANCELED first
@@ -56,7 +57,7 @@ void kube_client_free(struct kube_client *client);
 
 /* A finished HTTP exchange; valid during the callback only. */
 struct kube_response {
-	int status;	    /* HTTP status, e.g. 200, 404, 409 */
+	int status;	     /* HTTP status, e.g. 200, 404, 409 */
 	const uint8_t *body; /* the body as sent (protobuf bodies start with "k8s\0") */
 	size_t len;
 };

@@ -36,27 +36,29 @@ ProtobufCMessage *kube_proto_unpack(const struct kube_response *resp,
 {
 	if (resp->len < sizeof(magic) || memcmp(resp->body, magic, sizeof(magic)) != 0)
 		return NULL;
-	K8sResource__Unknown *unknown =
-	    k8s_resource__unknown__unpack(NULL, resp->len - sizeof(magic), resp->body + sizeof(magic));
+	K8sResource__Unknown *unknown = k8s_resource__unknown__unpack(
+	    NULL, resp->len - sizeof(magic), resp->body + sizeof(magic));
 	if (!unknown)
 		return NULL;
 	ProtobufCMessage *msg =
-	    unknown->has_raw ? protobuf_c_message_unpack(desc, NULL, unknown->raw.len, unknown->raw.data)
-			     : NULL;
+	    unknown->has_raw
+		? protobuf_c_message_unpack(desc, NULL, unknown->raw.len, unknown->raw.data)
+		: NULL;
 	k8s_resource__unknown__free_unpacked(unknown, NULL);
 	return msg;
 }
 
 const char *kube_status_text(const struct kube_response *resp, char *buf, size_t size)
 {
-	K8sResource__Status *status = (K8sResource__Status *)kube_proto_unpack(
-	    resp, &k8s_resource__status__descriptor);
+	K8sResource__Status *status =
+	    (K8sResource__Status *)kube_proto_unpack(resp, &k8s_resource__status__descriptor);
 
 	if (status && status->message)
-		snprintf(buf, size, "HTTP %d %s: %s", resp->status, status->reason ? status->reason : "",
-			 status->message);
+		snprintf(buf, size, "HTTP %d %s: %s", resp->status,
+			 status->reason ? status->reason : "", status->message);
 	else
-		snprintf(buf, size, "HTTP %d (%zu bytes of body, not a Status)", resp->status, resp->len);
+		snprintf(buf, size, "HTTP %d (%zu bytes of body, not a Status)", resp->status,
+			 resp->len);
 	if (status)
 		k8s_resource__status__free_unpacked(status, NULL);
 	return buf;

@@ -21,7 +21,8 @@ static bool is_object_name(const char *s)
 {
 	size_t len = strlen(s);
 
-	return len > 0 && len < CLAIM_NAME_MAX && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == len;
+	return len > 0 && len < CLAIM_NAME_MAX &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") == len;
 }
 
 static bool copy_name(char *dst, size_t size, const char *src)
@@ -39,8 +40,9 @@ static int claim_decode(const struct claim_request *cr, const K8sResource__Resou
 	const char *uid = claim->metadata ? claim->metadata->uid : NULL;
 
 	if (!uid || strcmp(uid, cr->uid) != 0) {
-		snprintf(why, size, "ResourceClaim %s/%s has uid %s, not %s (deleted and recreated?)",
-			 cr->ns, cr->name, uid ? uid : "(none)", cr->uid);
+		snprintf(why, size,
+			 "ResourceClaim %s/%s has uid %s, not %s (deleted and recreated?)", cr->ns,
+			 cr->name, uid ? uid : "(none)", cr->uid);
 		return -ESTALE;
 	}
 	copy_name(alloc->uid, sizeof(alloc->uid), uid);
@@ -54,15 +56,18 @@ static int claim_decode(const struct claim_request *cr, const K8sResource__Resou
 		if (!r->driver || strcmp(r->driver, cr->driver) != 0)
 			continue;
 		if (alloc->n_devices == CLAIM_MAX_DEVICES) {
-			snprintf(why, size, "ResourceClaim %s/%s allocates more than %d devices of %s",
-				 cr->ns, cr->name, CLAIM_MAX_DEVICES, cr->driver);
+			snprintf(why, size,
+				 "ResourceClaim %s/%s allocates more than %d devices of %s", cr->ns,
+				 cr->name, CLAIM_MAX_DEVICES, cr->driver);
 			return -E2BIG;
 		}
 		struct claim_device *d = &alloc->devices[alloc->n_devices++];
 		if (!copy_name(d->request, sizeof(d->request), r->request) ||
 		    !copy_name(d->pool, sizeof(d->pool), r->pool) ||
 		    !copy_name(d->device, sizeof(d->device), r->device)) {
-			snprintf(why, size, "ResourceClaim %s/%s: allocation result %zu lacks or has an overlong request, pool or device",
+			snprintf(why, size,
+				 "ResourceClaim %s/%s: allocation result %zu lacks or has an "
+				 "overlong request, pool or device",
 				 cr->ns, cr->name, i);
 			return -EPROTO;
 		}
@@ -81,15 +86,16 @@ static void claim_answered(void *data, int err, const struct kube_response *resp
 		err = -ENOENT;
 	} else if (err == 0 && resp->status != 200) {
 		char status[ERROR_MESSAGE_SIZE - 64];
-		snprintf(text, sizeof(text), "cannot read ResourceClaim %s/%s: %s", cr->ns, cr->name,
-			 kube_status_text(resp, status, sizeof(status)));
+		snprintf(text, sizeof(text), "cannot read ResourceClaim %s/%s: %s", cr->ns,
+			 cr->name, kube_status_text(resp, status, sizeof(status)));
 		err = resp->status == 401 || resp->status == 403 ? -EACCES : -EPROTO;
 	} else if (err == 0) {
 		K8sResource__ResourceClaim *claim = (K8sResource__ResourceClaim *)kube_proto_unpack(
 		    resp, &k8s_resource__resource_claim__descriptor);
 		if (!claim) {
-			snprintf(text, sizeof(text), "ResourceClaim %s/%s: undecodable answer (%zu bytes)",
-				 cr->ns, cr->name, resp->len);
+			snprintf(text, sizeof(text),
+				 "ResourceClaim %s/%s: undecodable answer (%zu bytes)", cr->ns,
+				 cr->name, resp->len);
 			err = -EPROTO;
 		} else {
 			alloc = xcalloc(1, sizeof(*alloc));
@@ -105,8 +111,9 @@ static void claim_answered(void *data, int err, const struct kube_response *resp
 	free(cr);
 }
 
-int resource_claim_get(struct kube_client *client, const char *ns, const char *name, const char *uid,
-		       const char *driver, unsigned timeout_ms, resource_claim_fn fn, void *data)
+int resource_claim_get(struct kube_client *client, const char *ns, const char *name,
+		       const char *uid, const char *driver, unsigned timeout_ms,
+		       resource_claim_fn fn, void *data)
 {
 	if (!is_object_name(ns) || strlen(ns) >= 64 || !is_object_name(name) || strlen(uid) >= 64)
 		return -EINVAL;

@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
-#define CLAIM_MAX_DEVICES 16 /* results for our driver in one claim; more is an error */
-#define CLAIM_NAME_MAX 254   /* DNS subdomain 253 + NUL */
+#define CLAIM_MAX_DEVICES 16  /* results for our driver in one claim; more is an error */
+#define CLAIM_NAME_MAX	  254 /* DNS subdomain 253 + NUL */
 
 struct claim_device {
 	char request[CLAIM_NAME_MAX]; /* status.allocation.devices.results[].request */
@@ -17,8 +17,8 @@ struct claim_device {
 };
 
 struct claim_allocation {
-	char uid[64];		  /* metadata.uid as the API server has it */
-	size_t n_devices;	  /* results whose driver is ours, in order */
+	char uid[64];	  /* metadata.uid as the API server has it */
+	size_t n_devices; /* results whose driver is ours, in order */
 	struct claim_device devices[CLAIM_MAX_DEVICES];
 };
 
@@ -44,5 +44,6 @@ typedef void (*resource_claim_fn)(void *data, int err, const struct claim_alloca
  * Return: 0 (fn will be called) or -errno (fn will not be called): -EINVAL (@ns or
  * @name not a Kubernetes object name, @uid too long).
  */
-int resource_claim_get(struct kube_client *client, const char *ns, const char *name, const char *uid,
-		       const char *driver, unsigned timeout_ms, resource_claim_fn fn, void *data);
+int resource_claim_get(struct kube_client *client, const char *ns, const char *name,
+		       const char *uid, const char *driver, unsigned timeout_ms,
+		       resource_claim_fn fn, void *data);

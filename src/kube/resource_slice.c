@@ -12,13 +12,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SLICE_MAX_DEVICES  128 /* resource.k8s.io/v1 ResourceSliceMaxDevices */
-#define SLICE_TIMEOUT_MS   10000
-#define SLICE_BACKOFF_MIN  (500ULL * 1000)
-#define SLICE_BACKOFF_MAX  (16ULL * 1000000)
-#define SLICE_RESYNC_USEC  (300ULL * 1000000) /* default resync: 5 minutes */
-#define SLICE_API	   "/apis/resource.k8s.io/v1/resourceslices"
-#define SLICE_API_VERSION  "resource.k8s.io/v1"
+#define SLICE_MAX_DEVICES 128 /* resource.k8s.io/v1 ResourceSliceMaxDevices */
+#define SLICE_TIMEOUT_MS  10000
+#define SLICE_BACKOFF_MIN (500ULL * 1000)
+#define SLICE_BACKOFF_MAX (16ULL * 1000000)
+#define SLICE_RESYNC_USEC (300ULL * 1000000) /* default resync: 5 minutes */
+#define SLICE_API	  "/apis/resource.k8s.io/v1/resourceslices"
+#define SLICE_API_VERSION "resource.k8s.io/v1"
 
 /* What the reconciler is doing; every change goes through slice_set_state(). */
 enum slice_state {
@@ -30,7 +30,7 @@ enum slice_state {
 };
 
 static const char *const state_names[] = {
-    [SLICE_IDLE] = "idle",	   [SLICE_LISTING] = "listing", [SLICE_CHANGING] = "changing",
+    [SLICE_IDLE] = "idle",	  [SLICE_LISTING] = "listing", [SLICE_CHANGING] = "changing",
     [SLICE_BACKOFF] = "back-off", [SLICE_SYNCED] = "synced",
 };
 
@@ -41,9 +41,9 @@ struct resource_slice {
 	char *kernel_release, *rlimit_mode;
 	unsigned long long resync_usec;
 	enum slice_state state;
-	unsigned n;		/* asked for: devices iommufd0..n-1 */
+	unsigned n; /* asked for: devices iommufd0..n-1 */
 	bool rlimit_mode_supported;
-	bool dirty;		/* asked again while a step was in flight */
+	bool dirty; /* asked again while a step was in flight */
 	struct loop_timer timer;
 	unsigned long long backoff_usec;
 	struct log_once failure;
@@ -92,7 +92,8 @@ static bool string_is(const char *s, const char *want)
 }
 
 /* Whether a listed slice says what was asked. */
-static bool slice_matches(const struct resource_slice *slice, const K8sResource__ResourceSlice *item)
+static bool slice_matches(const struct resource_slice *slice,
+			  const K8sResource__ResourceSlice *item)
 {
 	const K8sResource__ResourceSliceSpec *spec = item->spec;
 	char name[32];
@@ -104,7 +105,8 @@ static bool slice_matches(const struct resource_slice *slice, const K8sResource_
 		return false;
 	if (slice->owner_uid) {
 		const K8sResource__ObjectMeta *m = item->metadata;
-		if (!m || m->n_ownerreferences != 1 || !string_is(m->ownerreferences[0]->uid, slice->owner_uid))
+		if (!m || m->n_ownerreferences != 1 ||
+		    !string_is(m->ownerreferences[0]->uid, slice->owner_uid))
 			return false;
 	}
 	for (unsigned i = 0; i < slice->n; i++) {
@@ -147,9 +149,12 @@ static uint8_t *slice_body(const struct resource_slice *slice,
 	    K8S_RESOURCE__DEVICE__ATTRIBUTES_ENTRY__INIT,
 	    K8S_RESOURCE__DEVICE__ATTRIBUTES_ENTRY__INIT,
 	};
-	K8sResource__Device__AttributesEntry *entry_list[3] = {&entries[0], &entries[1], &entries[2]};
-	cleanup_free K8sResource__Device *devices = xcalloc(slice->n ? slice->n : 1, sizeof(*devices));
-	cleanup_free K8sResource__Device **device_list = xcalloc(slice->n ? slice->n : 1, sizeof(*device_list));
+	K8sResource__Device__AttributesEntry *entry_list[3] = {&entries[0], &entries[1],
+							       &entries[2]};
+	cleanup_free K8sResource__Device *devices =
+	    xcalloc(slice->n ? slice->n : 1, sizeof(*devices));
+	cleanup_free K8sResource__Device **device_list =
+	    xcalloc(slice->n ? slice->n : 1, sizeof(*device_list));
 	cleanup_free char *names = xcalloc(slice->n ? slice->n : 1, 32);
 	cleanup_free char *generate_name = xasprintf("%.40s-iommufd-", slice->node_name);
 
@@ -240,7 +245,8 @@ static void slice_change(struct resource_slice *slice, const char *method,
 	log_debug(1, "%s ResourceSlice %s (%u devices)", method,
 		  existing ? existing->metadata->name : "new", slice->n);
 	slice_set_state(slice, SLICE_CHANGING);
-	kube_client_request(slice->client, method, path, body, len, SLICE_TIMEOUT_MS, slice_changed, slice);
+	kube_client_request(slice->client, method, path, body, len, SLICE_TIMEOUT_MS, slice_changed,
+			    slice);
 }
 
 static bool item_has_name(const K8sResource__ResourceSlice *item)
@@ -286,8 +292,8 @@ static void slice_listed(void *data, int err, const struct kube_response *resp, 
 		slice_change(slice, "PUT", list->items[0]);
 	} else {
 		if (slice->failure.logged)
-			log_info("ResourceSlice of %s on %s published again (%u devices)", slice->driver,
-				 slice->node_name, slice->n);
+			log_info("ResourceSlice of %s on %s published again (%u devices)",
+				 slice->driver, slice->node_name, slice->n);
 		slice->failure = (struct log_once){0};
 		slice->backoff_usec = 0;
 		slice_set_state(slice, SLICE_SYNCED);
@@ -305,14 +311,16 @@ static void slice_list(struct resource_slice *slice)
 			    slice_listed, slice);
 }
 
-void resource_slice_set_devices(struct resource_slice *slice, unsigned n, bool rlimit_mode_supported)
+void resource_slice_set_devices(struct resource_slice *slice, unsigned n,
+				bool rlimit_mode_supported)
 {
 	if (n > SLICE_MAX_DEVICES) {
 		log_warning("%u devices asked, a ResourceSlice holds at most %d: publishing %d", n,
 			    SLICE_MAX_DEVICES, SLICE_MAX_DEVICES);
 		n = SLICE_MAX_DEVICES;
 	}
-	if (slice->state != SLICE_IDLE && n == slice->n && rlimit_mode_supported == slice->rlimit_mode_supported)
+	if (slice->state != SLICE_IDLE && n == slice->n &&
+	    rlimit_mode_supported == slice->rlimit_mode_supported)
 		return;
 	slice->n = n;
 	slice->rlimit_mode_supported = rlimit_mode_supported;
@@ -333,8 +341,8 @@ bool resource_slice_synced(const struct resource_slice *slice)
 	return slice->state == SLICE_SYNCED;
 }
 
-int resource_slice_new(struct loop *loop, struct kube_client *client, const struct resource_slice_spec *spec,
-		       struct resource_slice **out)
+int resource_slice_new(struct loop *loop, struct kube_client *client,
+		       const struct resource_slice_spec *spec, struct resource_slice **out)
 {
 	struct resource_slice *slice = xcalloc(1, sizeof(*slice));
 
@@ -350,11 +358,13 @@ int resource_slice_new(struct loop *loop, struct kube_client *client, const stru
 	}
 	slice->kernel_release = xstrdup(spec->kernel_release ? spec->kernel_release : "");
 	slice->rlimit_mode = xstrdup(spec->rlimit_mode ? spec->rlimit_mode : "");
-	slice->resync_usec = spec->resync_seconds ? spec->resync_seconds * 1000000ULL : SLICE_RESYNC_USEC;
+	slice->resync_usec =
+	    spec->resync_seconds ? spec->resync_seconds * 1000000ULL : SLICE_RESYNC_USEC;
 	/* Names and driver are DNS subdomains: nothing in them needs escaping but the
 	 * selector's own '=' and ','. */
-	slice->list_path = xasprintf(SLICE_API "?fieldSelector=spec.nodeName%%3D%s%%2Cspec.driver%%3D%s",
-				     slice->node_name, slice->driver);
+	slice->list_path =
+	    xasprintf(SLICE_API "?fieldSelector=spec.nodeName%%3D%s%%2Cspec.driver%%3D%s",
+		      slice->node_name, slice->driver);
 	loop_timer_init(loop, &slice->timer, slice_timer, slice);
 	*out = slice;
 	return 0;

@@ -2,8 +2,11 @@
  * our driver, pool = the node's name, with attributes; kept true (created, updated,
  * deleted when there are no devices) by a reconciler that retries with back-off while
  * the API server is away, and re-checks now and then in case someone else changed it.
- * Owned by the DaemonSet (ownerReference), so uninstalling deletes it and a rolling
- * update does not. CONTRACT written before the code (issue 23). */
+ * An ownerReference when the spec names an owner. A ResourceSlice is cluster-scoped, and
+ * the garbage collector ignores a namespaced owner of a cluster-scoped object (it treats
+ * the reference as unresolvable), so the owner must be cluster-scoped: the Node, as the
+ * kubelet's own DRA helper does; a DaemonSet owner would not delete it on uninstall.
+ * CONTRACT written before the code (issue 23). */
 #pragma once
 
 #include "kube_client.h"
@@ -13,15 +16,15 @@
 struct resource_slice;
 
 struct resource_slice_spec {
-	const char *driver;	   /* e.g. "iommufd.kubevirt.io" ... our domain, see the chart */
-	const char *node_name;	   /* spec.nodeName and spec.pool.name */
-	const char *owner_kind;	   /* "DaemonSet" (NULL: no owner) */
+	const char *driver;	/* e.g. "iommufd.kubevirt.io" ... our domain, see the chart */
+	const char *node_name;	/* spec.nodeName and spec.pool.name */
+	const char *owner_kind; /* "Node" (NULL: no owner; see above) */
 	const char *owner_name;
 	const char *owner_uid;
-	const char *owner_api_version; /* "apps/v1" */
+	const char *owner_api_version; /* "v1" */
 	const char *kernel_release;    /* attribute kernelRelease (uname -r) */
-	const char *rlimit_mode;       /* attribute rlimitMode: the policy (required/best-effort/off) */
-	unsigned resync_seconds;       /* re-check a synced slice this often; 0: 300 */
+	const char *rlimit_mode; /* attribute rlimitMode: the policy (required/best-effort/off) */
+	unsigned resync_seconds; /* re-check a synced slice this often; 0: 300 */
 };
 
 /**
@@ -33,8 +36,8 @@ struct resource_slice_spec {
  *
  * Return: 0; allocation failure aborts.
  */
-int resource_slice_new(struct loop *loop, struct kube_client *client, const struct resource_slice_spec *spec,
-		       struct resource_slice **out);
+int resource_slice_new(struct loop *loop, struct kube_client *client,
+		       const struct resource_slice_spec *spec, struct resource_slice **out);
 
 /**
  * resource_slice_set_devices() - what the slice should say from now on
@@ -44,7 +47,8 @@ int resource_slice_new(struct loop *loop, struct kube_client *client, const stru
  *
  * Reconciles asynchronously; a newer call supersedes a pending one.
  */
-void resource_slice_set_devices(struct resource_slice *slice, unsigned n, bool rlimit_mode_supported);
+void resource_slice_set_devices(struct resource_slice *slice, unsigned n,
+				bool rlimit_mode_supported);
 
 /**
  * resource_slice_synced() - whether the API server has what the last call asked for

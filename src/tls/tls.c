@@ -128,7 +128,8 @@ int tls_config_new(const char *ca_file, struct tls_config **out, struct error *e
 				  (const unsigned char *)"iommufd-dra", 11);
 	if (r == 0)
 		r = mbedtls_ssl_config_defaults(&config->conf, MBEDTLS_SSL_IS_CLIENT,
-						MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+						MBEDTLS_SSL_TRANSPORT_STREAM,
+						MBEDTLS_SSL_PRESET_DEFAULT);
 	if (r == 0)
 		r = mbedtls_ssl_conf_alpn_protocols(&config->conf, alpn_protocols);
 	if (r != 0) {
@@ -201,7 +202,8 @@ int tls_handshake(struct tls_session *session, struct error *err)
 	if (r == 0) {
 		const char *alpn = mbedtls_ssl_get_alpn_protocol(&session->ssl);
 		if (!alpn || strcmp(alpn, "h2") != 0)
-			return error_set(err, -EPROTO, "TLS server did not agree to HTTP/2 (ALPN h2)");
+			return error_set(err, -EPROTO,
+					 "TLS server did not agree to HTTP/2 (ALPN h2)");
 		return 0;
 	}
 	if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
@@ -216,7 +218,8 @@ int tls_handshake(struct tls_session *session, struct error *err)
 	int code = session_result(session, r);
 	if (code == -EAGAIN)
 		return code;
-	return error_set(err, code, "TLS handshake failed: %s", mbedtls_text(r, text, sizeof(text)));
+	return error_set(err, code, "TLS handshake failed: %s",
+			 mbedtls_text(r, text, sizeof(text)));
 }
 
 bool tls_wants_write(const struct tls_session *session)
