@@ -83,10 +83,23 @@ struct kube_client {
 	struct stat token_stat;
 };
 
+/* The transitions the lifetime allows: a bit per target state. */
+static const unsigned allowed_next[] = {
+    [KUBE_CLIENT_IDLE] = 1u << KUBE_CLIENT_CONNECTING | 1u << KUBE_CLIENT_BACKOFF,
+    [KUBE_CLIENT_CONNECTING] = 1u << KUBE_CLIENT_HANDSHAKE | 1u << KUBE_CLIENT_BACKOFF,
+    [KUBE_CLIENT_HANDSHAKE] = 1u << KUBE_CLIENT_READY | 1u << KUBE_CLIENT_BACKOFF,
+    [KUBE_CLIENT_READY] = 1u << KUBE_CLIENT_IDLE,
+    [KUBE_CLIENT_BACKOFF] = 1u << KUBE_CLIENT_IDLE,
+};
+
+/* The one place the state changes: checks the transition and logs it. */
 static void client_set_state(struct kube_client *client, enum kube_client_state state)
 {
 	if (client->state == state)
 		return;
+	if (!(allowed_next[client->state] & 1u << state))
+		log_error("API server %s: invalid state change %s -> %s", client->authority,
+			  state_names[client->state], state_names[state]);
 	log_debug(2, "API server %s: %s -> %s", client->authority, state_names[client->state],
 		  state_names[state]);
 	client->state = state;

@@ -43,6 +43,7 @@ def run_claim(k, ns, name, uid, who="driver", ca="ca.crt", port=None):
     r = subprocess.run(client_args(k, who, ca, port) + ["claim", ns, name, uid, DRIVER], capture_output=True,
                        text=True, timeout=deadline(60))
     assert not sanitizer_report(r.stderr) and r.returncode in (0, 2), r.stderr
+    assert "invalid state change" not in r.stderr, r.stderr
     return r.stdout.splitlines()
 
 
@@ -98,6 +99,7 @@ class SliceDriver:
         for t in self.pumps:
             t.join(timeout=deadline(10))  # all of stderr read, sanitizer reports included
         assert not sanitizer_report("\n".join(self.stderr)), self.stderr
+        assert not [line for line in self.stderr if "invalid state change" in line], self.stderr
 
 
 def slices(k, node):
