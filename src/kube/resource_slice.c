@@ -50,10 +50,23 @@ struct resource_slice {
 	char *list_path;
 };
 
+/* The transitions the reconciler allows: a bit per target state. */
+static const unsigned allowed_next[] = {
+    [SLICE_IDLE] = 1u << SLICE_LISTING,
+    [SLICE_LISTING] = 1u << SLICE_CHANGING | 1u << SLICE_BACKOFF | 1u << SLICE_SYNCED,
+    [SLICE_CHANGING] = 1u << SLICE_LISTING | 1u << SLICE_BACKOFF,
+    [SLICE_BACKOFF] = 1u << SLICE_LISTING,
+    [SLICE_SYNCED] = 1u << SLICE_LISTING,
+};
+
+/* The one place the state changes: checks the transition and logs it. */
 static void slice_set_state(struct resource_slice *slice, enum slice_state state)
 {
 	if (slice->state == state)
 		return;
+	if (!(allowed_next[slice->state] & 1u << state))
+		log_error("ResourceSlice of %s on %s: invalid state change %s -> %s", slice->driver,
+			  slice->node_name, state_names[slice->state], state_names[state]);
 	log_debug(2, "ResourceSlice of %s on %s: %s -> %s", slice->driver, slice->node_name,
 		  state_names[slice->state], state_names[state]);
 	slice->state = state;
