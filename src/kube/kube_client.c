@@ -268,8 +268,12 @@ static void request_submit(struct kube_request *req)
 	    GRPC_NV("user-agent", "iommufd-dra-driver/" PLUGIN_VERSION),
 	};
 	size_t n = 6;
-	if (client->token)
-		headers[n++] = (nghttp2_nv)GRPC_NV("authorization", client->token);
+	if (client->token) {
+		/* Never in HPACK's dynamic table: a secret there is open to compression
+		 * side channels (RFC 7541 7.1.3). */
+		headers[n] = (nghttp2_nv)GRPC_NV("authorization", client->token);
+		headers[n++].flags = NGHTTP2_NV_FLAG_NO_INDEX;
+	}
 	if (req->body.buf)
 		headers[n++] =
 		    (nghttp2_nv)GRPC_NV("content-type", "application/vnd.kubernetes.protobuf");
