@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,17 +64,24 @@ static void claim_done(void *data, int err, const struct claim_allocation *alloc
 	loop_quit(d->loop, 0);
 }
 
+/* A decimal number, or UINT_MAX if @s is not one. */
+static unsigned parse_unsigned(const char *s, char **end)
+{
+	errno = 0;
+	unsigned long v = strtoul(s, end, 10);
+	return errno || *end == s || v >= UINT_MAX ? UINT_MAX : (unsigned)v;
+}
+
 /* One "devices N true|false" or "quit" line from stdin. */
 static void driver_command(struct driver *d, const char *line)
 {
-	unsigned n;
-	char supported[8];
+	char *end;
 
 	if (strcmp(line, "quit") == 0) {
 		d->exit_code = 0;
-	} else if (sscanf(line, "devices %u %7s", &n, supported) == 2) {
-		d->n = n;
-		resource_slice_set_devices(d->slice, n, strcmp(supported, "true") == 0);
+	} else if (strncmp(line, "devices ", 8) == 0 &&
+		   (d->n = parse_unsigned(line + 8, &end)) != UINT_MAX && *end == ' ') {
+		resource_slice_set_devices(d->slice, d->n, strcmp(end + 1, "true") == 0);
 	} else {
 		fprintf(stderr, "kube-client-test: unknown command: %s\n", line);
 	}
@@ -82,6 +90,7 @@ static void driver_command(struct driver *d, const char *line)
 static void driver_input(void *data, uint32_t events)
 {
 	struct driver *d = data;
+	(void)events;
 	ssize_t n = read(STDIN_FILENO, d->line + d->line_len, sizeof(d->line) - 1 - d->line_len);
 
 	if (n <= 0) {
@@ -149,6 +158,7 @@ int main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	int opt;
+	char *end;
 
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (opt) {
@@ -156,7 +166,7 @@ int main(int argc, char **argv)
 			cfg.host = optarg;
 			break;
 		case 'p':
-			cfg.port = (unsigned)atoi(optarg);
+			cfg.port = parse_unsigned(optarg, &end);
 			break;
 		case 'c':
 			cfg.ca_file = optarg;
@@ -183,7 +193,7 @@ int main(int argc, char **argv)
 			spec.owner_api_version = optarg;
 			break;
 		case 'r':
-			spec.resync_seconds = (unsigned)atoi(optarg);
+			spec.resync_seconds = parse_unsigned(optarg, &end);
 			break;
 		case 'v':
 			log_set_verbosity(4);

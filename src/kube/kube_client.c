@@ -297,9 +297,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 {
 	struct kube_request *req =
 	    nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	(void)flags;
+	(void)user_data;
 
-	if (req && frame->hd.type == NGHTTP2_HEADERS && span_equals(name, namelen, ":status"))
-		req->status = atoi((const char *)value); /* nghttp2 NUL-terminates values */
+	/* nghttp2 has checked :status is three digits (RFC 9113 8.3.2). */
+	if (req && frame->hd.type == NGHTTP2_HEADERS && span_equals(name, namelen, ":status") &&
+	    valuelen == 3)
+		req->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
 	return 0;
 }
 
@@ -307,6 +311,8 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 			 const uint8_t *data, size_t len, void *user_data)
 {
 	struct kube_request *req = nghttp2_session_get_stream_user_data(session, stream_id);
+	(void)flags;
+	(void)user_data;
 
 	if (!req)
 		return 0;
@@ -335,6 +341,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 			   void *user_data)
 {
 	struct kube_request *req = nghttp2_session_get_stream_user_data(session, stream_id);
+	(void)user_data;
 
 	if (!req)
 		return 0;
@@ -445,6 +452,7 @@ static void client_io(void *data, uint32_t events)
 {
 	struct kube_client *client = data;
 	struct error e = {0};
+	(void)events; /* an error or hang-up shows in SO_ERROR or the handshake */
 
 	if (client->state == KUBE_CLIENT_CONNECTING) {
 		int so_error = 0;

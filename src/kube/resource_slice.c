@@ -166,8 +166,9 @@ static uint8_t *slice_body(const struct resource_slice *slice,
 							       &entries[2]};
 	cleanup_free K8sResource__Device *devices =
 	    xcalloc(slice->n ? slice->n : 1, sizeof(*devices));
-	cleanup_free K8sResource__Device **device_list =
-	    xcalloc(slice->n ? slice->n : 1, sizeof(*device_list));
+	/* An array of pointers: protobuf-c's repeated message field. */
+	cleanup_free K8sResource__Device **device_list = xcalloc(
+	    slice->n ? slice->n : 1, sizeof(*device_list)); /* NOLINT(bugprone-sizeof-expression) */
 	cleanup_free char *names = xcalloc(slice->n ? slice->n : 1, 32);
 	cleanup_free char *generate_name = xasprintf("%.40s-iommufd-", slice->node_name);
 
@@ -182,8 +183,8 @@ static uint8_t *slice_body(const struct resource_slice *slice,
 		entries[i].value = &values[i];
 	for (unsigned i = 0; i < slice->n; i++) {
 		k8s_resource__device__init(&devices[i]);
-		snprintf(names + 32 * i, 32, "iommufd%u", i);
-		devices[i].name = names + 32 * i;
+		snprintf(names + (size_t)32 * i, 32, "iommufd%u", i);
+		devices[i].name = names + (size_t)32 * i;
 		devices[i].n_attributes = 3;
 		devices[i].attributes = entry_list;
 		device_list[i] = &devices[i];
