@@ -20,8 +20,9 @@ from kube_apiserver import KubeAPI
 from kubelet import deadline
 
 KUBE_CLIENT_TEST = os.environ.get("KUBE_CLIENT_TEST") or os.path.join(os.path.dirname(PLUGIN_BIN), "kube-client-test")
-# e.g. valgrind with --error-exitcode=99 and "ERROR: " markers, as scripts/check.sh runs the daemon
-KUBE_CLIENT_WRAPPER = shlex.split(os.environ.get("KUBE_CLIENT_WRAPPER", ""))
+# e.g. valgrind with --error-exitcode=99 and "ERROR: " markers; by default the daemon's
+# (scripts/check.sh's valgrind run sets PLUGIN_WRAPPER), so that run covers the client too
+KUBE_CLIENT_WRAPPER = shlex.split(os.environ.get("KUBE_CLIENT_WRAPPER") or os.environ.get("PLUGIN_WRAPPER", ""))
 DRIVER = "iommufd.kubevirt.io"
 
 
