@@ -313,3 +313,28 @@ def test_unreachable_or_silent_server_fails_at_the_deadline(kubeapi):
         listener.close()
     assert out[0].startswith("error ETIMEDOUT ") and "no answer from the API server within 10000 ms" in out[0], out
     assert held, "the client never completed the handshake"
+
+
+def test_response_over_the_cap_is_refused_not_buffered(kubeapi):
+    """A LIST answer over KUBE_RESPONSE_MAX (4 MiB): the stream is reset and the step fails
+    with a sentence, rather than the client buffering whatever the server sends."""
+    k = kubeapi
+    node, n_slices = "node-big", 16  # 16 slices of ~300 KiB in protobuf: ~5 MiB in one LIST
+
+    def big_slice(i):
+        attrs = {"a%02d" % a: {"string": ("%02d" % a) * 32} for a in range(32)}
+        return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "metadata": {"name": "%s-%d" % (node, i)},
+                "spec": {"driver": DRIVER, "nodeName": node,
+                         "pool": {"name": node, "generation": 1, "resourceSliceCount": n_slices},
+                         "devices": [{"name": "dev%d" % d, "attributes": attrs} for d in range(128)]}}
+    for i in range(n_slices):
+        k.kubectl("create", "-f", "-", input=json.dumps(big_slice(i)))
+    d = SliceDriver(k, node, resync=600)
+    try:
+        d.send("devices 1 true")
+        line = d.wait_stderr("cannot publish ResourceSlice")
+        assert "response longer than 4194304 bytes" in line, line
+        assert d.lines.empty()  # never synced
+    finally:
+        d.close()
+        k.kubectl("delete", "resourceslices", "--field-selector", "spec.nodeName=%s" % node)
