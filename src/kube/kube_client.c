@@ -3,6 +3,7 @@
  * streams with a deadline each and a capped response, a capped back-off between failed
  * connection attempts, and the bearer token re-read whenever its file changes. */
 #include "kube_client.h"
+#include "kube_config.h"
 #include "../basic/error_text.h"
 #include "../grpc/connection.h"
 #include "../log.h"
@@ -25,8 +26,6 @@
 #define KUBE_CONNECT_TIMEOUT_USEC (10ULL * 1000000) /* TCP connect and TLS handshake */
 #define KUBE_BACKOFF_MIN_USEC	  (200ULL * 1000)
 #define KUBE_BACKOFF_MAX_USEC	  (10ULL * 1000000)
-#define KUBE_TOKEN_MAX		  16384 /* a projected token is ~1 KiB */
-#define KUBE_SA_DIR		  "/var/run/secrets/kubernetes.io/serviceaccount"
 
 /* The connection's lifetime; every change goes through client_set_state(). */
 enum kube_client_state {
@@ -78,9 +77,7 @@ struct kube_client {
 	struct list streams;	 /* requests submitted as streams */
 	struct list done;	 /* finished, their callback deferred */
 	struct loop_defer finish_later;
-	/* The token as last read, and which file version it came from. */
-	char *token;
-	struct stat token_stat;
+	struct kube_token token;
 };
 
 /* The transitions the lifetime allows: a bit per target state. */
@@ -197,65 +194,14 @@ static void client_attempt_failed(struct kube_client *client, const struct error
 	fail_all(client, &client->waiting, e->code, error_message(e));
 }
 
-/* Re-reads the token when its file changed (a projected token is replaced by a
- * symlink swap, so stat() sees a new inode). */
-static int client_token(struct kube_client *client, struct error *err)
-{
-	struct stat st;
-
-	if (!client->token_file)
-		return 0;
-	if (stat(client->token_file, &st) < 0)
-		return error_set(err, -errno, "cannot read token %s: %s", client->token_file,
-				 error_text(errno));
-	if (client->token && st.st_ino == client->token_stat.st_ino &&
-	    st.st_dev == client->token_stat.st_dev && st.st_size == client->token_stat.st_size &&
-	    st.st_mtim.tv_sec == client->token_stat.st_mtim.tv_sec &&
-	    st.st_mtim.tv_nsec == client->token_stat.st_mtim.tv_nsec)
-		return 0;
-	cleanup_close int fd = open(client->token_file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return error_set(err, -errno, "cannot read token %s: %s", client->token_file,
-				 error_text(errno));
-	if (fstat(fd, &st) < 0)
-		return error_set(err, -errno, "cannot stat token %s: %s", client->token_file,
-				 error_text(errno));
-	cleanup_free char *token = xmalloc(KUBE_TOKEN_MAX + 1);
-	size_t len = 0;
-	for (;;) {
-		ssize_t n = read(fd, token + len, KUBE_TOKEN_MAX + 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return error_set(err, -errno, "cannot read token %s: %s",
-					 client->token_file, error_text(errno));
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > KUBE_TOKEN_MAX)
-			return error_set(err, -EFBIG, "token %s is longer than %d bytes",
-					 client->token_file, KUBE_TOKEN_MAX);
-	}
-	while (len > 0 &&
-	       (token[len - 1] == '\n' || token[len - 1] == '\r' || token[len - 1] == ' '))
-		len--;
-	token[len] = '\0';
-	if (len == 0 || strpbrk(token, "\r\n"))
-		return error_set(err, -EINVAL, "token %s is empty or not one line",
-				 client->token_file);
-	free(client->token);
-	client->token = xasprintf("Bearer %s", token);
-	client->token_stat = st;
-	return 0;
-}
-
 static void request_submit(struct kube_request *req)
 {
 	struct kube_client *client = req->client;
 	struct error err = {0};
 	nghttp2_session *session = client->conn.session;
 
-	if (client_token(client, &err) < 0) {
+	if (client->token_file &&
+	    kube_token_refresh(&client->token, client->token_file, &err) < 0) {
 		request_finish(req, err.code, "%s", error_message(&err));
 		return;
 	}
@@ -268,10 +214,10 @@ static void request_submit(struct kube_request *req)
 	    GRPC_NV("user-agent", "iommufd-dra-driver/" PLUGIN_VERSION),
 	};
 	size_t n = 6;
-	if (client->token) {
+	if (client->token.header) {
 		/* Never in HPACK's dynamic table: a secret there is open to compression
 		 * side channels (RFC 7541 7.1.3). */
-		headers[n] = (nghttp2_nv)GRPC_NV("authorization", client->token);
+		headers[n] = (nghttp2_nv)GRPC_NV("authorization", client->token.header);
 		headers[n++].flags = NGHTTP2_NV_FLAG_NO_INDEX;
 	}
 	if (req->body.buf)
@@ -592,27 +538,6 @@ int kube_client_request(struct kube_client *client, const char *method, const ch
 	return 0;
 }
 
-int kube_client_config_in_cluster(struct kube_client_config *cfg, struct error *err)
-{
-	const char *host = getenv("KUBERNETES_SERVICE_HOST");
-	const char *port = getenv("KUBERNETES_SERVICE_PORT");
-	char *end;
-
-	if (!host || !*host)
-		return error_set(err, -ENOENT,
-				 "KUBERNETES_SERVICE_HOST is not set: not in a cluster");
-	unsigned long p = port && *port ? strtoul(port, &end, 10) : 443;
-	if (port && *port && (*end || p == 0 || p > 65535))
-		return error_set(err, -EINVAL, "KUBERNETES_SERVICE_PORT=%s is not a port", port);
-	*cfg = (struct kube_client_config){
-	    .host = host,
-	    .port = (unsigned)p,
-	    .ca_file = KUBE_SA_DIR "/ca.crt",
-	    .token_file = KUBE_SA_DIR "/token",
-	};
-	return 0;
-}
-
 int kube_client_new(struct loop *loop, const struct kube_client_config *cfg,
 		    struct kube_client **out, struct error *err)
 {
@@ -660,7 +585,7 @@ void kube_client_free(struct kube_client *client)
 	free(client->host);
 	free(client->authority);
 	free(client->token_file);
-	free(client->token);
+	kube_token_free(&client->token);
 	free(client);
 }
 
