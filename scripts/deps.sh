@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
 	# build
 	meson ninja-build pkg-config gcc libc6-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
+	# the DRA driver's TLS to the API server (issue 23)
+	libmbedtls-dev
 	# unit tests, sanitizers, checkers
 	libcmocka-dev clang libclang-rt-14-dev valgrind clang-tidy clang-format cppcheck
 	# the kernel's kernel-doc script, run on our headers by scripts/check-kernel-doc.py

@@ -7,14 +7,15 @@
 #
 # The compilers are Debian's: musl-gcc (musl-tools) for amd64, aarch64-linux-musl-gcc
 # (musl-dev:arm64, a wrapper that runs gcc-aarch64-linux-gnu with musl's specs) for
-# arm64. nghttp2, protobuf-c's runtime and cmocka (for the unit tests) are built with
+# arm64. nghttp2, protobuf-c's runtime, mbedTLS (the DRA driver's TLS) and cmocka (for
+# the unit tests) are built with
 # them from Debian's own source packages, of the versions installed as -dev packages
 # (so Debian's security patches, e.g. nghttp2's CVE-2023-44487 fix, are in), fetched
 # with `apt-get source` through a private sources list and unpacked with dpkg-source.
 #
 # Cached in $IOMMUFD_CACHE (default /var/cache/iommufd-device-plugin) under
 #   musl/<arch>-<key>/
-# where <key> is the first 16 hex digits of the sha256 of key.txt beside it: the three
+# where <key> is the first 16 hex digits of the sha256 of key.txt beside it: the four
 # source package versions, the architecture, the compiler's and musl's versions and
 # this script's recipe version. A change to any of them builds a new prefix; the same
 # inputs reuse it (a cold build takes ~1 min per architecture).
@@ -31,7 +32,7 @@ case "${1:-}" in
 esac
 host_arch=$(dpkg --print-architecture)
 # Bump when the recipe below changes what lands in the prefix.
-recipe=4
+recipe=6
 
 say() { echo "musl.sh: $*" >&2; }
 fail() {
@@ -54,7 +55,7 @@ amd64:arm64)
 	;;
 *) fail "set up for amd64 builds and amd64 -> arm64 cross builds, not $host_arch -> $arch" ;;
 esac
-packages+=(cmake dpkg-dev libnghttp2-dev libprotobuf-c-dev libcmocka-dev)
+packages+=(cmake dpkg-dev libnghttp2-dev libprotobuf-c-dev libcmocka-dev libmbedtls-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -79,8 +80,10 @@ source_version() {
 nghttp2_version=$(source_version libnghttp2-dev)
 protobufc_version=$(source_version libprotobuf-c-dev)
 cmocka_version=$(source_version libcmocka-dev)
-[ -n "$nghttp2_version" ] && [ -n "$protobufc_version" ] && [ -n "$cmocka_version" ] ||
-	fail "cannot read the installed versions of libnghttp2-dev, libprotobuf-c-dev, libcmocka-dev"
+mbedtls_version=$(source_version libmbedtls-dev)
+[ -n "$nghttp2_version" ] && [ -n "$protobufc_version" ] && [ -n "$cmocka_version" ] &&
+	[ -n "$mbedtls_version" ] ||
+	fail "cannot read the installed versions of libnghttp2-dev, libprotobuf-c-dev, libcmocka-dev, libmbedtls-dev"
 
 cache=${IOMMUFD_CACHE:-/var/cache/iommufd-device-plugin}/musl
 mkdir -p "$cache"
@@ -89,6 +92,7 @@ arch $arch
 nghttp2 $nghttp2_version
 protobuf-c $protobufc_version
 cmocka $cmocka_version
+mbedtls $mbedtls_version
 musl-dev $(dpkg-query -W -f='${Version}\n' "musl-dev:$arch" | head -1)
 compiler $("$cc" --version | head -1)"
 key=$(printf '%s\n' "$key_text" | sha256sum | cut -c1-16)
@@ -140,6 +144,7 @@ fetch() {
 nghttp2_src=$(fetch nghttp2 "$nghttp2_version")
 protobufc_src=$(fetch protobuf-c "$protobufc_version")
 cmocka_src=$(fetch cmocka "$cmocka_version")
+mbedtls_src=$(fetch mbedtls "$mbedtls_version")
 
 # Built in a scratch directory, moved into place when complete.
 work=$(mktemp -d "$cache/.build-$arch.XXXXXX")
@@ -171,6 +176,105 @@ cmake_build() { # cmake_build NAME SOURCE [cmake options...]
 
 # nghttp2: the library only, static.
 cmake_build nghttp2 "$nghttp2_src" -DENABLE_LIB_ONLY=ON -DENABLE_STATIC_LIB=ON -DENABLE_SHARED_LIB=OFF
+# mbedTLS, linked only into iommufd-dra-driver: the three static libraries, from
+# Debian's source (its security patches are in it) with Debian's config.h less what a
+# TLS 1.2 client of one API server never uses: the server side, DTLS, TLS 1.0/1.1,
+# renegotiation, key exchanges other than ECDHE (src/tls/tls.c offers only ECDHE with
+# AEAD ciphers), ciphers and curves no such suite needs, writers, debug output. The
+# #undefs go into a copy of config.h just before its check_config.h, so the library and
+# everything that includes its headers see the same configuration (struct layouts
+# depend on it) and mbedTLS itself checks the result is consistent.
+cp -a "$mbedtls_src" "$work/mbedtls-src"
+mbedtls_trim="$work/mbedtls-trim.h"
+cat >"$mbedtls_trim" <<'EOF'
+/* scripts/musl.sh: what the DRA driver's TLS client does not use (mbedTLS 2.28 names) */
+#undef MBEDTLS_SSL_SRV_C
+#undef MBEDTLS_SSL_PROTO_DTLS
+#undef MBEDTLS_SSL_DTLS_ANTI_REPLAY
+#undef MBEDTLS_SSL_DTLS_HELLO_VERIFY
+#undef MBEDTLS_SSL_DTLS_CLIENT_PORT_REUSE
+#undef MBEDTLS_SSL_DTLS_BADMAC_LIMIT
+#undef MBEDTLS_SSL_COOKIE_C
+#undef MBEDTLS_SSL_TICKET_C
+#undef MBEDTLS_SSL_CACHE_C
+#undef MBEDTLS_SSL_SESSION_TICKETS
+#undef MBEDTLS_SSL_RENEGOTIATION
+#undef MBEDTLS_SSL_PROTO_TLS1
+#undef MBEDTLS_SSL_PROTO_TLS1_1
+#undef MBEDTLS_SSL_CBC_RECORD_SPLITTING
+#undef MBEDTLS_SSL_FALLBACK_SCSV
+#undef MBEDTLS_SSL_TRUNCATED_HMAC
+#undef MBEDTLS_SSL_EXPORT_KEYS
+#undef MBEDTLS_SSL_CONTEXT_SERIALIZATION
+#undef MBEDTLS_KEY_EXCHANGE_PSK_ENABLED
+#undef MBEDTLS_KEY_EXCHANGE_DHE_PSK_ENABLED
+#undef MBEDTLS_KEY_EXCHANGE_ECDHE_PSK_ENABLED
+#undef MBEDTLS_KEY_EXCHANGE_RSA_PSK_ENABLED
+#undef MBEDTLS_KEY_EXCHANGE_RSA_ENABLED
+#undef MBEDTLS_KEY_EXCHANGE_DHE_RSA_ENABLED
+#undef MBEDTLS_KEY_EXCHANGE_ECDH_ECDSA_ENABLED
+#undef MBEDTLS_KEY_EXCHANGE_ECDH_RSA_ENABLED
+#undef MBEDTLS_DHM_C
+#undef MBEDTLS_CAMELLIA_C
+#undef MBEDTLS_ARIA_C
+#undef MBEDTLS_DES_C
+#undef MBEDTLS_BLOWFISH_C
+#undef MBEDTLS_XTEA_C
+#undef MBEDTLS_ARC4_C
+#undef MBEDTLS_CCM_C
+#undef MBEDTLS_CMAC_C
+#undef MBEDTLS_NIST_KW_C
+#undef MBEDTLS_CIPHER_MODE_CFB
+#undef MBEDTLS_CIPHER_MODE_OFB
+#undef MBEDTLS_CIPHER_MODE_XTS
+#undef MBEDTLS_RIPEMD160_C
+#undef MBEDTLS_PKCS12_C
+#undef MBEDTLS_PKCS5_C
+#undef MBEDTLS_PEM_WRITE_C
+#undef MBEDTLS_PK_WRITE_C
+#undef MBEDTLS_X509_CREATE_C
+#undef MBEDTLS_X509_CRT_WRITE_C
+#undef MBEDTLS_X509_CSR_WRITE_C
+#undef MBEDTLS_X509_CSR_PARSE_C
+#undef MBEDTLS_X509_CRL_PARSE_C
+#undef MBEDTLS_GENPRIME
+#undef MBEDTLS_ECJPAKE_C
+#undef MBEDTLS_ECP_DP_SECP192R1_ENABLED
+#undef MBEDTLS_ECP_DP_SECP224R1_ENABLED
+#undef MBEDTLS_ECP_DP_SECP192K1_ENABLED
+#undef MBEDTLS_ECP_DP_SECP224K1_ENABLED
+#undef MBEDTLS_ECP_DP_SECP256K1_ENABLED
+#undef MBEDTLS_ECP_DP_BP256R1_ENABLED
+#undef MBEDTLS_ECP_DP_BP384R1_ENABLED
+#undef MBEDTLS_ECP_DP_BP512R1_ENABLED
+#undef MBEDTLS_ECP_DP_CURVE448_ENABLED
+#undef MBEDTLS_NET_C
+#undef MBEDTLS_TIMING_C
+#undef MBEDTLS_HAVEGE_C
+#undef MBEDTLS_DEBUG_C
+#undef MBEDTLS_SELF_TEST
+#undef MBEDTLS_VERSION_FEATURES
+#undef MBEDTLS_PSA_CRYPTO_C
+#undef MBEDTLS_PSA_CRYPTO_STORAGE_C
+#undef MBEDTLS_PSA_ITS_FILE_C
+#undef MBEDTLS_USE_PSA_CRYPTO
+EOF
+awk -v trim="$mbedtls_trim" '/#include "mbedtls\/check_config.h"/ { while ((getline l < trim) > 0) print l } { print }' \
+	"$mbedtls_src/include/mbedtls/config.h" >"$work/mbedtls-src/include/mbedtls/config.h"
+grep -q 'MBEDTLS_SSL_SRV_C' "$mbedtls_trim" && grep -q '^#undef MBEDTLS_SSL_SRV_C' "$work/mbedtls-src/include/mbedtls/config.h" ||
+	fail "mbedtls: cannot trim config.h"
+cmake_build mbedtls "$work/mbedtls-src" -DENABLE_PROGRAMS=OFF -DENABLE_TESTING=OFF \
+	-DUSE_STATIC_MBEDTLS_LIBRARY=ON -DUSE_SHARED_MBEDTLS_LIBRARY=OFF -DMBEDTLS_FATAL_WARNINGS=OFF
+cat >"$stage/lib/pkgconfig/mbedtls.pc" <<EOF
+prefix=$prefix
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+Name: mbedtls
+Description: mbedTLS (musl, static)
+Version: ${mbedtls_version%%-*}
+Libs: -L\${libdir} -lmbedtls -lmbedx509 -lmbedcrypto
+Cflags: -I\${includedir}
+EOF
 # cmocka, for the unit tests: static only (the shared library it also builds is removed,
 # so the linker takes the archive). cmocka.h typedefs uintptr_t itself unless told the
 # libc has it (its guess is wrong for musl on aarch64): its users are told too.

@@ -85,7 +85,9 @@ static int connection_gather(struct grpc_connection *conn)
  * (wait for EPOLLOUT), -errno on a dead peer. */
 static int connection_write(struct grpc_connection *conn)
 {
-	int r = stream_send_pending(conn->fd, conn->out, conn->out_len, &conn->out_pos);
+	const struct grpc_transport *t = conn->transport;
+	int r = t ? t->send_pending(t->data, conn->out, conn->out_len, &conn->out_pos)
+		  : stream_send_pending(conn->fd, conn->out, conn->out_len, &conn->out_pos);
 
 	if (r == 1)
 		conn->out_pos = conn->out_len = 0;
@@ -140,19 +142,31 @@ static void connection_flush(struct grpc_connection *conn)
  * wake-up, so one busy peer cannot hold the loop. */
 #define CONNECTION_READ_BATCH ((size_t)16 * 16384)
 
+static void connection_receive_later(void *data);
+
 static void connection_receive(struct grpc_connection *conn)
 {
+	const struct grpc_transport *t = conn->transport;
 	uint8_t buf[16384];
 
-	for (size_t total = 0; total < CONNECTION_READ_BATCH;) {
-		ssize_t n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
+	for (size_t total = 0;;) {
+		if (total >= CONNECTION_READ_BATCH) {
+			if (t && t->pending(t->data))
+				loop_defer(conn->loop, &conn->receive_later,
+					   connection_receive_later, conn);
+			break;
+		}
+		ssize_t n = t ? t->recv(t->data, buf, sizeof(buf))
+			      : recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0 && !t)
+			n = -errno;
+		if (n == -EINTR)
 			continue;
-		if (n < 0 && errno == EAGAIN)
+		if (n == -EAGAIN)
 			break;
 		if (n <= 0) {
 			if (n < 0)
-				log_debug(4, "recv on fd %d: %s", conn->fd, error_text(errno));
+				log_debug(4, "recv on fd %d: %s", conn->fd, error_text((int)-n));
 			connection_set_state(conn, GRPC_CONNECTION_CLOSED);
 			return;
 		}
@@ -171,6 +185,14 @@ static void connection_receive(struct grpc_connection *conn)
 			break;
 	}
 	connection_flush(conn);
+}
+
+static void connection_receive_later(void *data)
+{
+	struct grpc_connection *conn = data;
+
+	if (conn->state == GRPC_CONNECTION_OPEN || conn->state == GRPC_CONNECTION_DRAINING)
+		connection_receive(conn);
 }
 
 static void connection_io(void *data, uint32_t events)
@@ -268,6 +290,7 @@ void grpc_connection_destroy(struct grpc_connection *conn)
 		loop_watch_remove(conn->loop, &conn->watch);
 	loop_defer_cancel(conn->loop, &conn->close_later);
 	loop_defer_cancel(conn->loop, &conn->flush_later);
+	loop_defer_cancel(conn->loop, &conn->receive_later);
 	free(conn->out);
 	conn->out = NULL;
 	conn->out_len = conn->out_pos = conn->out_cap = 0;

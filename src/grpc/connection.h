@@ -38,8 +38,22 @@ enum grpc_connection_state {
 	GRPC_CONNECTION_CLOSED,	   /* finished: the closed callback is queued or has run */
 };
 
+/* A layer between the session and the socket (TLS for the API client): reads and
+ * writes go through it instead of recv()/send(). Same results as recv() (-errno, not
+ * -1) and stream_send_pending(); pending() says input waits inside the layer, where
+ * no socket event will announce it. */
+struct grpc_transport {
+	ssize_t (*recv)(void *data, uint8_t *buf, size_t len);
+	int (*send_pending)(void *data, const uint8_t *buf, size_t len, size_t *pos);
+	bool (*pending)(const void *data);
+	void *data;
+};
+
 struct grpc_connection {
 	struct loop *loop;
+	/* NULL: the socket itself; else set right after grpc_connection_init(), borrowed. */
+	const struct grpc_transport *transport;
+	struct loop_defer receive_later; /* input left in the transport after a batch */
 	struct loop_watch watch;
 	struct loop_defer close_later;
 	struct loop_defer flush_later;

@@ -24,7 +24,8 @@ struct claim_allocation {
 
 /* err: 0, or -errno: -ENOENT (no such claim), -ESTALE (uid differs), -ENODATA (not
  * allocated), -E2BIG (more than CLAIM_MAX_DEVICES of ours), -ETIMEDOUT, -ECONNREFUSED,
- * -EPROTO (undecodable), -ECANCELED (client freed). why: a sentence for the pod's event,
+ * -EPROTO (undecodable), -ECANCELED (client freed), -EACCES (401/403: no RBAC right), or
+ * any error of kube_response_fn. why: a sentence for the pod's event,
  * never NULL when err != 0. alloc: valid during the call only, when err == 0. */
 typedef void (*resource_claim_fn)(void *data, int err, const struct claim_allocation *alloc,
 				  const char *why);
@@ -40,7 +41,8 @@ typedef void (*resource_claim_fn)(void *data, int err, const struct claim_alloca
  * @fn:      called exactly once, never from inside this call
  * @data:    passed to @fn
  *
- * Return: 0 (fn will be called) or -errno (fn will not be called).
+ * Return: 0 (fn will be called) or -errno (fn will not be called): -EINVAL (@ns or
+ * @name not a Kubernetes object name, @uid too long).
  */
 int resource_claim_get(struct kube_client *client, const char *ns, const char *name,
 		       const char *uid, const char *driver, unsigned timeout_ms,

@@ -2,8 +2,11 @@
  * our driver, pool = the node's name, with attributes; kept true (created, updated,
  * deleted when there are no devices) by a reconciler that retries with back-off while
  * the API server is away, and re-checks now and then in case someone else changed it.
- * Owned by the DaemonSet (ownerReference), so uninstalling deletes it and a rolling
- * update does not. CONTRACT written before the code (issue 23). */
+ * An ownerReference when the spec names an owner. A ResourceSlice is cluster-scoped, and
+ * the garbage collector ignores a namespaced owner of a cluster-scoped object (it treats
+ * the reference as unresolvable), so the owner must be cluster-scoped: the Node, as the
+ * kubelet's own DRA helper does; a DaemonSet owner would not delete it on uninstall.
+ * CONTRACT written before the code (issue 23). */
 #pragma once
 
 #include "kube_client.h"
@@ -15,12 +18,13 @@ struct resource_slice;
 struct resource_slice_spec {
 	const char *driver;	/* e.g. "iommufd.kubevirt.io" ... our domain, see the chart */
 	const char *node_name;	/* spec.nodeName and spec.pool.name */
-	const char *owner_kind; /* "DaemonSet" (NULL: no owner) */
+	const char *owner_kind; /* "Node" (NULL: no owner; see above) */
 	const char *owner_name;
 	const char *owner_uid;
-	const char *owner_api_version; /* "apps/v1" */
+	const char *owner_api_version; /* "v1" */
 	const char *kernel_release;    /* attribute kernelRelease (uname -r) */
 	const char *rlimit_mode; /* attribute rlimitMode: the policy (required/best-effort/off) */
+	unsigned resync_seconds; /* re-check a synced slice this often; 0: 300 */
 };
 
 /**
@@ -57,5 +61,7 @@ bool resource_slice_synced(const struct resource_slice *slice);
 /**
  * resource_slice_free() - free it; the slice stays on the server
  * @slice: the publisher, or NULL
+ *
+ * A request in flight is forgotten (its answer is dropped).
  */
 void resource_slice_free(struct resource_slice *slice);
