@@ -136,8 +136,8 @@ static void dp_stop(struct device_plugin_daemon *p)
 int main(int argc, char **argv)
 {
 	struct device_plugin_daemon p = {0};
-	int exit_code =
-	    daemon_configure(&p.d, CONFIG_DEVICE_PLUGIN, "iommufd-device-plugin", argc, argv);
+	int exit_code = daemon_configure(&p.d, &config_device_plugin_flavor,
+					 "iommufd-device-plugin", argc, argv);
 
 	if (exit_code >= 0)
 		return exit_code;

@@ -4,7 +4,7 @@
  * defaults are the modules' own, printed from the values. */
 #include "config.h"
 #include "config_check.h"
-#include "config_dra.h"
+#include "config_table.h"
 #include "../log.h"
 #include "../util.h"
 
@@ -16,37 +16,10 @@
 #include <stdint.h>
 #include <unistd.h>
 
-enum option_kind { KIND_STRING, KIND_INT, KIND_DURATION, KIND_BOOL, KIND_CHOICE, KIND_MODE };
-
-struct choice {
-	const char *name;
-	int value;
-};
-
-struct option_spec {
-	const char *name;
-	enum option_kind kind;
-	size_t offset;
-	const char *metavar;
-	const char *help;
-	const struct choice *choices; /* KIND_CHOICE: ends with a NULL name */
-	int min, max;		      /* KIND_INT */
-	unsigned only;		      /* BOTH_PROGRAMS, ONLY_DEVICE_PLUGIN or ONLY_DRA */
-};
-
-#define BOTH_PROGRAMS	   0u
-#define ONLY_DEVICE_PLUGIN (1u << CONFIG_DEVICE_PLUGIN)
-#define ONLY_DRA	   (1u << CONFIG_DRA_DRIVER)
-
-static bool spec_applies(const struct option_spec *spec, enum config_program program)
+static bool spec_applies(const struct option_spec *spec, const struct config_flavor *flavor)
 {
-	return !spec->only || (spec->only & (1u << program));
+	return !spec->only || (spec->only & (1u << flavor->program));
 }
-
-static const char *const program_names[] = {
-    [CONFIG_DEVICE_PLUGIN] = "iommufd-device-plugin",
-    [CONFIG_DRA_DRIVER] = "iommufd-dra-driver",
-};
 
 /* KIND_CHOICE fields are the modules' enums, stored as the int they are. */
 _Static_assert(sizeof(enum iommufd_rlimit_policy) == sizeof(int), "enum size");
@@ -68,8 +41,6 @@ static const struct choice registration_choices[] = {
     {0}};
 static const struct choice log_format_choices[] = {
     {"text", LOG_FORMAT_TEXT}, {"json", LOG_FORMAT_JSON}, {0}};
-
-#define FIELD(f) offsetof(struct config, f)
 
 static const struct option_spec specs[] = {
     {"kubelet-dir", KIND_STRING, FIELD(kubelet.kubelet_dir), "DIR",
@@ -159,24 +130,32 @@ static const struct option_spec specs[] = {
      "owner of the handoff sockets, numeric; default: ours", NULL, 0, 0, BOTH_PROGRAMS},
     {"v", KIND_INT, FIELD(verbosity), "N", "log verbosity, as the kubelet's -v", NULL, 0, 10,
      BOTH_PROGRAMS},
-    {"driver-name", KIND_STRING, FIELD(dra.plugin.driver), "NAME",
-     "the DRA driver's name (a DNS subdomain): ResourceSlices, claims' results, CDI kind", NULL, 0,
-     0, ONLY_DRA},
-    {"node-name", KIND_STRING, FIELD(dra.plugin.node_name), "NAME",
-     "this node's name: our ResourceSlice's pool; default: $NODE_NAME", NULL, 0, 0, ONLY_DRA},
-    {"cdi-dir", KIND_STRING, FIELD(dra.plugin.cdi_dir), "DIR",
-     "where CDI specs of prepared claims are written (root's, writable by nobody else)", NULL, 0, 0,
-     ONLY_DRA},
-    {"state-dir", KIND_STRING, FIELD(dra.plugin.state_dir), "DIR",
-     "where prepared claims are recorded (made root's 0700); default: --plugin-dir/claims", NULL, 0,
-     0, ONLY_DRA},
-    {"kube-api", KIND_STRING, FIELD(dra.kube_api), "HOST:PORT",
-     "the API server; default: in-cluster configuration (KUBERNETES_SERVICE_HOST)", NULL, 0, 0,
-     ONLY_DRA},
-    {"kube-ca", KIND_STRING, FIELD(dra.kube_ca), "FILE",
-     "with --kube-api: the PEM bundle that verifies the API server", NULL, 0, 0, ONLY_DRA},
-    {"kube-token-file", KIND_STRING, FIELD(dra.kube_token_file), "FILE",
-     "with --kube-api: the bearer token's file", NULL, 0, 0, ONLY_DRA},
+};
+
+/* The flags a program knows: the shared table, then its own; NULL past the end. */
+static const struct option_spec *spec_at(const struct config_flavor *flavor, size_t i)
+{
+	if (i < ARRAY_SIZE(specs))
+		return &specs[i];
+	i -= ARRAY_SIZE(specs);
+	return i < flavor->n_specs ? &flavor->specs[i] : NULL;
+}
+
+static int config_finish_device_plugin(struct config *config, FILE *err)
+{
+	if (!strchr(config->kubelet.resource_name, '/')) {
+		fprintf(err, "iommufd-device-plugin: --resource-name must be domain/name\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+const struct config_flavor config_device_plugin_flavor = {
+    .program = CONFIG_DEVICE_PLUGIN,
+    .name = "iommufd-device-plugin",
+    .summary = "Kubernetes device plugin that hands pods an IOMMUFD file descriptor with\n"
+	       "IOMMU_OPTION_RLIMIT_MODE set to per-process accounting.",
+    .finish = config_finish_device_plugin,
 };
 
 /* A uid or gid: decimal, below the (id_t)-1 that means "unchanged". */
@@ -196,10 +175,11 @@ static int parse_id(const char *text, const char **end, unsigned *id)
 }
 
 /* The defaults: the modules' own, and the daemon's for what only main uses. */
-static void config_defaults(struct config *config, enum config_program program)
+static void config_defaults(struct config *config, const struct config_flavor *flavor)
 {
 	*config = (struct config){
-	    .program = program,
+	    .program = flavor->program,
+	    .flavor = flavor,
 	    .selinux = SELINUX_MODE_AUTO,
 	    .selinux_label = SELINUX_DEFAULT_LABEL,
 	    /* Below the DaemonSet's terminationGracePeriodSeconds (30). */
@@ -210,16 +190,8 @@ static void config_defaults(struct config *config, enum config_program program)
 	iommufd_options_init(&config->iommufd);
 	handoff_options_init(&config->handoff);
 	pod_resources_options_init(&config->pod_resources);
-	if (program != CONFIG_DRA_DRIVER)
-		return;
-	/* The DRA driver: the plugin watcher alone, no PodResources (the kubelet unprepares
-	 * a claim when its pod is gone), its socket dir named after the driver (finish). */
-	config->kubelet.registration = KUBELET_REGISTRATION_PLUGIN_WATCHER;
-	config->kubelet.plugin_dir = NULL;
-	config->pod_resources.interval_usec = 0;
-	config->dra.plugin.driver = DRA_DEFAULT_DRIVER_NAME;
-	config->dra.plugin.cdi_dir = DRA_DEFAULT_CDI_DIR;
-	config->dra.plugin.lookup_timeout_ms = DRA_LOOKUP_TIMEOUT_MS;
+	if (flavor->defaults)
+		flavor->defaults(config);
 }
 
 /* Turns --allowed-uids and --socket-owner into handoff's fields, and wires what one
@@ -234,7 +206,7 @@ static int config_finish(struct config *config, FILE *err)
 			fprintf(err,
 				"%s: --allowed-uids wants numeric uids separated by commas, like "
 				"107 or 107,0, not '%s'\n",
-				program_names[config->program], config->allowed_uids);
+				config->flavor->name, config->allowed_uids);
 			return -EINVAL;
 		}
 		config->allowed_uid_list =
@@ -248,7 +220,7 @@ static int config_finish(struct config *config, FILE *err)
 		    (*end == ':' && (parse_id(end + 1, &end, &gid) < 0 || *end)) ||
 		    (*end && *end != ':')) {
 			fprintf(err, "%s: --socket-owner wants UID or UID:GID, numeric, not '%s'\n",
-				program_names[config->program], config->socket_owner);
+				config->flavor->name, config->socket_owner);
 			return -EINVAL;
 		}
 		config->handoff.socket_uid = (uid_t)id;
@@ -261,7 +233,7 @@ static int config_finish(struct config *config, FILE *err)
 	}
 	config->kubelet.iommu_device = config->iommufd.device_path;
 	config->pod_resources.resource_name = config->kubelet.resource_name;
-	return config->program == CONFIG_DRA_DRIVER ? config_finish_dra(config, err) : 0;
+	return config->flavor->finish ? config->flavor->finish(config, err) : 0;
 }
 
 static void *field(struct config *config, const struct option_spec *spec)
@@ -429,19 +401,12 @@ static void config_usage(const struct config *defaults, FILE *out)
 {
 	char value[512];
 
-	if (defaults->program == CONFIG_DRA_DRIVER)
-		fputs("Usage: iommufd-dra-driver [FLAG]...\n"
-		      "Kubernetes DRA driver that hands pods an IOMMUFD file descriptor with\n"
-		      "IOMMU_OPTION_RLIMIT_MODE set to per-process accounting.\n\n",
-		      out);
-	else
-		fputs("Usage: iommufd-device-plugin [FLAG]...\n"
-		      "Kubernetes device plugin that hands pods an IOMMUFD file descriptor with\n"
-		      "IOMMU_OPTION_RLIMIT_MODE set to per-process accounting.\n\n",
-		      out);
-	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
-		const struct option_spec *s = &specs[i];
-		if (!spec_applies(s, defaults->program))
+	const struct config_flavor *flavor = defaults->flavor;
+	const struct option_spec *s;
+
+	fprintf(out, "Usage: %s [FLAG]...\n%s\n\n", flavor->name, flavor->summary);
+	for (size_t i = 0; (s = spec_at(flavor, i)); i++) {
+		if (!spec_applies(s, flavor))
 			continue;
 		char left[64];
 		snprintf(left, sizeof(left), "%s%s%s%s", strlen(s->name) > 1 ? "--" : "-", s->name,
@@ -467,22 +432,24 @@ static void config_usage(const struct config *defaults, FILE *out)
 /* The flag an IOMMUFD_DP_ variable names: the rest of its name, written in upper case
  * with '_' for '-' (IOMMUFD_DP_HANDOFF_TTL is --handoff-ttl). A lower-case letter or a
  * '-' in it names no flag. Returns its index, or -1. */
-static int env_spec(enum config_program program, const char *name, size_t len)
+static const struct option_spec *env_spec(const struct config_flavor *flavor, const char *name,
+					  size_t len)
 {
 	char flag[96];
 
 	if (len >= sizeof(flag))
-		return -1;
+		return NULL;
 	for (size_t i = 0; i < len; i++) {
 		if (islower((unsigned char)name[i]) || name[i] == '-')
-			return -1; /* not how the variables are written: no flag */
+			return NULL; /* not how the variables are written: no flag */
 		flag[i] = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
 	}
 	flag[len] = '\0';
-	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
-		if (!strcmp(specs[i].name, flag) && spec_applies(&specs[i], program))
-			return (int)i;
-	return -1;
+	const struct option_spec *s;
+	for (size_t i = 0; (s = spec_at(flavor, i)); i++)
+		if (!strcmp(s->name, flag) && spec_applies(s, flavor))
+			return s;
+	return NULL;
 }
 
 /* One pass over the environment (a getenv() per flag would be a pass per flag: a
@@ -497,41 +464,43 @@ static int config_apply_environment(struct config *config, FILE *err)
 		const char *eq = strchr(name, '=');
 		if (!eq)
 			continue;
-		int i = env_spec(config->program, name, (size_t)(eq - name));
+		const struct option_spec *spec =
+		    env_spec(config->flavor, name, (size_t)(eq - name));
 		char var[128];
 		snprintf(var, sizeof(var), "%.*s", (int)(eq - *e), *e);
-		if (i < 0) {
-			fprintf(err, "%s: %s names no flag. Try --help.\n",
-				program_names[config->program], var);
+		if (!spec) {
+			fprintf(err, "%s: %s names no flag. Try --help.\n", config->flavor->name,
+				var);
 			return -EINVAL;
 		}
-		if (config_set(config, &specs[i], eq + 1, err, var) < 0)
+		if (config_set(config, spec, eq + 1, err, var) < 0)
 			return -EINVAL;
 	}
 	return 0;
 }
 
-static enum config_result config_parse_flags(struct config *config, enum config_program program,
-					     int argc, char **argv, FILE *out, FILE *err)
+static enum config_result config_parse_flags(struct config *config,
+					     const struct config_flavor *flavor, int argc,
+					     char **argv, FILE *out, FILE *err)
 {
-	struct option longopts[ARRAY_SIZE(specs) + 3];
+	struct option longopts[ARRAY_SIZE(specs) + CONFIG_FLAVOR_MAX_SPECS + 3];
 	enum { OPT_HELP = 1000, OPT_VERSION };
-	config_defaults(config, program);
+	const struct option_spec *s;
+	config_defaults(config, flavor);
 	/* Every string is ours to free, the defaults' too. */
-	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
-		char **p = field(config, &specs[i]);
-		if (specs[i].kind == KIND_STRING && *p)
+	for (size_t i = 0; (s = spec_at(flavor, i)); i++) {
+		char **p = field(config, s);
+		if (s->kind == KIND_STRING && *p)
 			*p = xstrdup(*p);
 	}
 	if (config_apply_environment(config, err) < 0)
 		return CONFIG_EXIT_USAGE;
 
 	size_t n = 0;
-	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
-		if (spec_applies(&specs[i], program))
+	for (size_t i = 0; (s = spec_at(flavor, i)) && n < ARRAY_SIZE(longopts) - 3; i++)
+		if (spec_applies(s, flavor))
 			longopts[n++] = (struct option){
-			    specs[i].name,
-			    specs[i].kind == KIND_BOOL ? optional_argument : required_argument,
+			    s->name, s->kind == KIND_BOOL ? optional_argument : required_argument,
 			    NULL, (int)i};
 	longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
 	longopts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
@@ -546,26 +515,26 @@ static enum config_result config_parse_flags(struct config *config, enum config_
 			break;
 		if (c == OPT_HELP) {
 			struct config defaults;
-			config_defaults(&defaults, program);
+			config_defaults(&defaults, flavor);
 			config_usage(&defaults, out);
 			return CONFIG_EXIT_OK;
 		}
 		if (c == OPT_VERSION) {
-			fprintf(out, "%s %s\n", program_names[program], PLUGIN_VERSION);
+			fprintf(out, "%s %s\n", flavor->name, PLUGIN_VERSION);
 			return CONFIG_EXIT_OK;
 		}
-		if (c == '?' || c == ':' || c < 0 || (size_t)c >= ARRAY_SIZE(specs)) {
+		if (c == '?' || c == ':' || c < 0 || !(s = spec_at(flavor, (size_t)c))) {
 			fprintf(err,
 				"%s: unknown flag or missing value: %s\n"
 				"Try --help.\n",
-				program_names[program], argv[optind - 1]);
+				flavor->name, argv[optind - 1]);
 			return CONFIG_EXIT_USAGE;
 		}
-		if (config_set(config, &specs[c], optarg, err, program_names[program]) < 0)
+		if (config_set(config, s, optarg, err, flavor->name) < 0)
 			return CONFIG_EXIT_USAGE;
 	}
 	if (optind < argc) {
-		fprintf(err, "%s: unexpected argument '%s'. Try --help.\n", program_names[program],
+		fprintf(err, "%s: unexpected argument '%s'. Try --help.\n", flavor->name,
 			argv[optind]);
 		return CONFIG_EXIT_USAGE;
 	}
@@ -575,16 +544,11 @@ static enum config_result config_parse_flags(struct config *config, enum config_
 		fprintf(err,
 			"%s: --plugin-dir and --plugins-registry-dir must be absolute: the "
 			"kubelet dials the endpoint exactly as given\n",
-			program_names[program]);
+			flavor->name);
 		return CONFIG_EXIT_USAGE;
 	}
 	if (strchr(k->socket_name, '/')) {
-		fprintf(err, "%s: --socket-name must be a plain file name\n",
-			program_names[program]);
-		return CONFIG_EXIT_USAGE;
-	}
-	if (program == CONFIG_DEVICE_PLUGIN && !strchr(k->resource_name, '/')) {
-		fprintf(err, "iommufd-device-plugin: --resource-name must be domain/name\n");
+		fprintf(err, "%s: --socket-name must be a plain file name\n", flavor->name);
 		return CONFIG_EXIT_USAGE;
 	}
 	if (config_finish(config, err) < 0 || config_check_paths(config, err) < 0)
@@ -615,23 +579,23 @@ static enum log_format config_early_log_format(int argc, char **argv)
 
 enum config_result config_parse(struct config *config, int argc, char **argv, FILE *out, FILE *err)
 {
-	return config_parse_program(config, CONFIG_DEVICE_PLUGIN, argc, argv, out, err);
+	return config_parse_program(config, &config_device_plugin_flavor, argc, argv, out, err);
 }
 
-enum config_result config_parse_program(struct config *config, enum config_program program,
+enum config_result config_parse_program(struct config *config, const struct config_flavor *flavor,
 					int argc, char **argv, FILE *out, FILE *err)
 {
 	if (config_early_log_format(argc, argv) == LOG_FORMAT_TEXT)
-		return config_parse_flags(config, program, argc, argv, out, err);
+		return config_parse_flags(config, flavor, argc, argv, out, err);
 	/* JSON: the usage error becomes one log line, its lines joined. */
 	char *text = NULL;
 	size_t size = 0;
 	FILE *errors = open_memstream(&text, &size);
 	if (!errors) /* out of memory: the error goes out as text */
-		return config_parse_flags(config, program, argc, argv, out, err);
-	enum config_result result = config_parse_flags(config, program, argc, argv, out, errors);
+		return config_parse_flags(config, flavor, argc, argv, out, err);
+	enum config_result result = config_parse_flags(config, flavor, argc, argv, out, errors);
 	if (fclose(errors) != 0 || !text) {
-		fprintf(err, "%s: out of memory\n", program_names[program]);
+		fprintf(err, "%s: out of memory\n", flavor->name);
 		free(text);
 		return CONFIG_EXIT_USAGE;
 	}
@@ -649,9 +613,11 @@ enum config_result config_parse_program(struct config *config, enum config_progr
 
 void config_free(struct config *config)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(specs); i++)
-		if (specs[i].kind == KIND_STRING)
-			free(*(char **)field(config, &specs[i]));
+	const struct option_spec *s;
+
+	for (size_t i = 0; config->flavor && (s = spec_at(config->flavor, i)); i++)
+		if (s->kind == KIND_STRING)
+			free(*(char **)field(config, s));
 	free(config->allowed_uid_list);
 	*config = (struct config){0};
 }
@@ -670,16 +636,18 @@ void config_log(const struct config *config)
 	char line[1536];
 	size_t used = 0;
 
-	for (size_t i = 0; i < ARRAY_SIZE(specs); i++) {
+	const struct option_spec *s;
+
+	for (size_t i = 0; (s = spec_at(config->flavor, i)); i++) {
 		char buf[32];
-		if (!spec_applies(&specs[i], config->program))
+		if (!spec_applies(s, config->flavor))
 			continue;
-		const char *v = config_format(config, &specs[i], buf, sizeof(buf));
+		const char *v = config_format(config, s, buf, sizeof(buf));
 		if (!v)
 			v = "(unset)";
 		if (used)
 			line_append(line, sizeof(line), &used, " ", 1);
-		line_append(line, sizeof(line), &used, specs[i].name, strlen(specs[i].name));
+		line_append(line, sizeof(line), &used, s->name, strlen(s->name));
 		line_append(line, sizeof(line), &used, "=", 1);
 		line_append(line, sizeof(line), &used, v, strlen(v));
 	}

@@ -30,8 +30,11 @@ struct config_dra {
 	const char *kube_token_file;
 };
 
+struct config_flavor;
+
 struct config {
 	enum config_program program;
+	const struct config_flavor *flavor; /* whose flags (config_table.h) */
 	struct kubelet_options kubelet;
 	struct iommufd_options iommufd; /* labeler: the caller's */
 	struct handoff_options handoff; /* labeler: the caller's */
@@ -56,6 +59,9 @@ struct config {
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
 
+extern const struct config_flavor config_device_plugin_flavor;
+extern const struct config_flavor config_dra_flavor;
+
 /**
  * config_parse() - fill the configuration from defaults, environment and argv
  * @config: filled from the modules' defaults, the environment and @argv; free with
@@ -73,7 +79,8 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 /**
  * config_parse_program() - config_parse() for one of the two programs
  * @config:  as config_parse()'s
- * @program: whose flags, defaults, --help and checks
+ * @flavor:  whose flags, defaults, --help and checks: config_device_plugin_flavor or
+ *           config_dra_flavor (config_dra.c, linked only into iommufd-dra-driver)
  * @argc:    as main() got it
  * @argv:    as main() got it
  * @out:     where --help/--version are printed
@@ -81,7 +88,7 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
  *
  * Return: as config_parse().
  */
-enum config_result config_parse_program(struct config *config, enum config_program program,
+enum config_result config_parse_program(struct config *config, const struct config_flavor *flavor,
 					int argc, char **argv, FILE *out, FILE *err);
 
 /**

@@ -164,12 +164,12 @@ static int daemon_setup_signals(struct daemon *d)
 	return loop_watch_add(d->loop, &d->signal_watch, d->signal_fd, EPOLLIN, daemon_signal, d);
 }
 
-int daemon_configure(struct daemon *d, enum config_program program, const char *name, int argc,
-		     char **argv)
+int daemon_configure(struct daemon *d, const struct config_flavor *flavor, const char *name,
+		     int argc, char **argv)
 {
 	d->signal_fd = -1;
 	d->name = name;
-	switch (config_parse_program(&d->config, program, argc, argv, stdout, stderr)) {
+	switch (config_parse_program(&d->config, flavor, argc, argv, stdout, stderr)) {
 	case CONFIG_EXIT_OK:
 		config_free(&d->config);
 		return 0;

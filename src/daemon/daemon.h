@@ -49,7 +49,7 @@ struct daemon {
 /**
  * daemon_configure() - parse the flags, set up logs and make our dirs private
  * @d:       zeroed; its config is filled
- * @program: which program's flags
+ * @flavor: which program's flags (config_device_plugin_flavor or config_dra_flavor)
  * @name:    the program's name, for logs
  * @argc:    as main() got it
  * @argv:    as main() got it
@@ -57,8 +57,8 @@ struct daemon {
  * Return: -1 to go on, else the exit code for main() (help shown, usage error, a
  * dir that cannot be made ours): then the configuration is freed.
  */
-int daemon_configure(struct daemon *d, enum config_program program, const char *name, int argc,
-		     char **argv);
+int daemon_configure(struct daemon *d, const struct config_flavor *flavor, const char *name,
+		     int argc, char **argv);
 
 /**
  * daemon_start() - the loop, signals, SELinux labeler, iommufd opener and handoff

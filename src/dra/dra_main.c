@@ -255,7 +255,8 @@ static void dra_stop(struct dra_daemon *p)
 int main(int argc, char **argv)
 {
 	struct dra_daemon p = {0};
-	int exit_code = daemon_configure(&p.d, CONFIG_DRA_DRIVER, "iommufd-dra-driver", argc, argv);
+	int exit_code =
+	    daemon_configure(&p.d, &config_dra_flavor, "iommufd-dra-driver", argc, argv);
 
 	if (exit_code >= 0)
 		return exit_code;

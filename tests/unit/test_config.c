@@ -10,7 +10,7 @@
 #include "test_helpers.h"
 
 /* Whose flags parse() reads: the device plugin's unless a test says otherwise. */
-static enum config_program program = CONFIG_DEVICE_PLUGIN;
+static const struct config_flavor *program = &config_device_plugin_flavor;
 
 struct parsed {
 	struct config config;
@@ -62,7 +62,7 @@ static void expect_usage_error(const char *flag, const char *message)
 static int clear_environment(void **state)
 {
 	(void)state;
-	program = CONFIG_DEVICE_PLUGIN;
+	program = &config_device_plugin_flavor;
 	return clearenv();
 }
 
@@ -363,7 +363,7 @@ static void config_dra_driver_has_its_own_flags_and_derived_dirs(void **state)
 	assert_int_equal(p.result, CONFIG_EXIT_USAGE);
 	parsed_free(&p);
 
-	program = CONFIG_DRA_DRIVER;
+	program = &config_dra_flavor;
 	assert_int_equal(setenv("NODE_NAME", "node-7", 1), 0);
 	parse(&p, "--devices=5", NULL);
 	assert_int_equal(p.result, CONFIG_RUN);
