@@ -2,6 +2,7 @@
  * be an Allocate failing INTERNAL or a registration that never happens, with Healthy
  * devices advertised all along. */
 #include "config_check.h"
+#include "config_table.h"
 #include "../dra/claim_store.h"
 #include "../dra/dra_plugin.h"
 
@@ -72,7 +73,7 @@ int config_check_paths(const struct config *config, FILE *err)
 {
 	const struct kubelet_options *k = &config->kubelet;
 	bool dra = config->program == CONFIG_DRA_DRIVER;
-	const char *name = dra ? "iommufd-dra-driver" : "iommufd-device-plugin";
+	const char *name = config->flavor->name;
 	size_t device_id =
 	    dra ? CLAIM_UID_MAX
 		: DEVICE_ID_PREFIX_LEN + decimal_digits((unsigned long long)(k->devices - 1));

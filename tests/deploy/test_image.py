@@ -157,6 +157,25 @@ def test_binaries_in_the_image_are_static_and_run(image, tmp_path):
         assert result.stdout.strip() == "%s %s" % (name, meson_version())
 
 
+# Issue 23: what only the DRA driver needs (its flags, the API client, TLS) is linked
+# into iommufd-dra-driver alone; the device plugin keeps its own budget.
+MAX_DEVICE_PLUGIN_BYTES = 300 * 1024
+DRA_ONLY_MARKERS = (b"--kube-api", b"kube-api", b"NodePrepareResources", b"resourceslices", b"mbedtls",
+                    b"iommufd-dra-driver")
+
+
+def test_device_plugin_binary_is_at_most_300_kib_and_carries_no_dra_code(image, tmp_path):
+    arch, blobs = image
+    path = extract_binaries(arch, blobs, str(tmp_path))["iommufd-device-plugin"]
+    size = os.path.getsize(path)
+    print("%s iommufd-device-plugin: %d bytes stripped (%.1f KiB)" % (arch, size, size / 1024))
+    assert size <= MAX_DEVICE_PLUGIN_BYTES, "%s: the device plugin is %d bytes, over 300 KiB" % (arch, size)
+    with open(path, "rb") as f:
+        data = f.read()
+    found = [m.decode() for m in DRA_ONLY_MARKERS if m in data]
+    assert not found, "%s: the device plugin carries the DRA driver's %s" % (arch, found)
+
+
 def test_arm64_daemon_registers_and_serves_healthz_under_qemu(tmp_path):
     """The cross-built daemon does its job on arm64 (emulated): Register with a kubelet,
     ListAndWatch, /healthz 200. (Allocate is not tried: qemu-user answers the unknown
