@@ -371,8 +371,10 @@ def test_a_claim_prepared_before_a_crash_is_served_after_the_restart(env, kubeap
     world.start("-v", "1")
     info = world.register()
     assert_is_dev_null(kubevirt_receive(path))  # the same path, served again
-    # The kubelet asking again (it does not, after a restart, but may): the same answer.
+    # The kubelet asking again (it does not, after a restart, but may): the same answer,
+    # from the claim's record (no second offer: the spec still names the first socket).
     assert _prepare(info.endpoint, "vm-restart", uid) == first
+    assert _host_socket(_cdi_spec(world, uid)) == path
     assert _unprepare(info.endpoint, "vm-restart", uid) == ""
     assert not os.path.exists(path)
 
