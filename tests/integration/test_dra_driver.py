@@ -409,11 +409,14 @@ def test_the_api_server_gone_mid_prepare_fails_that_claim_then_recovers(env, kub
         # A server that goes away with the request unanswered: at once.
         future = _prepare_in_flight(driver, info.endpoint, "vm-outage", uid)
         k.apiserver.kill()
-    finally:
         k.apiserver.send_signal(signal.SIGCONT)
-    k.apiserver.wait()
-    assert future.result().claims[uid].error == prefix + "connection to the API server lost"
-    assert os.listdir(world.cdi_dir) == []
-    assert env.socket_files() == []
-    k.start_apiserver()
+        k.apiserver.wait()
+        assert future.result().claims[uid].error == prefix + "connection to the API server lost"
+        assert os.listdir(world.cdi_dir) == []
+        assert env.socket_files() == []
+    finally:  # back, for this test's last step and the module's other tests
+        k.apiserver.send_signal(signal.SIGCONT)
+        k.apiserver.kill()
+        k.apiserver.wait()
+        k.start_apiserver()
     _assert_prepared(world, _prepare(info.endpoint, "vm-outage", uid, timeout=60), uid, "iommufd2")
