@@ -345,6 +345,8 @@ def test_bad_claims_are_answered_with_the_claim_and_the_reason(env, kubeapi):
                                                      "allocated"),
         ("vm-range", _make_claim(k, "vm-range", [_result(node, "iommufd4")]),
          'claim vms/vm-range: unknown device "iommufd4": driver %s publishes iommufd0..iommufd3' % DRIVER),
+        ("vm-pool", _make_claim(k, "vm-pool", [_result("node-x")]),
+         'claim vms/vm-pool: device iommufd1 is in pool "node-x", not this node\'s ("node-bad")'),
         ("vm-other", _make_claim(k, "vm-other", [_result(node, "gpu0", "gpu.example.com")]),
          "claim vms/vm-other has no device of driver %s" % DRIVER),
         ("vm-missing", UID, "claim vms/vm-missing: ResourceClaim vms/vm-missing not found"),
