@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The third-party notices and the SPDX SBOM of the shipped binaries, from the Debian
-# source packages scripts/musl.sh builds them with: the copyright files of nghttp2 and
-# protobuf-c (debian/copyright of the unpacked source packages) and of musl (musl-dev's
+# source packages scripts/musl.sh builds them with: the copyright files of nghttp2,
+# protobuf-c and mbedTLS (debian/copyright of the unpacked source packages) and of musl (musl-dev's
 # /usr/share/doc/musl-dev/copyright), and an SPDX 2.3 JSON document naming each with
 # its Debian source version. Same inputs, same bytes (the only time: SOURCE_DATE_EPOCH).
 #   scripts/licenses.sh --arch amd64|arm64 BIN_DIR OUT_DIR
-# writes OUT_DIR/licenses/{LICENSE,musl.copyright,nghttp2.copyright,protobuf-c.copyright}
+# writes OUT_DIR/licenses/{LICENSE,musl,nghttp2,protobuf-c,mbedtls}.copyright (mbedTLS:
+# only when BIN_DIR holds iommufd-dra-driver, the one binary that links it)
 # and OUT_DIR/sbom.spdx.json (BIN_DIR: the stripped binaries, for their checksums).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,8 @@ version_of() { sed -n "s/^$1 //p" "$key"; }
 nghttp2=$(version_of nghttp2)
 protobufc=$(version_of protobuf-c)
 musl=$(version_of musl-dev)
-[ -n "$nghttp2" ] && [ -n "$protobufc" ] && [ -n "$musl" ] || fail "no versions in $key"
+mbedtls=$(version_of mbedtls)
+[ -n "$nghttp2" ] && [ -n "$protobufc" ] && [ -n "$musl" ] && [ -n "$mbedtls" ] || fail "no versions in $key"
 [ "$(dpkg-query -W -f='${source:Package}' "musl-dev:$arch")" = musl ] || fail "musl-dev:$arch is not built from musl"
 
 mkdir -p "$out/licenses"
@@ -39,18 +41,25 @@ copy() { # copy FILE NAME: FILE must exist; never a stale or empty notice
 copy "$src/nghttp2_$nghttp2/debian/copyright" nghttp2
 copy "$src/protobuf-c_$protobufc/debian/copyright" protobuf-c
 copy "$(dpkg -L "musl-dev:$arch" | grep -m1 '/usr/share/doc/.*/copyright$')" musl
+libs=("musl=$musl" "nghttp2=$nghttp2" "protobuf-c=$protobufc")
+if [ -e "$bin/iommufd-dra-driver" ]; then
+	copy "$src/mbedtls_$mbedtls/debian/copyright" mbedtls
+	libs+=("mbedtls=$mbedtls")
+fi
 
 version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -1)
 /usr/bin/python3 - "$out/sbom.spdx.json" "$bin" "$arch" "$version" "${SOURCE_DATE_EPOCH:-0}" \
-	"musl=$musl" "nghttp2=$nghttp2" "protobuf-c=$protobufc" <<'PY'
+	"${libs[@]}" <<'PY'
 import hashlib, json, os, sys, time
 
 path, bindir, arch, version, epoch = sys.argv[1:6]
 versions = dict(a.split("=", 1) for a in sys.argv[6:])
 # The license of each component's library code (Files: * of its debian/copyright).
-licenses = {"musl": "MIT", "nghttp2": "MIT", "protobuf-c": "BSD-2-Clause"}
+licenses = {"musl": "MIT", "nghttp2": "MIT", "protobuf-c": "BSD-2-Clause", "mbedtls": "Apache-2.0"}
 # What each binary links statically (meson.build).
-links = {"iommufd-device-plugin": ["musl", "nghttp2", "protobuf-c"], "iommufd-receive": ["musl"]}
+links = {"iommufd-device-plugin": ["musl", "nghttp2", "protobuf-c"], "iommufd-receive": ["musl"],
+         "iommufd-dra-driver": ["musl", "nghttp2", "protobuf-c", "mbedtls"]}
+links = {name: deps for name, deps in links.items() if os.path.exists(os.path.join(bindir, name))}
 
 def sha256(name):
     with open(os.path.join(bindir, name), "rb") as f:

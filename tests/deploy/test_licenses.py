@@ -27,10 +27,10 @@ def musl_prefix():
     return prefix, versions
 
 
-def run(tmp_path, out, epoch="1700000000"):
-    bindir = tmp_path / "bin"
+def run(tmp_path, out, epoch="1700000000", binaries=("iommufd-device-plugin", "iommufd-receive")):
+    bindir = tmp_path / ("bin-" + out)
     bindir.mkdir(exist_ok=True)
-    for name in ("iommufd-device-plugin", "iommufd-receive"):
+    for name in binaries:
         (bindir / name).write_bytes(name.encode())
     result = subprocess.run([SCRIPT, "--arch", "amd64", str(bindir), str(tmp_path / out)],
                             env=dict(os.environ, SOURCE_DATE_EPOCH=epoch), capture_output=True, text=True, timeout=600)
@@ -79,3 +79,22 @@ def test_the_same_inputs_give_the_same_bytes(tmp_path, musl_prefix):
     c = run(tmp_path, "c", epoch="1700000001")
     assert (a / "sbom.spdx.json").read_bytes() != (c / "sbom.spdx.json").read_bytes(), \
         "SOURCE_DATE_EPOCH must be the document's time, or the check above proves nothing"
+
+
+def test_the_dra_driver_brings_mbedtls_notice_and_its_links(tmp_path, musl_prefix):
+    """Issue 23: mbedTLS is linked into iommufd-dra-driver alone; its notice ships, and
+    the SBOM says which binary links it, only when that binary is there."""
+    prefix, versions = musl_prefix
+    src = os.path.join(os.path.dirname(prefix), "src")
+    out = run(tmp_path, "d", binaries=("iommufd-device-plugin", "iommufd-receive", "iommufd-dra-driver"))
+    with open(os.path.join(src, "mbedtls_%s" % versions["mbedtls"], "debian", "copyright"), "rb") as f:
+        assert (out / "licenses" / "mbedtls.copyright").read_bytes() == f.read()
+    doc = json.loads((out / "sbom.spdx.json").read_text())
+    packages = {p["name"]: p for p in doc["packages"]}
+    assert packages["mbedtls"]["versionInfo"] == versions["mbedtls"]
+    assert packages["mbedtls"]["licenseConcluded"] == "Apache-2.0"
+    links = {(r["spdxElementId"], r["relatedSpdxElement"]) for r in doc["relationships"]
+             if r["relationshipType"] == "STATIC_LINK"}
+    assert ("SPDXRef-Package-iommufd-dra-driver", "SPDXRef-Package-mbedtls") in links
+    assert ("SPDXRef-Package-iommufd-device-plugin", "SPDXRef-Package-mbedtls") not in links
+
