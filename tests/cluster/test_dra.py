@@ -13,6 +13,7 @@ device plugin's tests.)"""
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -282,25 +283,38 @@ def test_a_handmade_slice_of_our_driver_serves_the_extended_resource_through_dra
 
 # ------------------------------------------------------------ with the driver ----
 
-@pytest.fixture
-def dra_driver(dra_node, tmp_path):
-    """deploy/dra applied (the imported image) on the node labelled for DRA, rolled out,
-    its slice published; deleted afterwards with whatever slice of ours is left."""
+def skip_without_driver():
     if not os.path.exists(driver_binary()):
         pytest.skip("the image has no iommufd-dra-driver yet (%s absent: meson.build does not build it): "
                     "the DRA driver's cluster tests wait for it (issue 23)" % driver_binary())
-    overlay = dra_overlay(str(tmp_path / "dra"))
+
+
+def install_driver(overlay):
     kubectl("apply", "-k", overlay)
+    kubectl("-n", NAMESPACE, "rollout", "status", "ds/" + DRA_DS, "--timeout=300s", timeout=320)
+    wait_until(lambda: our_slices(), 120, "the driver's ResourceSlice")
+
+
+def uninstall_driver(overlay):
+    """deploy/dra deleted, and whatever slice of ours is left (the uninstall test says
+    whether the driver removes its own)."""
+    kubectl("delete", "pods", "-l", "app=vm-like", "--wait=true", "--timeout=120s", timeout=150, check=False)
+    kubectl("delete", "--ignore-not-found", "--wait=true", "--timeout=120s", "-k", overlay, timeout=150, check=False)
+    for s in our_slices():
+        delete("resourceslice", s["metadata"]["name"])
+
+
+@pytest.fixture
+def dra_driver(dra_node, tmp_path):
+    """deploy/dra applied (the imported image) on the node labelled for DRA, rolled out,
+    its slice published; deleted afterwards."""
+    skip_without_driver()
+    overlay = dra_overlay(str(tmp_path / "dra"))
     try:
-        kubectl("-n", NAMESPACE, "rollout", "status", "ds/" + DRA_DS, "--timeout=300s", timeout=320)
-        wait_until(lambda: our_slices(), 120, "the driver's ResourceSlice")
+        install_driver(overlay)
         yield overlay
     finally:
-        kubectl("delete", "pods", "-l", "app=vm-like", "--wait=true", "--timeout=120s", timeout=150, check=False)
-        kubectl("delete", "--ignore-not-found", "--wait=true", "--timeout=120s", "-k", overlay, timeout=150,
-                check=False)
-        for s in our_slices():
-            delete("resourceslice", s["metadata"]["name"])
+        uninstall_driver(overlay)
 
 
 def driver_pod():
@@ -485,3 +499,91 @@ def test_uninstall_deletes_the_slice(dra_driver):
     kubectl("delete", "--wait=true", "--timeout=120s", "-k", dra_driver, timeout=150)
     wait_until(lambda: not daemonset_pods(DRA_DS), 180, "the driver's pod gone")
     wait_until(lambda: not our_slices(), 180, "the driver's ResourceSlice gone after uninstall")
+
+
+# ------------------------------------------------------------------ the bench ----
+
+PEER_DRIVER = "peer.iommufd-test.example"
+
+
+def proc_figures(pid):
+    """{VmRSS, VmHWM (KiB), Threads, cpu (s: utime + stime)} of a live process."""
+    figures = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "Threads"):
+                figures[key] = int(value.split()[0])
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    figures["cpu"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return figures
+
+
+def prepare_and_unprepare(pid, driver, count, prefix, receives):
+    """count claims of driver's class, one pod each, prepared (the pod runs) then all
+    unprepared (pods and claims deleted); returns the process's figures before and after."""
+    before = proc_figures(pid)
+    names = []
+    for i in range(count):
+        apply(claim_obj("%s-%d" % (prefix, i), driver))
+        pod = claim_pod("%s-%d" % (prefix, i), "%s-%d" % (prefix, i))
+        if not receives:  # the peer hands over no fd: the container only has to start
+            pod["spec"]["containers"][0]["env"] = [{"name": "CONSUMER_WAIT_ONLY", "value": "1"}]
+            pod["spec"]["containers"][0]["args"] = ["3600"]
+        kubectl("create", "-f", "-", input=json.dumps(pod))
+        names.append(pod["metadata"]["name"])
+    if receives:
+        assert wait_outcomes(names, 600) == {n: "received" for n in names}
+    else:
+        wait_until(lambda: all(pod_phase(n) == "Running" for n in names), 600, "the %s pods running" % prefix)
+    kubectl("delete", "pods", *names, "--wait=true", "--timeout=300s", timeout=330)
+    delete("resourceclaim", *names)
+    after = proc_figures(pid)
+    return before, after
+
+
+def test_dra_bench(dra_node, tmp_path):
+    """bench/dra/run.sh: the peer (build-peer.sh, a host process with the admin
+    kubeconfig: it takes one) and ours (the DaemonSet), alone on the node in turn."""
+    if os.environ.get("IOMMUFD_DRA_BENCH") != "1":
+        pytest.skip("the DRA bench runs from bench/dra/run.sh (IOMMUFD_DRA_BENCH=1)")
+    count = int(os.environ.get("IOMMUFD_DRA_BENCH_PREPARES", "40"))
+    rows = []
+    peer = str(tmp_path / "peer-driver")
+    run(os.path.join(ROOT, "bench", "dra", "build-peer.sh"), peer, timeout=1800)
+    apply({"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": PEER_DRIVER},
+           "spec": {"selectors": [{"cel": {"expression": 'device.driver == "%s"' % PEER_DRIVER}}]}})
+    log = open(str(tmp_path / "peer.log"), "w")
+    proc = subprocess.Popen([peer, "--kubeconfig", os.environ["KUBECONFIG"], "--drivername", PEER_DRIVER,
+                             "kubelet-plugin", "--node-name", node(), "--num-devices", str(DEVICES)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: our_slices(PEER_DRIVER), 120, "the peer's ResourceSlice")
+        rows.append(("peer: k8s.io/kubernetes/test/e2e/dra/test-driver v1.37.2",)
+                    + prepare_and_unprepare(proc.pid, PEER_DRIVER, count, "bench-peer", receives=False))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+        for s in our_slices(PEER_DRIVER):
+            delete("resourceslice", s["metadata"]["name"])
+        delete("deviceclass", PEER_DRIVER)
+    ours_missing = not os.path.exists(driver_binary())
+    if not ours_missing:
+        overlay = dra_overlay(str(tmp_path / "dra"))
+        try:
+            install_driver(overlay)
+            rows.append(("ours: iommufd-dra-driver",)
+                        + prepare_and_unprepare(driver_host_pid(), DRIVER, count, "bench-ours", receives=True))
+        finally:
+            uninstall_driver(overlay)
+    print("\n%d prepares each (one claim per pod, prepared, then all unprepared)" % count)
+    print("| driver | VmRSS after (KiB) | VmHWM (KiB) | threads | CPU per prepare+unprepare (ms) |")
+    print("|---|---|---|---|---|")
+    for name, before, after in rows:
+        print("| %s | %d | %d | %d | %.2f |" % (name, after["VmRSS"], after["VmHWM"], after["Threads"],
+                                               1000 * (after["cpu"] - before["cpu"]) / count))
+    if ours_missing:
+        print("| ours: iommufd-dra-driver | not yet measured | | | |")
+        pytest.skip("the peer measured; ours not built yet (%s absent)" % driver_binary())
