@@ -152,8 +152,8 @@ def helm_binary():
                timeout=900).stdout.strip().splitlines()[-1]
 
 
-def helm_template(*values):
-    args = [helm_binary(), "template", "iommufd-device-plugin", CHART, "--namespace", NAMESPACE,
+def helm_template(*values, release="iommufd-device-plugin"):
+    args = [helm_binary(), "template", release, CHART, "--namespace", NAMESPACE,
             "--set", "image.repository=set-your-registry.invalid/iommufd-device-plugin"]
     for v in values:
         args += ["--set", v]
@@ -201,9 +201,12 @@ def test_deploy_dra_and_the_chart_pass_the_api_servers_validation(cluster):
                  "role.rbac.authorization.k8s.io/%s" % DRA_DS, "rolebinding.rbac.authorization.k8s.io/%s" % DRA_DS,
                  "deviceclass.resource.k8s.io/%s" % DRIVER, "daemonset.apps/%s" % DRA_DS):
         assert what in out, out
-    rendered = "---\n".join(yaml.safe_dump(o) for o in helm_template("mode=both"))
+    # Another release name: the session's kustomize DaemonSet has another selector.
+    rendered = "---\n".join(yaml.safe_dump(o) for o in helm_template("mode=both", release="dry"))
     out = kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", input=rendered).stdout
-    assert "deviceclass.resource.k8s.io/%s" % DRIVER in out and "daemonset.apps/%s" % DRA_DS in out, out
+    for what in ("deviceclass.resource.k8s.io/" + DRIVER, "daemonset.apps/dry-" + DRA_DS,
+                 "daemonset.apps/dry-iommufd-device-plugin", "clusterrole.rbac.authorization.k8s.io/dry-" + DRA_DS):
+        assert what in out, out
     print(out)
 
 
@@ -305,10 +308,11 @@ def uninstall_driver(overlay):
 
 
 @pytest.fixture
-def dra_driver(dra_node, tmp_path):
+def dra_driver(request, tmp_path):
     """deploy/dra applied (the imported image) on the node labelled for DRA, rolled out,
-    its slice published; deleted afterwards."""
+    its slice published; deleted afterwards. Skips before the node is relabelled."""
     skip_without_driver()
+    request.getfixturevalue("dra_node")
     overlay = dra_overlay(str(tmp_path / "dra"))
     try:
         install_driver(overlay)
@@ -543,11 +547,12 @@ def prepare_and_unprepare(pid, driver, count, prefix, receives):
     return before, after
 
 
-def test_dra_bench(dra_node, tmp_path):
+def test_dra_bench(request, tmp_path):
     """bench/dra/run.sh: the peer (build-peer.sh, a host process with the admin
     kubeconfig: it takes one) and ours (the DaemonSet), alone on the node in turn."""
     if os.environ.get("IOMMUFD_DRA_BENCH") != "1":
         pytest.skip("the DRA bench runs from bench/dra/run.sh (IOMMUFD_DRA_BENCH=1)")
+    request.getfixturevalue("dra_node")
     count = int(os.environ.get("IOMMUFD_DRA_BENCH_PREPARES", "40"))
     rows = []
     peer = str(tmp_path / "peer-driver")
