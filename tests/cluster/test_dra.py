@@ -12,6 +12,7 @@ device plugin's tests.)"""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -559,18 +560,28 @@ def test_dra_bench(request, tmp_path):
     run(os.path.join(ROOT, "bench", "dra", "build-peer.sh"), peer, timeout=1800)
     apply({"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": PEER_DRIVER},
            "spec": {"selectors": [{"cel": {"expression": 'device.driver == "%s"' % PEER_DRIVER}}]}})
+    # It makes the parent of its socket dir, not the dir (the e2e deployment mounts it).
+    socket_dir = os.path.join("/var/lib/kubelet/plugins", PEER_DRIVER)
+    os.makedirs(socket_dir, exist_ok=True)
     log = open(str(tmp_path / "peer.log"), "w")
     proc = subprocess.Popen([peer, "--kubeconfig", os.environ["KUBECONFIG"], "--drivername", PEER_DRIVER,
                              "kubelet-plugin", "--node-name", node(), "--num-devices", str(DEVICES)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        wait_until(lambda: our_slices(PEER_DRIVER), 120, "the peer's ResourceSlice")
+        def published():
+            if proc.poll() is not None:
+                with open(str(tmp_path / "peer.log")) as f:
+                    raise AssertionError("the peer exited (%d):\n%s" % (proc.returncode, f.read()[-3000:]))
+            return our_slices(PEER_DRIVER)
+
+        wait_until(published, 120, "the peer's ResourceSlice")
         rows.append(("peer: k8s.io/kubernetes/test/e2e/dra/test-driver v1.37.2",)
                     + prepare_and_unprepare(proc.pid, PEER_DRIVER, count, "bench-peer", receives=False))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         log.close()
+        shutil.rmtree(socket_dir, ignore_errors=True)
         for s in our_slices(PEER_DRIVER):
             delete("resourceslice", s["metadata"]["name"])
         delete("deviceclass", PEER_DRIVER)
