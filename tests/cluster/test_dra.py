@@ -301,7 +301,12 @@ def install_driver(overlay):
 
 def uninstall_driver(overlay):
     """deploy/dra deleted, and whatever slice of ours is left (the uninstall test says
-    whether the driver removes its own)."""
+    whether the driver removes its own). The driver pod's state and log tail are printed
+    first, for a failure's diagnosis."""
+    for pod in daemonset_pods(DRA_DS):
+        name = pod["metadata"]["name"]
+        print("\n%s: %s %s\n%s" % (name, pod["status"].get("phase"), pod["status"].get("containerStatuses"),
+                                    kubectl("-n", NAMESPACE, "logs", name, "--tail=40", check=False).stdout))
     kubectl("delete", "pods", "-l", "app=vm-like", "--wait=true", "--timeout=120s", timeout=150, check=False)
     kubectl("delete", "--ignore-not-found", "--wait=true", "--timeout=120s", "-k", overlay, timeout=150, check=False)
     for s in our_slices():
