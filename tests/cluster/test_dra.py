@@ -131,12 +131,18 @@ def dra_node(plugin):
 
 def dra_overlay(tmp, flags=None):
     """deploy/dra with the imported image (never pulled) and best-effort RLIMIT_MODE
-    (the stand-in /dev/iommu), as clusterlib.plugin_overlay does for deploy/."""
+    (the stand-in /dev/iommu), as clusterlib.plugin_overlay does for deploy/. This
+    cluster has no kube-proxy (tests/cluster/README.md): the kubernetes Service's
+    10.96.0.1 leads nowhere, so the driver runs in the host's network namespace and
+    its in-cluster configuration is pointed at the API server's 127.0.0.1:6443 (the
+    variables the kubelet injects, overridden as a pod's own env may)."""
     name, tag = plugin_image().rsplit(":", 1)
     flags = dict({"rlimit-mode": "best-effort"}, **(flags or {}))
     env = [{"name": "IOMMUFD_DP_" + k.upper().replace("-", "_"), "value": v} for k, v in sorted(flags.items())]
+    env += [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}]
     patch = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": DRA_DS, "namespace": NAMESPACE},
-             "spec": {"template": {"spec": {"containers": [
+             "spec": {"template": {"spec": {"hostNetwork": True, "containers": [
                  {"name": DRA_DS, "imagePullPolicy": "Never", "env": env}]}}}}
     os.makedirs(tmp, exist_ok=True)
     with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
