@@ -72,7 +72,8 @@ ensure_toolchain() {
 	[ "$arch" = "$host_arch" ] || install_packages qemu-user-static
 }
 
-# Builds and strips the two binaries into build-image/<arch>/bin.
+# Builds and strips the binaries into build-image/<arch>/bin; their names in $binaries.
+binaries=()
 build_binaries() {
 	local dir strip_tool setup
 	# -O2, Debian's level: -O3 adds 4 KiB (of a 300 KiB budget) to code whose CPU time
@@ -93,8 +94,19 @@ build_binaries() {
 	local log=$out/$arch-build.log
 	# A dir set up with another machine file (older musl libraries) is set up again.
 	grep -qsF "$machine_file" "$dir/meson-private/cmd_line.txt" || rm -rf "$dir"
+	# The DRA driver (issue 23) goes in too once meson.build builds it (build.ninja made
+	# current first, so a tree that just gained it is seen); until then the image is the two.
 	if ! { [ -f "$dir/build.ninja" ] || meson setup "$dir" --werror "${setup[@]}"; } >"$log" 2>&1 ||
-		! ninja -C "$dir" iommufd-device-plugin iommufd-receive >>"$log" 2>&1; then
+		! ninja -C "$dir" build.ninja >>"$log" 2>&1; then
+		cat "$log" >&2
+		echo "image.sh: setting up $dir failed (log: $log)" >&2
+		return 1
+	fi
+	binaries=(iommufd-device-plugin iommufd-receive)
+	if ninja -C "$dir" -t query iommufd-dra-driver >/dev/null 2>&1; then
+		binaries+=(iommufd-dra-driver)
+	fi
+	if ! ninja -C "$dir" "${binaries[@]}" >>"$log" 2>&1; then
 		cat "$log" >&2
 		echo "image.sh: building the $arch binaries failed (log: $log)" >&2
 		return 1
@@ -102,7 +114,7 @@ build_binaries() {
 	local bin=$out/$arch/bin
 	rm -rf "$bin"
 	mkdir -p "$bin"
-	for b in iommufd-device-plugin iommufd-receive; do
+	for b in "${binaries[@]}"; do
 		# --strip-all: the symbols are a third of the file and nobody debugs from the image.
 		"$strip_tool" --strip-all -o "$bin/$b" "$dir/$b"
 		chmod 0755 "$bin/$b"
@@ -133,7 +145,7 @@ build_image() {
 	local context=$out/$arch/context name=localhost/iommufd-device-plugin:$version-$arch
 	rm -rf "$context" "$out/$arch/oci"
 	mkdir -p "$context"
-	cp -p "$out/$arch/bin/iommufd-device-plugin" "$out/$arch/bin/iommufd-receive" "$context/"
+	cp -p "${binaries[@]/#/$out/$arch/bin/}" "$context/"
 	# Our license and the notices of what is linked in (musl, nghttp2, protobuf-c), from
 	# the Debian packages the build used; the SBOM beside them (scripts/licenses.sh).
 	scripts/licenses.sh --arch "$arch" "$out/$arch/bin" "$out/$arch"

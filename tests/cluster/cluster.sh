@@ -33,7 +33,7 @@ timeout_s=${IOMMUFD_CLUSTER_TIMEOUT:-180}
 # Paths that the components create outside $state; down removes those that up found absent.
 outside_paths=(
 	"$kubelet_root" /var/log/pods /var/log/containers /var/lib/cni /run/containerd
-	/run/netns /var/run/kubevirt /etc/kubernetes
+	/run/netns /var/run/kubevirt /etc/kubernetes /var/run/cdi
 )
 # Sysctls the kubelet sets at start (setupKernelTunables) and the bridge plugin
 # (ip_forward); down puts back the values up found.

@@ -28,6 +28,9 @@ def kustomizations():
     """Every directory under deploy/ with a kustomization of kind Kustomization."""
     found = []
     for dirpath, _, files in os.walk(DEPLOY):
+        # The DRA driver's (deploy/dra) is another DaemonSet: tests/cluster/test_dra.py.
+        if os.path.relpath(dirpath, DEPLOY).split(os.sep)[0] == "dra":
+            continue
         if "kustomization.yaml" in files:
             with open(os.path.join(dirpath, "kustomization.yaml")) as f:
                 if yaml.safe_load(f).get("kind", "Kustomization") == "Kustomization":

@@ -67,3 +67,90 @@ Prometheus that selects them by label). */}}
 {{- $repository := required "image.repository is required: the registry and name you pushed the image to, e.g. --set image.repository=registry.example.org/kubevirt/iommufd-device-plugin (make image builds it; docs/install.md, \"Get the image\")" .Values.image.repository -}}
 {{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
+
+{{/* The DRA driver's name in labels: nameOverride's counterpart is not offered, one
+name for every release (the DeviceClass selects by driver name, not by this). */}}
+{{- define "iommufd-device-plugin.draName" -}}
+iommufd-dra-driver
+{{- end -}}
+
+{{/* The DRA driver's object names: the plugin's with its name part replaced, so a
+release "second" gives second-iommufd-dra-driver; a fullnameOverride without the name
+gets "-dra" appended. */}}
+{{- define "iommufd-device-plugin.draFullname" -}}
+{{- $full := include "iommufd-device-plugin.fullname" . -}}
+{{- $dra := replace (include "iommufd-device-plugin.name" .) (include "iommufd-device-plugin.draName" .) $full -}}
+{{- if eq $dra $full -}}
+{{- $dra = printf "%s-dra" $full -}}
+{{- end -}}
+{{- $dra | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "iommufd-device-plugin.draSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "iommufd-device-plugin.draName" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "iommufd-device-plugin.draLabels" -}}
+{{ include "iommufd-device-plugin.draSelectorLabels" . }}
+app.kubernetes.io/component: dra-driver
+app.kubernetes.io/part-of: kubevirt
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "iommufd-device-plugin.draObjectLabels" -}}
+{{ include "iommufd-device-plugin.draSelectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* One node, one mode (KEP-5004): the affinity values with, in every required node
+selector term (terms are ORed, so each one), "<nodeModeLabel> <operator> [dra]": NotIn
+for the device plugin, In for the DRA driver. A nodeSelector naming the label is
+refused: it could only contradict or repeat this rule.
+Call with (dict "root" $ "operator" "NotIn"). */}}
+{{- define "iommufd-device-plugin.modeAffinity" -}}
+{{- $root := .root -}}
+{{- if hasKey $root.Values.nodeSelector $root.Values.nodeModeLabel -}}
+{{- fail (printf "nodeSelector names %s, the label that picks device plugin or DRA per node: leave it out (mode and the node label decide; docs/install.md, \"Device plugin or DRA\")" $root.Values.nodeModeLabel) -}}
+{{- end -}}
+{{- $expression := dict "key" $root.Values.nodeModeLabel "operator" .operator "values" (list "dra") -}}
+{{- $affinity := deepCopy ($root.Values.affinity | default dict) -}}
+{{- $node := deepCopy (get $affinity "nodeAffinity" | default dict) -}}
+{{- $required := deepCopy (get $node "requiredDuringSchedulingIgnoredDuringExecution" | default dict) -}}
+{{- $terms := list -}}
+{{- range (get $required "nodeSelectorTerms" | default (list dict)) -}}
+{{- $term := deepCopy . -}}
+{{- $_ := set $term "matchExpressions" (append (get $term "matchExpressions" | default list) $expression) -}}
+{{- $terms = append $terms $term -}}
+{{- end -}}
+{{- $_ := set $required "nodeSelectorTerms" $terms -}}
+{{- $_ := set $node "requiredDuringSchedulingIgnoredDuringExecution" $required -}}
+{{- $_ := set $affinity "nodeAffinity" $node -}}
+{{- toYaml $affinity -}}
+{{- end -}}
+
+{{/* The IOMMUFD_DP_* variables both daemons take, set only when given (empty or null
+leaves the daemon's default). */}}
+{{- define "iommufd-device-plugin.sharedEnv" -}}
+{{- $optional := list
+      (list "IOMMUFD_DP_DEVICES" .Values.devices)
+      (list "IOMMUFD_DP_RLIMIT_MODE" .Values.rlimitMode)
+      (list "IOMMUFD_DP_SOCKET_MODE" .Values.handoff.socketMode)
+      (list "IOMMUFD_DP_SOCKET_OWNER" .Values.handoff.socketOwner)
+      (list "IOMMUFD_DP_ALLOWED_UIDS" .Values.handoff.allowedUids)
+      (list "IOMMUFD_DP_HANDOFF_TTL" .Values.handoff.ttl)
+      (list "IOMMUFD_DP_DRAIN_TIMEOUT" .Values.handoff.drainTimeout)
+      (list "IOMMUFD_DP_LOG_FORMAT" .Values.logFormat)
+      (list "IOMMUFD_DP_V" .Values.verbosity) -}}
+{{- range $optional }}
+{{- $value := index . 1 }}
+{{- if and (not (kindIs "invalid" $value)) (ne (toString $value) "") }}
+- name: {{ index . 0 }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
