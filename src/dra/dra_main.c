@@ -33,6 +33,7 @@ struct dra_daemon {
 	struct node_exclusivity *exclusivity;
 	struct utsname uts;
 	bool rlimit_mode_supported;
+	struct loop_timer resync_again; /* the second look after a registration */
 };
 
 static void dra_stop_serving(void *data, void (*closed)(void *data), void *closed_data)
@@ -52,6 +53,27 @@ static void dra_publish(struct dra_daemon *p)
 	unsigned n = present && !conflict ? (unsigned)p->d.config.kubelet.devices : 0;
 
 	resource_slice_set_devices(p->slice, n, p->rlimit_mode_supported);
+}
+
+/* The kubelet wipes every ResourceSlice of its node when it starts, in the background,
+ * and then registers the drivers it finds: each registration (the first, and one after
+ * each kubelet restart) puts ours back now, and once more a little later in case the
+ * wipe ran after this LIST. */
+#define DRA_RESYNC_AGAIN_USEC (10ULL * 1000000)
+
+static void dra_resync_again(void *data)
+{
+	struct dra_daemon *p = data;
+
+	resource_slice_resync(p->slice);
+}
+
+static void dra_registered(void *data)
+{
+	struct dra_daemon *p = data;
+
+	resource_slice_resync(p->slice);
+	loop_timer_arm(&p->resync_again, DRA_RESYNC_AGAIN_USEC);
 }
 
 static void dra_device_changed(void *data, bool present)
@@ -216,7 +238,10 @@ static int dra_start(struct dra_daemon *p)
 	    .registration_socket = registration,
 	    .listen = dra_plugin_listen,
 	    .listen_data = p->plugin,
+	    .registered = dra_registered,
+	    .registered_data = p,
 	};
+	loop_timer_init(d->loop, &p->resync_again, dra_resync_again, p);
 	if ((r = plugin_watcher_new(d->loop, &endpoint, &p->plugin_watcher)) < 0)
 		return r;
 	if ((r = device_presence_new(d->loop, c->iommufd.device_path, dra_device_changed, p,
@@ -243,6 +268,7 @@ static void dra_stop(struct dra_daemon *p)
 {
 	metrics_free(p->d.metrics); /* first: it borrows the modules below */
 	p->d.metrics = NULL;
+	loop_timer_destroy(&p->resync_again);
 	resource_slice_free(p->slice);
 	node_exclusivity_free(p->exclusivity);
 	device_presence_free(p->presence);

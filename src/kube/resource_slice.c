@@ -350,6 +350,22 @@ void resource_slice_set_devices(struct resource_slice *slice, unsigned n,
 	}
 }
 
+void resource_slice_resync(struct resource_slice *slice)
+{
+	switch (slice->state) {
+	case SLICE_LISTING:
+	case SLICE_CHANGING:
+		slice->dirty = true; /* this step's answer may predate the deletion */
+		break;
+	case SLICE_SYNCED:
+		slice_list(slice);
+		break;
+	case SLICE_IDLE:
+	case SLICE_BACKOFF:
+		break;
+	}
+}
+
 bool resource_slice_synced(const struct resource_slice *slice)
 {
 	return slice->state == SLICE_SYNCED;

@@ -51,6 +51,17 @@ void resource_slice_set_devices(struct resource_slice *slice, unsigned n,
 				bool rlimit_mode_supported);
 
 /**
+ * resource_slice_resync() - LIST now and put back what is missing, without waiting
+ * @slice: the publisher
+ *
+ * For when someone else is known to have deleted slices: the kubelet wipes every slice
+ * of its node when it starts (and those of a driver that stayed unregistered), so the
+ * DRA driver calls this each time the kubelet registers it. A no-op before the first
+ * resource_slice_set_devices() and during a back-off (whose timer lists anyway).
+ */
+void resource_slice_resync(struct resource_slice *slice);
+
+/**
  * resource_slice_synced() - whether the API server has what the last call asked for
  * @slice: the publisher
  *

@@ -22,6 +22,8 @@ struct plugin_watcher {
 	size_t version_count;
 	plugin_watcher_listen_fn listen;
 	void *listen_data;
+	void (*registered_fn)(void *data);
+	void *registered_data;
 	struct grpc_server *server;
 	char *registration_socket;
 	char *endpoint;
@@ -79,6 +81,8 @@ static void handle_notify(void *data, struct grpc_call *call, const ProtobufCMes
 		log_info("the kubelet registered %s through the plugin watcher (%s, endpoint %s)",
 			 watcher->name, watcher->type, watcher->endpoint);
 		plugin_watcher_retire_other(watcher);
+		if (watcher->registered_fn)
+			watcher->registered_fn(watcher->registered_data);
 	} else {
 		watcher->stats.registration_failures++;
 		log_error("the kubelet refused the plugin watcher registration of %s (%s): %s",
@@ -110,6 +114,8 @@ int plugin_watcher_new(struct loop *loop, const struct plugin_watcher_endpoint *
 	watcher->version_count = endpoint->version_count;
 	watcher->listen = endpoint->listen;
 	watcher->listen_data = endpoint->listen_data;
+	watcher->registered_fn = endpoint->registered;
+	watcher->registered_data = endpoint->registered_data;
 	watcher->endpoint = xstrdup(endpoint->service_socket);
 	watcher->registration_socket = xstrdup(endpoint->registration_socket);
 	watcher->other_registration_socket =

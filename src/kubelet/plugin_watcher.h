@@ -27,6 +27,10 @@ struct plugin_watcher_endpoint {
 	const char *registration_socket; /* its path in the plugins_registry dir */
 	plugin_watcher_listen_fn listen; /* serves service_socket */
 	void *listen_data;		 /* passed to @listen */
+	/* NULL, or called after each NotifyRegistrationStatus that says registered (the
+	 * kubelet's first, and again after each kubelet restart). */
+	void (*registered)(void *data);
+	void *registered_data; /* passed to @registered */
 };
 
 #define PLUGIN_WATCHER_MAX_VERSIONS 4

@@ -301,6 +301,28 @@ def test_the_node_slice_is_published_only_while_no_device_plugin_serves(env, kub
     assert _conflict(world) == 1
 
 
+def test_a_kubelet_restart_that_wiped_the_slice_gets_it_back_at_registration(env, kubeapi):
+    """The kubelet deletes every ResourceSlice of its node when it starts, then registers
+    the drivers again (dra_plugin_manager.go, wipeResourceSlices at start-up): the driver
+    must put its slice back then, not at its next resync (5 minutes: no pod of the node
+    could be scheduled through DRA until then)."""
+    k, node = kubeapi, "node-rewipe"
+    world = DraWorld(env, k, node)
+    driver = world.start("-v", "2")
+    world.register()
+    wait_until(lambda: _slices(k, node), 60, what="the ResourceSlice")
+    synced = "ResourceSlice of %s on %s: listing -> synced" % (DRIVER, node)
+    wait_until(lambda: synced in driver.stderr_text(), 60, what="the first sync")
+    # The restarted kubelet's wipe, then its registration of the driver.
+    k.kubectl("delete", "resourceslices", "--field-selector", "spec.nodeName=%s" % node)
+    assert _slices(k, node) == []
+    world.register()
+    # Well inside the 300 s resync, which would also bring it back.
+    wait_until(lambda: _slices(k, node), 60, what="the ResourceSlice back after the registration")
+    [s] = _slices(k, node)
+    assert [d["name"] for d in s["spec"]["devices"]] == ["iommufd%d" % i for i in range(4)]
+
+
 def test_an_allocated_claim_is_prepared_and_its_fd_handed_over(env, kubeapi):
     k, node = kubeapi, "node-prepare"
     world, _, info = _kube_world(env, k, node)
