@@ -19,15 +19,19 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 ARCHES = ["amd64", "arm64"]
-# Issue 13's goal: what a node pulls per architecture (the config and the compressed
-# layer, as a registry serves their blobs) is at most 300 KiB.
-MAX_PULLED_BYTES = 300 * 1024
+# What a node pulls per architecture (the config and the compressed layer, as a
+# registry serves their blobs). Issue 13's goal was 300 KiB for an image of one
+# program; since issue 23 the image carries the DRA driver too (one image, the chart
+# picks the program per node) and the device plugin's own binary keeps 300 KiB (the
+# test below). 360 KiB: the two programs (the layer measured 349,410 B on amd64) with a
+# few KiB of room, no more.
+MAX_PULLED_BYTES = 360 * 1024
 # Issue 7's budget, kept for the files the layer unpacks to.
 MAX_UNPACKED_BYTES = 2 * 1024 * 1024
 # Ours, the notices of the libraries linked in (scripts/licenses.sh), the SBOM.
 EXPECTED_FILES = {"licenses/LICENSE", "licenses/musl.copyright", "licenses/nghttp2.copyright",
-                  "licenses/protobuf-c.copyright", "licenses/sbom.spdx.json",
-                  "usr/bin/iommufd-device-plugin", "usr/bin/iommufd-receive"}
+                  "licenses/protobuf-c.copyright", "licenses/mbedtls.copyright", "licenses/sbom.spdx.json",
+                  "usr/bin/iommufd-device-plugin", "usr/bin/iommufd-receive", "usr/bin/iommufd-dra-driver"}
 ELF_MACHINE = {"amd64": "x86-64", "arm64": "ARM aarch64"}
 
 
@@ -103,13 +107,13 @@ def test_image_is_scratch_plus_the_static_binaries(image):
     # The SBOM names the binaries in this layer, by checksum.
     sbom = json.loads(files["licenses/sbom.spdx.json"][1])
     sums = {p["name"]: p["checksums"][0]["checksumValue"] for p in sbom["packages"] if p.get("checksums")}
-    for name in ("iommufd-device-plugin", "iommufd-receive"):
+    for name in ("iommufd-device-plugin", "iommufd-receive", "iommufd-dra-driver"):
         assert sums[name] == hashlib.sha256(files["usr/bin/" + name][1]).hexdigest(), name
-    for name in ("usr/bin/iommufd-device-plugin", "usr/bin/iommufd-receive"):
+    for name in ("usr/bin/iommufd-device-plugin", "usr/bin/iommufd-receive", "usr/bin/iommufd-dra-driver"):
         assert files[name][0] == 0o755
 
 
-def test_image_pulls_at_most_300_kib(image):
+def test_image_pulls_at_most_360_kib(image):
     arch, blobs = image
     _, manifest, _ = manifest_and_config(blobs)
     pulled = 0
@@ -120,7 +124,7 @@ def test_image_pulls_at_most_300_kib(image):
         pulled += len(data)
     unpacked = sum(len(data) for _, data in layer_files(blobs, manifest).values())
     print("%s image: %d bytes to pull (%.1f KiB), %d bytes unpacked" % (arch, pulled, pulled / 1024, unpacked))
-    assert pulled <= MAX_PULLED_BYTES, "%s: %d bytes to pull, over 300 KiB" % (arch, pulled)
+    assert pulled <= MAX_PULLED_BYTES, "%s: %d bytes to pull, over %d KiB" % (arch, pulled, MAX_PULLED_BYTES // 1024)
     assert unpacked <= MAX_UNPACKED_BYTES
 
 
