@@ -323,6 +323,26 @@ def test_a_kubelet_restart_that_wiped_the_slice_gets_it_back_at_registration(env
     assert [d["name"] for d in s["spec"]["devices"]] == ["iommufd%d" % i for i in range(4)]
 
 
+def test_the_slice_follows_the_device_node_vanishing_and_coming_back(env, kubeapi):
+    """Issue 23 Must 3: the slice stays true when /dev/iommu vanishes (no devices: the
+    slice is deleted, no pod is scheduled to a node that cannot serve it) and when it
+    comes back (published again). A stand-in char device (/dev/null's numbers) in the
+    test's dir plays /dev/iommu."""
+    k, node = kubeapi, "node-presence"
+    dev = os.path.join(env.tmp, "iommu")
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    world = DraWorld(env, k, node)
+    world.start("--iommu-device", dev)
+    world.register()
+    wait_until(lambda: len(_slices(k, node)) == 1, 60, what="the ResourceSlice")
+    os.unlink(dev)
+    wait_until(lambda: _slices(k, node) == [], 60, what="the ResourceSlice deleted with the device gone")
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    wait_until(lambda: len(_slices(k, node)) == 1, 60, what="the ResourceSlice back with the device")
+    [s] = _slices(k, node)
+    assert [d["name"] for d in s["spec"]["devices"]] == ["iommufd%d" % i for i in range(4)]
+
+
 def test_an_allocated_claim_is_prepared_and_its_fd_handed_over(env, kubeapi):
     k, node = kubeapi, "node-prepare"
     world, _, info = _kube_world(env, k, node)
