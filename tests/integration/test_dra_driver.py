@@ -102,12 +102,24 @@ class DraWorld:
         return plugin
 
     def register(self):
-        """The kubelet's plugin watcher: GetInfo, then a successful registration."""
+        """The kubelet's plugin watcher: GetInfo, then a successful registration. As the
+        kubelet does, only once the socket accepts: after a crash the dead instance's
+        socket file is there before the new instance listens on it (seen under valgrind)."""
+        wait_until(lambda: _accepts(self.registration_socket), 60, what="the registration socket to accept")
         watcher = PluginWatcherClient(self.registration_socket)
         info = watcher.get_info(pr.InfoRequest(), timeout=5)
         watcher.notify(pr.RegistrationStatus(plugin_registered=True), timeout=5)
         watcher.close()
         return info
+
+
+def _accepts(path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
 
 
 def _call(endpoint, method, request, response_cls, timeout=10):
