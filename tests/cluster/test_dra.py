@@ -266,7 +266,8 @@ def test_a_handmade_slice_of_our_driver_serves_the_extended_resource_through_dra
     finds no such driver registered and says so in the pod's events."""
     name = "dra-handmade"
     # The kubelet keeps a device plugin's resource in the node's capacity (allocatable 0)
-    # for 5 minutes after its endpoint stopped (devicemanager endpointStopGracePeriod);
+    # at least 5 minutes after its endpoint stopped (devicemanager endpointStopGracePeriod;
+    # on 2026-12-07 it was still there after 420 s, so this test skipped: issue 23);
     # while the node lists it the scheduler does not serve it through DRA (seen in the
     # CI order, where a device plugin ran just before: the pod stayed unscheduled 120 s).
     # docs/install.md's move says the same.
