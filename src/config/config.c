@@ -16,11 +16,6 @@
 #include <stdint.h>
 #include <unistd.h>
 
-static bool spec_applies(const struct option_spec *spec, const struct config_flavor *flavor)
-{
-	return !spec->only || (spec->only & (1u << flavor->program));
-}
-
 /* KIND_CHOICE fields are the modules' enums, stored as the int they are. */
 _Static_assert(sizeof(enum iommufd_rlimit_policy) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum kubelet_missing_device) == sizeof(int), "enum size");
@@ -30,15 +25,8 @@ _Static_assert(sizeof(enum log_format) == sizeof(int), "enum size");
 
 static const struct choice rlimit_choices[] = {
     {"best-effort", IOMMUFD_RLIMIT_BEST_EFFORT}, {"required", IOMMUFD_RLIMIT_REQUIRED}, {0}};
-static const struct choice missing_choices[] = {
-    {"allow", KUBELET_MISSING_ALLOW}, {"unhealthy", KUBELET_MISSING_UNHEALTHY}, {0}};
 static const struct choice selinux_choices[] = {
     {"auto", SELINUX_MODE_AUTO}, {"on", SELINUX_MODE_ON}, {"off", SELINUX_MODE_OFF}, {0}};
-static const struct choice registration_choices[] = {
-    {"kubelet-socket", KUBELET_REGISTRATION_KUBELET_SOCKET},
-    {"plugin-watcher", KUBELET_REGISTRATION_PLUGIN_WATCHER},
-    {"both", KUBELET_REGISTRATION_BOTH},
-    {0}};
 static const struct choice log_format_choices[] = {
     {"text", LOG_FORMAT_TEXT}, {"json", LOG_FORMAT_JSON}, {0}};
 
@@ -46,90 +34,66 @@ static const struct option_spec specs[] = {
     {"kubelet-dir", KIND_STRING, FIELD(kubelet.kubelet_dir), "DIR",
      "the kubelet's device plugin directory (kubelet.sock and our socket; the DRA driver "
      "looks there for a device plugin of our resource)",
-     NULL, 0, 0, BOTH_PROGRAMS},
+     NULL, 0, 0},
     {"socket-name", KIND_STRING, FIELD(kubelet.socket_name), "NAME",
      "KubeVirt's DevicePlugin socket name in --kubelet-dir: watched; ours are NAME-0/-1", NULL, 0,
-     0, BOTH_PROGRAMS},
-    {"resource-name", KIND_STRING, FIELD(kubelet.resource_name), "NAME",
-     "the extended resource registered with the kubelet", NULL, 0, 0, ONLY_DEVICE_PLUGIN},
+     0},
     {"devices", KIND_INT, FIELD(kubelet.devices), "N",
-     "virtual devices advertised (the kubelet's default max pods)", NULL, 1, 100000, BOTH_PROGRAMS},
-    {"registration", KIND_CHOICE, FIELD(kubelet.registration), "MODE",
-     "kubelet-socket: Register on kubelet.sock; plugin-watcher: a socket in "
-     "--plugins-registry-dir the kubelet finds itself; both",
-     registration_choices, 0, 0, ONLY_DEVICE_PLUGIN},
+     "virtual devices advertised (the kubelet's default max pods)", NULL, 1, 100000},
     {"plugins-registry-dir", KIND_STRING, FIELD(kubelet.plugins_registry_dir), "DIR",
-     "the kubelet's plugin watcher directory", NULL, 0, 0, BOTH_PROGRAMS},
+     "the kubelet's plugin watcher directory", NULL, 0, 0},
     {"plugin-dir", KIND_STRING, FIELD(kubelet.plugin_dir), "DIR",
      "with the plugin watcher: where our service socket lives (the kubelet keeps it "
      "across restarts); the DRA driver's dra.sock: default /var/lib/kubelet/plugins/<driver>",
-     NULL, 0, 0, BOTH_PROGRAMS},
+     NULL, 0, 0},
     {"iommu-device", KIND_STRING, FIELD(iommufd.device_path), "PATH",
-     "the IOMMUFD character device", NULL, 0, 0, BOTH_PROGRAMS},
+     "the IOMMUFD character device", NULL, 0, 0},
     {"rlimit-mode", KIND_CHOICE, FIELD(iommufd.policy), "MODE",
      "required: fail the Allocate with the reason if RLIMIT_MODE cannot be set (old "
      "kernel, no CAP_SYS_RESOURCE); best-effort: hand over the fd anyway, with per-user "
      "accounting (every process of the uid shares one RLIMIT_MEMLOCK: the ENOMEM this "
      "plugin exists to prevent)",
-     rlimit_choices, 0, 0, BOTH_PROGRAMS},
-    {"missing-device", KIND_CHOICE, FIELD(kubelet.missing_device), "POLICY",
-     "allow: Allocate succeeds without a socket while the device is missing; unhealthy: "
-     "devices are Unhealthy and Allocate fails",
-     missing_choices, 0, 0, ONLY_DEVICE_PLUGIN},
+     rlimit_choices, 0, 0},
     {"socket-dir", KIND_STRING, FIELD(handoff.socket_dir), "DIR",
-     "where per-allocation handoff sockets are created (0700)", NULL, 0, 0, BOTH_PROGRAMS},
+     "where per-allocation handoff sockets are created (0700)", NULL, 0, 0},
     {"container-socket-path", KIND_STRING, FIELD(kubelet.container_socket_path), "PATH",
-     "where the handoff socket appears in the container", NULL, 0, 0, BOTH_PROGRAMS},
+     "where the handoff socket appears in the container", NULL, 0, 0},
     {"expose-device-node", KIND_BOOL, FIELD(kubelet.expose_device_node), NULL,
-     "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0, 0,
-     BOTH_PROGRAMS},
+     "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0, 0},
     {"handoff-ttl", KIND_DURATION, FIELD(handoff.ttl_usec), "DURATION",
-     "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0, BOTH_PROGRAMS},
+     "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0},
     {"drain-timeout", KIND_DURATION, FIELD(drain_timeout_usec), "DURATION",
      "on SIGTERM, keep serving pending handoff sockets this long at most (below the "
      "DaemonSet's terminationGracePeriodSeconds); 0: exit at once",
-     NULL, 0, 0, BOTH_PROGRAMS},
+     NULL, 0, 0},
     {"ack-timeout", KIND_DURATION, FIELD(handoff.ack_timeout_usec), "DURATION",
-     "how long a connected consumer has to acknowledge the fd", NULL, 0, 0, BOTH_PROGRAMS},
+     "how long a connected consumer has to acknowledge the fd", NULL, 0, 0},
     {"selinux", KIND_CHOICE, FIELD(selinux), "MODE",
-     "auto: relabel where SELinux is enabled; on: always try; off: never", selinux_choices, 0, 0,
-     BOTH_PROGRAMS},
+     "auto: relabel where SELinux is enabled; on: always try; off: never", selinux_choices, 0, 0},
     {"selinux-label", KIND_STRING, FIELD(selinux_label), "LABEL",
-     "SELinux label for the temporary device node and the handoff socket", NULL, 0, 0,
-     BOTH_PROGRAMS},
+     "SELinux label for the temporary device node and the handoff socket", NULL, 0, 0},
     {"scratch-dir", KIND_STRING, FIELD(scratch_dir), "DIR",
      "where temporary device nodes are made (must not be nodev); default: a private tmpfs", NULL, 0,
-     0, BOTH_PROGRAMS},
+     0},
     {"metrics-address", KIND_STRING, FIELD(metrics_address), "ADDRESS",
      "serve GET /metrics (Prometheus), /livez and /healthz on HOST:PORT (numeric host, [IPv6] or "
      "empty for all) or an absolute unix socket path; default: off",
-     NULL, 0, 0, BOTH_PROGRAMS},
+     NULL, 0, 0},
     {"log-format", KIND_CHOICE, FIELD(log_format), "FORMAT",
      "text: klog lines, as the kubelet's; json: one object per line (ts, level, caller, msg)",
-     log_format_choices, 0, 0, BOTH_PROGRAMS},
-    {"pod-resources-socket", KIND_STRING, FIELD(pod_resources.socket_path), "PATH",
-     "the kubelet's PodResources API, asked which pod holds a pending handoff's device", NULL, 0, 0,
-     ONLY_DEVICE_PLUGIN},
-    {"pod-resources-interval", KIND_DURATION, FIELD(pod_resources.interval_usec), "DURATION",
-     "how often the PodResources API is asked while handoff sockets are pending (never "
-     "while none are); 0: never, only --handoff-ttl removes them",
-     NULL, 0, 0, ONLY_DEVICE_PLUGIN},
-    {"pod-resources-grace", KIND_DURATION, FIELD(pod_resources.grace_usec), "DURATION",
-     "an unclaimed handoff socket that no pod holds is removed once it is this old (the "
-     "kubelet records an allocation only after Allocate returns)",
-     NULL, 0, 0, ONLY_DEVICE_PLUGIN},
+     log_format_choices, 0, 0},
     {"allowed-uids", KIND_STRING, FIELD(allowed_uids), "UID,...",
      "only handoff peers with one of these uids get the fd (KubeVirt's qemu is 107); "
      "default: any uid",
-     NULL, 0, 0, BOTH_PROGRAMS},
+     NULL, 0, 0},
     {"socket-mode", KIND_MODE, FIELD(handoff.socket_mode), "OCTAL",
      "mode of the handoff sockets (the kubelet mounts the file itself into the container, "
      "where qemu connects as uid 107; their directory is 0700)",
-     NULL, 0, 0, BOTH_PROGRAMS},
+     NULL, 0, 0},
     {"socket-owner", KIND_STRING, FIELD(socket_owner), "UID[:GID]",
-     "owner of the handoff sockets, numeric; default: ours", NULL, 0, 0, BOTH_PROGRAMS},
-    {"v", KIND_INT, FIELD(verbosity), "N", "log verbosity, as the kubelet's -v", NULL, 0, 10,
-     BOTH_PROGRAMS},
+     "owner of the handoff sockets, numeric; default: ours", NULL, 0, 0},
+    {"v", KIND_INT, FIELD(verbosity), "N", "log verbosity, as the kubelet's -v", NULL, 0, 10},
+
 };
 
 /* The flags a program knows: the shared table, then its own; NULL past the end. */
@@ -140,23 +104,6 @@ static const struct option_spec *spec_at(const struct config_flavor *flavor, siz
 	i -= ARRAY_SIZE(specs);
 	return i < flavor->n_specs ? &flavor->specs[i] : NULL;
 }
-
-static int config_finish_device_plugin(struct config *config, FILE *err)
-{
-	if (!strchr(config->kubelet.resource_name, '/')) {
-		fprintf(err, "iommufd-device-plugin: --resource-name must be domain/name\n");
-		return -EINVAL;
-	}
-	return 0;
-}
-
-const struct config_flavor config_device_plugin_flavor = {
-    .program = CONFIG_DEVICE_PLUGIN,
-    .name = "iommufd-device-plugin",
-    .summary = "Kubernetes device plugin that hands pods an IOMMUFD file descriptor with\n"
-	       "IOMMU_OPTION_RLIMIT_MODE set to per-process accounting.",
-    .finish = config_finish_device_plugin,
-};
 
 /* A uid or gid: decimal, below the (id_t)-1 that means "unchanged". */
 static int parse_id(const char *text, const char **end, unsigned *id)
@@ -406,8 +353,6 @@ static void config_usage(const struct config *defaults, FILE *out)
 
 	fprintf(out, "Usage: %s [FLAG]...\n%s\n\n", flavor->name, flavor->summary);
 	for (size_t i = 0; (s = spec_at(flavor, i)); i++) {
-		if (!spec_applies(s, flavor))
-			continue;
 		char left[64];
 		snprintf(left, sizeof(left), "%s%s%s%s", strlen(s->name) > 1 ? "--" : "-", s->name,
 			 s->metavar ? " " : "", s->metavar ? s->metavar : "");
@@ -447,7 +392,7 @@ static const struct option_spec *env_spec(const struct config_flavor *flavor, co
 	flag[len] = '\0';
 	const struct option_spec *s;
 	for (size_t i = 0; (s = spec_at(flavor, i)); i++)
-		if (!strcmp(s->name, flag) && spec_applies(s, flavor))
+		if (!strcmp(s->name, flag))
 			return s;
 	return NULL;
 }
@@ -498,10 +443,9 @@ static enum config_result config_parse_flags(struct config *config,
 
 	size_t n = 0;
 	for (size_t i = 0; (s = spec_at(flavor, i)) && n < ARRAY_SIZE(longopts) - 3; i++)
-		if (spec_applies(s, flavor))
-			longopts[n++] = (struct option){
-			    s->name, s->kind == KIND_BOOL ? optional_argument : required_argument,
-			    NULL, (int)i};
+		longopts[n++] = (struct option){
+		    s->name, s->kind == KIND_BOOL ? optional_argument : required_argument, NULL,
+		    (int)i};
 	longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
 	longopts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
 	longopts[n] = (struct option){0};
@@ -640,8 +584,6 @@ void config_log(const struct config *config)
 
 	for (size_t i = 0; (s = spec_at(config->flavor, i)); i++) {
 		char buf[32];
-		if (!spec_applies(s, config->flavor))
-			continue;
 		const char *v = config_format(config, s, buf, sizeof(buf));
 		if (!v)
 			v = "(unset)";

@@ -79,8 +79,9 @@ enum config_result config_parse(struct config *config, int argc, char **argv, FI
 /**
  * config_parse_program() - config_parse() for one of the two programs
  * @config:  as config_parse()'s
- * @flavor:  whose flags, defaults, --help and checks: config_device_plugin_flavor or
- *           config_dra_flavor (config_dra.c, linked only into iommufd-dra-driver)
+ * @flavor:  whose flags, defaults, --help and checks: config_device_plugin_flavor
+ *           (config_device_plugin.c) or config_dra_flavor (config_dra.c); each is
+ *           linked only into its own program
  * @argc:    as main() got it
  * @argv:    as main() got it
  * @out:     where --help/--version are printed

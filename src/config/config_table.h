@@ -1,6 +1,6 @@
 /* The flag table's types, private to src/config: config.c holds the flags both
- * programs share (and the device plugin's own, marked), config_dra.c the DRA driver's,
- * which only iommufd-dra-driver links. */
+ * programs share, config_device_plugin.c the device plugin's own and config_dra.c the
+ * DRA driver's; each program links only its own flavor. */
 #pragma once
 
 #include "config.h"
@@ -23,11 +23,7 @@ struct option_spec {
 	const char *help;
 	const struct choice *choices; /* KIND_CHOICE: ends with a NULL name */
 	int min, max;		      /* KIND_INT */
-	unsigned only;		      /* BOTH_PROGRAMS or ONLY_DEVICE_PLUGIN */
 };
-
-#define BOTH_PROGRAMS	   0u
-#define ONLY_DEVICE_PLUGIN (1u << CONFIG_DEVICE_PLUGIN)
 
 /**
  * FIELD() - where a flag's value lives in struct config
