@@ -106,10 +106,20 @@ def test_monitoring_objects_carry_the_release_label_hook(helm):  # noqa: F811
 
 
 def test_gpu_nodes_are_tolerated_by_default_in_both(helm, rendered):  # noqa: F811
-    for objects in (helm_template(helm), rendered("deploy")):
+    """Chart and kustomize, the device plugin's DaemonSet and the DRA driver's."""
+    for objects in (helm_template(helm), rendered("deploy"), helm_template(helm, ["mode=dra"]),
+                    rendered("deploy/dra")):
         taints = {t["key"] for t in pod_spec(objects)["tolerations"]
                   if t.get("operator") == "Exists" and t.get("effect") == "NoSchedule"}
         assert GPU_TAINTS <= taints
+
+
+def test_chart_yaml_names_a_home_and_its_sources():
+    with open(os.path.join(CHART, "Chart.yaml")) as f:
+        chart = yaml.safe_load(f)
+    urls = [chart.get("home")] + (chart.get("sources") or [])
+    assert len(urls) >= 2 and all(u and u.startswith("https://") for u in urls), urls
+    assert not [u for u in urls if "example." in u or ".invalid" in u], urls
 
 
 def test_the_image_repository_is_required(helm):  # noqa: F811
