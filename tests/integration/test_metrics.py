@@ -16,7 +16,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import PLUGIN_BIN, PLUGIN_WRAPPER, settle_fds, stable_fd_count, wait_until
+from harness import PLUGIN_BIN, PLUGIN_WRAPPER, REPO, settle_fds, stable_fd_count, wait_until
 from receiver import allocate_socket, assert_is_dev_null, kubevirt_receive
 
 PREFIX = "iommufd_device_plugin_"
@@ -230,6 +230,20 @@ def test_counters_move_after_allocate_and_handoff(env):
     stream.cancel()
     wait_until(lambda: value(scrape(address), "list_and_watch_streams") == 0, 5,
                what="the open stream gauge to drop after cancel")
+
+
+def test_the_wait_histogram_has_the_buckets_operations_md_names(env):
+    """Issue 21 Must 4: buckets from fractions of a second to many minutes (a VM start),
+    and the ones docs/operations.md tells operators to expect."""
+    with open(os.path.join(REPO, "docs", "operations.md")) as f:
+        row = next(l for l in f if l.startswith("| `handoff_wait_seconds` |"))
+    documented = [float(b) for b in re.search(r"Buckets ([\d., ]+) s;", row).group(1).split(",")]
+    address = ("127.0.0.1", free_port())
+    start_with_metrics(env, address, wait_register=False)
+    exported = sorted(float(dict(labels)["le"]) for name, labels in scrape(address)
+                      if name == PREFIX + "handoff_wait_seconds_bucket" and dict(labels)["le"] != "+Inf")
+    assert exported == documented, "operations.md says %s" % row
+    assert exported[0] <= 1 and exported[-1] >= 1800, exported
 
 
 def test_failed_allocate_is_counted(env):
