@@ -6,14 +6,20 @@ the rules the chart ships are the kustomize component's."""
 
 import filecmp
 import os
+import re
+import shlex
+import signal
 import subprocess
+import tempfile
+import threading
 
 import pytest
 import yaml
 
 from k8s_validate import daemonset_errors, schema_errors
 from test_helm import CHART, IMAGE, METRICS, RELEASE, RUNBOOKS, helm, helm_template  # noqa: F401
-from test_manifests import DEPLOY, combined, daemonset, objects_errors, plugin_container, render, rendered  # noqa: F401
+from test_manifests import (DEPLOY, PLUGIN_BIN, REPO, combined, daemonset, env_of, objects_errors,  # noqa: F401
+                            plugin_container, render, rendered)
 
 GPU_TAINTS = {"nvidia.com/gpu", "amd.com/gpu"}
 
@@ -100,10 +106,20 @@ def test_monitoring_objects_carry_the_release_label_hook(helm):  # noqa: F811
 
 
 def test_gpu_nodes_are_tolerated_by_default_in_both(helm, rendered):  # noqa: F811
-    for objects in (helm_template(helm), rendered("deploy")):
+    """Chart and kustomize, the device plugin's DaemonSet and the DRA driver's."""
+    for objects in (helm_template(helm), rendered("deploy"), helm_template(helm, ["mode=dra"]),
+                    rendered("deploy/dra")):
         taints = {t["key"] for t in pod_spec(objects)["tolerations"]
                   if t.get("operator") == "Exists" and t.get("effect") == "NoSchedule"}
         assert GPU_TAINTS <= taints
+
+
+def test_chart_yaml_names_a_home_and_its_sources():
+    with open(os.path.join(CHART, "Chart.yaml")) as f:
+        chart = yaml.safe_load(f)
+    urls = [chart.get("home")] + (chart.get("sources") or [])
+    assert len(urls) >= 2 and all(u and u.startswith("https://") for u in urls), urls
+    assert not [u for u in urls if "example." in u or ".invalid" in u], urls
 
 
 def test_the_image_repository_is_required(helm):  # noqa: F811
@@ -182,8 +198,68 @@ def notes(helm, namespace, values=()):  # noqa: F811
 def test_notes_tell_how_to_check_a_node(helm):  # noqa: F811
     text = notes(helm, "kube-system")
     for want in ("kubectl -n kube-system get pods -o wide -l app.kubernetes.io/instance=" + RELEASE,
-                 "missing /dev/iommu", "device_present", "devices\\.kubevirt\\.io/iommufd", "kube-system does"):
+                 "iommu is missing", "device_present", "devices\\.kubevirt\\.io/iommufd", "kube-system does"):
         assert want in text, "NOTES.txt lacks %r:\n%s" % (want, text)
     own = notes(helm, "virt", ["iommufdNodeSelector.enabled=true"])
     assert "kubectl label namespace virt pod-security.kubernetes.io/enforce=privileged" in own, own
     assert "feature.node.kubernetes.io/kernel-config.IOMMUFD=true" in own, own
+
+
+def documented_log_greps(helm):  # noqa: F811
+    """The `logs POD | grep ...` commands of install.md's "Check a node" and of the
+    rendered NOTES.txt, each as (where, argv)."""
+    with open(os.path.join(REPO, "docs", "install.md")) as f:
+        install = f.read()
+    greps = []
+    for where, text in (("docs/install.md", install), ("NOTES.txt", notes(helm, "kube-system"))):
+        found = re.findall(r"logs POD \| (grep [^\n]*)", text)
+        assert len(found) == 1, "%s: one `logs POD | grep` expected, found %r" % (where, found)
+        greps.append((where, shlex.split(found[0])))
+    return greps
+
+
+def daemon_log(env, device):
+    """The log of the daemon started with the DaemonSet's environment and this device
+    node (below a temporary root: the pod's /host/dev, with nothing in it, when device
+    is the DaemonSet's), up to its metrics line (logged after the device check), then
+    stopped."""
+    with tempfile.TemporaryDirectory(prefix="dp-notes-", dir="/tmp") as tmp:
+        if device.startswith("/host/"):
+            os.makedirs(tmp + os.path.dirname(device))
+            device = tmp + device
+        args = [PLUGIN_BIN, "--kubelet-dir", tmp, "--socket-dir", tmp + "/fd", "--plugins-registry-dir", tmp,
+                "--plugin-dir", tmp + "/plugin", "--pod-resources-socket", tmp + "/pr.sock",
+                "--metrics-address", tmp + "/metrics.sock", "--selinux", "off", "--iommu-device", device]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("IOMMUFD_DP_")}
+        proc = subprocess.Popen(args, env=dict(clean, **env), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        log = []
+        watchdog = threading.Timer(120, proc.kill)  # a generous bound, not a timing claim
+        watchdog.start()
+        try:
+            for line in proc.stderr:
+                log.append(line)
+                if "serving /metrics" in line:
+                    proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        finally:
+            watchdog.cancel()
+        assert any("serving /metrics" in line for line in log), "the daemon did not start:\n" + "".join(log)
+        return "".join(log)
+
+
+def test_the_documented_grep_finds_the_daemons_missing_device_warning(helm):  # noqa: F811
+    """"Check a node" (install.md, NOTES.txt) tells operators to grep the pod's log for the
+    missing-device warning: the grep must find the daemon's real line, as the DaemonSet
+    runs it (the node's /dev at /host/dev), and nothing on a node that has the device."""
+    env = env_of(plugin_container(helm_template(helm)))
+    device = env.pop("IOMMUFD_DP_IOMMU_DEVICE")
+    assert device == "/host/dev/iommu", device
+    missing, present = daemon_log(env, device), daemon_log(env, "/dev/null")
+    for where, argv in documented_log_greps(helm):
+        found = subprocess.run(argv, input=missing, capture_output=True, text=True, timeout=30)
+        assert found.returncode == 0 and device + " is missing" in found.stdout, \
+            "%s: %s finds nothing in the log of a node without the device:\n%s" % (where, shlex.join(argv), missing)
+        quiet = subprocess.run(argv, input=present, capture_output=True, text=True, timeout=30)
+        assert quiet.returncode == 1 and not quiet.stdout, "%s: %s matches a working node's log:\n%s" % (
+            where, shlex.join(argv), quiet.stdout)

@@ -5,6 +5,7 @@ The exposition is parsed with the official Prometheus client's parser (Debian's
 python3-prometheus-client), so a format error fails here, not in somebody's Prometheus.
 """
 
+import errno
 import json
 import os
 import re
@@ -15,7 +16,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import PLUGIN_BIN, PLUGIN_WRAPPER, settle_fds, stable_fd_count, wait_until
+from harness import PLUGIN_BIN, PLUGIN_WRAPPER, REPO, settle_fds, stable_fd_count, wait_until
 from receiver import allocate_socket, assert_is_dev_null, kubevirt_receive
 
 PREFIX = "iommufd_device_plugin_"
@@ -229,6 +230,20 @@ def test_counters_move_after_allocate_and_handoff(env):
     stream.cancel()
     wait_until(lambda: value(scrape(address), "list_and_watch_streams") == 0, 5,
                what="the open stream gauge to drop after cancel")
+
+
+def test_the_wait_histogram_has_the_buckets_operations_md_names(env):
+    """Issue 21 Must 4: buckets from fractions of a second to many minutes (a VM start),
+    and the ones docs/operations.md tells operators to expect."""
+    with open(os.path.join(REPO, "docs", "operations.md")) as f:
+        row = next(l for l in f if l.startswith("| `handoff_wait_seconds` |"))
+    documented = [float(b) for b in re.search(r"Buckets ([\d., ]+) s;", row).group(1).split(",")]
+    address = ("127.0.0.1", free_port())
+    start_with_metrics(env, address, wait_register=False)
+    exported = sorted(float(dict(labels)["le"]) for name, labels in scrape(address)
+                      if name == PREFIX + "handoff_wait_seconds_bucket" and dict(labels)["le"] != "+Inf")
+    assert exported == documented, "operations.md says %s" % row
+    assert exported[0] <= 1 and exported[-1] >= 1800, exported
 
 
 def test_failed_allocate_is_counted(env):
@@ -456,6 +471,29 @@ def test_json_lines_carry_the_events_fields_as_keys(env):
     assert handed["pid"] == plugin.pid  # the daemon's own, as before
     registered = next(e for e in entries if e["msg"].startswith("registered with the kubelet"))
     assert registered["resource"] == "devices.kubevirt.io/iommufd"
+
+
+def test_a_failed_allocate_logs_errno_and_reason_as_keys(env):
+    """Issue 21 Must 4: the errno and the reason of a real failure are keys, not only text."""
+    plugin = env.start("--devices", "3", "--log-format", "json")
+    with pytest.raises(Exception):
+        env.client().allocate(["iommufd99"])
+    wait_until(lambda: "Allocate failed" in plugin.stderr_text(), 10, what="the Allocate failure line")
+    entries = [json.loads(l) for l in plugin.stderr_text().splitlines()]
+    (failed,) = [e for e in entries if e["msg"].startswith("Allocate failed")]
+    assert failed["level"] == "error" and failed["errno"] == errno.EINVAL, failed
+    assert 'unknown device id "iommufd99"' in failed["reason"] and failed["reason"] in failed["msg"], failed
+
+
+def test_help_and_the_start_up_line_name_every_endpoint(env):
+    """Issue 21: /livez (the liveness probe's) is named beside /metrics and /healthz."""
+    help_text = subprocess.run([PLUGIN_BIN, "--help"], capture_output=True, text=True, timeout=30).stdout
+    (line,) = [l for l in help_text.splitlines() if "--metrics-address" in l]
+    assert all(path in line for path in ("/metrics", "/healthz", "/livez")), line
+    address = ("127.0.0.1", free_port())
+    plugin = start_with_metrics(env, address, wait_register=False)
+    want = "serving /metrics, /healthz and /livez on 127.0.0.1:%d" % address[1]
+    wait_until(lambda: want in plugin.stderr_text(), 10, what="the start-up line naming the endpoints")
 
 
 def test_log_format_comes_from_the_environment_too(env):
