@@ -351,8 +351,9 @@ def promtool_test(tmp_path, rules, firing, series=None):
                           capture_output=True, text=True, timeout=120)
 
 
-# IommufdPluginNotReady: DaemonSet a (3 nodes wanted, 2 ready pods) fires; b (2 of 2)
-# and c (2 wanted, 1 ready for 5 minutes only, a rollout) do not.
+# IommufdPluginNotReady: DaemonSet a (3 nodes wanted, 2 ready pods) fires, and so does
+# the DRA driver's in d (2 wanted, none ready); b (2 of 2) and c (2 wanted, 1 ready for
+# 5 minutes only, a rollout) do not, nor does another DaemonSet.
 KSM = {
     'kube_daemonset_status_desired_number_scheduled{daemonset="iommufd-device-plugin",namespace="a"}': "3x25",
     'kube_daemonset_status_number_ready{daemonset="iommufd-device-plugin",namespace="a"}': "2x25",
@@ -362,9 +363,12 @@ KSM = {
     'kube_daemonset_status_number_ready{daemonset="iommufd-device-plugin",namespace="c"}': "2x14 1x5 2x5",
     'kube_daemonset_status_desired_number_scheduled{daemonset="other",namespace="a"}': "3x25",
     'kube_daemonset_status_number_ready{daemonset="other",namespace="a"}': "0x25",
+    'kube_daemonset_status_desired_number_scheduled{daemonset="iommufd-dra-driver",namespace="d"}': "2x25",
+    'kube_daemonset_status_number_ready{daemonset="iommufd-dra-driver",namespace="d"}': "0x25",
 }
 SERIES.update(KSM)
-FIRING["IommufdPluginNotReady"] = [{"daemonset": "iommufd-device-plugin", "namespace": "a", "severity": "warning"}]
+FIRING["IommufdPluginNotReady"] = [{"daemonset": "iommufd-device-plugin", "namespace": "a", "severity": "warning"},
+                                   {"daemonset": "iommufd-dra-driver", "namespace": "d", "severity": "warning"}]
 
 
 def test_the_scenarios_use_exported_names_and_cover_every_alert(exported):

@@ -172,11 +172,13 @@ def test_one_configmap_sets_every_runbook_url_for_kustomize(tmp_path, rendered):
         assert r["annotations"]["runbook_url"].startswith(RUNBOOKS + "#")
 
 
-def test_the_chart_renames_the_daemonset_the_absent_plugin_alert_watches(helm):  # noqa: F811
+def test_the_chart_renames_the_daemonsets_the_absent_plugin_alert_watches(helm):  # noqa: F811
+    """Both programs' DaemonSets, as the chart names them (the DRA driver's: <fullname>-dra)."""
     objects = helm_template(helm, METRICS + ["fullnameOverride=dp"])
     (rule,) = [r for g in one(objects, "PrometheusRule")["spec"]["groups"] for r in g["rules"]
                if r["alert"] == "IommufdPluginNotReady"]
-    assert rule["expr"].count('daemonset="dp"') == 2 and "iommufd-device-plugin" not in rule["expr"]
+    assert rule["expr"].count('daemonset=~"dp|dp-dra"') == 2, rule["expr"]
+    assert "iommufd-device-plugin" not in rule["expr"] and "iommufd-dra-driver" not in rule["expr"]
 
 
 def test_the_chart_ships_the_kustomize_rules():
