@@ -349,6 +349,25 @@ PODMONITOR_SCHEMA = {
 }
 
 
+def test_the_network_policy_component_admits_only_prometheus_to_the_metrics_port(rendered):
+    """Issue 19 Must 3, the kustomize twin of the chart's networkPolicy (test_helm.py):
+    one NetworkPolicy beside the DaemonSet that selects its pods and admits only a
+    listed peer, to the port named metrics (an empty peer would admit everybody)."""
+    objects = rendered("<all components>")
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert len(policies) == 1, "want the network-policy component's one NetworkPolicy"
+    (policy,), ds = policies, daemonset(objects)
+    assert policy["metadata"]["namespace"] == ds["metadata"]["namespace"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector and selector.items() <= ds["spec"]["template"]["metadata"]["labels"].items(), \
+        "the policy must select the plugin's pods"
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert [p["name"] for p in plugin_container(objects)["ports"]] == ["metrics"]
+    assert rule.get("from") and all(rule["from"]), "no peer, or an empty one, admits everybody"
+
+
 def podmonitor_errors(obj):
     from k8s_validate import check_types
 

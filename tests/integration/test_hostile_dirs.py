@@ -290,3 +290,47 @@ def test_an_instance_dir_swapped_for_a_symlink_after_start_leads_nowhere(env):
     assert os.lstat(real).st_uid == USER
     assert_is_dev_null(kubevirt_receive(real))  # the sentinel: served from our own dir
     assert plugin.alive()
+
+
+@pytest.mark.parametrize("flag", ["--socket-dir", "--scratch-dir"])
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+def test_a_socket_or_scratch_dir_that_is_no_dir_of_ours_refuses_start_with_exit_2(env, flag, kind):
+    # Issue 19 Must 1: a symlink (or a file) where our dir should be is refused at start,
+    # exit 2, one error line naming it and why; nothing is made or changed behind it.
+    target = os.path.join(env.tmp, "elsewhere")
+    os.mkdir(target, 0o755)
+    os.chmod(target, 0o755)
+    where = os.path.join(env.tmp, "ours")
+    if kind == "symlink":
+        os.symlink(target, where)
+    else:
+        open(where, "w").close()
+    plugin = env.start(flag, where, start_kubelet=False, wait_register=False)  # the later flag wins
+    assert plugin.wait(10) == 2, plugin.stderr_text()
+    errors = [l for l in plugin.stderr_text().splitlines() if l.startswith("E")]
+    assert len(errors) == 1, plugin.stderr_text()
+    why = "symlink or not a directory" if kind == "symlink" else "Not a directory"
+    assert where in errors[0] and why in errors[0], errors
+    st = os.lstat(target)
+    assert os.listdir(target) == [] and (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o755)
+
+
+def test_socket_and_scratch_dirs_a_user_made_are_made_roots_0700(env, as_user):
+    # Issue 19 Must 1: "root-owned and 0700 whatever the hostPath volume created": here
+    # uid 1000 made both dirs (0755, its own, so it could chmod them back): the plugin
+    # takes them (fchown, fchmod on its O_NOFOLLOW fd) before it makes anything there.
+    reachable_by_user(env)
+    scratch = os.path.join(env.tmp, "scratch")
+    for d in (env.socket_dir, scratch):
+        os.mkdir(d)
+        os.chown(d, USER, USER)
+        os.chmod(d, 0o755)
+    env.start("--devices", "2", "--selinux", "on", "--scratch-dir", scratch)
+    path = allocate_socket(env.client(), "iommufd0")  # the sentinel: the dirs are in use
+    for d in (env.socket_dir, scratch):
+        st = os.lstat(d)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o700), \
+            "%s is %d:%d %o" % (d, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+    out = run_as_user(STEAL, env.socket_dir)
+    assert "DONE" in out and "GOT" not in out, out
+    assert_is_dev_null(kubevirt_receive(path))

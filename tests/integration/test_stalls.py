@@ -61,6 +61,42 @@ def livez(address, timeout):
         return None
 
 
+class LivezPoller:
+    """Polls /livez once before its with-block, every 100 ms on a thread during it, and
+    once more at its end (so a stall still going on then counts; no answer within 30 s
+    is an infinite gap): the longest gap between two answers is how long the loop kept
+    the probes out (issue 19 Must 5)."""
+
+    def __init__(self, address):
+        self.address = address
+        self.answered = []  # monotonic times of the answers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll)
+
+    def _poll(self):
+        while not self._stop.is_set():
+            if livez(self.address, timeout=5.0) == 200:
+                self.answered.append(time.monotonic())
+            time.sleep(0.1)
+
+    def __enter__(self):
+        assert livez(self.address, timeout=5.0) == 200, "/livez before the attack"
+        self.answered.append(time.monotonic())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        answer = livez(self.address, timeout=30.0)
+        self.answered.append(time.monotonic() if answer == 200 else float("inf"))
+
+    def assert_no_gap_over(self, limit, min_answers=10):
+        gaps = [b - a for a, b in zip(self.answered, self.answered[1:])]
+        assert len(self.answered) >= min_answers and max(gaps) < limit, \
+            "longest gap between /livez answers %.2f s (%d answers)" % (max(gaps or [0]), len(self.answered))
+
+
 @pytest.fixture
 def setpriv():
     if os.geteuid() != 0 or subprocess.run(AS_QEMU + ["true"]).returncode != 0:
@@ -118,16 +154,6 @@ def test_a_connect_loop_on_a_handoff_socket_neither_stalls_the_loop_nor_floods_t
     address = "127.0.0.1:%d" % free_port()
     plugin = env.start("--devices", "2", "--allowed-uids", str(QEMU_UID), "--metrics-address", address)
     path = allocate_socket(env.client(), "iommufd0")
-    assert livez(address, timeout=5.0) == 200
-
-    answered = []  # monotonic times of /livez answers, polled every 100 ms
-    stop = threading.Event()
-
-    def poll():
-        while not stop.is_set():
-            if livez(address, timeout=5.0) == 200:
-                answered.append(time.monotonic())
-            time.sleep(0.1)
 
     attack = [str(ATTACK_SECONDS)]
     attackers = [  # we are root, not in --allowed-uids: refused; uid 107: allowed, hangs up
@@ -135,26 +161,21 @@ def test_a_connect_loop_on_a_handoff_socket_neither_stalls_the_loop_nor_floods_t
         subprocess.Popen(AS_QEMU + [sys.executable, "-c", ATTACKER, path] + attack,
                          stdout=subprocess.PIPE, text=True),
     ]
-    poller = threading.Thread(target=poll)
-    poller.start()
-    try:
-        time.sleep(ATTACK_SECONDS / 2)
-        # A real hand-over in the middle of the attack, with its audit line.
-        got = subprocess.run(AS_QEMU + [receive_bin, "--socket", path], capture_output=True, text=True,
-                             timeout=30)
-        connects = [int(p.communicate(timeout=30)[0] or 0) for p in attackers]
-    finally:
-        stop.set()
-        poller.join()
-        for p in attackers:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    with LivezPoller(address) as poller:
+        try:
+            time.sleep(ATTACK_SECONDS / 2)
+            # A real hand-over in the middle of the attack, with its audit line.
+            got = subprocess.run(AS_QEMU + [receive_bin, "--socket", path], capture_output=True, text=True,
+                                 timeout=30)
+            connects = [int(p.communicate(timeout=30)[0] or 0) for p in attackers]
+        finally:
+            for p in attackers:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
     assert got.returncode == 0, got.stderr
     assert sum(connects) > 1000, "the attack must have run: %r connects" % connects
-    gaps = [b - a for a, b in zip(answered, answered[1:])]
-    assert len(answered) >= 10 and max(gaps) < MAX_LIVEZ_GAP, \
-        "longest gap between /livez answers %.2f s (%d answers)" % (max(gaps or [0]), len(answered))
+    poller.assert_no_gap_over(MAX_LIVEZ_GAP)
 
     log = wait_until(lambda: [l for l in plugin.stderr_text().splitlines() if "handed the fd of iommufd0" in l]
                      and plugin.stderr_text(), 5, what="the audit line of the hand-over")
