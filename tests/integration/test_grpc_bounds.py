@@ -35,10 +35,11 @@ def assert_within_limit(plugin, sanitized):
     assert peak < limit, "peak RSS %d KiB, limit %d KiB" % (peak, limit)
 
 
-# The old code kept /livez out for 3.6 s (row 8) and for minutes (row 9, 100,000 ids);
-# one bounded request answers in milliseconds. Wide, for a machine with both cores busy
-# and the sanitizers' slowdown.
-MAX_LIVEZ_GAP = 2.0
+# The old code kept /livez out for minutes (row 9, 100,000 ids: 19 s measured with the
+# old pick); one bounded request answers in milliseconds (0.1-0.33 s measured, ASan
+# included). Wide, for a machine with both cores busy and the sanitizers' slowdown;
+# row 8's old stall (3.6 s) is caught by its memory bound instead.
+MAX_LIVEZ_GAP = 5.0
 
 
 def start_with_livez(env, *args):
