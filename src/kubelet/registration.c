@@ -476,7 +476,9 @@ static void registration_dir_changed(void *data)
 
 /* The kubelet ended our ListAndWatch stream while we serve and are not stopping: it
  * dropped our endpoint (an older kubelet does so when another endpoint of the
- * resource ends, and a kubelet that stops does too): register again at once. */
+ * resource ends, and a kubelet that stops does too): register again at once. Not while
+ * a Register is in flight (reg->client) or due (the retry timer): that one makes the
+ * kubelet open a new stream anyway. */
 static void registration_stream_ended(void *data)
 {
 	struct registration *reg = data;

@@ -47,15 +47,33 @@ def test_daemon_started_before_kubelet_registers_when_kubelet_appears(env):
     assert env.client().get_device_plugin_options().get_preferred_allocation_available
 
 
+def registered_lines(plugin):
+    """How many Register calls the daemon has seen answered (its 'registered' lines)."""
+    return plugin.stderr_text().count(" with the kubelet as ")
+
+
 def test_kubelet_restart_recreates_socket_and_reregisters(env):
-    """How fast is bench/'s 'kubelet restart -> Register again' row; here: that it does."""
-    env.start()
+    """How fast is bench/'s 'kubelet restart -> Register again' row; here: that it does.
+    A kubelet opens our stream for a Register it has answered, and a stream that ends
+    while our Register is still in flight needs nothing (that Register makes the kubelet
+    open a new one): so each step waits for the daemon to have the answer (its
+    'registered' line), which a loaded machine may deliver after the test's next step."""
+    plugin = env.start()
+    answered = 1
+
+    def wait_answered():
+        wait_until(lambda: registered_lines(plugin) >= answered, 30,
+                   what="the daemon's 'registered' line number %d" % answered)
+
+    wait_answered()
     for _ in range(3):
         env.kubelet.restart()
         req = env.kubelet.wait_register(timeout=5)
         wait_until(lambda: os.path.exists(env.plugin_socket), 5,
                    what="the daemon's socket after a kubelet restart")
         assert req.endpoint == SLOT_NAMES[0]
+        answered += 1
+        wait_answered()
         with env.client() as c:
             call = c.list_and_watch()
             assert len(next(call).devices) == 110
@@ -63,6 +81,8 @@ def test_kubelet_restart_recreates_socket_and_reregisters(env):
         # The kubelet (this test) ended the only stream while we serve: the daemon takes
         # it for the kubelet dropping its endpoint and registers again at once.
         assert env.kubelet.wait_register(timeout=5).endpoint == SLOT_NAMES[0]
+        answered += 1
+        wait_answered()
     assert env.kubelet.register_count == 7
 
 
