@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds the container image without a Docker engine: the fully static musl binaries
+# Builds the container images without a Docker engine: the fully static musl binaries
 # (meson with the machine file of scripts/musl.sh; arm64 is cross-compiled with
 # Debian's gcc-aarch64-linux-gnu and musl-dev:arm64), stripped, on
-# an empty base (Containerfile), with Debian's buildah, into an OCI archive:
-#   build-image/iommufd-device-plugin-<arch>.tar
+# an empty base (Containerfile), with Debian's buildah, into two OCI archives:
+#   build-image/iommufd-device-plugin-<arch>.tar  the device plugin + iommufd-receive
+#   build-image/iommufd-dra-driver-<arch>.tar     the DRA driver + iommufd-receive
+# Two images, so nodes that never run DRA never pull mbedTLS and the API client (issue 23
+# Must 1); build-image/<arch>/bin keeps all three binaries (the release tarball's).
 # Reproducible: file times and the image's created time are SOURCE_DATE_EPOCH
 # (default: the last commit's time), the archive is written with sorted names and
 # fixed owners and times, so the same sources give the same bytes.
@@ -94,18 +97,12 @@ build_binaries() {
 	local log=$out/$arch-build.log
 	# A dir set up with another machine file (older musl libraries) is set up again.
 	grep -qsF "$machine_file" "$dir/meson-private/cmd_line.txt" || rm -rf "$dir"
-	# The DRA driver (issue 23) goes in too once meson.build builds it (build.ninja made
-	# current first, so a tree that just gained it is seen); until then the image is the two.
-	if ! { [ -f "$dir/build.ninja" ] || meson setup "$dir" --werror "${setup[@]}"; } >"$log" 2>&1 ||
-		! ninja -C "$dir" build.ninja >>"$log" 2>&1; then
+	if ! { [ -f "$dir/build.ninja" ] || meson setup "$dir" --werror "${setup[@]}"; } >"$log" 2>&1; then
 		cat "$log" >&2
 		echo "image.sh: setting up $dir failed (log: $log)" >&2
 		return 1
 	fi
-	binaries=(iommufd-device-plugin iommufd-receive)
-	if ninja -C "$dir" -t query iommufd-dra-driver >/dev/null 2>&1; then
-		binaries+=(iommufd-dra-driver)
-	fi
+	binaries=(iommufd-device-plugin iommufd-receive iommufd-dra-driver)
 	if ! ninja -C "$dir" "${binaries[@]}" >>"$log" 2>&1; then
 		cat "$log" >&2
 		echo "image.sh: building the $arch binaries failed (log: $log)" >&2
@@ -141,38 +138,48 @@ tar_reproducibly() {
 		-C "$1" -cf "$2" $(cd "$1" && LC_ALL=C ls -A)
 }
 
+# build_image PROGRAM TITLE DESCRIPTION: build-image/PROGRAM-<arch>.tar, the image of
+# PROGRAM (its entrypoint) and iommufd-receive, with the notices and SBOM of those two
+# alone (scripts/licenses.sh on a bin dir of its own), staged in build-image/<arch>/PROGRAM.
 build_image() {
-	local context=$out/$arch/context name=localhost/iommufd-device-plugin:$version-$arch
-	rm -rf "$context" "$out/$arch/oci"
-	mkdir -p "$context"
-	cp -p "${binaries[@]/#/$out/$arch/bin/}" "$context/"
-	# Our license and the notices of what is linked in (musl, nghttp2, protobuf-c), from
-	# the Debian packages the build used; the SBOM beside them (scripts/licenses.sh).
-	scripts/licenses.sh --arch "$arch" "$out/$arch/bin" "$out/$arch"
-	cp -rp "$out/$arch/licenses" "$context/licenses"
-	cp -p "$out/$arch/sbom.spdx.json" "$context/licenses/sbom.spdx.json"
-	find "$context" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+	local program=$1 title=$2 description=$3
+	local dir=$out/$arch/$program name=localhost/$program:$version-$arch
+	rm -rf "$dir"
+	mkdir -p "$dir/bin" "$dir/context"
+	cp -p "$out/$arch/bin/$program" "$out/$arch/bin/iommufd-receive" "$dir/bin/"
+	# Our license and the notices of what is linked in (musl, nghttp2, protobuf-c; mbedTLS
+	# for the DRA driver), from the Debian packages the build used; the SBOM beside them.
+	scripts/licenses.sh --arch "$arch" "$dir/bin" "$dir"
+	cp -p "$dir/bin/"* "$dir/context/"
+	cp -rp "$dir/licenses" "$dir/context/licenses"
+	cp -p "$dir/sbom.spdx.json" "$dir/context/licenses/sbom.spdx.json"
+	find "$dir/context" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 	buildah_private rmi -f "$name" >/dev/null 2>&1 || true
 	# --squash: one layer; --timestamp: created time and file times from SOURCE_DATE_EPOCH;
 	# --identity-label=false: no buildah version label, so another buildah gives the same.
 	buildah_private bud --quiet --squash --no-cache --identity-label=false \
-		--timestamp "$SOURCE_DATE_EPOCH" --platform "linux/$arch" \
+		--timestamp "$SOURCE_DATE_EPOCH" --platform "linux/$arch" --target "$program" \
+		--build-arg "PROGRAM=$program" --build-arg "TITLE=$title" --build-arg "DESCRIPTION=$description" \
 		--build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
 		--build-arg "SOURCE=$source_url" --build-arg "VENDOR=$vendor" \
-		-f "$root/Containerfile" -t "$name" "$context" >/dev/null
-	buildah_private push --quiet --format oci "$name" "oci:$out/$arch/oci:$version" >/dev/null
-	tar_reproducibly "$out/$arch/oci" "$out/iommufd-device-plugin-$arch.tar"
+		-f "$root/Containerfile" -t "$name" "$dir/context" >/dev/null
+	buildah_private push --quiet --format oci "$name" "oci:$dir/oci:$version" >/dev/null
+	tar_reproducibly "$dir/oci" "$out/$program-$arch.tar"
 	buildah_private rmi -f "$name" >/dev/null 2>&1 || true
+	echo "image.sh: $out/$program-$arch.tar ($(stat -c %s "$out/$program-$arch.tar") bytes)"
 }
 
 ensure_toolchain
 build_binaries
+# The notices and SBOM of all three binaries, for the release tarball (scripts/release.sh).
+scripts/licenses.sh --arch "$arch" "$out/$arch/bin" "$out/$arch"
 if [ "$binaries_only" -eq 0 ]; then
 	install_packages buildah
-	build_image
-	archive=$out/iommufd-device-plugin-$arch.tar
-	echo "image.sh: $archive ($(stat -c %s "$archive") bytes; binaries: $(stat -c %s "$out/$arch/bin/iommufd-device-plugin") + $(stat -c %s "$out/$arch/bin/iommufd-receive") bytes)"
+	build_image iommufd-device-plugin iommufd-device-plugin \
+		"Kubernetes device plugin handing KubeVirt VMs an IOMMUFD fd with per-process pinned-memory accounting"
+	build_image iommufd-dra-driver iommufd-dra-driver \
+		"Kubernetes DRA driver handing KubeVirt VMs an IOMMUFD fd with per-process pinned-memory accounting"
 else
 	echo "image.sh: binaries in $out/$arch/bin"
 fi
