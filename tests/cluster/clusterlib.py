@@ -46,13 +46,14 @@ def allocatable():
     return int(json.loads(out)["status"].get("allocatable", {}).get(RESOURCE, "0"))
 
 
-def plugin_image():
-    """The name `make image`'s archive is imported under (deploy/ names iommufd-device-plugin)."""
+def plugin_image(program="iommufd-device-plugin"):
+    """The name `make image`'s archive of program is imported under (deploy/ names
+    iommufd-device-plugin, deploy/dra iommufd-dra-driver)."""
     with open(os.path.join(ROOT, "meson.build")) as f:
         for line in f:
             m = re.match(r"\s*version\s*:\s*'([^']*)'", line)
             if m:
-                return "docker.io/library/iommufd-device-plugin:%s" % m.group(1)
+                return "docker.io/library/%s:%s" % (program, m.group(1))
     raise AssertionError("no version in meson.build")
 
 

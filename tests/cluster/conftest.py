@@ -48,6 +48,9 @@ def cluster(tmp_path_factory):
         image = plugin_image()
         archive = os.path.join(ROOT, "build-image", "iommufd-device-plugin-%s.tar" % arch)
         run(CLUSTER, "import-image", archive, image)
+        # The DRA driver's image of its own (tests/cluster/test_dra.py deploys it).
+        run(CLUSTER, "import-image", os.path.join(ROOT, "build-image", "iommufd-dra-driver-%s.tar" % arch),
+            plugin_image("iommufd-dra-driver"))
         run(CLUSTER, "import-image", consumer_tar, CONSUMER_IMAGE)
         c = Cluster(tmp_path_factory, image, archive)
         c.deploy()

@@ -136,7 +136,7 @@ def dra_overlay(tmp, flags=None):
     10.96.0.1 leads nowhere, so the driver runs in the host's network namespace and
     its in-cluster configuration is pointed at the API server's 127.0.0.1:6443 (the
     variables the kubelet injects, overridden as a pod's own env may)."""
-    name, tag = plugin_image().rsplit(":", 1)
+    name, tag = plugin_image("iommufd-dra-driver").rsplit(":", 1)
     flags = dict({"rlimit-mode": "best-effort"}, **(flags or {}))
     env = [{"name": "IOMMUFD_DP_" + k.upper().replace("-", "_"), "value": v} for k, v in sorted(flags.items())]
     env += [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
@@ -148,7 +148,7 @@ def dra_overlay(tmp, flags=None):
     with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
         yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                         "resources": [os.path.relpath(DRA_DIR, tmp)],
-                        "images": [{"name": "set-your-registry.invalid/iommufd-device-plugin", "newName": name,
+                        "images": [{"name": "set-your-registry.invalid/iommufd-dra-driver", "newName": name,
                                     "newTag": tag}],
                         "patches": [{"patch": json.dumps(patch)}]}, f)
     return tmp
@@ -161,7 +161,8 @@ def helm_binary():
 
 def helm_template(*values, release="iommufd-device-plugin"):
     args = [helm_binary(), "template", release, CHART, "--namespace", NAMESPACE,
-            "--set", "image.repository=set-your-registry.invalid/iommufd-device-plugin"]
+            "--set", "image.repository=set-your-registry.invalid/iommufd-device-plugin",
+            "--set", "dra.image.repository=set-your-registry.invalid/iommufd-dra-driver"]
     for v in values:
         args += ["--set", v]
     return [d for d in yaml.safe_load_all(run(*args).stdout) if d]

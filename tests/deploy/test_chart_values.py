@@ -132,6 +132,36 @@ def test_the_image_repository_is_required(helm):  # noqa: F811
     assert plugin_container(render(os.path.join(DEPLOY, "base")))["image"].startswith("set-your-registry.invalid/")
 
 
+def container_named(objects, name):
+    (container,) = [c for o in objects if o["kind"] == "DaemonSet"
+                    for c in o["spec"]["template"]["spec"]["containers"] if c["name"] == name]
+    return container
+
+
+def dra_container(objects):
+    return container_named(objects, "iommufd-dra-driver")
+
+
+def test_the_dra_driver_has_an_image_of_its_own(helm):  # noqa: F811
+    """Issue 23 Must 1: the DRA driver's image is not the device plugin's (nodes that never
+    run DRA never pull mbedTLS): dra.image, required with mode dra or both."""
+    for mode in ("dra", "both"):
+        result = helm_template(helm, ["mode=" + mode], check=False)
+        assert result.returncode != 0 and "dra.image.repository is required with mode " + mode in result.stderr, (
+            mode, result.stderr)
+    dra = ["dra.image.repository=r.example/d", "dra.image.tag=1.3", "dra.image.pullPolicy=Always"]
+    objects = helm_template(helm, ["mode=both", "image.repository=r.example/x", "image.tag=1.2"] + dra)
+    assert dra_container(objects)["image"] == "r.example/d:1.3"
+    assert dra_container(objects)["imagePullPolicy"] == "Always"
+    assert container_named(objects, "iommufd-device-plugin")["image"] == "r.example/x:1.2"
+    assert container_named(objects, "iommufd-device-plugin")["imagePullPolicy"] == "IfNotPresent"
+    # mode dra needs no device plugin image; the device plugin's mode no DRA image.
+    assert dra_container(helm_template(helm, ["mode=dra"] + dra, image=False))["image"] == "r.example/d:1.3"
+    assert daemonset(helm_template(helm, []))
+    # kustomize's deploy/dra names the DRA driver's image under the placeholder host.
+    assert dra_container(render(os.path.join(DEPLOY, "dra")))["image"] == "set-your-registry.invalid/iommufd-dra-driver:0.1.0"
+
+
 def test_the_default_namespace_is_refused_unless_asked(helm):  # noqa: F811
     for namespace in (None, "default"):
         result = helm_template(helm, [], namespace=namespace, check=False)

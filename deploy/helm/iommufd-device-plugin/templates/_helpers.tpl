@@ -68,6 +68,13 @@ Prometheus that selects them by label). */}}
 {{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
+{{/* The DRA driver's image reference (an image of its own, mode dra or both); the
+repository is required there, as image.repository is for the device plugin. */}}
+{{- define "iommufd-device-plugin.draImage" -}}
+{{- $repository := required (printf "dra.image.repository is required with mode %s: the registry and name you pushed the DRA driver's image to, e.g. --set dra.image.repository=registry.example.org/kubevirt/iommufd-dra-driver (make image builds it; docs/install.md, \"Get the image\")" .Values.mode) .Values.dra.image.repository -}}
+{{- printf "%s:%s" $repository (.Values.dra.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
 {{/* The DRA driver's name in labels: nameOverride's counterpart is not offered, one
 name for every release (the DeviceClass selects by driver name, not by this). */}}
 {{- define "iommufd-device-plugin.draName" -}}
