@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The release, in one command: static musl binaries for amd64 and arm64, their images (one
-# OCI archive per architecture and one multi-arch archive), the rendered manifests, a
-# tarball (with licenses/: ours and the notices of musl, nghttp2 and protobuf-c, which
-# are linked in), an SPDX SBOM per architecture, and SHA256SUMS over all of it, in
-# build-release/.
+# The release, in one command: static musl binaries for amd64 and arm64, their two images
+# (iommufd-device-plugin and iommufd-dra-driver: each one OCI archive per architecture,
+# one multi-arch archive, an SPDX SBOM per architecture), the rendered manifests, a
+# tarball (with licenses/: ours and the notices of musl, nghttp2, protobuf-c and mbedTLS,
+# which are linked in), an SPDX SBOM of its binaries per architecture, and SHA256SUMS
+# over all of it, in build-release/.
 # Reproducible: every time comes from SOURCE_DATE_EPOCH (default: the last commit's),
 # archives are written with sorted names, owner 0:0 and gzip -n, so the same sources
 # give the same bytes. --verify proves it: builds a second time from a copy of the
@@ -30,6 +31,8 @@ version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -1)
 name=iommufd-device-plugin-$version
 out=$root/build-release
 arches=(amd64 arm64)
+# The images scripts/image.sh builds, one per program.
+programs=(iommufd-device-plugin iommufd-dra-driver)
 
 # tar_gz DIR NAME FILE: FILE is DIR packed as NAME/..., the same bytes every time.
 tar_gz() {
@@ -39,26 +42,27 @@ tar_gz() {
 		--transform="s,^\.,$2," -C "$1" -cf - . | gzip -n -9 >"$3"
 }
 
-# One OCI archive holding both architectures: an image index over the two manifests
-# (OCI image-spec image-layout.md and image-index.md), for skopeo copy --all.
+# multiarch_archive PROGRAM: one OCI archive holding PROGRAM's image for both
+# architectures: an image index over the two manifests (OCI image-spec image-layout.md
+# and image-index.md), for skopeo copy --all.
 multiarch_archive() {
-	local layout=$out/multiarch
+	local program=$1 layout=$out/multiarch
 	rm -rf "$layout"
 	mkdir -p "$layout/blobs/sha256"
 	for arch in "${arches[@]}"; do
-		cp -p "$root/build-image/$arch/oci/blobs/sha256/"* "$layout/blobs/sha256/"
+		cp -p "$root/build-image/$arch/$program/oci/blobs/sha256/"* "$layout/blobs/sha256/"
 	done
-	/usr/bin/python3 - "$layout" "$version" "$root/build-image" "${arches[@]}" <<'EOF'
+	/usr/bin/python3 - "$layout" "$version" "$root/build-image" "$program" "${arches[@]}" <<'EOF'
 import hashlib, json, os, sys
 
-layout, version, images, arches = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+layout, version, images, program, arches = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 
 def dump(obj):
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 manifests = []
 for arch in arches:
-    with open(os.path.join(images, arch, "oci", "index.json")) as f:
+    with open(os.path.join(images, arch, program, "oci", "index.json")) as f:
         m = json.load(f)["manifests"][0]
     manifests.append({"mediaType": m["mediaType"], "digest": m["digest"], "size": m["size"],
                       "platform": {"architecture": arch, "os": "linux"}})
@@ -77,7 +81,7 @@ EOF
 	find "$layout" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 	tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
 		--format=posix --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-		-C "$layout" -cf "$out/$name-image.oci.tar" blobs index.json oci-layout
+		-C "$layout" -cf "$out/$program-$version-image.oci.tar" blobs index.json oci-layout
 	rm -rf "$layout"
 }
 
@@ -86,11 +90,17 @@ build() {
 	mkdir -p "$out"
 	for arch in "${arches[@]}"; do
 		scripts/image.sh --arch "$arch"
-		cp "build-image/iommufd-device-plugin-$arch.tar" "$out/$name-image-$arch.oci.tar"
-		# The SPDX SBOM of the binaries (image.sh made it with scripts/licenses.sh).
+		for program in "${programs[@]}"; do
+			cp "build-image/$program-$arch.tar" "$out/$program-$version-image-$arch.oci.tar"
+			# The SPDX SBOM of the image's binaries (image.sh made it with scripts/licenses.sh).
+			cp "build-image/$arch/$program/sbom.spdx.json" "$out/$program-$version-image-$arch.spdx.json"
+		done
+		# The SPDX SBOM of all the binaries, those of the tarball.
 		cp "build-image/$arch/sbom.spdx.json" "$out/$name-linux-$arch.spdx.json"
 	done
-	multiarch_archive
+	for program in "${programs[@]}"; do
+		multiarch_archive "$program"
+	done
 
 	# The tarball: binaries per architecture, the kustomizations and their default
 	# rendering (kubectl apply -f install.yaml), the docs.

@@ -1,6 +1,8 @@
 """Issue 7: `make release` (scripts/release.sh). --verify builds the release twice from
 scratch, the second time from a copy of the tree elsewhere, and compares SHA256SUMS;
-then the artifacts are checked as a user would receive them."""
+then the artifacts are checked as a user would receive them: the tarball and the two
+images (iommufd-device-plugin and iommufd-dra-driver), each per architecture and
+multi-arch, each with its SBOMs."""
 
 import gzip
 import hashlib
@@ -14,6 +16,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(REPO, "build-release")
+PROGRAMS = ("iommufd-device-plugin", "iommufd-dra-driver")
 
 
 def meson_version():
@@ -37,9 +40,9 @@ def test_release_is_reproducible_and_sums_match(release):
     with open(os.path.join(OUT, "SHA256SUMS")) as f:
         sums = dict(reversed(line.split()) for line in f)
     name = "iommufd-device-plugin-" + release
-    assert set(sums) == {name + ".tar.gz", name + "-image.oci.tar",
-                         name + "-image-amd64.oci.tar", name + "-image-arm64.oci.tar",
-                         name + "-linux-amd64.spdx.json", name + "-linux-arm64.spdx.json"}
+    images = {"%s-%s-image%s" % (program, release, suffix) for program in PROGRAMS
+              for suffix in (".oci.tar", "-amd64.oci.tar", "-arm64.oci.tar", "-amd64.spdx.json", "-arm64.spdx.json")}
+    assert set(sums) == {name + ".tar.gz", name + "-linux-amd64.spdx.json", name + "-linux-arm64.spdx.json"} | images
     for file, digest in sums.items():
         with open(os.path.join(OUT, file), "rb") as f:
             assert hashlib.sha256(f.read()).hexdigest() == digest, file
@@ -59,7 +62,7 @@ def test_tarball_holds_both_architectures_manifests_and_docs(release):
         install = t.extractfile(members[name + "/install.yaml"]).read().decode()
     assert len(mtimes) == 1, "every entry carries SOURCE_DATE_EPOCH"
     for arch in ("amd64", "arm64"):
-        for binary in ("iommufd-device-plugin", "iommufd-receive"):
+        for binary in ("iommufd-device-plugin", "iommufd-receive", "iommufd-dra-driver"):
             assert members["%s/bin/linux-%s/%s" % (name, arch, binary)].mode == 0o755
     for arch in ("amd64", "arm64"):
         assert "%s/bin/linux-%s/sbom.spdx.json" % (name, arch) in members
@@ -70,8 +73,9 @@ def test_tarball_holds_both_architectures_manifests_and_docs(release):
     assert "kind: DaemonSet" in install and "image: set-your-registry.invalid/iommufd-device-plugin:" + release in install
 
 
-def test_multiarch_archive_indexes_both_images(release):
-    path = os.path.join(OUT, "iommufd-device-plugin-%s-image.oci.tar" % release)
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_multiarch_archive_indexes_both_images(release, program):
+    path = os.path.join(OUT, "%s-%s-image.oci.tar" % (program, release))
     with tarfile.open(path) as t:
         blobs = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
     top = json.loads(blobs["index.json"])["manifests"][0]
@@ -84,7 +88,17 @@ def test_multiarch_archive_indexes_both_images(release):
         manifest = json.loads(blobs["blobs/sha256/" + m["digest"].split(":")[1]])
         config = json.loads(blobs["blobs/sha256/" + manifest["config"]["digest"].split(":")[1]])
         assert config["architecture"] == m["platform"]["architecture"]
+        assert config["config"]["Entrypoint"] == ["/usr/bin/" + program]
         for layer in manifest["layers"]:
             data = blobs["blobs/sha256/" + layer["digest"].split(":")[1]]
             assert hashlib.sha256(data).hexdigest() == layer["digest"].split(":")[1]
             gzip.decompress(data)
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_each_image_sbom_names_its_own_binaries(release, program):
+    for arch in ("amd64", "arm64"):
+        with open(os.path.join(OUT, "%s-%s-image-%s.spdx.json" % (program, release, arch))) as f:
+            sbom = json.load(f)
+        binaries = {p["name"] for p in sbom["packages"] if p["primaryPackagePurpose"] == "APPLICATION"}
+        assert binaries == {program, "iommufd-receive"}, (arch, binaries)
