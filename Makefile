@@ -38,12 +38,12 @@ else
 	ninja -C build-static
 endif
 
-# The container image as an OCI archive, build-image/iommufd-device-plugin-<arch>.tar
-# (buildah, no Docker engine): make image [ARCH=arm64]
+# The container images as OCI archives, build-image/iommufd-device-plugin-<arch>.tar and
+# build-image/iommufd-dra-driver-<arch>.tar (buildah, no Docker engine): make image [ARCH=arm64]
 image:
 	scripts/image.sh --arch $(or $(ARCH),$(shell dpkg --print-architecture))
 
-# The reproducible release in build-release/: amd64 and arm64 binaries and images, a
+# The reproducible release in build-release/: amd64 and arm64 binaries and both images, a
 # tarball, SHA256SUMS. scripts/release.sh --verify builds twice and compares.
 release:
 	scripts/release.sh
