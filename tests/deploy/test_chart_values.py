@@ -146,7 +146,7 @@ def test_the_dra_driver_has_an_image_of_its_own(helm):  # noqa: F811
     """Issue 23 Must 1: the DRA driver's image is not the device plugin's (nodes that never
     run DRA never pull mbedTLS): dra.image, required with mode dra or both."""
     for mode in ("dra", "both"):
-        result = helm_template(helm, ["mode=" + mode], check=False)
+        result = helm_template(helm, ["mode=" + mode, IMAGE], image=False, check=False)
         assert result.returncode != 0 and "dra.image.repository is required with mode " + mode in result.stderr, (
             mode, result.stderr)
     dra = ["dra.image.repository=r.example/d", "dra.image.tag=1.3", "dra.image.pullPolicy=Always"]

@@ -25,6 +25,8 @@ HELM_LABELS = {"app.kubernetes.io/instance", "app.kubernetes.io/managed-by", "ap
 
 # What kustomize's base and overlays/metrics/runbooks.yaml set and the chart requires.
 IMAGE = "image.repository=set-your-registry.invalid/iommufd-device-plugin"
+# deploy/dra's: the DRA driver's image of its own (required with mode dra or both).
+DRA_IMAGE = "dra.image.repository=set-your-registry.invalid/iommufd-dra-driver"
 RUNBOOKS = "https://docs.invalid/iommufd-device-plugin/docs/operations.md"
 METRICS = ["metrics.podMonitor.enabled=true", "metrics.podAnnotations=true", "metrics.alerts.enabled=true",
            "metrics.alerts.runbookBaseURL=" + RUNBOOKS]
@@ -47,10 +49,10 @@ def helm():
 
 
 def helm_template(helm, values=(), release=RELEASE, check=True, namespace="kube-system", image=True):
-    """The chart rendered with these --set values (and the image repository it requires,
+    """The chart rendered with these --set values (and the image repositories it requires,
     unless image=False); check: the objects, and no line on stderr (Helm's warnings)."""
     args = [helm, "template", release, CHART] + (["--namespace", namespace] if namespace else [])
-    for v in ([IMAGE] if image else []) + list(values):
+    for v in ([IMAGE, DRA_IMAGE] if image else []) + list(values):
         args += ["--set", v]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120)
     if not check:
@@ -94,7 +96,7 @@ LINTED = dict(VARIANTS, **{"mode=dra": ["mode=dra"], "mode=both, all on": ["mode
 @pytest.mark.parametrize("variant", sorted(LINTED))
 def test_helm_lint_passes_strict(helm, variant):
     args = [helm, "lint", "--strict", CHART, "--namespace", "kube-system"]
-    for v in [IMAGE] + LINTED[variant]:
+    for v in [IMAGE, DRA_IMAGE] + LINTED[variant]:
         args += ["--set", v]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "0 chart(s) failed" in result.stdout, result.stdout + result.stderr
