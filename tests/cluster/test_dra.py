@@ -131,18 +131,15 @@ def dra_node(plugin):
 
 def dra_overlay(tmp, flags=None):
     """deploy/dra with the imported image (never pulled) and best-effort RLIMIT_MODE
-    (the stand-in /dev/iommu), as clusterlib.plugin_overlay does for deploy/. This
-    cluster has no kube-proxy (tests/cluster/README.md): the kubernetes Service's
-    10.96.0.1 leads nowhere, so the driver runs in the host's network namespace and
-    its in-cluster configuration is pointed at the API server's 127.0.0.1:6443 (the
-    variables the kubelet injects, overridden as a pod's own env may)."""
+    (the stand-in /dev/iommu), as clusterlib.plugin_overlay does for deploy/. The
+    driver runs on the pod network as shipped: its in-cluster configuration dials the
+    kubernetes Service, which cluster.sh routes to the API server (no kube-proxy here,
+    one DNAT rule instead)."""
     name, tag = plugin_image().rsplit(":", 1)
     flags = dict({"rlimit-mode": "best-effort"}, **(flags or {}))
     env = [{"name": "IOMMUFD_DP_" + k.upper().replace("-", "_"), "value": v} for k, v in sorted(flags.items())]
-    env += [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}]
     patch = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": DRA_DS, "namespace": NAMESPACE},
-             "spec": {"template": {"spec": {"hostNetwork": True, "containers": [
+             "spec": {"template": {"spec": {"containers": [
                  {"name": DRA_DS, "imagePullPolicy": "Never", "env": env}]}}}}
     os.makedirs(tmp, exist_ok=True)
     with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
@@ -403,12 +400,6 @@ def test_a_pod_with_a_resourceclaim_of_our_deviceclass_gets_its_fd(dra_driver):
 
 
 def test_rolling_update_under_a_stream_of_pods_refuses_none(dra_driver):
-    # Blocked here, not in the product: this cluster has no kube-proxy, so the driver
-    # runs on the host network (dra_overlay), where the surge pod (maxSurge 1) wants the
-    # old pod's metrics/probe port 9110 and stays Pending; seen on 2026-12-07. It runs
-    # again once the test cluster lets a pod reach the API server (issue 23's note).
-    pytest.skip("blocked on the test cluster: no kube-proxy, so the DRA driver runs on the host "
-                "network, where the surge pod cannot take the old pod's port 9110")
     stream = PodStream("dra-rr")
     try:
         time.sleep(3)
