@@ -29,6 +29,10 @@ struct option_spec {
 #define BOTH_PROGRAMS	   0u
 #define ONLY_DEVICE_PLUGIN (1u << CONFIG_DEVICE_PLUGIN)
 
+/**
+ * FIELD() - where a flag's value lives in struct config
+ * @f: the member, e.g. kubelet.devices
+ */
 #define FIELD(f) offsetof(struct config, f)
 
 /* The most flags a program may add to the shared table. */

@@ -262,6 +262,18 @@ def test_a_handmade_slice_of_our_driver_serves_the_extended_resource_through_dra
     extended-resource claim and allocated one of the slice's devices; the kubelet then
     finds no such driver registered and says so in the pod's events."""
     name = "dra-handmade"
+    # The kubelet keeps a device plugin's resource in the node's capacity (allocatable 0)
+    # at least 5 minutes after its endpoint stopped (devicemanager endpointStopGracePeriod;
+    # on 2026-12-07 it was still there after 420 s, so this test skipped: issue 23);
+    # while the node lists it the scheduler does not serve it through DRA (seen in the
+    # CI order, where a device plugin ran just before: the pod stayed unscheduled 120 s).
+    # docs/install.md's move says the same.
+    def capacity_lists_it():
+        return RESOURCE in json.loads(kubectl("get", "node", node(), "-o", "json").stdout)["status"].get("capacity", {})
+    try:
+        wait_until(lambda: not capacity_lists_it(), 420, "the kubelet to drop %s from the node's capacity" % RESOURCE)
+    except AssertionError:
+        pytest.skip("the node still lists %s in its capacity after 420 s (the kubelet's grace is 5 min)" % RESOURCE)
     kubectl("apply", "-f", os.path.join(DRA_DIR, "deviceclass.yaml"))
     apply(slice_obj("iommufd-test-handmade", DRIVER, node(), {"iommufd0": {}, "iommufd1": {}}))
     try:

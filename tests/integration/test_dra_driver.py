@@ -102,12 +102,24 @@ class DraWorld:
         return plugin
 
     def register(self):
-        """The kubelet's plugin watcher: GetInfo, then a successful registration."""
+        """The kubelet's plugin watcher: GetInfo, then a successful registration. As the
+        kubelet does, only once the socket accepts: after a crash the dead instance's
+        socket file is there before the new instance listens on it (seen under valgrind)."""
+        wait_until(lambda: _accepts(self.registration_socket), 60, what="the registration socket to accept")
         watcher = PluginWatcherClient(self.registration_socket)
         info = watcher.get_info(pr.InfoRequest(), timeout=5)
         watcher.notify(pr.RegistrationStatus(plugin_registered=True), timeout=5)
         watcher.close()
         return info
+
+
+def _accepts(path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
 
 
 def _call(endpoint, method, request, response_cls, timeout=10):
@@ -319,6 +331,26 @@ def test_a_kubelet_restart_that_wiped_the_slice_gets_it_back_at_registration(env
     world.register()
     # Well inside the 300 s resync, which would also bring it back.
     wait_until(lambda: _slices(k, node), 60, what="the ResourceSlice back after the registration")
+    [s] = _slices(k, node)
+    assert [d["name"] for d in s["spec"]["devices"]] == ["iommufd%d" % i for i in range(4)]
+
+
+def test_the_slice_follows_the_device_node_vanishing_and_coming_back(env, kubeapi):
+    """Issue 23 Must 3: the slice stays true when /dev/iommu vanishes (no devices: the
+    slice is deleted, no pod is scheduled to a node that cannot serve it) and when it
+    comes back (published again). A stand-in char device (/dev/null's numbers) in the
+    test's dir plays /dev/iommu."""
+    k, node = kubeapi, "node-presence"
+    dev = os.path.join(env.tmp, "iommu")
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    world = DraWorld(env, k, node)
+    world.start("--iommu-device", dev)
+    world.register()
+    wait_until(lambda: len(_slices(k, node)) == 1, 60, what="the ResourceSlice")
+    os.unlink(dev)
+    wait_until(lambda: _slices(k, node) == [], 60, what="the ResourceSlice deleted with the device gone")
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    wait_until(lambda: len(_slices(k, node)) == 1, 60, what="the ResourceSlice back with the device")
     [s] = _slices(k, node)
     assert [d["name"] for d in s["spec"]["devices"]] == ["iommufd%d" % i for i in range(4)]
 
