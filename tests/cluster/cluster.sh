@@ -186,7 +186,10 @@ state = "$state/containerd/state"
   stream_server_port = "0"
 EOF
 	# The pods' network: one bridge, host-local addresses, no default route in the pods
-	# and no masquerade, so a pod can reach the host and other pods and nothing else.
+	# and no masquerade, so a pod can reach the host and other pods and nothing else;
+	# and one route, to the kubernetes Service's $service_ip via the bridge (the gateway
+	# host-local names), for route_kubernetes_service's DNAT (without it a pod's connect
+	# to it fails with ENETUNREACH before leaving the pod).
 	cat >"$state/cni/net.d/10-iommufd-cluster.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -201,6 +204,7 @@ EOF
       "ipam": {
         "type": "host-local",
         "ranges": [[{"subnet": "$pod_subnet"}]],
+        "routes": [{"dst": "$service_ip/32"}],
         "dataDir": "$state/cni/ipam"
       }
     }
