@@ -40,7 +40,11 @@ outside_paths=(
 sysctls=(
 	vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops
 	kernel/keys/root_maxkeys kernel/keys/root_maxbytes net/ipv4/ip_forward
+	net/ipv4/conf/all/route_localnet
 )
+# The one Service a pod of ours dials, without kube-proxy: the kubernetes Service
+# (in-cluster configuration, e.g. the DRA driver) DNATed to the API server on loopback.
+service_chain=IOMMUFD-CLUSTER-SERVICES
 cgroup_root=/sys/fs/cgroup
 
 say() { echo "cluster: $*" >&2; }
@@ -182,7 +186,10 @@ state = "$state/containerd/state"
   stream_server_port = "0"
 EOF
 	# The pods' network: one bridge, host-local addresses, no default route in the pods
-	# and no masquerade, so a pod can reach the host and other pods and nothing else.
+	# and no masquerade, so a pod can reach the host and other pods and nothing else;
+	# and one route, to the kubernetes Service's $service_ip via the bridge (the gateway
+	# host-local names), for route_kubernetes_service's DNAT (without it a pod's connect
+	# to it fails with ENETUNREACH before leaving the pod).
 	cat >"$state/cni/net.d/10-iommufd-cluster.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -197,6 +204,7 @@ EOF
       "ipam": {
         "type": "host-local",
         "ranges": [[{"subnet": "$pod_subnet"}]],
+        "routes": [{"dst": "$service_ip/32"}],
         "dataDir": "$state/cni/ipam"
       }
     }
@@ -395,6 +403,27 @@ clean_iptables() {
 # /dev/iommu: the plugin opens it; this machine has no IOMMUFD, so a stand-in char
 # device (the /dev/null device numbers, as tests/integration does): the plugin's
 # RLIMIT_MODE ioctl then fails with ENOTTY, which --rlimit-mode=best-effort tolerates.
+# Pods reach $service_ip:443 (the kubernetes Service, what in-cluster configuration
+# dials) as the API server's 127.0.0.1:$apiserver_port: a DNAT in PREROUTING for what
+# comes from the pod bridge, and route_localnet so the kernel routes to loopback what
+# came in on it (down puts the sysctl back and removes the chain). The API server's
+# certificate names $service_ip already. This is the part of kube-proxy our pods need.
+route_kubernetes_service() {
+	unroute_kubernetes_service # a crashed up's, whose record is gone
+	echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet || die "cannot set route_localnet"
+	iptables -w -t nat -N "$service_chain" || die "iptables: cannot create $service_chain"
+	iptables -w -t nat -A "$service_chain" -i "$bridge" -d "$service_ip/32" -p tcp --dport 443 \
+		-j DNAT --to-destination "127.0.0.1:$apiserver_port" || die "iptables: DNAT rule failed"
+	iptables -w -t nat -I PREROUTING -j "$service_chain" || die "iptables: PREROUTING jump failed"
+}
+
+unroute_kubernetes_service() {
+	iptables -w -t nat -S "$service_chain" >/dev/null 2>&1 || return 0
+	while iptables -w -t nat -D PREROUTING -j "$service_chain" 2>/dev/null; do :; done
+	iptables -w -t nat -F "$service_chain" && iptables -w -t nat -X "$service_chain" ||
+		say "warning: could not delete the nat chain $service_chain"
+}
+
 make_iommu_standin() {
 	if [ ! -e /dev/iommu ]; then
 		mknod -m 0666 /dev/iommu c 1 3 || die "mknod /dev/iommu failed"
@@ -503,6 +532,7 @@ cmd_up() {
 	ctr_k8s images import "$bin/../images/pause.tar" >/dev/null ||
 		die "ctr could not import the pause image"
 
+	route_kubernetes_service
 	start_kubelet
 	wait_up kube-controller-manager "default service account" kubectl_admin get serviceaccount default
 	say "up in $(($(date +%s) - t0)) s; run: eval \"\$($0 env)\""
@@ -598,6 +628,7 @@ cmd_down() {
 	stop_component etcd
 	clean_cgroups
 	clean_iptables
+	unroute_kubernetes_service
 	# What a crashed run may have left: mounts under our dirs and the pods' netns.
 	local created=()
 	[ -f "$state/record/created" ] && mapfile -t created <"$state/record/created"

@@ -6,8 +6,8 @@ What needs no driver runs always: the chart renders what kustomize renders, the 
 server accepts every object, the RBAC grants what the driver needs and no more, the
 node label moves a node between the two DaemonSets, and a hand-made ResourceSlice of
 our driver makes the scheduler serve a plain `devices.kubevirt.io/iommufd: 1` through
-DRA. The tests that need the driver skip, naming why, until the image carries it.
-(/dev/iommu is a stand-in and the driver runs --rlimit-mode=best-effort, as for the
+DRA. The rest runs the driver from its own image (iommufd-dra-driver, built and
+imported by the session). (/dev/iommu is a stand-in and the driver runs --rlimit-mode=best-effort, as for the
 device plugin's tests.)"""
 
 import json
@@ -131,18 +131,15 @@ def dra_node(plugin):
 
 def dra_overlay(tmp, flags=None):
     """deploy/dra with the imported image (never pulled) and best-effort RLIMIT_MODE
-    (the stand-in /dev/iommu), as clusterlib.plugin_overlay does for deploy/. This
-    cluster has no kube-proxy (tests/cluster/README.md): the kubernetes Service's
-    10.96.0.1 leads nowhere, so the driver runs in the host's network namespace and
-    its in-cluster configuration is pointed at the API server's 127.0.0.1:6443 (the
-    variables the kubelet injects, overridden as a pod's own env may)."""
+    (the stand-in /dev/iommu), as clusterlib.plugin_overlay does for deploy/. The
+    driver runs on the pod network as shipped: its in-cluster configuration dials the
+    kubernetes Service, which cluster.sh routes to the API server (no kube-proxy here,
+    one DNAT rule instead)."""
     name, tag = plugin_image("iommufd-dra-driver").rsplit(":", 1)
     flags = dict({"rlimit-mode": "best-effort"}, **(flags or {}))
     env = [{"name": "IOMMUFD_DP_" + k.upper().replace("-", "_"), "value": v} for k, v in sorted(flags.items())]
-    env += [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
-            {"name": "KUBERNETES_SERVICE_PORT", "value": "6443"}]
     patch = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": DRA_DS, "namespace": NAMESPACE},
-             "spec": {"template": {"spec": {"hostNetwork": True, "containers": [
+             "spec": {"template": {"spec": {"containers": [
                  {"name": DRA_DS, "imagePullPolicy": "Never", "env": env}]}}}}
     os.makedirs(tmp, exist_ok=True)
     with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
@@ -261,25 +258,34 @@ def test_the_mode_label_moves_a_node_between_the_two_daemonsets(dra_node, tmp_pa
 
 def test_a_handmade_slice_of_our_driver_serves_the_extended_resource_through_dra(dra_node):
     """KEP-5004 without our driver: our DeviceClass and a ResourceSlice made by hand
-    (our driver's name, the node's pool). A pod asking for devices.kubevirt.io/iommufd: 1
-    is scheduled on a node whose allocatable has 0 of it: the scheduler made the pod's
-    extended-resource claim and allocated one of the slice's devices; the kubelet then
-    finds no such driver registered and says so in the pod's events."""
+    (our driver's name, a pool of its own on this node). A pod asking for
+    devices.kubevirt.io/iommufd: 1 is scheduled on a node whose allocatable has 0 of it,
+    while its capacity still lists the resource (the kubelet never drops a device
+    plugin's resource from capacity: docs/install.md's move): the scheduler made the
+    pod's extended-resource claim and allocated one of the slice's devices; the kubelet
+    then finds no such driver registered and says so in the pod's events.
+
+    The slice names the node by nodeSelector, not nodeName: 30 s after the last plugin
+    of a driver unregisters, the kubelet deletes every ResourceSlice with that driver and
+    spec.nodeName (pkg/kubelet/cm/dra/plugin/dra_plugin_manager.go, sync and
+    wipeResourceSlices; defaultWipingDelay in cm/dra/manager.go), and in the suite's
+    order our driver ran in the test before: a nodeName slice made within those 30 s
+    was deleted under the pod, which then stayed unscheduled (the stressed run of
+    2026-12-07). The driver's own slice, which that wipe or the test's uninstall
+    deletes, is waited for first so that the scheduler can only pick this one."""
     name = "dra-handmade"
-    # The kubelet keeps a device plugin's resource in the node's capacity (allocatable 0)
-    # at least 5 minutes after its endpoint stopped (devicemanager endpointStopGracePeriod;
-    # on 2026-12-07 it was still there after 420 s, so this test skipped: issue 23);
-    # while the node lists it the scheduler does not serve it through DRA (seen in the
-    # CI order, where a device plugin ran just before: the pod stayed unscheduled 120 s).
-    # docs/install.md's move says the same.
-    def capacity_lists_it():
-        return RESOURCE in json.loads(kubectl("get", "node", node(), "-o", "json").stdout)["status"].get("capacity", {})
-    try:
-        wait_until(lambda: not capacity_lists_it(), 420, "the kubelet to drop %s from the node's capacity" % RESOURCE)
-    except AssertionError:
-        pytest.skip("the node still lists %s in its capacity after 420 s (the kubelet's grace is 5 min)" % RESOURCE)
+    wait_until(lambda: not our_slices(), 120, "the ResourceSlices of an earlier driver of ours gone")
+    node_status = json.loads(kubectl("get", "node", node(), "-o", "json").stdout)["status"]
+    assert node_status["allocatable"].get(RESOURCE) == "0", node_status["allocatable"]
+    assert RESOURCE in node_status["capacity"], (
+        "the kubelet dropped %s from the node's capacity: docs/install.md says it keeps it" % RESOURCE,
+        node_status["capacity"])
+    handmade = slice_obj("iommufd-test-handmade", DRIVER, "iommufd-test-handmade", {"iommufd0": {}, "iommufd1": {}})
+    del handmade["spec"]["nodeName"]
+    handmade["spec"]["nodeSelector"] = {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node()]}]}]}
     kubectl("apply", "-f", os.path.join(DRA_DIR, "deviceclass.yaml"))
-    apply(slice_obj("iommufd-test-handmade", DRIVER, node(), {"iommufd0": {}, "iommufd1": {}}))
+    apply(handmade)
     try:
         kubectl("create", "-f", "-", input=json.dumps(vm_pod(name, 0)))
         pod = wait_until(lambda: (lambda p: p if p["spec"].get("nodeName") else None)(get("pod", name, "default")),
@@ -290,14 +296,16 @@ def test_a_handmade_slice_of_our_driver_serves_the_extended_resource_through_dra
         claim = get("resourceclaim", status["resourceClaimName"], "default")
         assert claim["metadata"]["annotations"].get(EXTENDED_CLAIM) == "true", claim["metadata"]
         results = claim["status"]["allocation"]["devices"]["results"]
-        assert [(r["driver"], r["pool"]) for r in results] == [(DRIVER, node())], results
+        assert [(r["driver"], r["pool"]) for r in results] == [(DRIVER, "iommufd-test-handmade")], results
         assert results[0]["device"] in ("iommufd0", "iommufd1")
         assert [r["uid"] for r in claim["status"]["reservedFor"]] == [pod["metadata"]["uid"]]
         assert status["requestMappings"][0]["containerName"] == "compute", status
         events = wait_until(lambda: [w for w in warnings(name) if DRIVER in w[1]], 180,
                             "the kubelet's event naming the missing driver")
         assert pod_phase(name) == "Pending"
-        print("\nextended-resource claim %s: %s\nkubelet: %s" % (claim["metadata"]["name"], results, events[0]))
+        print("\nextended-resource claim %s: %s\nkubelet: %s\nnode capacity %s, allocatable %s" % (
+            claim["metadata"]["name"], results, events[0], node_status["capacity"][RESOURCE],
+            node_status["allocatable"][RESOURCE]))
     finally:
         kubectl("delete", "pod", name, "--ignore-not-found", "--grace-period=0", "--force", check=False)
         delete("resourceslice", "iommufd-test-handmade")
@@ -307,9 +315,9 @@ def test_a_handmade_slice_of_our_driver_serves_the_extended_resource_through_dra
 # ------------------------------------------------------------ with the driver ----
 
 def skip_without_driver():
-    if not os.path.exists(driver_binary()):
-        pytest.skip("the image has no iommufd-dra-driver yet (%s absent: meson.build does not build it): "
-                    "the DRA driver's cluster tests wait for it (issue 23)" % driver_binary())
+    """The session built the driver's image; a missing binary is a failure, not a skip."""
+    assert os.path.exists(driver_binary()), \
+        "%s absent: scripts/image.sh built no iommufd-dra-driver for the DRA image" % driver_binary()
 
 
 def install_driver(overlay):
@@ -333,9 +341,12 @@ def uninstall_driver(overlay):
 
 
 @pytest.fixture
-def dra_driver(request, tmp_path):
+def dra_driver(request, tmp_path, cluster):
     """deploy/dra applied (the imported image) on the node labelled for DRA, rolled out,
-    its slice published; deleted afterwards. Skips before the node is relabelled."""
+    its slice published; deleted afterwards. Skips before the node is relabelled, but
+    after the session's cluster (which builds the image: before it, a fresh checkout has
+    no build-image/ and every driver test would skip for want of a binary it is about to
+    build)."""
     skip_without_driver()
     request.getfixturevalue("dra_node")
     overlay = dra_overlay(str(tmp_path / "dra"))
@@ -416,12 +427,6 @@ def test_a_pod_with_a_resourceclaim_of_our_deviceclass_gets_its_fd(dra_driver):
 
 
 def test_rolling_update_under_a_stream_of_pods_refuses_none(dra_driver):
-    # Blocked here, not in the product: this cluster has no kube-proxy, so the driver
-    # runs on the host network (dra_overlay), where the surge pod (maxSurge 1) wants the
-    # old pod's metrics/probe port 9110 and stays Pending; seen on 2026-12-07. It runs
-    # again once the test cluster lets a pod reach the API server (issue 23's note).
-    pytest.skip("blocked on the test cluster: no kube-proxy, so the DRA driver runs on the host "
-                "network, where the surge pod cannot take the old pod's port 9110")
     stream = PodStream("dra-rr")
     try:
         time.sleep(3)
