@@ -314,7 +314,7 @@ def test_a_handmade_slice_of_our_driver_serves_the_extended_resource_through_dra
 
 # ------------------------------------------------------------ with the driver ----
 
-def skip_without_driver():
+def require_driver():
     """The session built the driver's image; a missing binary is a failure, not a skip."""
     assert os.path.exists(driver_binary()), \
         "%s absent: scripts/image.sh built no iommufd-dra-driver for the DRA image" % driver_binary()
@@ -347,7 +347,7 @@ def dra_driver(request, tmp_path, cluster):
     after the session's cluster (which builds the image: before it, a fresh checkout has
     no build-image/ and every driver test would skip for want of a binary it is about to
     build)."""
-    skip_without_driver()
+    require_driver()
     request.getfixturevalue("dra_node")
     overlay = dra_overlay(str(tmp_path / "dra"))
     try:
