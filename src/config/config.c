@@ -59,7 +59,11 @@ static const struct option_spec specs[] = {
     {"container-socket-path", KIND_STRING, FIELD(kubelet.container_socket_path), "PATH",
      "where the handoff socket appears in the container", NULL, 0, 0},
     {"expose-device-node", KIND_BOOL, FIELD(kubelet.expose_device_node), NULL,
-     "also give the container the device node (rw); the fd is all a consumer needs", NULL, 0, 0},
+     "also give the container the node as /dev/iommu (rw; libvirt 12.9 wants it)", NULL, 0, 0},
+    {"device-node-host-path", KIND_STRING, FIELD(kubelet.device_node_host_path), "PATH",
+     "with --expose-device-node: the node as the runtime finds it on the node (--iommu-device: "
+     "where we open it, in a pod the node's /dev mounted elsewhere)",
+     NULL, 0, 0},
     {"handoff-ttl", KIND_DURATION, FIELD(handoff.ttl_usec), "DURATION",
      "how long an unclaimed handoff socket and its fd are kept", NULL, 0, 0},
     {"drain-timeout", KIND_DURATION, FIELD(drain_timeout_usec), "DURATION",

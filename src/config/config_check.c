@@ -1,6 +1,6 @@
-/* Refuses, at start, socket paths that could not fit sun_path: found later, each would
- * be an Allocate failing INTERNAL or a registration that never happens, with Healthy
- * devices advertised all along. */
+/* Refuses, at start, socket paths that could not fit sun_path (and a relative device
+ * node host path): found later, each would be an Allocate failing INTERNAL or a
+ * registration that never happens, with Healthy devices advertised all along. */
 #include "config_check.h"
 #include "config_table.h"
 #include "../dra/claim_store.h"
@@ -105,5 +105,13 @@ int config_check_paths(const struct config *config, FILE *err)
 	if (r == 0)
 		r = check(err, name, "container-socket-path", k->container_socket_path, 0,
 			  "the path qemu connects to");
+	/* Not a socket, but read by the runtime on the node, relative to nothing. */
+	if (r == 0 && k->device_node_host_path[0] != '/') {
+		fprintf(err,
+			"%s: --device-node-host-path must be absolute: the runtime finds it on "
+			"the node\n",
+			name);
+		r = -EINVAL;
+	}
 	return r;
 }

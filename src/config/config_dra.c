@@ -89,7 +89,8 @@ static int config_finish_dra(struct config *config, FILE *err)
 	}
 	o->devices = config->kubelet.devices;
 	o->container_socket_path = config->kubelet.container_socket_path;
-	o->device_node = config->kubelet.expose_device_node ? config->iommufd.device_path : NULL;
+	o->device_node =
+	    config->kubelet.expose_device_node ? config->kubelet.device_node_host_path : NULL;
 	return 0;
 }
 

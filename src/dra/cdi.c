@@ -3,6 +3,7 @@
  * dra_files.c, so the runtime never reads half a spec. */
 #include "cdi.h"
 #include "dra_files.h"
+#include "../kubelet/kubelet_options.h"
 #include "../util.h"
 
 #include <stdio.h>
@@ -43,7 +44,11 @@ char *cdi_spec_render(const struct cdi_options *o, const char *claim_uid, const 
 	json_string(f, o->container_socket_path);
 	fputs(",\"options\":[\"bind\"]}]", f);
 	if (o->device_node) {
-		fputs(",\"deviceNodes\":[{\"path\":", f);
+		/* hostPath (CDI spec 0.5.0) is where the runtime finds the node; path is
+		 * where it appears in the container. */
+		fputs(",\"deviceNodes\":[{\"path\":\"" KUBELET_DEVICE_NODE_CONTAINER_PATH
+		      "\",\"hostPath\":",
+		      f);
 		json_string(f, o->device_node);
 		fputs(",\"permissions\":\"rw\"}]", f);
 	}

@@ -1,6 +1,7 @@
 /* The CDI spec of a prepared claim (Container Device Interface, spec 0.6.0, JSON):
  * kind <driver>/iommufd, one device named by the claim's uid whose container edits
- * mount the claim's handoff socket (and the device node with --expose-device-node).
+ * mount the claim's handoff socket (and, with --expose-device-node, the device node as
+ * /dev/iommu).
  * The runtime applies it when the kubelet passes the CDI id we returned. */
 #pragma once
 
@@ -14,7 +15,7 @@ struct error;
 struct cdi_options {
 	const char *driver;		   /* the vendor part of the kind */
 	const char *container_socket_path; /* where the socket appears in the container */
-	const char *device_node;	   /* NULL, or the node to add (--expose-device-node) */
+	const char *device_node; /* NULL, or the node's path on the host (--expose-device-node) */
 };
 
 /**

@@ -300,8 +300,8 @@ static int device_plugin_allocate_container(struct device_plugin *plugin,
 	answer->response.mounts = answer->mounts;
 	if (config->expose_device_node) {
 		v1beta1__device_spec__init(&answer->device);
-		answer->device.container_path = (char *)config->iommu_device;
-		answer->device.host_path = (char *)config->iommu_device;
+		answer->device.container_path = KUBELET_DEVICE_NODE_CONTAINER_PATH;
+		answer->device.host_path = (char *)config->device_node_host_path;
 		answer->device.permissions = "rw";
 		answer->devices[0] = &answer->device;
 		answer->response.n_devices = 1;

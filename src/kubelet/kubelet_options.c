@@ -15,5 +15,6 @@ void kubelet_options_init(struct kubelet_options *o)
 	    .missing_device = KUBELET_MISSING_ALLOW,
 	    .container_socket_path = "/var/run/kubevirt/iommufd.sock",
 	    .expose_device_node = false,
+	    .device_node_host_path = KUBELET_DEVICE_NODE_CONTAINER_PATH, /* the node's own /dev */
 	};
 }

@@ -29,9 +29,15 @@ struct kubelet_options {
 	enum kubelet_missing_device missing_device;
 	const char *container_socket_path; /* the handoff socket's path in the container */
 	bool expose_device_node;	   /* also a DeviceSpec for the node itself */
+	/* With expose_device_node: the node's path on the node, for the container runtime
+	 * (iommu_device is where we open it: in a pod, the node's /dev mounted elsewhere). */
+	const char *device_node_host_path;
 };
 
 #define KUBELET_DEFAULT_DIR "/var/lib/kubelet/device-plugins"
+/* Where an exposed node appears in the container: the kernel's name, which libvirt and
+ * QEMU open (drivers/iommu/iommufd/main.c: the misc device "iommu"). */
+#define KUBELET_DEVICE_NODE_CONTAINER_PATH "/dev/iommu"
 
 /**
  * kubelet_options_init() - fill options with the defaults

@@ -126,12 +126,20 @@ def test_allocate_naming_one_device_in_two_containers_is_invalid_argument(env):
 
 
 def test_allocate_with_expose_device_node_adds_rw_device_spec(env):
+    """The node is opened as --iommu-device (here /dev/null; in the shipped manifests
+    /host/dev/iommu), but the runtime finds it on the node at --device-node-host-path
+    (default /dev/iommu) and puts it at /dev/iommu, where libvirt looks."""
     env.start("--devices", "2", "--expose-device-node")
     cresp = env.client().allocate(["iommufd0"]).container_responses[0]
     assert len(cresp.mounts) == 1
-    assert len(cresp.devices) == 1
-    assert cresp.devices[0].host_path == "/dev/null"
-    assert cresp.devices[0].permissions == "rw"
+    [device] = cresp.devices
+    assert (device.host_path, device.container_path, device.permissions) == ("/dev/iommu", "/dev/iommu", "rw")
+
+
+def test_allocate_with_device_node_host_path_names_it_on_the_host_side_only(env):
+    env.start("--devices", "2", "--expose-device-node", "--device-node-host-path", "/node/dev/iommu")
+    [device] = env.client().allocate(["iommufd1"]).container_responses[0].devices
+    assert (device.host_path, device.container_path, device.permissions) == ("/node/dev/iommu", "/dev/iommu", "rw")
 
 
 def test_unknown_method_is_unimplemented(env):

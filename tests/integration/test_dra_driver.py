@@ -368,6 +368,19 @@ def test_an_allocated_claim_is_prepared_and_its_fd_handed_over(env, kubeapi):
     assert_is_dev_null(kubevirt_receive(path))
 
 
+def test_with_expose_device_node_the_cdi_spec_adds_the_node_as_dev_iommu_from_the_host_path(env, kubeapi):
+    """The driver opens /dev/null (--iommu-device, /host/dev/iommu in the manifests); the
+    spec's device node is /dev/iommu in the container, found on the node at
+    --device-node-host-path (default /dev/iommu)."""
+    k, node = kubeapi, "node-devnode"
+    world, _, info = _kube_world(env, k, node, "--expose-device-node")
+    uid = _make_claim(k, "vm-devnode", [_result(node)])
+    _assert_prepared(world, _prepare(info.endpoint, "vm-devnode", uid), uid)
+    edits = _cdi_spec(world, uid)["devices"][0]["containerEdits"]
+    assert edits["deviceNodes"] == [{"path": "/dev/iommu", "hostPath": "/dev/iommu", "permissions": "rw"}], edits
+    assert_is_dev_null(kubevirt_receive(_host_socket(_cdi_spec(world, uid))))
+
+
 def test_prepare_again_answers_the_same_and_unprepare_removes_everything(env, kubeapi):
     k, node = kubeapi, "node-repeat"
     world, _, info = _kube_world(env, k, node)

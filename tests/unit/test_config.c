@@ -91,6 +91,7 @@ static void config_defaults_are_the_modules_own(void **state)
 	assert_int_equal(c->kubelet.missing_device, KUBELET_MISSING_ALLOW);
 	assert_string_equal(c->kubelet.container_socket_path, kubelet.container_socket_path);
 	assert_false(c->kubelet.expose_device_node);
+	assert_string_equal(c->kubelet.device_node_host_path, "/dev/iommu");
 	assert_string_equal(c->iommufd.device_path, "/dev/iommu");
 	assert_int_equal(c->iommufd.policy, IOMMUFD_RLIMIT_REQUIRED);
 	assert_string_equal(c->iommufd.scratch_dir, iommufd.scratch_dir);
@@ -129,7 +130,8 @@ static void config_flags_of_every_kind_reach_the_module_fields(void **state)
 	      "--socket-mode=0600", "--allowed-uids=107,0", "--socket-owner=107:108",
 	      "--scratch-dir=/tmp/scratch", "--iommu-device=/dev/null", "--selinux=off",
 	      "--log-format=json", "--metrics-address=127.0.0.1:9100", "-v", "3",
-	      "--resource-name=example.com/iommufd", NULL);
+	      "--resource-name=example.com/iommufd", "--device-node-host-path=/node/dev/iommu",
+	      NULL);
 	assert_int_equal(p.result, CONFIG_RUN);
 	const struct config *c = &p.config;
 	assert_int_equal(c->kubelet.devices, 4);
@@ -139,6 +141,7 @@ static void config_flags_of_every_kind_reach_the_module_fields(void **state)
 	assert_true(kubelet_uses_plugin_watcher(&c->kubelet));
 	assert_int_equal(c->kubelet.missing_device, KUBELET_MISSING_UNHEALTHY);
 	assert_true(c->kubelet.expose_device_node);
+	assert_string_equal(c->kubelet.device_node_host_path, "/node/dev/iommu");
 	assert_int_equal(c->handoff.ttl_usec, 500000);
 	assert_int_equal(c->handoff.ack_timeout_usec, 120ULL * 1000000);
 	assert_int_equal(c->drain_timeout_usec, 0);
@@ -241,6 +244,8 @@ static void config_bad_values_are_usage_errors_that_name_the_flag(void **state)
 	expect_usage_error("--socket-name=a/b", "--socket-name must be a plain file name");
 	expect_usage_error("--resource-name=plain", "--resource-name must be domain/name");
 	expect_usage_error("--kubelet-dir=", "--kubelet-dir must not be empty");
+	expect_usage_error("--device-node-host-path=dev/iommu",
+			   "--device-node-host-path must be absolute");
 	expect_usage_error("--no-such-flag", "unknown flag or missing value: --no-such-flag");
 	expect_usage_error("stray", "unexpected argument 'stray'");
 
@@ -386,7 +391,7 @@ static void config_dra_driver_has_its_own_flags_and_derived_dirs(void **state)
 
 	parse(&p, "--driver-name=drv.example.io", "--plugin-dir=/p", "--expose-device-node",
 	      "--node-name=n", "--kube-api=10.0.0.1:6443", "--kube-ca=/ca", "--kube-token-file=/t",
-	      NULL);
+	      "--iommu-device=/host/dev/iommu", NULL);
 	assert_int_equal(p.result, CONFIG_RUN);
 	assert_string_equal(p.config.dra.plugin.state_dir, "/p/claims");
 	assert_string_equal(p.config.dra.plugin.node_name, "n");

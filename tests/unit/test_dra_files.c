@@ -65,7 +65,14 @@ static void cdi_spec_is_the_exact_json(void **state)
 	json = cdi_spec_render(&with_node, UID, "/a\"b\\c");
 	assert_non_null(strstr(json, "\"hostPath\":\"/a\\\"b\\\\c\""));
 	assert_non_null(strstr(json, "]}],\"deviceNodes\":[{\"path\":\"/dev/iommu\","
-				     "\"permissions\":\"rw\"}]}}]}"));
+				     "\"hostPath\":\"/dev/iommu\",\"permissions\":\"rw\"}]}}]}"));
+	free(json);
+
+	/* The node's path on the host is the option; in the container it is /dev/iommu. */
+	with_node.device_node = "/node/dev/iommu";
+	json = cdi_spec_render(&with_node, UID, SOCKET);
+	assert_non_null(strstr(json, "\"deviceNodes\":[{\"path\":\"/dev/iommu\","
+				     "\"hostPath\":\"/node/dev/iommu\",\"permissions\":\"rw\"}]"));
 	free(json);
 
 	char *id = cdi_device_id(&cdi, UID);
