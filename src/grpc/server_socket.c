@@ -14,6 +14,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The kubelet's gRPC sockets: at the connection cap with every connection busy, a peer
+ * waits in this backlog. Not SOMAXCONN, which is the libc's (glibc 4096, musl 128: the
+ * release's build refused non-blocking connects behind 128 queued peers); the kernel
+ * caps it at net.core.somaxconn. */
+#define GRPC_LISTEN_BACKLOG 4096
+
 /* The temporary name for path: beside it, hidden (a leading '.'), so the kubelet's
  * plugin watcher, which skips such names, never tries to register it. */
 static char *server_temporary_path(const char *path)
@@ -58,7 +64,7 @@ int grpc_server_socket_open(const char *path, bool replace_live, struct file_id 
 		return fd;
 	if (bound)
 		bound(data, id);
-	int r = listen(fd, SOMAXCONN) < 0 ? -errno : 0;
+	int r = listen(fd, GRPC_LISTEN_BACKLOG) < 0 ? -errno : 0;
 	if (r == 0)
 		r = replace_live ? (rename(tmp, path) < 0 ? -errno : 0) : server_publish(tmp, path);
 	if (r < 0) {

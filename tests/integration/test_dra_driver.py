@@ -464,6 +464,15 @@ def _prepare_in_flight(driver, endpoint, name, uid):
     return future
 
 
+def _all_threads_stopped(pid):
+    """SIGSTOP is asynchronous: true once every thread of pid is in state T."""
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                return False
+    return True
+
+
 def test_the_api_server_gone_mid_prepare_fails_that_claim_then_recovers(env, kubeapi):
     k, node = kubeapi, "node-outage"
     world, driver, info = _kube_world(env, k, node)
@@ -471,10 +480,15 @@ def test_the_api_server_gone_mid_prepare_fails_that_claim_then_recovers(env, kub
     prefix = "claim vms/vm-outage: GET /apis/resource.k8s.io/v1/namespaces/vms/resourceclaims/vm-outage: "
     k.apiserver.send_signal(signal.SIGSTOP)  # the kernel still accepts; nobody answers
     try:
+        wait_until(lambda: _all_threads_stopped(k.apiserver.pid), 30, what="every kube-apiserver thread stopped")
         # A server that hangs: the claim fails at the lookup's deadline (10 s), well
         # before the kubelet's (60 s here).
         hung = _prepare_in_flight(driver, info.endpoint, "vm-outage", uid).result()
-        assert hung.claims[uid].error == prefix + "no answer from the API server within 10000 ms"
+        # (A stressed CI run once saw this claim prepared with the server stopped, not
+        # reproduced since: the driver's log says what it did.)
+        assert uid in hung.claims and \
+            hung.claims[uid].error == prefix + "no answer from the API server within 10000 ms", \
+            "%r\n--- driver log (tail) ---\n%s" % (hung, driver.stderr_text()[-4000:])
         # A server that goes away with the request unanswered: at once.
         future = _prepare_in_flight(driver, info.endpoint, "vm-outage", uid)
         k.apiserver.kill()

@@ -488,6 +488,29 @@ def test_500_idle_connections_leave_an_established_client_served_and_fds_return_
         assert fresh.get_device_plugin_options() is not None
 
 
+def test_the_grpc_backlog_holds_500_waiting_peers_whatever_the_libc(env):
+    """A peer that finds the loop busy waits in the listen backlog; with musl's SOMAXCONN
+    (128) the release build refused the 130th non-blocking connect with EAGAIN (a loaded
+    CI run's gRPC client then failed 'recvmsg: Invalid argument'). The daemon is stopped,
+    so nothing is accepted: every connect below stays in the backlog."""
+    with open("/proc/sys/net/core/somaxconn") as f:
+        peers = min(500, int(f.read()) - 1)  # the kernel's cap; 4096 by default
+    plugin = env.start("--devices", "4")
+    waiting = []
+    plugin.signal(signal.SIGSTOP)
+    try:
+        for _ in range(peers):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            waiting.append(s)
+            s.connect(env.plugin_socket)  # BlockingIOError (EAGAIN) once the backlog is full
+    finally:
+        plugin.signal(signal.SIGCONT)
+        for s in waiting:
+            s.close()
+    with DevicePluginClient(env.plugin_socket) as fresh:
+        assert fresh.get_device_plugin_options(timeout=10) is not None
+
+
 def test_new_client_is_served_while_128_idle_connections_are_held(env):
     """At the cap the oldest silent connection makes room: idle peers cannot lock out a kubelet."""
     env.start("--devices", "4")
