@@ -9,6 +9,7 @@ and the audit line of a real hand-over during the attack is always there.
 """
 
 import os
+import select
 import selectors
 import socket
 import subprocess
@@ -31,11 +32,13 @@ ATTACK_SECONDS = 4.0
 # milliseconds. Wide, for a machine with both cores busy.
 MAX_LIVEZ_GAP = 1.0
 # A connect+close loop, as fast as Python goes, until the deadline.
+# Its clock starts at its first connect, which it reports ("ready"): on a loaded machine
+# an interpreter can take seconds to start. Then it prints its count of connects.
 ATTACKER = r"""
 import socket, sys, time
-path, until = sys.argv[1], time.monotonic() + float(sys.argv[2])
-n = 0
-while time.monotonic() < until:
+path, seconds = sys.argv[1], float(sys.argv[2])
+n, until = 0, None
+while until is None or time.monotonic() < until:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(path)
@@ -43,6 +46,9 @@ while time.monotonic() < until:
     except OSError:
         pass
     s.close()
+    if n and until is None:
+        until = time.monotonic() + seconds
+        print("ready", flush=True)
 print(n)
 """
 
@@ -163,6 +169,9 @@ def test_a_connect_loop_on_a_handoff_socket_neither_stalls_the_loop_nor_floods_t
     ]
     with LivezPoller(address) as poller:
         try:
+            for p in attackers:  # both attack before the hand-over, however slow their start
+                assert select.select([p.stdout], [], [], 60)[0] and p.stdout.readline() == "ready\n", \
+                    "an attacker never connected"
             time.sleep(ATTACK_SECONDS / 2)
             # A real hand-over in the middle of the attack, with its audit line.
             got = subprocess.run(AS_QEMU + [receive_bin, "--socket", path], capture_output=True, text=True,
