@@ -11,7 +11,7 @@ import stat
 
 from clusterlib import delete_vm_pod, kubectl, vm_pod, wait_until
 # dra_node is a fixture: imported, it is this module's too.
-from test_dra import dra_node, dra_overlay, install_driver, skip_without_driver, uninstall_driver  # noqa: F401
+from test_dra import dra_node, dra_overlay, install_driver, require_driver, uninstall_driver  # noqa: F401
 
 NODE = "/dev/iommu"
 FAILED_CREATE = ("CreateContainerError", "CreateContainerConfigError", "RunContainerError", "StartError")
@@ -95,7 +95,7 @@ def test_expose_device_node_through_dra_gives_a_vm_pod_the_nodes_dev_iommu(reque
     """deploy/dra as shipped plus IOMMUFD_DP_EXPOSE_DEVICE_NODE=true on the node labelled
     for DRA: the claim's CDI spec (deviceNodes path /dev/iommu, hostPath /dev/iommu)
     applied by containerd."""
-    skip_without_driver()
+    require_driver()
     request.getfixturevalue("dra_node")
     overlay = dra_overlay(str(tmp_path / "dra"), {"expose-device-node": "true"})
     name = "devnode-dra"
