@@ -40,6 +40,23 @@ def wait_until(cond, timeout, what, interval=0.5):
     raise AssertionError("timed out after %ds waiting for %s" % (timeout, what))
 
 
+
+def host_pids(program, in_cgroup="kubepods"):
+    """Host pids of the processes named program (argv[0]'s base name) whose cgroup path
+    names in_cgroup (default: any pod's), not one another suite runs outside the cluster."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv0 = f.read().split(b"\0")[0]
+            with open("/proc/%s/cgroup" % pid) as f:
+                cgroup = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        if os.path.basename(argv0) == program.encode() and in_cgroup in cgroup:
+            pids.append(int(pid))
+    return pids
+
 def allocatable():
     node = os.environ["IOMMUFD_CLUSTER_NODE"]
     out = kubectl("get", "node", node, "-o", "json").stdout

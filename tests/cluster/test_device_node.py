@@ -9,7 +9,7 @@ import json
 import os
 import stat
 
-from clusterlib import delete_vm_pod, kubectl, vm_pod, wait_until
+from clusterlib import delete_vm_pod, host_pids, kubectl, vm_pod, wait_until
 # dra_node is a fixture: imported, it is this module's too.
 from test_dra import dra_node, dra_overlay, install_driver, require_driver, uninstall_driver  # noqa: F401
 
@@ -34,18 +34,7 @@ def received(name):
 def consumer_pid(pod_uid):
     """The host pid of the pod's consumer (its cgroup path names the pod's uid, with '_'
     for '-' under the systemd driver)."""
-    pids = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as f:
-                argv0 = f.read().split(b"\0")[0]
-            with open("/proc/%s/cgroup" % entry) as f:
-                cgroup = f.read()
-        except OSError:
-            continue
-        if os.path.basename(argv0) == b"iommufd-consumer" and (
-                pod_uid in cgroup or pod_uid.replace("-", "_") in cgroup):
-            pids.append(int(entry))
+    pids = host_pids("iommufd-consumer", pod_uid) + host_pids("iommufd-consumer", pod_uid.replace("-", "_"))
     assert len(pids) == 1, pids
     return pids[0]
 

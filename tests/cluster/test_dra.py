@@ -20,7 +20,7 @@ import time
 import pytest
 import yaml
 
-from clusterlib import (CLUSTER, DEVICES, DS, NAMESPACE, PodStream, RESOURCE, ROOT, allocatable, create_vm_pods, kubectl,
+from clusterlib import (CLUSTER, DEVICES, DS, NAMESPACE, PodStream, RESOURCE, ROOT, allocatable, create_vm_pods, host_pids, kubectl,
                         plugin_image, plugin_pods, pod_events, pod_outcome, pod_phase, run, vm_pod, wait_outcomes,
                         wait_until)
 
@@ -364,17 +364,7 @@ def driver_pod():
 
 
 def driver_host_pid():
-    pids = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as f:
-                argv0 = f.read().split(b"\0")[0]
-            with open("/proc/%s/cgroup" % entry) as f:
-                cgroup = f.read()
-        except OSError:
-            continue
-        if os.path.basename(argv0) == b"iommufd-dra-driver" and "kubepods" in cgroup:
-            pids.append(int(entry))
+    pids = host_pids("iommufd-dra-driver")
     assert len(pids) == 1, pids
     return pids[0]
 

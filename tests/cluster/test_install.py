@@ -17,7 +17,7 @@ import json
 import os
 import re
 
-from clusterlib import (DEVICES, DS, NAMESPACE, RESOURCE, ROOT, allocatable, delete_vm_pod, kubectl, plugin_image,
+from clusterlib import (DEVICES, DS, NAMESPACE, RESOURCE, ROOT, allocatable, delete_vm_pod, host_pids, kubectl, plugin_image,
                         plugin_log, plugin_pods, pod_events, run, vm_pod, wait_until)
 
 CHART = os.path.join(ROOT, "deploy", "helm", "iommufd-device-plugin")
@@ -83,18 +83,7 @@ def assert_ready_and_advertising(selector, daemonset=DS):
 def plugin_processes():
     """Pids of iommufd-device-plugin processes in the cluster's pod cgroups (not a plugin
     another test suite runs on this machine outside the cluster)."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                argv0 = f.read().split(b"\0")[0]
-            with open("/proc/%s/cgroup" % pid) as f:
-                cgroup = f.read()
-        except OSError:
-            continue
-        if os.path.basename(argv0) == b"iommufd-device-plugin" and "kubepods" in cgroup:
-            pids.append(int(pid))
-    return pids
+    return host_pids("iommufd-device-plugin")
 
 
 def our_sockets():
