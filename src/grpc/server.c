@@ -31,6 +31,11 @@
 /* What one request may take once unpacked: protobuf-c allocates a struct per
  * element, so a 4 MiB message of 2 million empty entries would take 150 MiB. */
 #define SERVER_UNPACK_BUDGET ((size_t)16 * 1024 * 1024)
+/* Request bytes held over all connections: as much as one connection's window. One
+ * connection cannot pass it, so a lone peer (the kubelet) never meets it; past it, the
+ * call holding the most is refused (RESOURCE_EXHAUSTED), which frees its bytes. The
+ * kubelet's requests are a few KiB: the peer holding megabytes is the one refused. */
+#define SERVER_HELD_BUDGET ((size_t)SERVER_CONNECTION_WINDOW)
 
 struct server_connection {
 	struct grpc_connection conn;
@@ -70,6 +75,8 @@ struct grpc_server {
 	int listen_fd;
 	struct loop_listener listener;
 	struct log_ratelimit evictions; /* "closing the oldest" lines a peer can cause */
+	struct log_ratelimit refusals;	/* "holding the most" lines, as many */
+	size_t held; /* the calls' held summed over all connections (SERVER_HELD_BUDGET) */
 	char *path;
 	struct file_id socket_id;
 	struct list connections; /* struct server_connection.link, oldest first */
@@ -86,6 +93,7 @@ static void call_release_input(struct grpc_call *call)
 	grpc_reader_free(&call->reader);
 	if (call->held > 0)
 		(void)nghttp2_session_consume_connection(call->owner->conn.session, call->held);
+	call->owner->server->held -= call->held;
 	call->held = 0;
 }
 
@@ -365,6 +373,33 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 	return 0;
 }
 
+/* Over SERVER_HELD_BUDGET, refuses the call holding the most request bytes until the
+ * server is within it again. Each refusal frees at least the average a call holds, so
+ * this ends within the calls open (at most 128 connections of 100 streams). */
+static void server_keep_held_budget(struct grpc_server *server)
+{
+	while (server->held > SERVER_HELD_BUDGET) {
+		struct grpc_call *largest = NULL;
+		struct server_connection *sc;
+		struct grpc_call *call;
+
+		list_for_each (sc, &server->connections, link)
+			list_for_each (call, &sc->calls, link)
+				if (!largest || call->held > largest->held)
+					largest = call;
+		if (!largest || largest->held == 0)
+			return; /* cannot happen: held is the calls' sum */
+		if (log_ratelimit_allow(&server->refusals))
+			log_warning("more than %zu request bytes held on %s: refusing the call holding "
+				    "the most (%zu bytes, pid %d)",
+				    SERVER_HELD_BUDGET, server->path ? server->path : "?",
+				    largest->held, largest->owner->peer_pid);
+		call_fail(largest, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			  "the server holds too many unfinished request bytes and this call held "
+			  "the most");
+	}
+}
+
 /* Request bytes are buffered until END_STREAM, within bounds: the stream's window is
  * reopened as they are buffered (one message, checked by its prefix, is the stream's
  * bound), the connection's only when the call is done with them. Bytes for a call
@@ -382,6 +417,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 		return 0;
 	}
 	call->held += len;
+	call->owner->server->held += len;
 	if (grpc_reader_append(&call->reader, data, len) == -EMSGSIZE) {
 		call_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			  "request message larger than 4194304 bytes");
@@ -392,6 +428,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 		return 0;
 	}
 	(void)nghttp2_session_consume_stream(session, stream_id, len);
+	server_keep_held_budget(call->owner->server);
 	return 0;
 }
 
@@ -534,6 +571,8 @@ int grpc_server_new(struct loop *loop, const struct grpc_method *methods, size_t
 	server->loop = loop;
 	log_ratelimit_init(loop, &server->evictions, LOG_RATELIMIT_INTERVAL_USEC,
 			   "idle gRPC connections closed at the cap");
+	log_ratelimit_init(loop, &server->refusals, LOG_RATELIMIT_INTERVAL_USEC,
+			   "calls refused over the request-bytes budget");
 	server->methods = methods;
 	server->method_count = method_count;
 	server->data = data;
@@ -622,6 +661,7 @@ void grpc_server_free(struct grpc_server *server)
 	while (!list_empty(&server->connections))
 		connection_free(list_first(&server->connections, struct server_connection, link));
 	log_ratelimit_destroy(&server->evictions);
+	log_ratelimit_destroy(&server->refusals);
 	nghttp2_session_callbacks_del(server->callbacks);
 	nghttp2_option_del(server->options);
 	free(server->path);

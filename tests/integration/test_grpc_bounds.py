@@ -224,3 +224,44 @@ def test_open_streams_are_stopped_by_the_connection_window(env, sanitized):
         assert sent <= 5 + 4 * MIB + 2 * 65535, "the daemon let %d bytes in" % sent
         assert_within_limit(plugin, sanitized)
         assert_serves(env)
+
+
+def test_unfinished_requests_on_many_connections_share_one_budget(env, sanitized):
+    """24 connections each hold an unfinished 3 MiB Allocate (its message sent, the
+    stream never ended): 72 MiB if each connection's own window were the only bound.
+
+    The server holds at most one connection's window over all of them: past it the
+    call holding the most is refused with RESOURCE_EXHAUSTED, so all but the last
+    standing are refused, the peak RSS stays in the DaemonSet's limit, and a proper
+    client is served meanwhile.
+    """
+    plugin = env.start("--devices", "2")
+    message = pb.AllocateRequest()
+    message.container_requests.add(devices_ids=["x" * (3 * MIB)])
+    payload = message.SerializeToString()
+    release = threading.Event()
+
+    def one_message_then_hold():
+        yield payload
+        release.wait(deadline(120))
+
+    calls = []
+    try:
+        for _ in range(24):
+            client = env.client(options=[("grpc.max_send_message_length", -1)])
+            calls.append(streaming_allocate(client).future(one_message_then_hold(),
+                                                           timeout=deadline(120)))
+        refused = []
+        end = time.monotonic() + deadline(60)
+        while len(refused) < 23 and time.monotonic() < end:
+            refused = [c for c in calls if c.done()]
+            time.sleep(0.1)
+        assert len(refused) >= 23, "%d of 24 unfinished 3 MiB requests refused" % len(refused)
+        for c in refused:
+            assert c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (c.code(), c.details())
+            assert "held the most" in c.details(), c.details()
+        assert_serves(env)
+        assert_within_limit(plugin, sanitized)
+        assert "refusing the call holding the most" in plugin.stderr_text()
+    finally:
+        release.set()
