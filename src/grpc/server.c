@@ -390,10 +390,11 @@ static void server_keep_held_budget(struct grpc_server *server)
 		if (!largest || largest->held == 0)
 			return; /* cannot happen: held is the calls' sum */
 		if (log_ratelimit_allow(&server->refusals))
-			log_warning("more than %zu request bytes held on %s: refusing the call holding "
-				    "the most (%zu bytes, pid %d)",
-				    SERVER_HELD_BUDGET, server->path ? server->path : "?",
-				    largest->held, largest->owner->peer_pid);
+			log_warning(
+			    "%s holds more than %zu request bytes: refusing the call holding "
+			    "the most (%zu bytes, pid %d)",
+			    server->path, SERVER_HELD_BUDGET, largest->held,
+			    largest->owner->peer_pid);
 		call_fail(largest, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			  "the server holds too many unfinished request bytes and this call held "
 			  "the most");
